@@ -1,0 +1,45 @@
+# The two commands a newcomer needs are the first two targets: `make dev` and `make test`.
+# Neither needs DATABASE_URL: without it they start a private PostgreSQL from the system's
+# server binaries (data under .herald/ for dev, a throwaway one under target/ for tests).
+
+CARGO ?= cargo
+HERALD := target/debug/herald
+RELEASE_HERALD := target/release/herald
+TEST_PG := target/test-postgres
+
+.PHONY: dev test build lint fmt sqlx-prepare bench-ingest bench-queue bench-api bench-publish
+
+## Build and run herald (api + scheduler + worker) on http://127.0.0.1:8080; Ctrl-C stops it.
+dev:
+	$(CARGO) build --bin herald
+	$(HERALD) dev
+
+## The whole test suite against a fresh private PostgreSQL (or DATABASE_URL when set).
+test:
+	$(CARGO) build --bin herald
+	$(HERALD) with-postgres --fresh --dir $(TEST_PG) -- $(CARGO) test --workspace
+
+build:
+	$(CARGO) build --release --bin herald
+
+## Event log ingest (issue: event log): 1/8/64 writers vs pgbench single-row INSERT, fsync on.
+bench-ingest:
+	$(CARGO) build --bin herald
+	$(HERALD) with-postgres --durable --fresh --dir target/bench-postgres -- $(CARGO) bench --bench ingest
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Regenerate .sqlx/ (the compile-time query data) against a freshly migrated private database.
+## Any earlier build of herald can start that database, so a new query never blocks this step.
+sqlx-prepare:
+	test -x $(HERALD) || $(CARGO) build --bin herald
+	$(HERALD) with-postgres --fresh --dir target/sqlx-postgres -- sh -c '\
+	  set -e; for migration in migrations/*.sql; do psql -q -v ON_ERROR_STOP=1 "$$DATABASE_URL" -f $$migration; done; \
+	  rm -rf .sqlx && mkdir .sqlx; \
+	  touch shared/src/lib.rs api/src/lib.rs worker/src/lib.rs scheduler/src/lib.rs src/main.rs tests/it/main.rs; \
+	  SQLX_OFFLINE=false SQLX_OFFLINE_DIR=$(CURDIR)/.sqlx $(CARGO) check --workspace --all-targets'

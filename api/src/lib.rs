@@ -1,0 +1,115 @@
+//! herald's HTTP API (axum).
+//!
+//! The api validates commands and appends them as events (later issues add the routes); this
+//! crate holds the server itself: the shared state, the middleware every request goes through
+//! (request id, span, metrics, panic catching, body limit), the problem-JSON errors and the
+//! operational routes (`/healthz`, `/readyz`, `/metrics`).
+
+pub mod error;
+pub mod extract;
+mod middleware;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use herald_shared::Config;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub pool: PgPool,
+    /// The validated settings.
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    /// Connects to the configured database and applies the migrations.
+    pub async fn connect(config: Arc<Config>) -> Result<Self> {
+        // Install the recorder before the first request records anything.
+        herald_shared::telemetry::metrics();
+        let pool = herald_shared::db::connect_and_migrate(&config).await?;
+        Ok(Self { pool, config })
+    }
+}
+
+/// Every route with every layer, ready to serve.
+pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with `extra` routes merged in, under the same layers (the test harness uses it
+/// for handlers that sleep or panic).
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    routes::routes()
+        .merge(extra)
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(middleware::panic_to_problem))
+        .layer(axum::middleware::from_fn(middleware::request_context))
+        .with_state(state)
+}
+
+/// A running api server.
+pub struct ApiServer {
+    /// The address it listens on (useful when the configured port was 0).
+    pub local_addr: SocketAddr,
+    /// Resolves when the server has stopped.
+    pub task: JoinHandle<Result<()>>,
+}
+
+/// Connects, migrates, binds `config.listen` and serves until `shutdown`.
+pub async fn start(config: Arc<Config>, shutdown: CancellationToken) -> Result<ApiServer> {
+    let state = AppState::connect(config.clone()).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("HERALD_LISTEN: cannot listen on {}", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    tracing::info!("listening on http://{local_addr}");
+    let app = router(state);
+    let task = tokio::spawn(serve(listener, app, shutdown, config.shutdown_grace()));
+    Ok(ApiServer { local_addr, task })
+}
+
+/// Runs the api until `shutdown` is cancelled and in-flight requests are done.
+pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()> {
+    let server = start(config, shutdown).await?;
+    server.task.await.context("the api task failed")?
+}
+
+/// Serves `app` on `listener`. On `shutdown` it stops accepting, lets in-flight requests finish
+/// for up to `grace`, then returns.
+pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken, grace: Duration) -> Result<()> {
+    let stop = shutdown.clone();
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { stop.cancelled().await });
+    let mut serving = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut serving => return result.context("the api server failed"),
+        _ = shutdown.cancelled() => {}
+    }
+    match tokio::time::timeout(grace, serving).await {
+        Ok(result) => result.context("the api server failed"),
+        Err(_) => {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "requests still in flight after the grace period; stopping anyway"
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! herald's settings: defaults, then an optional TOML file, then `HERALD_*` environment variables
+//! (and `DATABASE_URL`), validated once at start.
+//!
+//! Every role reads the same [`Config`], so one image and one set of variables run the api, the
+//! scheduler and the workers. Nested settings use `__` in the environment
+//! (`HERALD_PLATFORMS__X__CLIENT_ID` is `platforms.x.client_id`). An error names the variable an
+//! operator has to fix, for example `HERALD_ENCRYPTION_KEY: expected 32 bytes, base64`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{Keyring, KeyringError};
+
+/// The environment variable that names an optional settings file.
+pub const CONFIG_FILE_VAR: &str = "HERALD_CONFIG";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-friendly, for a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object a line, for log collectors.
+    Json,
+}
+
+/// Every setting herald reads. See the module documentation for where values come from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `DATABASE_URL`. Unset means "start or reuse the private PostgreSQL under `data_dir`"
+    /// (only `herald dev` and the operator commands do that).
+    #[serde(default, skip_serializing)]
+    pub database_url: Option<SecretString>,
+    /// Connections each process keeps to PostgreSQL.
+    pub database_max_connections: u32,
+    /// The api's listen address.
+    pub listen: SocketAddr,
+    /// Where local state lives: the private PostgreSQL and a generated encryption key.
+    pub data_dir: PathBuf,
+    /// `pretty` or `json`.
+    pub log_format: LogFormat,
+    /// A `tracing` filter such as `info,herald=debug`; `RUST_LOG` wins when it is set.
+    pub log: String,
+    /// The key that encrypts tokens and client secrets: 32 bytes, base64.
+    #[serde(default, skip_serializing)]
+    pub encryption_key: Option<SecretString>,
+    /// Older keys that still decrypt (comma separated, base64), kept while rows move to the
+    /// newest key.
+    #[serde(default, skip_serializing)]
+    pub encryption_keys: Option<SecretString>,
+    /// How long a stopping process lets in-flight requests and jobs finish, in seconds.
+    pub shutdown_grace_secs: u64,
+    /// Largest request body the api accepts, in bytes; larger ones get a 413.
+    pub max_body_bytes: usize,
+    /// How often a worker or scheduler reports that it is alive, in seconds.
+    pub heartbeat_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            database_max_connections: 20,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from(".herald"),
+            log_format: LogFormat::Pretty,
+            log: "info".to_owned(),
+            encryption_key: None,
+            encryption_keys: None,
+            shutdown_grace_secs: 20,
+            max_body_bytes: 1024 * 1024,
+            heartbeat_secs: 5,
+        }
+    }
+}
+
+/// A setting that is missing or wrong, named as the operator would set it.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    /// The variable (or file key) to fix, e.g. `HERALD_LISTEN`.
+    pub setting: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { setting: setting.into(), problem: problem.into() }
+    }
+}
+
+impl Config {
+    /// Reads defaults, then the file named by `HERALD_CONFIG` (if any), then the environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let file = std::env::var_os(CONFIG_FILE_VAR).map(PathBuf::from);
+        Self::load_from(file.as_deref(), Env::prefixed("HERALD_"))
+    }
+
+    /// Like [`Config::load`], with the file and the environment given (tests use this).
+    pub fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::new(CONFIG_FILE_VAR, format!("no such file: {}", file.display())));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let env = env.ignore(&["config"]).split("__");
+        figment = figment.merge(env).merge(Env::raw().only(&["DATABASE_URL"]));
+        let config: Config = figment.extract().map_err(|error| {
+            let source = error.metadata.as_ref().map(|metadata| metadata.name.to_string()).unwrap_or_default();
+            let setting = setting_name(&error.path, &source, file);
+            ConfigError::new(setting, error.kind.to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database_url {
+            let url = url.expose_secret();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError::new("DATABASE_URL", "expected a postgres:// or postgresql:// URL"));
+            }
+        }
+        if self.database_max_connections == 0 {
+            return Err(ConfigError::new("HERALD_DATABASE_MAX_CONNECTIONS", "must be at least 1"));
+        }
+        if self.heartbeat_secs == 0 {
+            return Err(ConfigError::new("HERALD_HEARTBEAT_SECS", "must be at least 1"));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::new("HERALD_MAX_BODY_BYTES", "must be at least 1024"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log)
+            .map_err(|error| ConfigError::new("HERALD_LOG", format!("not a log filter: {error}")))?;
+        self.keyring()?;
+        Ok(())
+    }
+
+    /// The encryption keys, newest first. Empty when no key is configured (the roles that need
+    /// one refuse to start; `herald dev` generates one).
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        let mut encoded = Vec::new();
+        if let Some(key) = &self.encryption_key {
+            encoded.push(("HERALD_ENCRYPTION_KEY", key.expose_secret().trim().to_owned()));
+        }
+        if let Some(keys) = &self.encryption_keys {
+            for key in keys.expose_secret().split(',').map(str::trim).filter(|key| !key.is_empty()) {
+                encoded.push(("HERALD_ENCRYPTION_KEYS", key.to_owned()));
+            }
+        }
+        let mut keyring = Keyring::default();
+        for (setting, key) in encoded {
+            keyring.push_base64(&key).map_err(|error| match error {
+                KeyringError::Encoding => ConfigError::new(setting, "expected 32 bytes, base64"),
+            })?;
+        }
+        Ok(keyring)
+    }
+
+    /// The grace period for in-flight work at shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The heartbeat interval of workers and schedulers.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs)
+    }
+}
+
+/// How an operator would name the setting at `path`, given where the bad value came from.
+fn setting_name(path: &[String], source: &str, file: Option<&Path>) -> String {
+    if path == ["database_url"] {
+        return "DATABASE_URL".to_owned();
+    }
+    match file {
+        Some(file) if !source.contains("environment") => format!("{} (in {})", path.join("."), file.display()),
+        _ => format!("HERALD_{}", path.join("__").to_uppercase()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return its large error type
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut loaded = None;
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            for (name, value) in vars {
+                jail.set_env(name, value);
+            }
+            loaded = Some(Config::load_from(None, Env::prefixed("HERALD_")));
+            Ok(())
+        });
+        loaded.expect("the jail ran")
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from(".herald"));
+        assert!(config.database_url.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let config = load(&[("HERALD_LISTEN", "0.0.0.0:9000"), ("DATABASE_URL", "postgres://x@y/z")]).unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.database_url.unwrap().expose_secret(), "postgres://x@y/z");
+    }
+
+    #[test]
+    fn a_bad_address_names_its_variable() {
+        let error = load(&[("HERALD_LISTEN", "nowhere")]).unwrap_err();
+        assert_eq!(error.setting, "HERALD_LISTEN", "{error}");
+    }
+
+    #[test]
+    fn a_short_encryption_key_says_what_is_expected() {
+        let error = load(&[("HERALD_ENCRYPTION_KEY", "c2hvcnQ=")]).unwrap_err();
+        assert_eq!(error.to_string(), "HERALD_ENCRYPTION_KEY: expected 32 bytes, base64");
+    }
+
+    #[test]
+    fn an_unknown_setting_is_refused() {
+        let error = load(&[("HERALD_LISTN", "127.0.0.1:1")]).unwrap_err();
+        assert!(error.to_string().contains("listn"), "{error}");
+    }
+
+    #[test]
+    fn a_file_sits_between_defaults_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("herald.toml", "listen = \"127.0.0.1:7000\"\nlog = \"debug\"\n")?;
+            jail.set_env("HERALD_LOG", "warn");
+            let config = Config::load_from(Some(Path::new("herald.toml")), Env::prefixed("HERALD_")).unwrap();
+            assert_eq!(config.listen.to_string(), "127.0.0.1:7000");
+            assert_eq!(config.log, "warn");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,94 @@
+//! The PostgreSQL connection pool and the embedded migrations.
+
+pub mod local;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+
+/// The schema, compiled into the binary so every role can migrate at start.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Opens a pool to `url` and waits (up to a bound) for the server to answer.
+pub async fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url.expose_secret())
+        .await
+        .context("connecting to PostgreSQL (DATABASE_URL)")
+}
+
+/// Applies every embedded migration not yet applied. Safe to run from many processes at once:
+/// sqlx serialises them with an advisory lock.
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    MIGRATOR.run(pool).await.context("applying database migrations")
+}
+
+/// What `/readyz` reports about the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Reachable, every migration applied.
+    Ready,
+    /// The server did not answer.
+    Unreachable,
+    /// Reachable, but these migration versions are not applied.
+    MigrationsMissing(Vec<i64>),
+}
+
+/// Checks that the database answers and that every embedded migration has been applied.
+pub async fn readiness(pool: &PgPool, timeout: Duration) -> Readiness {
+    let applied = tokio::time::timeout(timeout, async {
+        let table: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text").fetch_one(pool).await?;
+        if table.is_none() {
+            return Ok::<_, sqlx::Error>(Vec::new());
+        }
+        sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool).await
+    })
+    .await;
+    match applied {
+        Ok(Ok(applied)) => {
+            let missing: Vec<i64> = MIGRATOR
+                .iter()
+                .filter(|migration| !migration.migration_type.is_down_migration())
+                .map(|migration| migration.version)
+                .filter(|version| !applied.contains(version))
+                .collect();
+            if missing.is_empty() { Readiness::Ready } else { Readiness::MigrationsMissing(missing) }
+        }
+        Ok(Err(_)) | Err(_) => Readiness::Unreachable,
+    }
+}
+
+/// Connects to `DATABASE_URL` from `config` and applies the migrations: how every role starts.
+pub async fn connect_and_migrate(config: &crate::Config) -> Result<PgPool> {
+    let url = config.database_url.as_ref().ok_or_else(|| anyhow::anyhow!("DATABASE_URL: not set"))?;
+    let pool = connect(url, config.database_max_connections).await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// `url` with its database name replaced (query parameters such as `host=` kept): how tests and
+/// benchmarks reach a database of their own on the same server.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    match query {
+        Some(query) => format!("{server}/{database}?{query}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_database_name_is_replaced_and_the_socket_kept() {
+        assert_eq!(super::with_database("postgres://u@h:5/a", "b"), "postgres://u@h:5/b");
+        assert_eq!(super::with_database("postgres://u@localhost/a?host=/s", "b"), "postgres://u@localhost/b?host=/s");
+    }
+}

@@ -1,0 +1,650 @@
+//! A post aimed at several accounts, and its deliveries (one per target).
+//!
+//! Post: `draft -> pending_approval -> scheduled -> publishing -> published | partial | failed | canceled`.
+//! Delivery: `pending -> queued -> publishing -> published | failed | unknown | canceled`.
+//!
+//! A delivery's `generation` changes whenever an edit or a retry resets it, so a publish job
+//! queued for an older generation finds it changed and ends without publishing. A delivery only
+//! enters `publishing` from `queued` (the compare-and-set that makes publishing at most once).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::events::{Aggregate, DomainEvent};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PostStatus {
+    #[default]
+    Draft,
+    PendingApproval,
+    Scheduled,
+    Publishing,
+    Published,
+    Partial,
+    Failed,
+    Canceled,
+}
+
+impl PostStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PostStatus::Draft => "draft",
+            PostStatus::PendingApproval => "pending_approval",
+            PostStatus::Scheduled => "scheduled",
+            PostStatus::Publishing => "publishing",
+            PostStatus::Published => "published",
+            PostStatus::Partial => "partial",
+            PostStatus::Failed => "failed",
+            PostStatus::Canceled => "canceled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    #[default]
+    Pending,
+    Queued,
+    Publishing,
+    Published,
+    Failed,
+    Unknown,
+    Canceled,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Queued => "queued",
+            DeliveryStatus::Publishing => "publishing",
+            DeliveryStatus::Published => "published",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Unknown => "unknown",
+            DeliveryStatus::Canceled => "canceled",
+        }
+    }
+
+    /// Publishing has begun (or ended): edits and cancels no longer reach it.
+    pub fn started(self) -> bool {
+        matches!(self, Self::Publishing | Self::Published | Self::Failed | Self::Unknown)
+    }
+
+    /// Nothing more will happen to it without an explicit retry.
+    pub fn terminal(self) -> bool {
+        matches!(self, Self::Published | Self::Failed | Self::Unknown | Self::Canceled)
+    }
+}
+
+/// One target as given at creation or edit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub delivery_id: Uuid,
+    pub account_id: Uuid,
+    /// Per-target content; the post's content when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub options: Value,
+}
+
+/// A failure as the platform reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryError {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub content: Option<String>,
+    pub options: Value,
+    pub status: DeliveryStatus,
+    pub generation: i32,
+    pub attempts: i32,
+    pub platform_post_id: Option<String>,
+    pub platform_url: Option<String>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub last_error: Option<DeliveryError>,
+}
+
+/// The post's state.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Post {
+    pub exists: bool,
+    pub project_id: Uuid,
+    pub status: PostStatus,
+    pub content: String,
+    pub external_id: Option<String>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub requires_approval: bool,
+    pub approved: bool,
+    pub generation: i32,
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Create {
+        project_id: Uuid,
+        content: String,
+        targets: Vec<Target>,
+        /// None: now (or, for a draft, when it is published).
+        scheduled_at: Option<DateTime<Utc>>,
+        draft: bool,
+        requires_approval: bool,
+        external_id: Option<String>,
+        now: DateTime<Utc>,
+    },
+    Update {
+        content: Option<String>,
+        targets: Option<Vec<Target>>,
+        scheduled_at: Option<DateTime<Utc>>,
+    },
+    Approve,
+    /// Publish a draft now.
+    Publish {
+        now: DateTime<Utc>,
+    },
+    Cancel,
+    /// Put failed deliveries (and, with `force`, unknown ones) back in line.
+    Retry {
+        force: bool,
+        now: DateTime<Utc>,
+    },
+    Queue {
+        delivery_id: Uuid,
+        generation: i32,
+    },
+    StartPublishing {
+        delivery_id: Uuid,
+        generation: i32,
+    },
+    RecordPublished {
+        delivery_id: Uuid,
+        platform_post_id: String,
+        platform_url: Option<String>,
+        at: DateTime<Utc>,
+    },
+    RecordRetrying {
+        delivery_id: Uuid,
+        error: DeliveryError,
+        retry_at: DateTime<Utc>,
+    },
+    RecordFailed {
+        delivery_id: Uuid,
+        error: DeliveryError,
+    },
+    RecordUnknown {
+        delivery_id: Uuid,
+        error: DeliveryError,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    #[serde(rename = "post.created")]
+    Created {
+        project_id: Uuid,
+        content: String,
+        targets: Vec<Target>,
+        scheduled_at: Option<DateTime<Utc>>,
+        status: PostStatus,
+        requires_approval: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        external_id: Option<String>,
+    },
+    #[serde(rename = "post.updated")]
+    Updated { content: String, targets: Vec<Target>, scheduled_at: Option<DateTime<Utc>>, generation: i32 },
+    #[serde(rename = "post.approved")]
+    Approved { status: PostStatus },
+    #[serde(rename = "post.publish_requested")]
+    PublishRequested { scheduled_at: DateTime<Utc>, status: PostStatus },
+    #[serde(rename = "post.canceled")]
+    Canceled { delivery_ids: Vec<Uuid>, status: PostStatus },
+    #[serde(rename = "post.retried")]
+    Retried { delivery_ids: Vec<Uuid>, generation: i32, scheduled_at: DateTime<Utc> },
+    #[serde(rename = "delivery.queued")]
+    DeliveryQueued { delivery_id: Uuid, generation: i32 },
+    #[serde(rename = "delivery.publishing")]
+    DeliveryPublishing { delivery_id: Uuid, attempt: i32 },
+    #[serde(rename = "delivery.published")]
+    DeliveryPublished {
+        delivery_id: Uuid,
+        platform_post_id: String,
+        platform_url: Option<String>,
+        published_at: DateTime<Utc>,
+        post_status: PostStatus,
+    },
+    #[serde(rename = "delivery.retrying")]
+    DeliveryRetrying { delivery_id: Uuid, error: DeliveryError, retry_at: DateTime<Utc> },
+    #[serde(rename = "delivery.failed")]
+    DeliveryFailed { delivery_id: Uuid, error: DeliveryError, post_status: PostStatus },
+    #[serde(rename = "delivery.unknown")]
+    DeliveryUnknown { delivery_id: Uuid, error: DeliveryError, post_status: PostStatus },
+}
+
+impl DomainEvent for Event {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Event::Created { .. } => "post.created",
+            Event::Updated { .. } => "post.updated",
+            Event::Approved { .. } => "post.approved",
+            Event::PublishRequested { .. } => "post.publish_requested",
+            Event::Canceled { .. } => "post.canceled",
+            Event::Retried { .. } => "post.retried",
+            Event::DeliveryQueued { .. } => "delivery.queued",
+            Event::DeliveryPublishing { .. } => "delivery.publishing",
+            Event::DeliveryPublished { .. } => "delivery.published",
+            Event::DeliveryRetrying { .. } => "delivery.retrying",
+            Event::DeliveryFailed { .. } => "delivery.failed",
+            Event::DeliveryUnknown { .. } => "delivery.unknown",
+        }
+    }
+
+    /// `post.created` is at version 2: version 1 named the text `text` and listed bare
+    /// `account_ids` (with ids derived for the deliveries).
+    fn schema_version(event_type: &str) -> i32 {
+        if event_type == "post.created" { 2 } else { 1 }
+    }
+
+    fn upcast(event_type: &str, version: i32, mut payload: Value) -> Value {
+        if event_type == "post.created"
+            && version == 1
+            && let Some(object) = payload.as_object_mut()
+        {
+            if let Some(text) = object.remove("text") {
+                object.insert("content".into(), text);
+            }
+            if let Some(Value::Array(account_ids)) = object.remove("account_ids") {
+                let targets: Vec<Value> = account_ids
+                    .into_iter()
+                    .filter_map(|id| id.as_str().and_then(|id| Uuid::parse_str(id).ok()))
+                    .map(|account_id| {
+                        let delivery_id = Uuid::new_v5(&account_id, b"v1-delivery");
+                        serde_json::json!({ "delivery_id": delivery_id, "account_id": account_id })
+                    })
+                    .collect();
+                object.insert("targets".into(), Value::Array(targets));
+            }
+            object.entry("requires_approval").or_insert(Value::Bool(false));
+        }
+        payload
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("the post already exists")]
+    AlreadyExists,
+    #[error("the post does not exist")]
+    NotFound,
+    #[error("a post needs at least one target")]
+    NoTargets,
+    #[error("account {0} is targeted twice")]
+    DuplicateTarget(Uuid),
+    #[error("publishing has started for some targets: the post can no longer be edited")]
+    DeliveryStarted,
+    #[error("the post is {0:?}: it can no longer change")]
+    Finished(PostStatus),
+    #[error("the post does not need approval, or is already approved")]
+    NotPendingApproval,
+    #[error("only a draft can be published this way")]
+    NotADraft,
+    #[error("delivery {0} is not part of this post")]
+    UnknownDelivery(Uuid),
+    #[error("delivery is {status:?} at generation {generation}, not what the caller expected")]
+    DeliveryMoved { status: DeliveryStatus, generation: i32 },
+    #[error("no delivery can be retried (unknown ones need force)")]
+    NothingToRetry,
+}
+
+impl Post {
+    fn delivery(&self, id: Uuid) -> Result<&Delivery, Rejection> {
+        self.deliveries.iter().find(|delivery| delivery.id == id).ok_or(Rejection::UnknownDelivery(id))
+    }
+
+    /// The post's status once `delivery_id` is `status`: follows from all its deliveries.
+    fn status_with(&self, delivery_id: Uuid, status: DeliveryStatus) -> PostStatus {
+        let statuses: Vec<DeliveryStatus> = self
+            .deliveries
+            .iter()
+            .map(|delivery| if delivery.id == delivery_id { status } else { delivery.status })
+            .collect();
+        derive_status(&statuses, self.status)
+    }
+
+    fn initial_status(&self) -> PostStatus {
+        if self.requires_approval && !self.approved { PostStatus::PendingApproval } else { PostStatus::Scheduled }
+    }
+}
+
+/// A post's status from its deliveries' (`current` while any is still on its way).
+pub fn derive_status(deliveries: &[DeliveryStatus], current: PostStatus) -> PostStatus {
+    if !deliveries.iter().all(|status| status.terminal()) {
+        return if deliveries.iter().any(|status| status.started()) { PostStatus::Publishing } else { current };
+    }
+    let published = deliveries.iter().filter(|status| **status == DeliveryStatus::Published).count();
+    let canceled = deliveries.iter().filter(|status| **status == DeliveryStatus::Canceled).count();
+    if canceled == deliveries.len() {
+        PostStatus::Canceled
+    } else if published == deliveries.len() - canceled {
+        PostStatus::Published
+    } else if published > 0 {
+        PostStatus::Partial
+    } else {
+        PostStatus::Failed
+    }
+}
+
+fn check_targets(targets: &[Target]) -> Result<(), Rejection> {
+    if targets.is_empty() {
+        return Err(Rejection::NoTargets);
+    }
+    for (index, target) in targets.iter().enumerate() {
+        if targets[..index].iter().any(|earlier| earlier.account_id == target.account_id) {
+            return Err(Rejection::DuplicateTarget(target.account_id));
+        }
+    }
+    Ok(())
+}
+
+impl Aggregate for Post {
+    const KIND: &'static str = "post";
+    type Command = Command;
+    type Event = Event;
+    type Rejection = Rejection;
+
+    fn decide(&self, command: Command) -> Result<Vec<Event>, Rejection> {
+        if !self.exists && !matches!(command, Command::Create { .. }) {
+            return Err(Rejection::NotFound);
+        }
+        match command {
+            Command::Create {
+                project_id,
+                content,
+                targets,
+                scheduled_at,
+                draft,
+                requires_approval,
+                external_id,
+                now,
+            } => {
+                if self.exists {
+                    return Err(Rejection::AlreadyExists);
+                }
+                check_targets(&targets)?;
+                let status = if draft {
+                    PostStatus::Draft
+                } else if requires_approval {
+                    PostStatus::PendingApproval
+                } else {
+                    PostStatus::Scheduled
+                };
+                let scheduled_at = if draft { scheduled_at } else { Some(scheduled_at.unwrap_or(now)) };
+                Ok(vec![Event::Created {
+                    project_id,
+                    content,
+                    targets,
+                    scheduled_at,
+                    status,
+                    requires_approval,
+                    external_id,
+                }])
+            }
+            Command::Update { content, targets, scheduled_at } => {
+                if matches!(
+                    self.status,
+                    PostStatus::Canceled | PostStatus::Published | PostStatus::Partial | PostStatus::Failed
+                ) {
+                    return Err(Rejection::Finished(self.status));
+                }
+                if self.deliveries.iter().any(|delivery| delivery.status.started()) {
+                    return Err(Rejection::DeliveryStarted);
+                }
+                let targets = match targets {
+                    Some(targets) => {
+                        check_targets(&targets)?;
+                        targets
+                    }
+                    None => self
+                        .deliveries
+                        .iter()
+                        .map(|delivery| Target {
+                            delivery_id: delivery.id,
+                            account_id: delivery.account_id,
+                            content: delivery.content.clone(),
+                            options: delivery.options.clone(),
+                        })
+                        .collect(),
+                };
+                Ok(vec![Event::Updated {
+                    content: content.unwrap_or_else(|| self.content.clone()),
+                    targets,
+                    scheduled_at: scheduled_at.or(self.scheduled_at),
+                    generation: self.generation + 1,
+                }])
+            }
+            Command::Approve => {
+                if self.status != PostStatus::PendingApproval {
+                    return Err(Rejection::NotPendingApproval);
+                }
+                Ok(vec![Event::Approved { status: PostStatus::Scheduled }])
+            }
+            Command::Publish { now } => {
+                if self.status != PostStatus::Draft {
+                    return Err(Rejection::NotADraft);
+                }
+                Ok(vec![Event::PublishRequested { scheduled_at: now, status: self.initial_status() }])
+            }
+            Command::Cancel => {
+                let delivery_ids: Vec<Uuid> = self
+                    .deliveries
+                    .iter()
+                    .filter(|delivery| !delivery.status.started() && delivery.status != DeliveryStatus::Canceled)
+                    .map(|delivery| delivery.id)
+                    .collect();
+                if delivery_ids.is_empty() {
+                    return Err(Rejection::Finished(self.status));
+                }
+                let statuses: Vec<DeliveryStatus> =
+                    self.deliveries
+                        .iter()
+                        .map(|delivery| {
+                            if delivery_ids.contains(&delivery.id) { DeliveryStatus::Canceled } else { delivery.status }
+                        })
+                        .collect();
+                Ok(vec![Event::Canceled { delivery_ids, status: derive_status(&statuses, PostStatus::Canceled) }])
+            }
+            Command::Retry { force, now } => {
+                let delivery_ids: Vec<Uuid> = self
+                    .deliveries
+                    .iter()
+                    .filter(|delivery| {
+                        delivery.status == DeliveryStatus::Failed
+                            || (force && delivery.status == DeliveryStatus::Unknown)
+                    })
+                    .map(|delivery| delivery.id)
+                    .collect();
+                if delivery_ids.is_empty() {
+                    return Err(Rejection::NothingToRetry);
+                }
+                Ok(vec![Event::Retried { delivery_ids, generation: self.generation + 1, scheduled_at: now }])
+            }
+            Command::Queue { delivery_id, generation } => {
+                let delivery = self.delivery(delivery_id)?;
+                if delivery.status != DeliveryStatus::Pending
+                    || delivery.generation != generation
+                    || self.status != PostStatus::Scheduled && self.status != PostStatus::Publishing
+                {
+                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
+                }
+                Ok(vec![Event::DeliveryQueued { delivery_id, generation }])
+            }
+            Command::StartPublishing { delivery_id, generation } => {
+                let delivery = self.delivery(delivery_id)?;
+                if delivery.status != DeliveryStatus::Queued || delivery.generation != generation {
+                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
+                }
+                Ok(vec![Event::DeliveryPublishing { delivery_id, attempt: delivery.attempts + 1 }])
+            }
+            Command::RecordPublished { delivery_id, platform_post_id, platform_url, at } => {
+                let delivery = self.delivery(delivery_id)?;
+                if !matches!(delivery.status, DeliveryStatus::Publishing | DeliveryStatus::Unknown) {
+                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
+                }
+                let post_status = self.status_with(delivery_id, DeliveryStatus::Published);
+                Ok(vec![Event::DeliveryPublished {
+                    delivery_id,
+                    platform_post_id,
+                    platform_url,
+                    published_at: at,
+                    post_status,
+                }])
+            }
+            Command::RecordRetrying { delivery_id, error, retry_at } => {
+                let delivery = self.delivery(delivery_id)?;
+                if delivery.status != DeliveryStatus::Publishing {
+                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
+                }
+                Ok(vec![Event::DeliveryRetrying { delivery_id, error, retry_at }])
+            }
+            Command::RecordFailed { delivery_id, error } => {
+                let delivery = self.delivery(delivery_id)?;
+                if !matches!(delivery.status, DeliveryStatus::Publishing | DeliveryStatus::Queued) {
+                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
+                }
+                let post_status = self.status_with(delivery_id, DeliveryStatus::Failed);
+                Ok(vec![Event::DeliveryFailed { delivery_id, error, post_status }])
+            }
+            Command::RecordUnknown { delivery_id, error } => {
+                let delivery = self.delivery(delivery_id)?;
+                if delivery.status != DeliveryStatus::Publishing {
+                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
+                }
+                let post_status = self.status_with(delivery_id, DeliveryStatus::Unknown);
+                Ok(vec![Event::DeliveryUnknown { delivery_id, error, post_status }])
+            }
+        }
+    }
+
+    fn evolve(mut self, event: &Event) -> Self {
+        match event {
+            Event::Created { project_id, content, targets, scheduled_at, status, requires_approval, external_id } => {
+                self = Post {
+                    exists: true,
+                    project_id: *project_id,
+                    status: *status,
+                    content: content.clone(),
+                    external_id: external_id.clone(),
+                    scheduled_at: *scheduled_at,
+                    requires_approval: *requires_approval,
+                    approved: false,
+                    generation: 1,
+                    deliveries: targets.iter().map(|target| new_delivery(target, 1)).collect(),
+                };
+            }
+            Event::Updated { content, targets, scheduled_at, generation } => {
+                self.content = content.clone();
+                self.scheduled_at = *scheduled_at;
+                self.generation = *generation;
+                self.deliveries = targets.iter().map(|target| new_delivery(target, *generation)).collect();
+            }
+            Event::Approved { status } => {
+                self.approved = true;
+                self.status = *status;
+            }
+            Event::PublishRequested { scheduled_at, status } => {
+                self.scheduled_at = Some(*scheduled_at);
+                self.status = *status;
+            }
+            Event::Canceled { delivery_ids, status } => {
+                for delivery in self.deliveries.iter_mut().filter(|delivery| delivery_ids.contains(&delivery.id)) {
+                    delivery.status = DeliveryStatus::Canceled;
+                }
+                self.status = *status;
+            }
+            Event::Retried { delivery_ids, generation, scheduled_at } => {
+                self.generation = *generation;
+                self.scheduled_at = Some(*scheduled_at);
+                for delivery in self.deliveries.iter_mut().filter(|delivery| delivery_ids.contains(&delivery.id)) {
+                    delivery.status = DeliveryStatus::Pending;
+                    delivery.generation = *generation;
+                }
+                self.status = PostStatus::Publishing;
+            }
+            Event::DeliveryQueued { delivery_id, .. } => {
+                self.update_delivery(*delivery_id, |delivery| delivery.status = DeliveryStatus::Queued);
+            }
+            Event::DeliveryPublishing { delivery_id, attempt } => {
+                self.update_delivery(*delivery_id, |delivery| {
+                    delivery.status = DeliveryStatus::Publishing;
+                    delivery.attempts = *attempt;
+                });
+                self.status = PostStatus::Publishing;
+            }
+            Event::DeliveryPublished { delivery_id, platform_post_id, platform_url, published_at, post_status } => {
+                self.update_delivery(*delivery_id, |delivery| {
+                    delivery.status = DeliveryStatus::Published;
+                    delivery.platform_post_id = Some(platform_post_id.clone());
+                    delivery.platform_url = platform_url.clone();
+                    delivery.published_at = Some(*published_at);
+                });
+                self.status = *post_status;
+            }
+            Event::DeliveryRetrying { delivery_id, error, .. } => {
+                self.update_delivery(*delivery_id, |delivery| {
+                    delivery.status = DeliveryStatus::Queued;
+                    delivery.last_error = Some(error.clone());
+                });
+            }
+            Event::DeliveryFailed { delivery_id, error, post_status } => {
+                self.update_delivery(*delivery_id, |delivery| {
+                    delivery.status = DeliveryStatus::Failed;
+                    delivery.last_error = Some(error.clone());
+                });
+                self.status = *post_status;
+            }
+            Event::DeliveryUnknown { delivery_id, error, post_status } => {
+                self.update_delivery(*delivery_id, |delivery| {
+                    delivery.status = DeliveryStatus::Unknown;
+                    delivery.last_error = Some(error.clone());
+                });
+                self.status = *post_status;
+            }
+        }
+        self
+    }
+}
+
+impl Post {
+    fn update_delivery(&mut self, id: Uuid, change: impl FnOnce(&mut Delivery)) {
+        if let Some(delivery) = self.deliveries.iter_mut().find(|delivery| delivery.id == id) {
+            change(delivery);
+        }
+    }
+}
+
+fn new_delivery(target: &Target, generation: i32) -> Delivery {
+    Delivery {
+        id: target.delivery_id,
+        account_id: target.account_id,
+        content: target.content.clone(),
+        options: target.options.clone(),
+        generation,
+        ..Delivery::default()
+    }
+}
+
+#[cfg(test)]
+#[path = "post_tests.rs"]
+mod tests;

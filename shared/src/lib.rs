@@ -1,0 +1,15 @@
+//! herald's core, shared by every role: settings, the database, encryption, telemetry and the
+//! process plumbing. It knows nothing of HTTP handlers or job runners (those live in `api/`,
+//! `worker/` and `scheduler/`).
+
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod events;
+pub mod heartbeat;
+pub mod projections;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::Config;

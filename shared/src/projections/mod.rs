@@ -1,0 +1,68 @@
+//! Read models, kept by one dispatcher inside the append's transaction.
+//!
+//! [`apply`] routes a recorded event to its aggregate's projection. Every timestamp a read model
+//! holds comes from the event (`recorded_at`), never from the clock, so `herald projections
+//! rebuild` reproduces every row exactly.
+
+mod account;
+mod api_key;
+mod connect_session;
+mod oauth_app;
+mod post;
+mod project;
+pub mod rebuild;
+
+use sqlx::PgConnection;
+
+use crate::events::RecordedEvent;
+
+/// Updates the read models for one recorded event.
+pub async fn apply(tx: &mut PgConnection, event: &RecordedEvent) -> Result<(), ProjectionError> {
+    let kind = event.stream_id.split_once(':').map_or("", |(kind, _)| kind);
+    match kind {
+        "project" => project::apply(tx, event).await,
+        "key" => api_key::apply(tx, event).await,
+        "app" => oauth_app::apply(tx, event).await,
+        "connect" => connect_session::apply(tx, event).await,
+        "account" => account::apply(tx, event).await,
+        "post" => post::apply(tx, event).await,
+        other => Err(ProjectionError::UnknownStream(other.to_owned())),
+    }
+}
+
+/// Updates the read models for `events`, in order, applying runs of `post.created` set-wise
+/// (the hot path of a busy api; see the group committer).
+pub async fn apply_all(tx: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+    let mut created_posts: Vec<&RecordedEvent> = Vec::new();
+    for event in events {
+        if event.event_type == post::CREATED {
+            created_posts.push(event);
+            continue;
+        }
+        post::insert_created(tx, &created_posts).await?;
+        created_posts.clear();
+        apply(tx, event).await?;
+    }
+    post::insert_created(tx, &created_posts).await
+}
+
+/// A projection could not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("no projection for streams of kind {0:?}")]
+    UnknownStream(String),
+    #[error("stored event is invalid: {0}")]
+    Invalid(&'static str),
+    #[error("stored event could not be decoded")]
+    Decode(#[from] serde_json::Error),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The uuid of a `<kind>:<uuid>` stream.
+fn stream_uuid(stream_id: &str) -> Result<uuid::Uuid, ProjectionError> {
+    stream_id
+        .split_once(':')
+        .and_then(|(_, id)| uuid::Uuid::parse_str(id).ok())
+        .ok_or_else(|| ProjectionError::UnknownStream(stream_id.to_owned()))
+}

@@ -1,0 +1,250 @@
+//! `herald`: one binary for every role, so one image runs the api, the scheduler or a worker.
+//!
+//! `herald dev` runs all three in one process against a private PostgreSQL it starts (or the one
+//! `DATABASE_URL` names); the other subcommands are the single roles and the operator's tools.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use herald_shared::Config;
+use herald_shared::crypto::Keyring;
+use herald_shared::db::local::{Durability, LocalPostgres};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "herald", version, about = "Self-hostable social publishing backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum ProjectionsAction {
+    /// Replay the whole event log into empty read models (appends wait meanwhile).
+    Rebuild,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run api + scheduler + worker in one process, starting a private PostgreSQL when
+    /// DATABASE_URL is unset.
+    Dev,
+    /// Run the HTTP api.
+    Api,
+    /// Run a worker (start as many as you like).
+    Worker,
+    /// Run the scheduler (replicas are safe).
+    Scheduler,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Print the version.
+    Version,
+    /// Maintain the read models.
+    Projections {
+        #[command(subcommand)]
+        action: ProjectionsAction,
+    },
+    /// Run a command with DATABASE_URL pointing at a private PostgreSQL (used by `make test`).
+    #[command(hide = true)]
+    WithPostgres {
+        /// Where the private server keeps its data.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Throw away any data from an earlier run first.
+        #[arg(long)]
+        fresh: bool,
+        /// Keep fsync and synchronous commit on (for benchmarks); tests run without.
+        #[arg(long)]
+        durable: bool,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Version = cli.command {
+        println!("herald {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("herald: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("herald: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("herald: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, mut config: Config) -> Result<ExitCode> {
+    if let Command::WithPostgres { dir, fresh, durable, command } = command {
+        let durability = if durable { Durability::Durable } else { Durability::Throwaway };
+        return with_postgres(&config, &dir, fresh, durability, &command).await;
+    }
+    let _telemetry = herald_shared::telemetry::init(&config)?;
+    let local = use_private_postgres_if_needed(&mut config).await?;
+    let outcome = run_role(command, config).await;
+    if let Some(local) = local {
+        local.stop().await.context("stopping the private PostgreSQL")?;
+        tracing::info!("private PostgreSQL stopped");
+    }
+    outcome.map(|()| ExitCode::SUCCESS)
+}
+
+async fn run_role(command: Command, mut config: Config) -> Result<()> {
+    let shutdown = herald_shared::shutdown::on_signal();
+    match command {
+        Command::Dev => {
+            ensure_encryption_key(&mut config, true)?;
+            let config = Arc::new(config);
+            run_together(config, shutdown).await
+        }
+        Command::Api => {
+            ensure_encryption_key(&mut config, false)?;
+            herald_api::run(Arc::new(config), shutdown).await
+        }
+        Command::Worker => {
+            ensure_encryption_key(&mut config, false)?;
+            herald_worker::run(Arc::new(config), shutdown).await
+        }
+        Command::Scheduler => herald_scheduler::run(Arc::new(config), shutdown).await,
+        Command::Migrate => {
+            let pool = herald_shared::db::connect_and_migrate(&config).await?;
+            pool.close().await;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Projections { action: ProjectionsAction::Rebuild } => {
+            let pool = herald_shared::db::connect_and_migrate(&config).await?;
+            let started = std::time::Instant::now();
+            let applied = herald_shared::projections::rebuild::rebuild(&pool).await?;
+            println!("rebuilt the read models from {applied} events in {:.1} s", started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Command::Version | Command::WithPostgres { .. } => Ok(()),
+    }
+}
+
+/// api, scheduler and worker in one process; the first to fail stops the others.
+async fn run_together(config: Arc<Config>, shutdown: CancellationToken) -> Result<()> {
+    let mut roles = tokio::task::JoinSet::new();
+    roles.spawn(herald_api::run(config.clone(), shutdown.clone()));
+    roles.spawn(herald_scheduler::run(config.clone(), shutdown.clone()));
+    roles.spawn(herald_worker::run(config, shutdown.clone()));
+    let mut first_error = None;
+    while let Some(result) = roles.join_next().await {
+        let result = result.context("a role panicked").and_then(|result| result);
+        if let Err(error) = result {
+            shutdown.cancel();
+            first_error.get_or_insert(error);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Without DATABASE_URL, start (or reuse) the private PostgreSQL under the data directory.
+async fn use_private_postgres_if_needed(config: &mut Config) -> Result<Option<LocalPostgres>> {
+    if config.database_url.is_some() {
+        return Ok(None);
+    }
+    let root = config.data_dir.join("postgres");
+    let local = LocalPostgres::start(&root, Durability::Durable).await?;
+    if local.started_here() {
+        tracing::info!(data = %root.display(), "started a private PostgreSQL (set DATABASE_URL to use your own)");
+    } else {
+        tracing::info!(data = %root.display(), "using the private PostgreSQL that is already running");
+    }
+    config.database_url = Some(SecretString::from(local.url()));
+    Ok(Some(local))
+}
+
+/// The encryption key: configured, or the one `herald dev` generated into the data directory.
+fn ensure_encryption_key(config: &mut Config, may_generate: bool) -> Result<()> {
+    if !config.keyring()?.is_empty() {
+        return Ok(());
+    }
+    let path = config.data_dir.join("encryption.key");
+    if path.is_file() {
+        let key = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        config.encryption_key = Some(SecretString::from(key.trim().to_owned()));
+        config.keyring().with_context(|| format!("the key in {} is damaged", path.display()))?;
+        tracing::info!(path = %path.display(), "using the encryption key from the data directory");
+        return Ok(());
+    }
+    if !may_generate {
+        bail!("HERALD_ENCRYPTION_KEY: not set (32 bytes, base64; `openssl rand -base64 32` makes one)");
+    }
+    let key = Keyring::generate_base64();
+    write_private_file(&path, key.expose_secret())?;
+    tracing::warn!(
+        path = %path.display(),
+        "no HERALD_ENCRYPTION_KEY set: generated one into the data directory; back it up, tokens cannot be read without it"
+    );
+    config.encryption_key = Some(key);
+    Ok(())
+}
+
+fn write_private_file(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Runs `command` with DATABASE_URL set: the given one, or a private server's.
+async fn with_postgres(
+    config: &Config,
+    dir: &Path,
+    fresh: bool,
+    durability: Durability,
+    command: &[String],
+) -> Result<ExitCode> {
+    let Some((program, args)) = command.split_first() else { bail!("with-postgres: no command given") };
+    let mut child = tokio::process::Command::new(program);
+    child.args(args);
+    let local = match &config.database_url {
+        Some(_) => None,
+        None => {
+            if fresh && dir.exists() {
+                std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
+            let local = LocalPostgres::start(dir, durability).await?;
+            eprintln!("herald: private PostgreSQL at {}", local.url());
+            child.env("DATABASE_URL", local.url());
+            Some(local)
+        }
+    };
+    let status = child.status().await.with_context(|| format!("running {program}"));
+    if let Some(local) = local {
+        local.stop().await?;
+    }
+    let code = status?.code().unwrap_or(1);
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}

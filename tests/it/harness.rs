@@ -1,0 +1,213 @@
+//! The end-to-end harness: a fresh database per test (cloned from a migrated template, which is
+//! much faster than migrating each one), and the real app (api + scheduler + worker) on
+//! 127.0.0.1:0 against it.
+//!
+//! The server comes from `DATABASE_URL`; `make test` points it at a private throwaway PostgreSQL.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use herald_shared::Config;
+use herald_shared::db::with_database;
+use secrecy::SecretString;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The server every test database lives on.
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL must name a PostgreSQL server for the tests (`make test` starts a private one)")
+}
+
+/// A database of its own for one test, dropped (with its connections) when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let server = server_url();
+        let template = ensure_template(&server).await;
+        let name = format!("herald_test_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&server).await.expect("connect to the test server");
+        // Cloning a template fails while another clone of it is starting; retry briefly.
+        for attempt in 0.. {
+            let created =
+                admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {template}"))).await;
+            match created {
+                Ok(_) => break,
+                Err(error) if attempt < 50 && error.to_string().contains("is being accessed by other users") => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => panic!("creating {name}: {error}"),
+            }
+        }
+        admin.close().await.ok();
+        Self { url: with_database(&server, &name), name }
+    }
+
+    /// A small pool on this database, for tests that use the library directly.
+    pub async fn pool_for_test(&self) -> PgPool {
+        PgPool::connect(&self.url).await.expect("connect to the test database")
+    }
+
+    /// Drops the database now, cutting every connection to it.
+    pub async fn drop_now(&self) {
+        let mut admin = PgConnection::connect(&server_url()).await.expect("connect to the test server");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+            .await
+            .expect("drop the test database");
+        admin.close().await.ok();
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot await, and the test's runtime is going away: use a short-lived one.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                if let Ok(mut admin) = PgConnection::connect(&server_url()).await {
+                    let _ = admin
+                        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// The migrated template, created once per schema version (its name carries the migrations'
+/// checksum, so a changed migration gets a new template).
+async fn ensure_template(server: &str) -> String {
+    let mut digest = 0u64;
+    for migration in herald_shared::db::MIGRATOR.iter() {
+        for byte in migration.checksum.iter().chain(&migration.version.to_le_bytes()) {
+            digest = digest.wrapping_mul(0x100_0000_01b3).wrapping_add(u64::from(*byte));
+        }
+    }
+    let template = format!("herald_template_{digest:016x}");
+    let mut admin = PgConnection::connect(server).await.expect("connect to the test server");
+    sqlx::query("SELECT pg_advisory_lock(1952804208)").execute(&mut admin).await.expect("lock");
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&template)
+        .fetch_one(&mut admin)
+        .await
+        .expect("look up the template");
+    if !exists {
+        let building = format!("{template}_building");
+        admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {building}"))).await.expect("drop");
+        admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {building}"))).await.expect("create template");
+        let pool = PgPool::connect(&with_database(server, &building)).await.expect("connect to the template");
+        herald_shared::db::migrate(&pool).await.expect("migrate the template");
+        pool.close().await;
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("ALTER DATABASE {building} RENAME TO {template}")))
+            .await
+            .expect("publish the template");
+    }
+    sqlx::query("SELECT pg_advisory_unlock(1952804208)").execute(&mut admin).await.expect("unlock");
+    admin.close().await.ok();
+    template
+}
+
+/// Settings for an app on `db`, listening on a free port.
+pub fn test_config(db: &TestDb) -> Config {
+    Config {
+        database_url: Some(SecretString::from(db.url.clone())),
+        database_max_connections: 5,
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: std::env::temp_dir().join(format!("herald-test-{}", Uuid::new_v4().simple())),
+        encryption_key: Some(herald_shared::crypto::Keyring::generate_base64()),
+        shutdown_grace_secs: 5,
+        heartbeat_secs: 1,
+        ..Config::default()
+    }
+}
+
+/// The whole app, running in this test's runtime.
+pub struct TestApp {
+    pub db: TestDb,
+    pub config: Arc<Config>,
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    pub http: reqwest::Client,
+    pub shutdown: CancellationToken,
+    api: JoinHandle<anyhow::Result<()>>,
+    roles: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// api + scheduler + worker on a fresh database.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Router::new()).await
+    }
+
+    /// Like [`TestApp::spawn`], with `extra` routes merged into the api (for tests that need a
+    /// handler that sleeps, panics or reads JSON).
+    pub async fn spawn_with(extra: Router<herald_api::AppState>) -> Self {
+        let db = TestDb::new().await;
+        let config = Arc::new(test_config(&db));
+        Self::spawn_on(db, config, extra).await
+    }
+
+    pub async fn spawn_on(db: TestDb, config: Arc<Config>, extra: Router<herald_api::AppState>) -> Self {
+        let shutdown = CancellationToken::new();
+        let state = herald_api::AppState::connect(config.clone()).await.expect("api state");
+        let pool = state.pool.clone();
+        let listener = TcpListener::bind(config.listen).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = herald_api::router_with(state, extra);
+        let api = tokio::spawn(herald_api::serve(listener, app, shutdown.clone(), config.shutdown_grace()));
+        let roles = vec![
+            tokio::spawn(herald_scheduler::run(config.clone(), shutdown.clone())),
+            tokio::spawn(herald_worker::run(config.clone(), shutdown.clone())),
+        ];
+        Self { db, config, addr, pool, http: reqwest::Client::new(), shutdown, api, roles }
+    }
+
+    /// Waits until the worker and the scheduler have started (migrated and sent a heartbeat).
+    pub async fn wait_for_roles(&self) {
+        for _ in 0..200 {
+            let roles: i64 = sqlx::query_scalar("SELECT count(DISTINCT role) FROM process_heartbeats")
+                .fetch_one(&self.pool)
+                .await
+                .expect("read heartbeats");
+            if roles == 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the worker and the scheduler did not start within 5 s");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Cancels the app and waits for every role to return.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.api.await??;
+        for role in self.roles {
+            role.await??;
+        }
+        Ok(())
+    }
+}
+
+/// The `herald` binary built for these tests.
+pub fn herald_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_herald"))
+}

@@ -1,0 +1,7 @@
+//! herald's end-to-end tests: the real app, a real PostgreSQL, a fresh database per test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod event_log;
+mod foundation;
