@@ -6,6 +6,7 @@
 //! (`HERALD_PLATFORMS__X__CLIENT_ID` is `platforms.x.client_id`). An error names the variable an
 //! operator has to fix, for example `HERALD_ENCRYPTION_KEY: expected 32 bytes, base64`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -62,6 +63,62 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How often a worker or scheduler reports that it is alive, in seconds.
     pub heartbeat_secs: u64,
+    /// The job queue (`HERALD_QUEUE__*`).
+    pub queue: QueueConfig,
+}
+
+/// How workers claim and hold jobs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// How long a claimed job is held before another worker may rescue it, in seconds. Workers
+    /// extend the leases of running jobs every third of this.
+    pub lease_secs: u64,
+    /// How often an idle worker looks for due jobs when no notification arrives, in ms.
+    pub poll_interval_ms: u64,
+    /// The most jobs one claim takes.
+    pub claim_batch: usize,
+    /// Jobs a worker runs at once on a queue not named in `concurrency`.
+    pub default_concurrency: usize,
+    /// Jobs a worker runs at once, by queue (`HERALD_QUEUE__CONCURRENCY__PUBLISH=32`).
+    pub concurrency: BTreeMap<String, usize>,
+    /// How long finished jobs are kept before the scheduler prunes them, in hours.
+    pub retention_hours: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            lease_secs: 30,
+            poll_interval_ms: 1000,
+            claim_batch: 500,
+            default_concurrency: 16,
+            concurrency: BTreeMap::new(),
+            retention_hours: 24 * 7,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// How long a claimed job is held.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
+    /// The polling fallback.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// How long finished jobs are kept.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_hours * 60 * 60)
+    }
+
+    /// Concurrency for `queue`.
+    pub fn concurrency_of(&self, queue: &str) -> usize {
+        self.concurrency.get(queue).copied().unwrap_or(self.default_concurrency)
+    }
 }
 
 impl Default for Config {
@@ -78,6 +135,7 @@ impl Default for Config {
             shutdown_grace_secs: 20,
             max_body_bytes: 1024 * 1024,
             heartbeat_secs: 5,
+            queue: QueueConfig::default(),
         }
     }
 }
@@ -138,6 +196,24 @@ impl Config {
         }
         if self.heartbeat_secs == 0 {
             return Err(ConfigError::new("HERALD_HEARTBEAT_SECS", "must be at least 1"));
+        }
+        if self.queue.lease_secs < 3 {
+            return Err(ConfigError::new("HERALD_QUEUE__LEASE_SECS", "must be at least 3"));
+        }
+        if self.queue.poll_interval_ms == 0 {
+            return Err(ConfigError::new("HERALD_QUEUE__POLL_INTERVAL_MS", "must be at least 1"));
+        }
+        if self.queue.claim_batch == 0 {
+            return Err(ConfigError::new("HERALD_QUEUE__CLAIM_BATCH", "must be at least 1"));
+        }
+        if self.queue.default_concurrency == 0 {
+            return Err(ConfigError::new("HERALD_QUEUE__DEFAULT_CONCURRENCY", "must be at least 1"));
+        }
+        if let Some((queue, _)) = self.queue.concurrency.iter().find(|(_, concurrency)| **concurrency == 0) {
+            return Err(ConfigError::new(
+                format!("HERALD_QUEUE__CONCURRENCY__{}", queue.to_uppercase()),
+                "must be at least 1",
+            ));
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::new("HERALD_MAX_BODY_BYTES", "must be at least 1024"));
@@ -240,6 +316,18 @@ mod tests {
     fn an_unknown_setting_is_refused() {
         let error = load(&[("HERALD_LISTN", "127.0.0.1:1")]).unwrap_err();
         assert!(error.to_string().contains("listn"), "{error}");
+    }
+
+    #[test]
+    fn queue_settings_nest_under_double_underscores() {
+        let config = load(&[("HERALD_QUEUE__LEASE_SECS", "12"), ("HERALD_QUEUE__CONCURRENCY__PUBLISH", "40")]).unwrap();
+        assert_eq!(config.queue.lease(), Duration::from_secs(12));
+        assert_eq!(config.queue.concurrency_of("publish"), 40);
+        assert_eq!(config.queue.concurrency_of("default"), 16);
+        let error = load(&[("HERALD_QUEUE__LEASE_SECS", "soon")]).unwrap_err();
+        assert_eq!(error.setting, "HERALD_QUEUE__LEASE_SECS", "{error}");
+        let error = load(&[("HERALD_QUEUE__CONCURRENCY__PUBLISH", "0")]).unwrap_err();
+        assert_eq!(error.to_string(), "HERALD_QUEUE__CONCURRENCY__PUBLISH: must be at least 1");
     }
 
     #[test]

@@ -8,7 +8,10 @@ pub mod db;
 pub mod domain;
 pub mod events;
 pub mod heartbeat;
+pub mod jobs;
 pub mod projections;
+pub mod queue;
+pub mod rate_limit;
 pub mod shutdown;
 pub mod telemetry;
 

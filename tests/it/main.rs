@@ -5,3 +5,4 @@ mod harness;
 
 mod event_log;
 mod foundation;
+mod queue;

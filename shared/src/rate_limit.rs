@@ -1,0 +1,108 @@
+//! A rate limiter shared by every herald process, in PostgreSQL.
+//!
+//! The generic cell rate algorithm (GCRA): each key stores one timestamp, the theoretical
+//! arrival time (`tat`) of its next request. A request at `now` is allowed when
+//! `max(tat, now) + interval - burst * interval <= now`, and then moves `tat` on by one
+//! interval. That is a token bucket of `burst` tokens refilled at `limit` per `period`, kept in
+//! a single column, and decided by one upsert: the row lock serialises concurrent callers on
+//! any number of processes, so it never admits more than the rate allows.
+//!
+//! `block_until` records a reset time a platform named (`Retry-After`, `x-rate-limit-reset`):
+//! until then every acquire is refused with that time.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+
+/// `limit` requests per `period`, with bursts of up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub limit: u32,
+    pub period: Duration,
+    pub burst: u32,
+}
+
+impl Rate {
+    /// `limit` per `period`, all of which may come at once.
+    pub fn per(limit: u32, period: Duration) -> Self {
+        Self { limit, period, burst: limit }
+    }
+
+    /// The time one request uses up.
+    pub fn interval(&self) -> Duration {
+        self.period / self.limit.max(1)
+    }
+}
+
+/// The limiter's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Go ahead. `remaining` more would be allowed right now; the bucket is full again at
+    /// `reset_at`.
+    Allowed { remaining: u32, reset_at: DateTime<Utc> },
+    /// Not before `retry_at`.
+    RetryAt(DateTime<Utc>),
+}
+
+/// Takes one request from `key`'s allowance, or says when to come back.
+pub async fn acquire<'e>(executor: impl PgExecutor<'e>, key: &str, rate: Rate) -> Result<Decision, sqlx::Error> {
+    let interval_secs = rate.interval().as_secs_f64();
+    let burst = f64::from(rate.burst.max(1));
+    // `excluded.updated_at` is this call's clock, read once.
+    let row = sqlx::query!(
+        r#"INSERT INTO rate_limits AS r (key, tat, allowed, updated_at)
+           SELECT $1, clock + make_interval(secs => $2), true, clock FROM clock_timestamp() AS clock
+           ON CONFLICT (key) DO UPDATE SET
+               allowed = COALESCE(r.blocked_until <= excluded.updated_at, true)
+                     AND GREATEST(r.tat, excluded.updated_at) + make_interval(secs => $2 * (1 - $3::float8))
+                         <= excluded.updated_at,
+               tat = CASE
+                   WHEN COALESCE(r.blocked_until <= excluded.updated_at, true)
+                    AND GREATEST(r.tat, excluded.updated_at) + make_interval(secs => $2 * (1 - $3::float8))
+                        <= excluded.updated_at
+                   THEN GREATEST(r.tat, excluded.updated_at) + make_interval(secs => $2)
+                   ELSE r.tat END,
+               updated_at = excluded.updated_at
+           RETURNING allowed, tat, blocked_until, updated_at AS now"#,
+        key,
+        interval_secs,
+        burst,
+    )
+    .fetch_one(executor)
+    .await?;
+    let interval = chrono::Duration::from_std(rate.interval()).unwrap_or(chrono::Duration::MAX);
+    if row.allowed {
+        let used = (row.tat - row.now).num_microseconds().unwrap_or(i64::MAX) as f64;
+        let free = (burst * interval_secs * 1e6 - used) / (interval_secs * 1e6).max(1.0);
+        let remaining = free.floor().clamp(0.0, f64::from(u32::MAX)) as u32;
+        return Ok(Decision::Allowed { remaining, reset_at: row.tat });
+    }
+    // The next request fits once `tat` has come within `burst - 1` intervals of the clock.
+    let fits_at = row.tat + interval - interval * i32::try_from(rate.burst.max(1)).unwrap_or(i32::MAX);
+    let retry_at = match row.blocked_until {
+        Some(blocked_until) if blocked_until > fits_at => blocked_until,
+        _ => fits_at,
+    };
+    Ok(Decision::RetryAt(retry_at.max(row.now)))
+}
+
+/// Refuses every acquire on `key` until `until` (a reset time the platform named). An earlier
+/// block is never shortened.
+pub async fn block_until<'e>(
+    executor: impl PgExecutor<'e>,
+    key: &str,
+    until: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO rate_limits AS r (key, tat, blocked_until, allowed, updated_at)
+           VALUES ($1, now(), $2, false, now())
+           ON CONFLICT (key) DO UPDATE SET blocked_until = GREATEST(r.blocked_until, excluded.blocked_until),
+                                           updated_at = now()"#,
+        key,
+        until,
+    )
+    .execute(executor)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! One queue's loop: keep a buffer of claimed jobs, run up to the queue's concurrency of them.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::FutureExt;
+use herald_shared::queue::{self, ClaimedJob, FinalState, Finished, Rescheduled, RetryPolicy};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::Shared;
+use super::completer::{Completion, Reason};
+use super::registry::{JobRun, Outcome};
+
+/// The shortest wait before claiming again when jobs are due but were all taken by others.
+const CONTENDED_PAUSE: Duration = Duration::from_millis(10);
+/// The wait after a failed claim.
+const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+type ClaimFuture = Pin<Box<dyn Future<Output = (usize, Result<Vec<ClaimedJob>, sqlx::Error>)> + Send>>;
+
+pub(crate) struct Dispatcher<C> {
+    shared: Arc<Shared<C>>,
+    queue: &'static str,
+    kinds: Arc<Vec<String>>,
+    concurrency: usize,
+    permits: Arc<Semaphore>,
+    wake: Arc<Notify>,
+    completions: mpsc::UnboundedSender<Completion>,
+}
+
+impl<C: Send + Sync + 'static> Dispatcher<C> {
+    pub(crate) fn new(
+        shared: Arc<Shared<C>>,
+        queue: &'static str,
+        kinds: Vec<String>,
+        completions: mpsc::UnboundedSender<Completion>,
+    ) -> Self {
+        let concurrency = shared.settings.queue.concurrency_of(queue);
+        let wake = shared.wakes.get(queue).cloned().unwrap_or_default();
+        Self {
+            shared,
+            queue,
+            kinds: Arc::new(kinds),
+            concurrency,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            wake,
+            completions,
+        }
+    }
+
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
+        tracing::debug!(queue = self.queue, concurrency = self.concurrency, kinds = ?self.kinds, "dispatching");
+        let mut buffer: VecDeque<ClaimedJob> = VecDeque::new();
+        let mut claiming: Option<ClaimFuture> = None;
+        // Claim as soon as there is room, or wait until `next_look`.
+        let mut due_now = true;
+        let mut next_look = Instant::now();
+        loop {
+            while !buffer.is_empty() {
+                let Ok(permit) = self.permits.clone().try_acquire_owned() else { break };
+                if let Some(job) = buffer.pop_front() {
+                    self.start(job, permit);
+                }
+            }
+            let running = self.concurrency - self.permits.available_permits();
+            // Keep up to one concurrency's worth waiting beside the running jobs: enough that a
+            // finished job is replaced at once, little enough that slow jobs do not sit leased
+            // in one worker's buffer while another worker is idle.
+            let room = (2 * self.concurrency)
+                .saturating_sub(buffer.len() + running)
+                .min(self.shared.settings.queue.claim_batch);
+            if claiming.is_none() && due_now && room > 0 && buffer.len() < self.concurrency {
+                claiming = Some(self.claim(room));
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                (asked, claimed) = async {
+                    match claiming.as_mut() {
+                        Some(claiming) => claiming.await,
+                        None => std::future::pending().await,
+                    }
+                }, if claiming.is_some() => {
+                    claiming = None;
+                    match claimed {
+                        Ok(jobs) => {
+                            let full = jobs.len() == asked;
+                            buffer.extend(jobs);
+                            if !full {
+                                due_now = false;
+                                next_look = Instant::now() + self.until_next_due().await;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, queue = self.queue, "cannot claim jobs");
+                            due_now = false;
+                            next_look = Instant::now() + ERROR_PAUSE;
+                        }
+                    }
+                }
+                permit = self.permits.clone().acquire_owned(), if !buffer.is_empty() => {
+                    if let (Ok(permit), Some(job)) = (permit, buffer.pop_front()) {
+                        self.start(job, permit);
+                    }
+                }
+                _ = self.wake.notified() => due_now = true,
+                _ = tokio::time::sleep_until(next_look), if !due_now => due_now = true,
+            }
+        }
+        self.drain(buffer, claiming).await;
+    }
+
+    fn claim(&self, limit: usize) -> ClaimFuture {
+        let shared = self.shared.clone();
+        let queue = self.queue;
+        let kinds = self.kinds.clone();
+        Box::pin(async move {
+            let claimed = queue::claim(
+                &shared.pool,
+                shared.settings.worker_id,
+                queue,
+                &kinds,
+                i64::try_from(limit).unwrap_or(i64::MAX),
+                shared.settings.queue.lease(),
+            )
+            .await;
+            if let Ok(jobs) = &claimed {
+                shared.hold(jobs.iter().map(|job| (job.id, job.attempt)));
+                shared.stats.claimed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                metrics::counter!("herald_jobs_claimed_total", "queue" => queue).increment(jobs.len() as u64);
+            }
+            (limit, claimed)
+        })
+    }
+
+    /// How long to wait before looking again: until the next job is due, at most the poll
+    /// interval, and not at once when the due jobs were all taken by other workers.
+    async fn until_next_due(&self) -> Duration {
+        let poll = self.shared.settings.queue.poll_interval();
+        match queue::next_due_in(&self.shared.pool, self.queue, &self.kinds).await {
+            Ok(Some(due_in)) => due_in.clamp(CONTENDED_PAUSE, poll),
+            Ok(None) => poll,
+            Err(error) => {
+                tracing::warn!(%error, queue = self.queue, "cannot read the next due job");
+                poll
+            }
+        }
+    }
+
+    fn start(&self, job: ClaimedJob, permit: OwnedSemaphorePermit) {
+        let Some(kind) = self.shared.registry.kinds.get(job.kind.as_str()) else {
+            // Claims only take registered kinds; nothing else can get here.
+            return;
+        };
+        let run = JobRun { id: job.id, attempt: job.attempt, max_attempts: job.max_attempts };
+        let execute = (kind.run)(self.shared.context.clone(), job.payload, run);
+        let (policy, timeout) = (kind.policy, kind.timeout);
+        let completions = self.completions.clone();
+        let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, attempt = job.attempt);
+        let kind_name = job.kind;
+        tokio::spawn(
+            async move {
+                let outcome = match tokio::time::timeout(timeout, AssertUnwindSafe(execute).catch_unwind()).await {
+                    Ok(Ok(outcome)) => outcome,
+                    Ok(Err(panic)) => Outcome::Retry(format!("the job panicked: {}", panic_message(&*panic))),
+                    Err(_) => {
+                        Outcome::Retry(format!("the job took longer than its {}s timeout", timeout.as_secs_f64()))
+                    }
+                };
+                let completion = resolve(run, outcome, &policy);
+                let label = match &completion {
+                    Completion::Finish(finished) => finished.state.as_str(),
+                    Completion::Reschedule(..) => "rescheduled",
+                };
+                if !matches!(completion, Completion::Finish(Finished { state: FinalState::Succeeded, .. })) {
+                    tracing::info!(outcome = label, "job did not succeed");
+                }
+                metrics::counter!("herald_jobs_completed_total", "kind" => kind_name, "outcome" => label).increment(1);
+                // The receiver is gone only after shutdown's grace period; the lease covers it.
+                let _ = completions.send(completion);
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Stops claiming, gives back the jobs not started, and waits for running ones within the
+    /// grace period.
+    async fn drain(self, mut buffer: VecDeque<ClaimedJob>, claiming: Option<ClaimFuture>) {
+        if let Some(claiming) = claiming
+            && let (_, Ok(jobs)) = claiming.await
+        {
+            buffer.extend(jobs);
+        }
+        for job in buffer.drain(..) {
+            let release =
+                Rescheduled { id: job.id, attempt: job.attempt, run_at: job.run_at, refund_attempt: true, error: None };
+            let _ = self.completions.send(Completion::Reschedule(release, Reason::Released));
+        }
+        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+        let grace = self.shared.settings.grace;
+        if tokio::time::timeout(grace, self.permits.acquire_many(all)).await.is_err() {
+            tracing::warn!(
+                queue = self.queue,
+                grace_secs = grace.as_secs(),
+                "jobs still running after the grace period"
+            );
+        }
+    }
+}
+
+/// Turns what a job said into what the queue records.
+pub(crate) fn resolve(run: JobRun, outcome: Outcome, policy: &RetryPolicy) -> Completion {
+    let finish = |state, error| Completion::Finish(Finished { id: run.id, attempt: run.attempt, state, error });
+    match outcome {
+        Outcome::Done => finish(FinalState::Succeeded, None),
+        Outcome::Fail(reason) => finish(FinalState::Failed, Some(reason)),
+        Outcome::Unknown(reason) => finish(FinalState::Discarded, Some(reason)),
+        Outcome::Retry(reason) if run.attempt >= run.max_attempts => {
+            finish(FinalState::Failed, Some(format!("gave up after {} attempts: {reason}", run.attempt)))
+        }
+        Outcome::Retry(reason) => {
+            let delay = policy.delay(run.attempt, &mut rand::rng());
+            let run_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+            let retry =
+                Rescheduled { id: run.id, attempt: run.attempt, run_at, refund_attempt: false, error: Some(reason) };
+            Completion::Reschedule(retry, Reason::Retry)
+        }
+        Outcome::RetryAt(run_at, reason) => {
+            let wait =
+                Rescheduled { id: run.id, attempt: run.attempt, run_at, refund_attempt: true, error: Some(reason) };
+            Completion::Reschedule(wait, Reason::Retry)
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "(no message)".to_owned()
+    }
+}
