@@ -27,6 +27,11 @@ bench-ingest:
 	$(CARGO) build --bin herald
 	$(HERALD) with-postgres --durable --fresh --dir target/bench-postgres -- $(CARGO) bench --bench ingest
 
+## Job queue (issue: queue): bulk enqueue, drain of 100k and of a 1M backlog, pickup latency.
+bench-queue:
+	$(CARGO) build --bin herald
+	$(HERALD) with-postgres --durable --fresh --dir target/bench-postgres -- $(CARGO) bench --bench queue
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,16 +1,16 @@
 //! Writing outcomes in batches.
 //!
 //! Jobs send their outcome here and move on. The completer takes everything that has arrived,
-//! writes it with at most two statements (ended jobs, rescheduled jobs), and repeats: under
-//! load a batch holds whatever finished during the previous write; when idle a lone outcome is
-//! written at once.
+//! writes it with a statement per kind of outcome (succeeded, failed or discarded, rescheduled),
+//! and repeats, with up to two batches in flight: under load a batch holds whatever finished
+//! during the previous writes; when idle a lone outcome is written at once.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use herald_shared::queue::{self, FinalState, Finished, Rescheduled};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -18,12 +18,23 @@ use super::Shared;
 
 /// The most outcomes one statement carries.
 const MAX_BATCH: usize = 5_000;
+/// Batches written at once: while one waits for its commit, the next is being written.
+const WRITERS: usize = 2;
 
 /// How one attempt is to be written.
 #[derive(Debug)]
-pub(crate) enum Completion {
+pub(crate) enum Outcome {
     Finish(Finished),
     Reschedule(Rescheduled, Reason),
+}
+
+/// An outcome on its way to the database. It carries the job's concurrency permit, so a
+/// dispatcher counts a job as its own until the outcome is written: claims cannot run ahead of
+/// completions, and the jobs a worker holds stay bounded.
+#[derive(Debug)]
+pub(crate) struct Completion {
+    pub(crate) outcome: Outcome,
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
 }
 
 /// Why a job is rescheduled, for the counters.
@@ -33,19 +44,22 @@ pub(crate) enum Reason {
     Released,
 }
 
-pub(crate) async fn run<C>(
+pub(crate) async fn run<C: Send + Sync + 'static>(
     shared: Arc<Shared<C>>,
     mut completed: mpsc::UnboundedReceiver<Completion>,
     drained: CancellationToken,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let writers = Arc::new(Semaphore::new(WRITERS));
     loop {
+        // Wait for a free writer first: outcomes that arrive meanwhile join the next batch.
+        let Ok(writer) = writers.clone().acquire_owned().await else { break };
         let first = tokio::select! {
             biased;
             first = completed.recv() => first,
             _ = drained.cancelled() => completed.try_recv().ok(),
         };
         let Some(first) = first else { break };
+        let mut batch = Vec::with_capacity(MAX_BATCH);
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match completed.try_recv() {
@@ -53,8 +67,15 @@ pub(crate) async fn run<C>(
                 Err(_) => break,
             }
         }
-        flush(&shared, &mut batch, &drained).await;
+        let shared = shared.clone();
+        let drained = drained.clone();
+        tokio::spawn(async move {
+            flush(&shared, &mut batch, &drained).await;
+            drop(writer);
+        });
     }
+    // Every write has finished once all writers are back.
+    let _ = writers.acquire_many(WRITERS as u32).await;
 }
 
 /// Writes `batch`, retrying while the database is unreachable (the jobs stay held, so their
@@ -64,10 +85,12 @@ async fn flush<C>(shared: &Shared<C>, batch: &mut Vec<Completion>, drained: &Can
     let mut finished = Vec::new();
     let mut rescheduled = Vec::new();
     let mut released = 0u64;
+    let mut permits = Vec::with_capacity(batch.len());
     for completion in batch.drain(..) {
-        match completion {
-            Completion::Finish(job) => finished.push(job),
-            Completion::Reschedule(job, reason) => {
+        permits.push(completion.permit);
+        match completion.outcome {
+            Outcome::Finish(job) => finished.push(job),
+            Outcome::Reschedule(job, reason) => {
                 released += u64::from(reason == Reason::Released);
                 rescheduled.push(job);
             }
@@ -99,6 +122,7 @@ async fn flush<C>(shared: &Shared<C>, batch: &mut Vec<Completion>, drained: &Can
         }
     };
     shared.release_hold(ids.iter().copied());
+    drop(permits);
     let Some(written) = written else {
         tracing::error!(jobs = ids.len(), "gave up recording job outcomes; their leases will expire");
         return;

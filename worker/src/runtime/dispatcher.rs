@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Shared;
-use super::completer::{Completion, Reason};
+use super::completer::{self, Completion, Reason};
 use super::registry::{JobRun, Outcome};
 
 /// The shortest wait before claiming again when jobs are due but were all taken by others.
@@ -71,10 +71,11 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
                     self.start(job, permit);
                 }
             }
+            // Jobs running or with their outcome not yet written.
             let running = self.concurrency - self.permits.available_permits();
-            // Keep up to one concurrency's worth waiting beside the running jobs: enough that a
-            // finished job is replaced at once, little enough that slow jobs do not sit leased
-            // in one worker's buffer while another worker is idle.
+            // Keep up to one concurrency's worth waiting beside them: enough that a finished job
+            // is replaced at once, little enough that slow jobs do not sit leased in one
+            // worker's buffer while another worker is idle.
             let room = (2 * self.concurrency)
                 .saturating_sub(buffer.len() + running)
                 .min(self.shared.settings.queue.claim_batch);
@@ -125,7 +126,7 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
         let kinds = self.kinds.clone();
         Box::pin(async move {
             let claimed = queue::claim(
-                &shared.pool,
+                &shared.claim_pool,
                 shared.settings.worker_id,
                 queue,
                 &kinds,
@@ -176,18 +177,17 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
                         Outcome::Retry(format!("the job took longer than its {}s timeout", timeout.as_secs_f64()))
                     }
                 };
-                let completion = resolve(run, outcome, &policy);
-                let label = match &completion {
-                    Completion::Finish(finished) => finished.state.as_str(),
-                    Completion::Reschedule(..) => "rescheduled",
+                let resolved = resolve(run, outcome, &policy);
+                let label = match &resolved {
+                    completer::Outcome::Finish(finished) => finished.state.as_str(),
+                    completer::Outcome::Reschedule(..) => "rescheduled",
                 };
-                if !matches!(completion, Completion::Finish(Finished { state: FinalState::Succeeded, .. })) {
+                if !matches!(resolved, completer::Outcome::Finish(Finished { state: FinalState::Succeeded, .. })) {
                     tracing::info!(outcome = label, "job did not succeed");
                 }
                 metrics::counter!("herald_jobs_completed_total", "kind" => kind_name, "outcome" => label).increment(1);
                 // The receiver is gone only after shutdown's grace period; the lease covers it.
-                let _ = completions.send(completion);
-                drop(permit);
+                let _ = completions.send(Completion { outcome: resolved, permit: Some(permit) });
             }
             .instrument(span),
         );
@@ -204,7 +204,8 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
         for job in buffer.drain(..) {
             let release =
                 Rescheduled { id: job.id, attempt: job.attempt, run_at: job.run_at, refund_attempt: true, error: None };
-            let _ = self.completions.send(Completion::Reschedule(release, Reason::Released));
+            let outcome = completer::Outcome::Reschedule(release, Reason::Released);
+            let _ = self.completions.send(Completion { outcome, permit: None });
         }
         let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
         let grace = self.shared.settings.grace;
@@ -219,8 +220,8 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
 }
 
 /// Turns what a job said into what the queue records.
-pub(crate) fn resolve(run: JobRun, outcome: Outcome, policy: &RetryPolicy) -> Completion {
-    let finish = |state, error| Completion::Finish(Finished { id: run.id, attempt: run.attempt, state, error });
+pub(crate) fn resolve(run: JobRun, outcome: Outcome, policy: &RetryPolicy) -> completer::Outcome {
+    let finish = |state, error| completer::Outcome::Finish(Finished { id: run.id, attempt: run.attempt, state, error });
     match outcome {
         Outcome::Done => finish(FinalState::Succeeded, None),
         Outcome::Fail(reason) => finish(FinalState::Failed, Some(reason)),
@@ -233,12 +234,12 @@ pub(crate) fn resolve(run: JobRun, outcome: Outcome, policy: &RetryPolicy) -> Co
             let run_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
             let retry =
                 Rescheduled { id: run.id, attempt: run.attempt, run_at, refund_attempt: false, error: Some(reason) };
-            Completion::Reschedule(retry, Reason::Retry)
+            completer::Outcome::Reschedule(retry, Reason::Retry)
         }
         Outcome::RetryAt(run_at, reason) => {
             let wait =
                 Rescheduled { id: run.id, attempt: run.attempt, run_at, refund_attempt: true, error: Some(reason) };
-            Completion::Reschedule(wait, Reason::Retry)
+            completer::Outcome::Reschedule(wait, Reason::Retry)
         }
     }
 }

@@ -30,6 +30,7 @@ use std::time::Duration;
 use herald_shared::config::QueueConfig;
 use herald_shared::queue::listener::{self, Wake};
 use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -73,6 +74,10 @@ impl Stats {
 /// What the parts of a runtime share.
 struct Shared<C> {
     pool: PgPool,
+    /// Connections for claims only, with `synchronous_commit` off: a claim lost in a database
+    /// crash leaves its jobs available (or rescued after the lease), the same as a worker that
+    /// died, so claims need not wait for the WAL flush. Enqueues and outcomes stay synchronous.
+    claim_pool: PgPool,
     context: Arc<C>,
     registry: Registry<C>,
     settings: Settings,
@@ -120,9 +125,15 @@ pub struct Runtime<C> {
 
 impl<C: Send + Sync + 'static> Runtime<C> {
     pub fn new(pool: PgPool, context: C, registry: Registry<C>, settings: Settings) -> Self {
-        let wakes = registry.queues().into_keys().map(|queue| (queue, Arc::new(Notify::new()))).collect();
+        let queues = registry.queues();
+        let wakes = queues.keys().map(|queue| (*queue, Arc::new(Notify::new()))).collect();
+        let claim_options = pool.connect_options().as_ref().clone().options([("synchronous_commit", "off")]);
+        let claim_pool = PgPoolOptions::new()
+            .max_connections(u32::try_from(queues.len()).unwrap_or(u32::MAX).max(1))
+            .connect_lazy_with(claim_options);
         let shared = Shared {
             pool,
+            claim_pool,
             context: Arc::new(context),
             registry,
             settings,
