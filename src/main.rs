@@ -14,6 +14,7 @@ use herald_shared::crypto::Keyring;
 use herald_shared::db::local::{Durability, LocalPostgres};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 #[derive(Parser)]
 #[command(name = "herald", version, about = "Self-hostable social publishing backend")]
@@ -26,6 +27,45 @@ struct Cli {
 enum ProjectionsAction {
     /// Replay the whole event log into empty read models (appends wait meanwhile).
     Rebuild,
+}
+
+#[derive(Subcommand)]
+enum ProjectsAction {
+    /// Create a project and its first key (every scope). The key is printed once, alone on the
+    /// last line.
+    Create {
+        /// The project's name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// List a project's keys (prefixes only; keys are never shown again).
+    List {
+        #[arg(long)]
+        project: Uuid,
+    },
+    /// Create a key; it is printed once, alone on the last line.
+    Create {
+        #[arg(long)]
+        project: Uuid,
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes, or the shorthands `read` and `write`.
+        #[arg(long, default_value = "read,write", value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// An `hk_test_` key, which reaches only the sandbox platform.
+        #[arg(long)]
+        test: bool,
+    },
+    /// Revoke a key: refused from its next request on, by every api process.
+    Revoke {
+        #[arg(long)]
+        project: Uuid,
+        /// The key's id (from `herald keys list`).
+        key: Uuid,
+    },
 }
 
 #[derive(Subcommand)]
@@ -43,6 +83,16 @@ enum Command {
     Migrate,
     /// Print the version.
     Version,
+    /// Create projects (operators).
+    Projects {
+        #[command(subcommand)]
+        action: ProjectsAction,
+    },
+    /// List, create and revoke API keys (operators).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Maintain the read models.
     Projections {
         #[command(subcommand)]
@@ -140,7 +190,67 @@ async fn run_role(command: Command, mut config: Config) -> Result<()> {
             println!("rebuilt the read models from {applied} events in {:.1} s", started.elapsed().as_secs_f64());
             Ok(())
         }
+        Command::Projects { action } => operator::projects(&config, action).await,
+        Command::Keys { action } => operator::keys(&config, action).await,
         Command::Version | Command::WithPostgres { .. } => Ok(()),
+    }
+}
+
+/// The operator's commands: they print results on standard output (logs go to standard error).
+mod operator {
+    use anyhow::Result;
+    use herald_shared::Config;
+    use herald_shared::events::EventMetadata;
+    use herald_shared::keys::{self, Environment, KeyRequest};
+
+    use super::{KeysAction, ProjectsAction};
+
+    fn metadata() -> EventMetadata {
+        EventMetadata { actor: Some("operator".into()), ..EventMetadata::default() }
+    }
+
+    pub(super) async fn projects(config: &Config, action: ProjectsAction) -> Result<()> {
+        let pool = herald_shared::db::connect_and_migrate(config).await?;
+        match action {
+            ProjectsAction::Create { name } => {
+                let (project_id, key_id, secret) = keys::create_project(&pool, &name, &metadata()).await?;
+                println!("project {project_id}");
+                println!("admin key {key_id}, every scope; it is shown only now:");
+                println!("{}", keys::reveal(&secret));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn keys(config: &Config, action: KeysAction) -> Result<()> {
+        let pool = herald_shared::db::connect_and_migrate(config).await?;
+        match action {
+            KeysAction::List { project } => {
+                for key in keys::list_keys(&pool, project).await? {
+                    let state = match (key.revoked_at, key.expires_at) {
+                        (Some(at), _) => format!("revoked {at}"),
+                        (None, Some(at)) if at <= chrono::Utc::now() => format!("expired {at}"),
+                        _ => "live".to_owned(),
+                    };
+                    println!("{}  {}…  {}  {}  [{}]", key.id, key.prefix, key.name, state, key.scopes.join(" "));
+                }
+            }
+            KeysAction::Create { project, name, scopes, test } => {
+                let environment = if test { Environment::Test } else { Environment::Live };
+                let request = KeyRequest { scopes, environment, ..KeyRequest::admin(&name) };
+                let metadata = EventMetadata { project_id: Some(project), ..metadata() };
+                let (key_id, secret) =
+                    keys::create_key(&pool, project, request, config.max_live_keys, &metadata).await?;
+                println!("key {key_id}; it is shown only now:");
+                println!("{}", keys::reveal(&secret));
+            }
+            KeysAction::Revoke { project, key } => {
+                let metadata = EventMetadata { project_id: Some(project), ..metadata() };
+                keys::revoke_key(&pool, project, key, &metadata).await?;
+                println!("revoked {key}");
+            }
+        }
+        Ok(())
     }
 }
 

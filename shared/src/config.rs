@@ -63,6 +63,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How often a worker or scheduler reports that it is alive, in seconds.
     pub heartbeat_secs: u64,
+    /// The most keys a project may have that are neither revoked nor expired.
+    pub max_live_keys: usize,
     /// The job queue (`HERALD_QUEUE__*`).
     pub queue: QueueConfig,
 }
@@ -135,6 +137,7 @@ impl Default for Config {
             shutdown_grace_secs: 20,
             max_body_bytes: 1024 * 1024,
             heartbeat_secs: 5,
+            max_live_keys: 10,
             queue: QueueConfig::default(),
         }
     }

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod events;
 pub mod heartbeat;
 pub mod jobs;
+pub mod keys;
 pub mod projections;
 pub mod queue;
 pub mod rate_limit;

@@ -5,4 +5,5 @@ mod harness;
 
 mod event_log;
 mod foundation;
+mod keys;
 mod queue;
