@@ -108,6 +108,13 @@ impl ApiError {
         Self { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation failed", detail) }
     }
 
+    /// 429: over a rate limit; `Retry-After` says when to come back.
+    pub fn rate_limited(detail: impl Into<String>, retry_after_secs: u64) -> Self {
+        let retry_after = HeaderValue::from(retry_after_secs.max(1));
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many requests", detail)
+            .with_header(header::RETRY_AFTER, retry_after)
+    }
+
     /// 503: a dependency is down; the client may try again.
     pub fn unavailable(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, "Service unavailable", detail)

@@ -5,6 +5,7 @@
 //! (request id, span, metrics, panic catching, body limit), the problem-JSON errors and the
 //! operational routes (`/healthz`, `/readyz`, `/metrics`).
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 mod middleware;
@@ -54,7 +55,7 @@ pub fn router(state: AppState) -> Router {
 /// for handlers that sleep or panic).
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let body_limit = state.config.max_body_bytes;
-    routes::routes()
+    routes::routes(state.clone())
         .merge(extra)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

@@ -65,6 +65,9 @@ pub struct Config {
     pub heartbeat_secs: u64,
     /// The most keys a project may have that are neither revoked nor expired.
     pub max_live_keys: usize,
+    /// Take the client's address from `X-Forwarded-For` (set only behind a proxy that writes it);
+    /// otherwise the peer address is the client's, for keys' allowed IPs.
+    pub trust_forwarded_for: bool,
     /// The job queue (`HERALD_QUEUE__*`).
     pub queue: QueueConfig,
 }
@@ -138,6 +141,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             heartbeat_secs: 5,
             max_live_keys: 10,
+            trust_forwarded_for: false,
             queue: QueueConfig::default(),
         }
     }

@@ -257,6 +257,9 @@ async fn create_key_in(
     if request.name.trim().is_empty() {
         return Err(KeyError::Invalid("a key needs a name".into()));
     }
+    if let Some(bad) = request.allowed_ips.iter().find(|ip| parse_network(ip).is_none()) {
+        return Err(KeyError::Invalid(format!("`{bad}` is not an IP address or CIDR block")));
+    }
     let generated = generate(request.environment);
     let spec = KeySpec {
         project_id,
@@ -275,7 +278,9 @@ async fn create_key_in(
         allowed_origins: request.allowed_origins,
     };
     let key_id = Uuid::now_v7();
-    match execute::<ApiKey>(tx, key_id, api_key::Command::Create(Box::new(spec)), metadata).await {
+    // The event belongs to the project whatever the caller passed: the feed filters on it.
+    let metadata = EventMetadata { project_id: Some(project_id), ..metadata.clone() };
+    match execute::<ApiKey>(tx, key_id, api_key::Command::Create(Box::new(spec)), &metadata).await {
         Ok(_) => Ok((key_id, generated.secret)),
         Err(ExecuteError::Rejected(rejection)) => Err(KeyError::Invalid(rejection.to_string())),
         Err(other) => Err(other.into()),
@@ -295,7 +300,8 @@ pub async fn revoke_key(
     if owner != Some(project_id) {
         return Err(KeyError::NoSuchKey);
     }
-    match execute::<ApiKey>(&mut tx, key_id, api_key::Command::Revoke, metadata).await {
+    let metadata = EventMetadata { project_id: Some(project_id), ..metadata.clone() };
+    match execute::<ApiKey>(&mut tx, key_id, api_key::Command::Revoke, &metadata).await {
         Ok(_) => {}
         Err(ExecuteError::Rejected(api_key::Rejection::AlreadyRevoked)) => return Err(KeyError::AlreadyRevoked),
         Err(ExecuteError::Rejected(_)) => return Err(KeyError::NoSuchKey),
@@ -315,6 +321,11 @@ pub async fn list_keys(pool: &PgPool, project_id: Uuid) -> Result<Vec<KeySummary
     )
     .fetch_all(pool)
     .await
+}
+
+/// An allowed-IP entry: a CIDR block, or a single address.
+pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
+    text.parse::<ipnet::IpNet>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// Reads a secret for printing once. Kept here so the one place a key is revealed is easy to find.

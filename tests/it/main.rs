@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod api_edge;
 mod event_log;
 mod foundation;
 mod keys;

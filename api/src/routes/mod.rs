@@ -1,5 +1,7 @@
 //! The api's routes, one file a resource.
 
+mod events;
+mod keys;
 mod ops;
 
 use axum::Router;
@@ -8,9 +10,13 @@ use axum::http::{Method, Uri};
 use crate::AppState;
 use crate::error::ApiError;
 
-/// Every route, without layers or state.
-pub fn routes() -> Router<AppState> {
-    Router::new().merge(ops::routes())
+/// Every route. The `/v1` routes need a key: [`crate::auth::authenticate`] runs before each.
+pub fn routes(state: AppState) -> Router<AppState> {
+    let v1 = Router::new()
+        .merge(keys::routes())
+        .merge(events::routes())
+        .route_layer(axum::middleware::from_fn_with_state(state, crate::auth::authenticate));
+    Router::new().merge(ops::routes()).merge(v1)
 }
 
 /// The 404 for any path no route matches.

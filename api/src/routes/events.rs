@@ -1,0 +1,106 @@
+//! `GET /v1/events`: the project's events in log order, from the safe reader (no gaps, no
+//! repeats), with an opaque cursor. Hashes of keys never leave the server, even in the feed.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use herald_shared::events::reader::{Cursor, Filter, read_after};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, FieldError};
+use crate::extract::{ApiJson, ApiQuery};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/events", get(feed))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedQuery {
+    after: Option<String>,
+    /// Comma-separated event types.
+    types: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct FeedEvent {
+    /// The event's place in the log.
+    position: i64,
+    r#type: String,
+    stream: String,
+    version: i64,
+    recorded_at: DateTime<Utc>,
+    payload: Value,
+    /// Pass as `after` to read on from here.
+    cursor: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Feed {
+    data: Vec<FeedEvent>,
+    /// Where to go on from; the same as `after` when nothing new has arrived.
+    next_cursor: String,
+}
+
+async fn feed(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<FeedQuery>,
+) -> Result<ApiJson<Feed>, ApiError> {
+    caller.require("events:read")?;
+    let cursor = match query.after.as_deref() {
+        None | Some("") => Cursor::START,
+        Some(text) => Cursor::decode(text).ok_or_else(|| {
+            ApiError::validation(vec![FieldError {
+                field: "after".into(),
+                message: "not a cursor from this feed".into(),
+            }])
+        })?,
+    };
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::validation(vec![FieldError {
+            field: "limit".into(),
+            message: "must be between 1 and 1000".into(),
+        }]));
+    }
+    let event_types = query
+        .types
+        .as_deref()
+        .map(|types| types.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect());
+    let filter = Filter { project_id: Some(caller.project_id), event_types };
+    let events = read_after(&state.pool, cursor, &filter, limit).await.map_err(|error| ApiError::internal(&error))?;
+    let next_cursor = events.last().map_or(cursor, Cursor::after).encode();
+    let data = events
+        .into_iter()
+        .map(|event| {
+            let cursor = Cursor::after(&event).encode();
+            FeedEvent {
+                position: event.position,
+                r#type: event.event_type,
+                stream: event.stream_id,
+                version: event.version,
+                recorded_at: event.recorded_at,
+                payload: without_secrets(event.payload),
+                cursor,
+            }
+        })
+        .collect();
+    Ok(ApiJson(Feed { data, next_cursor }))
+}
+
+/// Removes what a client must never see, wherever it sits in a payload.
+fn without_secrets(mut payload: Value) -> Value {
+    if let Value::Object(fields) = &mut payload {
+        fields.remove("key_hash");
+        for value in fields.values_mut() {
+            *value = without_secrets(value.take());
+        }
+    }
+    payload
+}
