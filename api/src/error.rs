@@ -89,6 +89,11 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
     }
 
+    /// 409: an `Idempotency-Key` reused with another request.
+    pub fn idempotency_conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "idempotency_conflict", "Idempotency conflict", detail)
+    }
+
     /// 413: the body is larger than the configured limit.
     pub fn payload_too_large(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large", detail)

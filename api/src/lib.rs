@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+mod idempotency;
 mod middleware;
 mod routes;
 

@@ -298,3 +298,59 @@ async fn a_revocation_on_one_api_process_is_refused_by_another_at_once() {
     other.task.await.unwrap().unwrap();
     app.stop().await.unwrap();
 }
+
+async fn create_key_request(app: &TestApp, key: &str, idempotency_key: &str, name: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/v1/keys"))
+        .bearer_auth(key)
+        .header("idempotency-key", idempotency_key)
+        .json(&json!({"name": name, "scopes": ["posts:read"]}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn key_count(app: &TestApp, project: &Project) -> usize {
+    let listed: Value = get(app, "/v1/keys", &project.admin_key).await.json().await.unwrap();
+    listed["data"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_returns_the_first_response_without_acting_again() {
+    let app = TestApp::spawn().await;
+    let acme = project(&app, "Acme").await;
+    let first = create_key_request(&app, &acme.admin_key, "retry-1", "ci").await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+
+    let again = create_key_request(&app, &acme.admin_key, "retry-1", "ci").await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first, "the same answer, the same key");
+    assert_eq!(key_count(&app, &acme).await, 2, "the admin key and one more");
+
+    let other_body = create_key_request(&app, &acme.admin_key, "retry-1", "another name").await;
+    problem(other_body, StatusCode::CONFLICT, "idempotency_conflict").await;
+
+    let globex = project(&app, "Globex").await;
+    let theirs = create_key_request(&app, &globex.admin_key, "retry-1", "ci").await;
+    assert_eq!(theirs.status(), StatusCode::CREATED, "keys are per project");
+    assert!(theirs.headers().get("idempotent-replayed").is_none());
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn racing_requests_with_one_idempotency_key_act_once() {
+    let app = TestApp::spawn().await;
+    let acme = project(&app, "Acme").await;
+    let (one, two) = tokio::join!(
+        create_key_request(&app, &acme.admin_key, "race", "ci"),
+        create_key_request(&app, &acme.admin_key, "race", "ci"),
+    );
+    assert_eq!((one.status(), two.status()), (StatusCode::CREATED, StatusCode::CREATED));
+    let (one, two): (Value, Value) = (one.json().await.unwrap(), two.json().await.unwrap());
+    assert_eq!(one, two);
+    assert_eq!(key_count(&app, &acme).await, 2, "one key created, not two");
+    app.stop().await.unwrap();
+}

@@ -10,11 +10,13 @@ use axum::http::{Method, Uri};
 use crate::AppState;
 use crate::error::ApiError;
 
-/// Every route. The `/v1` routes need a key: [`crate::auth::authenticate`] runs before each.
+/// Every route. The `/v1` routes need a key ([`crate::auth::authenticate`] runs first), and
+/// their writes honour `Idempotency-Key`.
 pub fn routes(state: AppState) -> Router<AppState> {
     let v1 = Router::new()
         .merge(keys::routes())
         .merge(events::routes())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::idempotency))
         .route_layer(axum::middleware::from_fn_with_state(state, crate::auth::authenticate));
     Router::new().merge(ops::routes()).merge(v1)
 }
