@@ -32,6 +32,11 @@ bench-queue:
 	$(CARGO) build --bin herald
 	$(HERALD) with-postgres --durable --fresh --dir target/bench-postgres -- $(CARGO) bench --bench queue
 
+## The api's edge (issue: API edge): authenticated GET and a no-op POST at 64 connections.
+bench-api:
+	$(CARGO) build --bin herald
+	$(HERALD) with-postgres --durable --fresh --dir target/bench-postgres -- $(CARGO) bench --bench api
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -3,7 +3,7 @@
 //! Every request looks its key up by SHA-256 in `api_keys` (one indexed read): nothing is cached,
 //! so a revocation on any api process refuses the key's next request on every other one. Then
 //! the key's allowed IPs and origins are checked, and its per-minute and per-day limits are
-//! taken from the shared limiter (`herald_shared::rate_limit`), which every process shares.
+//! taken together, all or nothing, from the shared limiter (`herald_shared::rate_limit`).
 //! Every answer to an authenticated request carries `X-RateLimit-Limit`, `-Remaining` and
 //! `-Reset`; a 429 adds `Retry-After`.
 
@@ -214,25 +214,21 @@ async fn take_allowance(state: &AppState, key: &StoredKey) -> Result<Allowance, 
     let per_day = u32::try_from(key.requests_per_day).unwrap_or(1).max(1);
     let minute = Rate::per(per_minute, Duration::from_secs(60));
     let day = Rate::per(per_day, Duration::from_secs(24 * 60 * 60));
-    let pool = &state.pool;
-    let decided = |decision: Result<Decision, sqlx::Error>| decision.map_err(|error| ApiError::internal(&error));
-    let minute = decided(rate_limit::acquire(pool, &format!("api:{}:minute", key.id), minute).await)?;
-    let (remaining, reset_at) = match minute {
+    let (minute_key, day_key) = (format!("api:{}:minute", key.id), format!("api:{}:day", key.id));
+    let decision = rate_limit::acquire_all(&state.limiter, &[(minute_key.as_str(), minute), (day_key.as_str(), day)])
+        .await
+        .map_err(|error| ApiError::internal(&error))?;
+    let (remaining, reset_at) = match decision {
         Decision::Allowed { remaining, reset_at } => (remaining, reset_at),
-        Decision::RetryAt(at) => return Err(too_many(at, key.requests_per_minute, "minute")),
-    };
-    let day = decided(rate_limit::acquire(pool, &format!("api:{}:day", key.id), day).await)?;
-    let remaining = match day {
-        Decision::Allowed { remaining: left_today, .. } => remaining.min(left_today),
-        Decision::RetryAt(at) => return Err(too_many(at, key.requests_per_day, "day")),
+        Decision::RetryAt(at) => return Err(too_many(at, key.requests_per_minute, key.requests_per_day)),
     };
     Ok(Allowance { limit: key.requests_per_minute, remaining, reset_at })
 }
 
-fn too_many(retry_at: DateTime<Utc>, limit: i32, window: &str) -> ApiError {
+fn too_many(retry_at: DateTime<Utc>, limit: i32, per_day: i32) -> ApiError {
     let wait = (retry_at - Utc::now()).num_milliseconds().max(0).saturating_add(999) / 1000;
     let error = ApiError::rate_limited(
-        format!("this key may make {limit} requests a {window}; try again in {wait} s"),
+        format!("this key may make {limit} requests a minute and {per_day} a day; try again in {wait} s"),
         u64::try_from(wait).unwrap_or(1),
     );
     let reset = HeaderValue::from(wait);

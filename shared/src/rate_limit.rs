@@ -87,6 +87,28 @@ pub async fn acquire<'e>(executor: impl PgExecutor<'e>, key: &str, rate: Rate) -
     Ok(Decision::RetryAt(retry_at.max(row.now)))
 }
 
+/// Takes one request from every limit in `limits` at once, all or nothing, in one round trip
+/// (an api key's per-minute and per-day limits): either each admits it, or none is charged and
+/// the answer says when all would. `remaining` is the least of them; `reset_at` is the first's.
+pub async fn acquire_all<'e>(executor: impl PgExecutor<'e>, limits: &[(&str, Rate)]) -> Result<Decision, sqlx::Error> {
+    let keys: Vec<&str> = limits.iter().map(|(key, _)| *key).collect();
+    let intervals: Vec<f64> = limits.iter().map(|(_, rate)| rate.interval().as_secs_f64()).collect();
+    let bursts: Vec<f64> = limits.iter().map(|(_, rate)| f64::from(rate.burst.max(1))).collect();
+    let row = sqlx::query!(
+        r#"SELECT allowed AS "allowed!", retry_at, remaining AS "remaining!", reset_at AS "reset_at!"
+           FROM rate_limit_acquire_all($1, $2, $3)"#,
+        &keys as &[&str],
+        &intervals,
+        &bursts,
+    )
+    .fetch_one(executor)
+    .await?;
+    Ok(match (row.allowed, row.retry_at) {
+        (false, Some(retry_at)) => Decision::RetryAt(retry_at),
+        _ => Decision::Allowed { remaining: u32::try_from(row.remaining).unwrap_or(0), reset_at: row.reset_at },
+    })
+}
+
 /// Refuses every acquire on `key` until `until` (a reset time the platform named). An earlier
 /// block is never shortened.
 pub async fn block_until<'e>(

@@ -621,3 +621,22 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_reruns_only_after_the_lease
     }
     assert!(rerun >= 1, "the dead worker was mid-job, so at least one job ran again");
 }
+
+#[tokio::test]
+async fn limits_taken_together_are_all_or_nothing() {
+    let db = TestDb::new().await;
+    let pool = db.pool_for_test().await;
+    let minute = Rate::per(3, Duration::from_secs(60));
+    let day = Rate::per(1, Duration::from_secs(86_400));
+    let both = [("k:minute", minute), ("k:day", day)];
+    assert!(matches!(rate_limit::acquire_all(&pool, &both).await.unwrap(), Decision::Allowed { remaining: 0, .. }));
+    match rate_limit::acquire_all(&pool, &both).await.unwrap() {
+        Decision::RetryAt(at) => assert!(at > Utc::now() + chrono::Duration::hours(23), "the day limit decides: {at}"),
+        Decision::Allowed { .. } => panic!("the day limit is spent"),
+    }
+    // The refused request charged nothing: the minute limit has spent one of three.
+    assert!(matches!(
+        rate_limit::acquire(&pool, "k:minute", minute).await.unwrap(),
+        Decision::Allowed { remaining: 1, .. }
+    ));
+}
