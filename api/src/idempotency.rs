@@ -20,8 +20,6 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 
-/// How long a key is remembered.
-const KEEP_FOR_SECS: f64 = 24.0 * 60.0 * 60.0;
 /// How long a retry waits for the first request to finish.
 const WAIT_FOR_FIRST: Duration = Duration::from_secs(10);
 /// The longest key accepted.
@@ -70,7 +68,7 @@ async fn replay_or_run(state: &AppState, request: Request, next: Next) -> Result
         caller.project_id,
         key,
         fingerprint,
-        KEEP_FOR_SECS,
+        herald_shared::keys::IDEMPOTENCY_WINDOW.as_secs_f64(),
     )
     .fetch_optional(&state.pool)
     .await

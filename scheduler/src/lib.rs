@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use herald_shared::Config;
 use herald_shared::heartbeat::{self, Role};
-use herald_shared::jobs::PruneFinishedJobs;
+use herald_shared::jobs::PruneExpired;
 use herald_shared::queue::{self, Enqueued, NewJob};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +38,7 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()>
 }
 
 async fn emit_prune(pool: &PgPool) {
-    let emitted = match NewJob::of(&PruneFinishedJobs {}) {
+    let emitted = match NewJob::of(&PruneExpired {}) {
         Ok(job) => queue::enqueue(pool, job).await.map_err(anyhow::Error::from),
         Err(error) => Err(error.into()),
     };

@@ -6,14 +6,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::queue::Job;
 
-/// Deletes finished jobs older than the retention window (`HERALD_QUEUE__RETENTION_HOURS`).
-/// The scheduler enqueues one every few minutes; its dedup key keeps replicas from piling up
-/// copies.
+/// Deletes what has outlived its use: finished jobs older than the retention window
+/// (`HERALD_QUEUE__RETENTION_HOURS`) and `Idempotency-Key` records older than 24 hours. The
+/// scheduler enqueues one every few minutes; its dedup key keeps replicas from piling up copies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PruneFinishedJobs {}
+pub struct PruneExpired {}
 
-impl Job for PruneFinishedJobs {
-    const KIND: &'static str = "queue.prune_finished";
+impl Job for PruneExpired {
+    const KIND: &'static str = "maintenance.prune";
     const QUEUE: &'static str = "maintenance";
     const MAX_ATTEMPTS: i32 = 3;
 

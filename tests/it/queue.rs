@@ -481,10 +481,21 @@ async fn finished_jobs_are_pruned_after_the_retention_window() {
 
 #[tokio::test]
 async fn the_scheduler_queues_pruning_and_a_worker_runs_it() {
-    let app = TestApp::spawn().await;
+    let db = TestDb::new().await;
+    let pool = db.pool_for_test().await;
+    sqlx::query(
+        "INSERT INTO idempotency_keys (project_id, idempotency_key, fingerprint, status, created_at)
+         VALUES (gen_random_uuid(), 'yesterday', '\\x00', 201, now() - interval '25 hours'),
+                (gen_random_uuid(), 'today', '\\x00', 201, now() - interval '23 hours')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let config = Arc::new(crate::harness::test_config(&db));
+    let app = TestApp::spawn_on(db, config, axum::Router::new()).await;
     let mut ran = None;
     for _ in 0..500 {
-        ran = sqlx::query_scalar::<_, String>("SELECT state FROM finished_jobs WHERE kind = 'queue.prune_finished'")
+        ran = sqlx::query_scalar::<_, String>("SELECT state FROM finished_jobs WHERE kind = 'maintenance.prune'")
             .fetch_optional(&app.pool)
             .await
             .unwrap();
@@ -494,6 +505,9 @@ async fn the_scheduler_queues_pruning_and_a_worker_runs_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(ran.as_deref(), Some("succeeded"));
+    let kept: Vec<String> =
+        sqlx::query_scalar("SELECT idempotency_key FROM idempotency_keys").fetch_all(&pool).await.unwrap();
+    assert_eq!(kept, vec!["today".to_owned()], "records past 24 hours are forgotten");
     app.stop().await.unwrap();
 }
 

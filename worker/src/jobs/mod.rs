@@ -5,7 +5,7 @@ mod prune;
 use std::sync::Arc;
 
 use herald_shared::Config;
-use herald_shared::jobs::PruneFinishedJobs;
+use herald_shared::jobs::PruneExpired;
 use sqlx::PgPool;
 
 use crate::runtime::Registry;
@@ -18,5 +18,5 @@ pub struct Context {
 
 /// Every kind a herald worker runs.
 pub fn registry() -> Registry<Context> {
-    Registry::default().register::<PruneFinishedJobs>()
+    Registry::default().register::<PruneExpired>()
 }

@@ -1,7 +1,7 @@
-//! Pruning finished jobs past the retention window, in batches so no statement holds locks
-//! for long.
+//! Pruning finished jobs past the retention window and expired idempotency records, in batches
+//! so no statement holds locks for long.
 
-use herald_shared::jobs::PruneFinishedJobs;
+use herald_shared::jobs::PruneExpired;
 use herald_shared::queue::maintenance;
 
 use super::Context;
@@ -10,7 +10,7 @@ use crate::runtime::{JobRun, Outcome, Perform};
 /// Rows one delete takes.
 const BATCH: i64 = 10_000;
 
-impl Perform<Context> for PruneFinishedJobs {
+impl Perform<Context> for PruneExpired {
     async fn perform(self, context: &Context, _run: JobRun) -> Outcome {
         let retention = context.config.queue.retention();
         let mut pruned = 0;
@@ -25,8 +25,20 @@ impl Perform<Context> for PruneFinishedJobs {
                 Err(error) => return Outcome::Retry(format!("pruning stopped after {pruned} jobs: {error}")),
             }
         }
-        if pruned > 0 {
-            tracing::info!(pruned, "pruned finished jobs");
+        let mut forgotten = 0;
+        loop {
+            match herald_shared::keys::prune_idempotency_keys(&context.pool, BATCH).await {
+                Ok(deleted) => {
+                    forgotten += deleted;
+                    if deleted < BATCH as u64 {
+                        break;
+                    }
+                }
+                Err(error) => return Outcome::Retry(format!("pruning idempotency records stopped: {error}")),
+            }
+        }
+        if pruned + forgotten > 0 {
+            tracing::info!(pruned, forgotten, "pruned finished jobs and expired idempotency records");
         }
         Outcome::Done
     }
