@@ -27,6 +27,22 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// A list's `limit` parameter: `default` when absent, a 422 outside `1..=max`.
+pub fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::validation(vec![FieldError::new("limit", format!("must be between 1 and {max}"))]))
+    }
+}
+
 /// A failed request, as the client will see it.
 #[derive(Debug)]
 pub struct ApiError {

@@ -48,10 +48,7 @@ impl AppState {
         // Install the recorder before the first request records anything.
         herald_shared::telemetry::metrics();
         let pool = herald_shared::db::connect_and_migrate(&config).await?;
-        let limiter_options = pool.connect_options().as_ref().clone().options([("synchronous_commit", "off")]);
-        let limiter = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(config.database_max_connections)
-            .connect_lazy_with(limiter_options);
+        let limiter = herald_shared::db::relaxed_commit_pool(&pool, config.database_max_connections);
         Ok(Self { pool, limiter, config })
     }
 }

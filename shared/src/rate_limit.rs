@@ -4,8 +4,9 @@
 //! arrival time (`tat`) of its next request. A request at `now` is allowed when
 //! `max(tat, now) + interval - burst * interval <= now`, and then moves `tat` on by one
 //! interval. That is a token bucket of `burst` tokens refilled at `limit` per `period`, kept in
-//! a single column, and decided by one upsert: the row lock serialises concurrent callers on
-//! any number of processes, so it never admits more than the rate allows.
+//! a single column. One statement decides: the SQL function `rate_limit_acquire_all` (in
+//! `migrations/`) locks the keys' rows, so concurrent callers on any number of processes are
+//! serialised and never admitted beyond the rate. Several limits are taken all or nothing.
 //!
 //! `block_until` records a reset time a platform named (`Retry-After`, `x-rate-limit-reset`):
 //! until then every acquire is refused with that time.
@@ -47,44 +48,7 @@ pub enum Decision {
 
 /// Takes one request from `key`'s allowance, or says when to come back.
 pub async fn acquire<'e>(executor: impl PgExecutor<'e>, key: &str, rate: Rate) -> Result<Decision, sqlx::Error> {
-    let interval_secs = rate.interval().as_secs_f64();
-    let burst = f64::from(rate.burst.max(1));
-    // `excluded.updated_at` is this call's clock, read once.
-    let row = sqlx::query!(
-        r#"INSERT INTO rate_limits AS r (key, tat, allowed, updated_at)
-           SELECT $1, clock + make_interval(secs => $2), true, clock FROM clock_timestamp() AS clock
-           ON CONFLICT (key) DO UPDATE SET
-               allowed = COALESCE(r.blocked_until <= excluded.updated_at, true)
-                     AND GREATEST(r.tat, excluded.updated_at) + make_interval(secs => $2 * (1 - $3::float8))
-                         <= excluded.updated_at,
-               tat = CASE
-                   WHEN COALESCE(r.blocked_until <= excluded.updated_at, true)
-                    AND GREATEST(r.tat, excluded.updated_at) + make_interval(secs => $2 * (1 - $3::float8))
-                        <= excluded.updated_at
-                   THEN GREATEST(r.tat, excluded.updated_at) + make_interval(secs => $2)
-                   ELSE r.tat END,
-               updated_at = excluded.updated_at
-           RETURNING allowed, tat, blocked_until, updated_at AS now"#,
-        key,
-        interval_secs,
-        burst,
-    )
-    .fetch_one(executor)
-    .await?;
-    let interval = chrono::Duration::from_std(rate.interval()).unwrap_or(chrono::Duration::MAX);
-    if row.allowed {
-        let used = (row.tat - row.now).num_microseconds().unwrap_or(i64::MAX) as f64;
-        let free = (burst * interval_secs * 1e6 - used) / (interval_secs * 1e6).max(1.0);
-        let remaining = free.floor().clamp(0.0, f64::from(u32::MAX)) as u32;
-        return Ok(Decision::Allowed { remaining, reset_at: row.tat });
-    }
-    // The next request fits once `tat` has come within `burst - 1` intervals of the clock.
-    let fits_at = row.tat + interval - interval * i32::try_from(rate.burst.max(1)).unwrap_or(i32::MAX);
-    let retry_at = match row.blocked_until {
-        Some(blocked_until) if blocked_until > fits_at => blocked_until,
-        _ => fits_at,
-    };
-    Ok(Decision::RetryAt(retry_at.max(row.now)))
+    acquire_all(executor, &[(key, rate)]).await
 }
 
 /// Takes one request from every limit in `limits` at once, all or nothing, in one round trip
@@ -117,8 +81,8 @@ pub async fn block_until<'e>(
     until: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        r#"INSERT INTO rate_limits AS r (key, tat, blocked_until, allowed, updated_at)
-           VALUES ($1, now(), $2, false, now())
+        r#"INSERT INTO rate_limits AS r (key, tat, blocked_until, updated_at)
+           VALUES ($1, now(), $2, now())
            ON CONFLICT (key) DO UPDATE SET blocked_until = GREATEST(r.blocked_until, excluded.blocked_until),
                                            updated_at = now()"#,
         key,

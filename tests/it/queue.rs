@@ -538,7 +538,7 @@ fn spawn_worker_process(db: &TestDb) -> Child {
 /// Not a test on its own: the body of a worker process for the crash test below, which starts
 /// this test binary again with only this test selected.
 #[tokio::test]
-#[ignore = "run as a child process by a_worker_killed_mid_batch_loses_nothing"]
+#[ignore = "a worker process body, run only as a child of a_worker_killed_mid_batch_loses_nothing_and_reruns_only_after_the_lease"]
 async fn crash_test_worker_process() {
     let url = std::env::var(CHILD_DATABASE).expect("started by the crash test");
     let pool = PgPool::connect(&url).await.unwrap();

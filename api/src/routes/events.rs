@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, FieldError, page_limit};
 use crate::extract::{ApiJson, ApiQuery};
 
 pub fn routes() -> Router<AppState> {
@@ -62,13 +62,7 @@ async fn feed(
             }])
         })?,
     };
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::validation(vec![FieldError {
-            field: "limit".into(),
-            message: "must be between 1 and 1000".into(),
-        }]));
-    }
+    let limit = page_limit(query.limit, 100, 1000)?;
     let event_types = query
         .types
         .as_deref()

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, FieldError, current_request_id};
+use crate::error::{ApiError, FieldError, current_request_id, page_limit};
 use crate::extract::{ApiJson, ApiQuery};
 
 pub fn routes() -> Router<AppState> {
@@ -113,13 +113,7 @@ async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<ApiJson<Page>, ApiError> {
     caller.require("keys:read")?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::validation(vec![FieldError {
-            field: "limit".into(),
-            message: "must be between 1 and 100".into(),
-        }]));
-    }
+    let limit = page_limit(query.limit, 50, 100)?;
     let mut data = sqlx::query_as!(
         KeyView,
         r#"SELECT k.id, k.name, k.description, k.prefix, k.environment, k.scopes, k.platforms, k.accounts,
@@ -166,37 +160,37 @@ async fn create(
         None | Some("live") => Environment::Live,
         Some("test") => Environment::Test,
         Some(_) => {
-            errors.push(field("environment", "must be `live` or `test`"));
+            errors.push(FieldError::new("environment", "must be `live` or `test`"));
             Environment::Live
         }
     };
     if caller.environment == "test" && environment == Environment::Live {
-        errors.push(field("environment", "a test key can create only test keys"));
+        errors.push(FieldError::new("environment", "a test key can create only test keys"));
     }
     if body.name.trim().is_empty() || body.name.len() > 100 {
-        errors.push(field("name", "must be 1 to 100 characters"));
+        errors.push(FieldError::new("name", "must be 1 to 100 characters"));
     }
     if let Err(message) = keys::expand_scopes(&body.scopes) {
-        errors.push(field("scopes", &message));
+        errors.push(FieldError::new("scopes", message));
     } else if body.scopes.is_empty() {
-        errors.push(field("scopes", "a key needs at least one scope"));
+        errors.push(FieldError::new("scopes", "a key needs at least one scope"));
     }
     let per_minute = body.requests_per_minute.unwrap_or(60);
     let per_day = body.requests_per_day.unwrap_or(10_000);
     if per_minute < 1 {
-        errors.push(field("requests_per_minute", "must be at least 1"));
+        errors.push(FieldError::new("requests_per_minute", "must be at least 1"));
     }
     if per_day < 1 {
-        errors.push(field("requests_per_day", "must be at least 1"));
+        errors.push(FieldError::new("requests_per_day", "must be at least 1"));
     }
     if let Some(at) = body.expires_at
         && at <= Utc::now()
     {
-        errors.push(field("expires_at", "must be in the future"));
+        errors.push(FieldError::new("expires_at", "must be in the future"));
     }
     for (index, network) in body.allowed_ips.iter().enumerate() {
         if keys::parse_network(network).is_none() {
-            errors.push(field(&format!("allowed_ips[{index}]"), "not an IP address or CIDR block"));
+            errors.push(FieldError::new(format!("allowed_ips[{index}]"), "not an IP address or CIDR block"));
         }
     }
     if !errors.is_empty() {
@@ -232,15 +226,11 @@ async fn revoke(
     Ok(ApiJson(load(&state, caller.project_id, id).await?))
 }
 
-fn field(name: &str, message: &str) -> FieldError {
-    FieldError { field: name.to_owned(), message: message.to_owned() }
-}
-
 fn key_error(error: KeyError) -> ApiError {
     match error {
         KeyError::NoSuchKey | KeyError::NoSuchProject => ApiError::not_found("no such key"),
         KeyError::TooManyKeys(_) | KeyError::AlreadyRevoked => ApiError::conflict(error.to_string()),
-        KeyError::Invalid(message) => ApiError::validation(vec![field("body", &message)]),
+        KeyError::Invalid(message) => ApiError::validation(vec![FieldError::new("body", message)]),
         KeyError::Database(error) => ApiError::internal(&error),
         KeyError::Store(message) => ApiError::internal(&message),
     }

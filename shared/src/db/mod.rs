@@ -23,6 +23,14 @@ pub async fn connect(url: &SecretString, max_connections: u32) -> Result<PgPool>
         .context("connecting to PostgreSQL (DATABASE_URL)")
 }
 
+/// A second pool on `pool`'s database whose commits do not wait for the WAL flush
+/// (`synchronous_commit = off`), for writes that are safe to lose in a database crash: job
+/// claims (the job runs again) and rate-limiter decisions. Connects lazily.
+pub fn relaxed_commit_pool(pool: &PgPool, max_connections: u32) -> PgPool {
+    let options = pool.connect_options().as_ref().clone().options([("synchronous_commit", "off")]);
+    PgPoolOptions::new().max_connections(max_connections.max(1)).connect_lazy_with(options)
+}
+
 /// Applies every embedded migration not yet applied. Safe to run from many processes at once:
 /// sqlx serialises them with an advisory lock.
 pub async fn migrate(pool: &PgPool) -> Result<()> {

@@ -30,7 +30,6 @@ use std::time::Duration;
 use herald_shared::config::QueueConfig;
 use herald_shared::queue::listener::{self, Wake};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -127,10 +126,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
     pub fn new(pool: PgPool, context: C, registry: Registry<C>, settings: Settings) -> Self {
         let queues = registry.queues();
         let wakes = queues.keys().map(|queue| (*queue, Arc::new(Notify::new()))).collect();
-        let claim_options = pool.connect_options().as_ref().clone().options([("synchronous_commit", "off")]);
-        let claim_pool = PgPoolOptions::new()
-            .max_connections(u32::try_from(queues.len()).unwrap_or(u32::MAX).max(1))
-            .connect_lazy_with(claim_options);
+        let claim_pool = herald_shared::db::relaxed_commit_pool(&pool, u32::try_from(queues.len()).unwrap_or(u32::MAX));
         let shared = Shared {
             pool,
             claim_pool,
