@@ -1,13 +1,14 @@
 //! Who is calling: `Authorization: Bearer <key>` becomes a [`Caller`], or a 401/403/429 problem.
 //!
-//! Every request looks its key up by SHA-256 in `api_keys` (one indexed read): nothing is cached,
-//! so a revocation on any api process refuses the key's next request on every other one. Then
+//! A key is found by the SHA-256 of its secret, in this process's cache or in `api_keys` (see
+//! [`crate::key_cache`] for how a revocation reaches every process at once). Then
 //! the key's allowed IPs and origins are checked, and its per-minute and per-day limits are
 //! taken together, all or nothing, from the shared limiter (`herald_shared::rate_limit`).
 //! Every answer to an authenticated request carries `X-RateLimit-Limit`, `-Remaining` and
 //! `-Reset`; a 429 adds `Retry-After`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -23,6 +24,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::key_cache::{KnownKey, StoredKey};
 
 /// The key a request was made with, and what it may reach.
 #[derive(Debug, Clone)]
@@ -62,24 +64,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The stored key, as authentication needs it.
-struct StoredKey {
-    id: Uuid,
-    project_id: Uuid,
-    key_hash: Vec<u8>,
-    environment: String,
-    scopes: Vec<String>,
-    platforms: Option<Vec<String>>,
-    accounts: Option<Vec<String>>,
-    expires_at: Option<DateTime<Utc>>,
-    revoked_at: Option<DateTime<Utc>>,
-    requests_per_minute: i32,
-    requests_per_day: i32,
-    allowed_ips: Vec<String>,
-    allowed_origins: Vec<String>,
-    last_used_at: Option<DateTime<Utc>>,
-}
-
 /// What the limiter said, for the response headers.
 struct Allowance {
     limit: i32,
@@ -114,6 +98,38 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
 async fn admit(state: &AppState, headers: &HeaderMap, client: Option<IpAddr>) -> Result<(Caller, Allowance), ApiError> {
     let presented = bearer_key(headers)?;
     let digest = Sha256::digest(presented.as_bytes()).to_vec();
+    let known = find_key(state, digest).await?;
+    let stored = &known.stored;
+    if stored.revoked_at.is_some() {
+        return Err(ApiError::unauthorized("this key was revoked"));
+    }
+    if let Some(expires_at) = stored.expires_at
+        && expires_at <= Utc::now()
+    {
+        return Err(ApiError::unauthorized(format!("this key expired at {}", expires_at.to_rfc3339())));
+    }
+    check_ip(client, &stored.allowed_ips)?;
+    check_origin(headers, &stored.allowed_origins)?;
+    let allowance = take_allowance(state, stored).await?;
+    record_use(state, &known).await;
+    let caller = Caller {
+        key_id: stored.id,
+        project_id: stored.project_id,
+        environment: stored.environment.clone(),
+        scopes: stored.scopes.clone(),
+        platforms: stored.platforms.clone(),
+        accounts: stored.accounts.clone(),
+    };
+    Ok((caller, allowance))
+}
+
+/// The key whose secret hashes to `digest`: from the cache, or from the database (one indexed
+/// read) and then cached. Unknown keys are not cached.
+async fn find_key(state: &AppState, digest: Vec<u8>) -> Result<Arc<KnownKey>, ApiError> {
+    if let Some(known) = state.keys.get(&digest) {
+        return Ok(known);
+    }
+    let generation = state.keys.generation();
     let stored = sqlx::query_as!(
         StoredKey,
         r#"SELECT k.id, k.project_id, k.key_hash, k.environment, k.scopes, k.platforms, k.accounts, k.expires_at,
@@ -130,27 +146,9 @@ async fn admit(state: &AppState, headers: &HeaderMap, client: Option<IpAddr>) ->
     let Some(stored) = stored.filter(|stored| bool::from(stored.key_hash.ct_eq(&digest))) else {
         return Err(ApiError::unauthorized("no such key"));
     };
-    if stored.revoked_at.is_some() {
-        return Err(ApiError::unauthorized("this key was revoked"));
-    }
-    if let Some(expires_at) = stored.expires_at
-        && expires_at <= Utc::now()
-    {
-        return Err(ApiError::unauthorized(format!("this key expired at {}", expires_at.to_rfc3339())));
-    }
-    check_ip(client, &stored.allowed_ips)?;
-    check_origin(headers, &stored.allowed_origins)?;
-    let allowance = take_allowance(state, &stored).await?;
-    record_use(state, &stored).await;
-    let caller = Caller {
-        key_id: stored.id,
-        project_id: stored.project_id,
-        environment: stored.environment,
-        scopes: stored.scopes,
-        platforms: stored.platforms,
-        accounts: stored.accounts,
-    };
-    Ok((caller, allowance))
+    let known = Arc::new(KnownKey::new(stored));
+    state.keys.store(digest, known.clone(), generation);
+    Ok(known)
 }
 
 fn bearer_key(headers: &HeaderMap) -> Result<&str, ApiError> {
@@ -239,10 +237,11 @@ fn too_many(retry_at: DateTime<Utc>, limit: i32, per_day: i32) -> ApiError {
 }
 
 /// Notes when the key was used, at most once a minute (a failure here never fails the request).
-async fn record_use(state: &AppState, key: &StoredKey) {
-    if key.last_used_at.is_some_and(|at| Utc::now() - at < chrono::Duration::minutes(1)) {
+async fn record_use(state: &AppState, known: &KnownKey) {
+    if !known.claim_usage_write(Utc::now()) {
         return;
     }
+    let key = &known.stored;
     let recorded = sqlx::query!(
         "INSERT INTO api_key_usage (key_id, last_used_at) VALUES ($1, now())
          ON CONFLICT (key_id) DO UPDATE SET last_used_at = now()",

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 mod idempotency;
+pub mod key_cache;
 mod middleware;
 mod routes;
 
@@ -40,16 +41,27 @@ pub struct AppState {
     pub limiter: PgPool,
     /// The validated settings.
     pub config: Arc<Config>,
+    /// API keys already seen, forgotten when any process changes them.
+    pub keys: Arc<key_cache::KeyCache>,
 }
 
 impl AppState {
-    /// Connects to the configured database and applies the migrations.
-    pub async fn connect(config: Arc<Config>) -> Result<Self> {
+    /// Connects to the configured database, applies the migrations and listens for key
+    /// changes until `shutdown`.
+    pub async fn connect(config: Arc<Config>, shutdown: &CancellationToken) -> Result<Self> {
         // Install the recorder before the first request records anything.
         herald_shared::telemetry::metrics();
         let pool = herald_shared::db::connect_and_migrate(&config).await?;
         let limiter = herald_shared::db::relaxed_commit_pool(&pool, config.database_max_connections);
-        Ok(Self { pool, limiter, config })
+        let keys = Arc::new(key_cache::KeyCache::default());
+        let listening = keys.clone();
+        tokio::spawn(herald_shared::notify::listen(
+            pool.clone(),
+            &[herald_shared::keys::CHANGED_CHANNEL],
+            move |notice| listening.on_notice(notice),
+            shutdown.clone(),
+        ));
+        Ok(Self { pool, limiter, config, keys })
     }
 }
 
@@ -82,7 +94,7 @@ pub struct ApiServer {
 
 /// Connects, migrates, binds `config.listen` and serves until `shutdown`.
 pub async fn start(config: Arc<Config>, shutdown: CancellationToken) -> Result<ApiServer> {
-    let state = AppState::connect(config.clone()).await?;
+    let state = AppState::connect(config.clone(), &shutdown).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("HERALD_LISTEN: cannot listen on {}", config.listen))?;

@@ -323,6 +323,9 @@ pub async fn list_keys(pool: &PgPool, project_id: Uuid) -> Result<Vec<KeySummary
     .await
 }
 
+/// The channel a trigger notifies with a key's id whenever its row changes (`*`: all of them).
+pub const CHANGED_CHANNEL: &str = "herald_api_keys";
+
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 

@@ -10,6 +10,7 @@ pub mod events;
 pub mod heartbeat;
 pub mod jobs;
 pub mod keys;
+pub mod notify;
 pub mod projections;
 pub mod queue;
 pub mod rate_limit;

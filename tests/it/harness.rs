@@ -164,7 +164,7 @@ impl TestApp {
 
     pub async fn spawn_on(db: TestDb, config: Arc<Config>, extra: Router<herald_api::AppState>) -> Self {
         let shutdown = CancellationToken::new();
-        let state = herald_api::AppState::connect(config.clone()).await.expect("api state");
+        let state = herald_api::AppState::connect(config.clone(), &shutdown).await.expect("api state");
         let pool = state.pool.clone();
         let listener = TcpListener::bind(config.listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
