@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
@@ -86,6 +86,11 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
     let client = client_ip(&state, request.headers(), peer);
     match admit(&state, request.headers(), client).await {
         Ok((caller, allowance)) => {
+            if let Err(error) = authorize(&caller, &request) {
+                let mut response = error.into_response();
+                allowance.apply(response.headers_mut());
+                return response;
+            }
             request.extensions_mut().insert(caller);
             let mut response = next.run(request).await;
             allowance.apply(response.headers_mut());
@@ -93,6 +98,16 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         }
         Err(error) => error.into_response(),
     }
+}
+
+/// The scopes the route declares in its OpenAPI annotation, checked before the handler reads
+/// anything, so a key without them learns nothing from validation errors.
+fn authorize(caller: &Caller, request: &Request) -> Result<(), ApiError> {
+    let template = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or_default();
+    let Some(needed) = crate::openapi::required_scopes(request.method(), template) else {
+        return Err(ApiError::internal(&format!("the route {} {template} declares no scope", request.method())));
+    };
+    needed.iter().try_for_each(|scope| caller.require(scope))
 }
 
 async fn admit(state: &AppState, headers: &HeaderMap, client: Option<IpAddr>) -> Result<(Caller, Allowance), ApiError> {

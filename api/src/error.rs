@@ -19,7 +19,7 @@ pub fn current_request_id() -> Option<String> {
 }
 
 /// One field that failed validation.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     /// JSON pointer-ish path of the field, e.g. `targets[0].account_id`.
     pub field: String,
@@ -54,14 +54,25 @@ pub struct ApiError {
     headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem: the body of every error (`application/problem+json`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Problem<'a> {
+    /// A URL naming the kind of problem: the documentation base plus `code`.
     r#type: String,
+    /// A short summary of the kind of problem.
     title: &'a str,
+    /// The HTTP status.
     status: u16,
+    /// What went wrong with this request, for a human.
     detail: &'a str,
+    /// Stable, for code to branch on: `unauthorized`, `forbidden`, `not_found`,
+    /// `validation_failed`, `rate_limited`, `conflict`, `idempotency_conflict`,
+    /// `payload_too_large`, `bad_request`, `unsupported_media_type`, `method_not_allowed`,
+    /// `internal`, or a 503 code naming the dependency that is down.
     code: &'a str,
+    /// The request's `X-Request-Id`, to quote when asking for help.
     request_id: Option<String>,
+    /// With `validation_failed`: each invalid field and why.
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
     errors: &'a [FieldError],
 }

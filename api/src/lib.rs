@@ -11,6 +11,7 @@ pub mod extract;
 mod idempotency;
 pub mod key_cache;
 mod middleware;
+pub mod openapi;
 mod routes;
 
 use std::net::SocketAddr;

@@ -68,22 +68,55 @@ async fn requests_without_a_usable_key_are_401_problems() {
     app.stop().await.unwrap();
 }
 
+/// Every `/v1` operation in the OpenAPI document, with the scopes it declares. The document is
+/// built from the router, so these lists grow with every new route.
+async fn documented_operations(app: &TestApp) -> Vec<(String, String, Vec<String>)> {
+    let document: Value = app.http.get(app.url("/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let mut operations = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        if !path.starts_with("/v1/") || path == "/v1/openapi.json" {
+            continue;
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            let scopes: Vec<String> = operation["security"][0]["api_key"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{method} {path} declares no scope"))
+                .iter()
+                .map(|scope| scope.as_str().unwrap().to_owned())
+                .collect();
+            assert!(!scopes.is_empty(), "{method} {path} declares no scope");
+            operations.push((method.to_uppercase(), path.clone(), scopes));
+        }
+    }
+    assert!(operations.len() >= 5, "{operations:?}");
+    operations
+}
+
+fn request(app: &TestApp, method: &str, path: &str, key: &str) -> reqwest::RequestBuilder {
+    let request = app.http.request(method.parse().unwrap(), app.url(path)).bearer_auth(key);
+    if matches!(method, "POST" | "PATCH" | "PUT") { request.json(&json!({})) } else { request }
+}
+
 #[tokio::test]
-async fn a_key_without_the_scope_gets_a_403_naming_it() {
+async fn every_route_refuses_a_key_without_its_scope_and_admits_one_with_it() {
     let app = TestApp::spawn().await;
     let acme = project(&app, "Acme").await;
-    let reader =
-        key_with(&app, &acme, KeyRequest { scopes: vec!["posts:read".into()], ..KeyRequest::admin("reader") }).await;
-    let routes =
-        [("GET", "/v1/keys", "keys:read"), ("POST", "/v1/keys", "keys:write"), ("GET", "/v1/events", "events:read")];
-    for (method, path, scope) in routes {
-        let request = app.http.request(method.parse().unwrap(), app.url(path)).bearer_auth(&reader);
-        let request = if method == "POST" { request.json(&json!({"name": "x", "scopes": ["read"]})) } else { request };
-        let body = problem(request.send().await.unwrap(), StatusCode::FORBIDDEN, "forbidden").await;
-        assert!(body["detail"].as_str().unwrap().contains(scope), "{method} {path}: {body}");
-        let allowed = app.http.request(method.parse().unwrap(), app.url(path)).bearer_auth(&acme.admin_key);
-        let allowed = if method == "POST" { allowed.json(&json!({"name": "x", "scopes": ["read"]})) } else { allowed };
-        assert_ne!(allowed.send().await.unwrap().status(), StatusCode::FORBIDDEN, "{method} {path} with the scope");
+    for (method, template, needed) in documented_operations(&app).await {
+        let path = template.replace("{id}", &Uuid::new_v4().to_string());
+        let others: Vec<String> =
+            keys::SCOPES.iter().filter(|scope| !needed.iter().any(|n| n == *scope)).map(|s| (*s).to_owned()).collect();
+        let lacking = KeyRequest { scopes: others, ..KeyRequest::admin(&format!("without {needed:?}")) };
+        let (_, lacking) =
+            keys::create_key(&app.pool, acme.id, lacking, 1000, &EventMetadata::default()).await.unwrap();
+        let refused = request(&app, &method, &path, keys::reveal(&lacking)).send().await.unwrap();
+        let body = problem(refused, StatusCode::FORBIDDEN, "forbidden").await;
+        assert!(body["detail"].as_str().unwrap().contains(&needed[0]), "{method} {template}: {body}");
+
+        let only = KeyRequest { scopes: needed.clone(), ..KeyRequest::admin(&format!("only {needed:?}")) };
+        let (_, only) = keys::create_key(&app.pool, acme.id, only, 1000, &EventMetadata::default()).await.unwrap();
+        let admitted = request(&app, &method, &path, keys::reveal(&only)).send().await.unwrap();
+        assert_ne!(admitted.status(), StatusCode::FORBIDDEN, "{method} {template} with {needed:?}");
+        assert_ne!(admitted.status(), StatusCode::UNAUTHORIZED, "{method} {template} with {needed:?}");
     }
     app.stop().await.unwrap();
 }
@@ -151,25 +184,103 @@ async fn another_projects_key_sees_nothing_of_this_one() {
     let acme_keys: Value = get(&app, "/v1/keys", &acme.admin_key).await.json().await.unwrap();
     let acme_key_id = acme_keys["data"][0]["id"].as_str().unwrap().to_owned();
 
-    problem(get(&app, &format!("/v1/keys/{acme_key_id}"), &globex.admin_key).await, StatusCode::NOT_FOUND, "not_found")
-        .await;
-    let delete = app
-        .http
-        .delete(app.url(&format!("/v1/keys/{acme_key_id}")))
-        .bearer_auth(&globex.admin_key)
-        .send()
-        .await
-        .unwrap();
-    problem(delete, StatusCode::NOT_FOUND, "not_found").await;
+    // One of Acme's resources for every route that names one; a new route must add its own.
+    let acme_resources = [("/v1/keys/{id}", acme_key_id.clone())];
+    for (method, template, _) in documented_operations(&app).await {
+        if !template.contains('{') {
+            continue;
+        }
+        let (_, id) = acme_resources
+            .iter()
+            .find(|(path, _)| *path == template)
+            .unwrap_or_else(|| panic!("add one of Acme's resources for {template} to this test"));
+        let path = template.replace("{id}", id);
+        let refused = request(&app, &method, &path, &globex.admin_key).send().await.unwrap();
+        problem(refused, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    let still_there = get(&app, &format!("/v1/keys/{acme_key_id}"), &acme.admin_key).await;
+    let still_there: Value = still_there.json().await.unwrap();
+    assert!(still_there["revoked_at"].is_null(), "Globex's DELETE changed nothing: {still_there}");
+
     let globex_keys: Value = get(&app, "/v1/keys", &globex.admin_key).await.json().await.unwrap();
     assert!(!globex_keys.to_string().contains(&acme_key_id));
-
     assert!(wait_for_horizon(&app.pool, Duration::from_secs(30)).await.unwrap());
     let feed: Value = get(&app, "/v1/events", &globex.admin_key).await.json().await.unwrap();
     let streams: Vec<&str> = feed["data"].as_array().unwrap().iter().map(|e| e["stream"].as_str().unwrap()).collect();
     assert!(streams.contains(&format!("project:{}", globex.id).as_str()), "{streams:?}");
     assert!(!feed.to_string().contains(&acme.id.to_string()), "nothing of Acme in Globex's feed");
     app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route_with_its_errors_and_headers() {
+    let app = TestApp::spawn().await;
+    let acme = project(&app, "Acme").await;
+    let served = app.http.get(app.url("/v1/openapi.json")).send().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.headers()["content-type"], "application/json");
+    let document: Value = served.json().await.unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with('3'));
+
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            // The route is served: neither the 404 for unknown paths nor a 405.
+            let concrete = path.replace("{id}", &Uuid::new_v4().to_string());
+            let answer = request(&app, &method.to_uppercase(), &concrete, &acme.admin_key).send().await.unwrap();
+            assert_ne!(answer.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            let text = answer.text().await.unwrap();
+            assert!(!text.contains("no resource at"), "{method} {path} is documented but not routed");
+
+            if !path.starts_with("/v1/") || path == "/v1/openapi.json" {
+                continue;
+            }
+            let responses = operation["responses"].as_object().unwrap();
+            for status in ["401", "403", "429", "500"] {
+                assert!(responses.contains_key(status), "{method} {path} lacks {status}");
+            }
+            let success = responses.iter().find(|(status, _)| status.starts_with('2')).unwrap().1;
+            for header in ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "X-Request-Id"] {
+                assert!(success["headers"].get(header).is_some(), "{method} {path} lacks {header}");
+            }
+            if method != "get" {
+                assert!(responses.contains_key("409"), "{method} {path} lacks 409");
+                let parameters = operation["parameters"].to_string();
+                assert!(parameters.contains("Idempotency-Key"), "{method} {path} lacks Idempotency-Key");
+            }
+        }
+    }
+    let problem_schema = &document["components"]["schemas"]["Problem"]["properties"];
+    for field in ["type", "title", "status", "detail", "code", "request_id", "errors"] {
+        assert!(problem_schema.get(field).is_some(), "Problem lacks {field}");
+    }
+
+    // Every route goes through `utoipa_axum::routes!`, so none can be missing from the document.
+    let sources = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("api/src");
+    for file in walk(&sources) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for bypass in [".route(\"", "routing::get", "routing::post", "routing::delete", "routing::patch"] {
+            assert!(!text.contains(bypass), "{} registers a route outside the OpenAPI document", file.display());
+        }
+    }
+
+    let docs = app.http.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(docs.text().await.unwrap().contains("herald"));
+    app.stop().await.unwrap();
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            files.push(path);
+        }
+    }
+    files
 }
 
 #[tokio::test]

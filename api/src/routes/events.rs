@@ -1,33 +1,39 @@
 //! `GET /v1/events`: the project's events in log order, from the safe reader (no gaps, no
 //! repeats), with an opaque cursor. Hashes of keys never leave the server, even in the feed.
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use herald_shared::events::reader::{Cursor, Filter, read_after};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, page_limit};
 use crate::extract::{ApiJson, ApiQuery};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/events", get(feed))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(feed))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct FeedQuery {
+    /// A cursor from this feed; absent: from the beginning.
     after: Option<String>,
-    /// Comma-separated event types.
+    /// Comma-separated event types, e.g. `api_key.created,api_key.revoked`.
     types: Option<String>,
+    /// 1 to 1000, default 100.
     limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+/// One event of the project.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Event)]
 struct FeedEvent {
     /// The event's place in the log.
     position: i64,
@@ -40,19 +46,24 @@ struct FeedEvent {
     cursor: String,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of the feed.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EventPage)]
 struct Feed {
     data: Vec<FeedEvent>,
     /// Where to go on from; the same as `after` when nothing new has arrived.
     next_cursor: String,
 }
 
+/// The project's events in log order, without gaps or repeats. Needs `events:read`. Poll with
+/// the last `next_cursor`: an empty page means nothing new yet.
+#[utoipa::path(get, security(("api_key" = ["events:read"])), path = "/v1/events", tag = "events", params(FeedQuery),
+    responses((status = 200, description = "A page of events", body = Feed)))]
 async fn feed(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<FeedQuery>,
 ) -> Result<ApiJson<Feed>, ApiError> {
-    caller.require("events:read")?;
     let cursor = match query.after.as_deref() {
         None | Some("") => Cursor::START,
         Some(text) => Cursor::decode(text).ok_or_else(|| {

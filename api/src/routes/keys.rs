@@ -1,14 +1,15 @@
 //! `/v1/keys`: a project's API keys. A key is shown once, in the answer that creates it; its
 //! scope cannot be edited (create a new key, revoke the old).
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use herald_shared::events::EventMetadata;
 use herald_shared::keys::{self, Environment, KeyError, KeyRequest};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -16,32 +17,44 @@ use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, current_request_id, page_limit};
 use crate::extract::{ApiJson, ApiQuery};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/keys", get(list).post(create)).route("/v1/keys/{id}", get(show).delete(revoke))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, revoke))
 }
 
 /// A key as the api shows it: never the key itself, never its hash.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Key)]
 pub struct KeyView {
     id: Uuid,
     name: String,
     description: Option<String>,
+    /// The key's first 12 characters, to recognise it by.
+    #[schema(example = "hk_live_3f9a")]
     prefix: String,
+    /// `live`, or `test` for a key that reaches only the sandbox platform.
     environment: String,
+    /// What the key may do, shorthands expanded.
     scopes: Vec<String>,
+    /// Only these platforms, when set.
     platforms: Option<Vec<String>>,
+    /// Only these accounts (ids or external ids), when set.
     accounts: Option<Vec<String>>,
     expires_at: Option<DateTime<Utc>>,
     requests_per_minute: i32,
     requests_per_day: i32,
+    /// IP addresses or CIDR blocks the key may be used from; empty: any.
     allowed_ips: Vec<String>,
+    /// `Origin`s a browser may use the key from; empty: any.
     allowed_origins: Vec<String>,
     created_at: DateTime<Utc>,
+    /// To the minute.
     last_used_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+/// A new key, with its secret.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CreatedKey)]
 struct Created {
     #[serde(flatten)]
     view: KeyView,
@@ -49,24 +62,35 @@ struct Created {
     key: String,
 }
 
-#[derive(Debug, Serialize)]
+/// One page of keys, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = KeyPage)]
 struct Page {
     data: Vec<KeyView>,
+    /// Pass as `cursor` for the next page; absent on the last.
     next_cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A key to create. Its scopes can never be edited afterwards.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = CreateKey)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    /// 1 to 100 characters.
     name: String,
     description: Option<String>,
+    /// Scopes as in the design (`posts:write`, ...) or the shorthands `read` and `write`.
     scopes: Vec<String>,
+    /// `live` (the default for a live caller) or `test`. A test key can create only test keys.
     #[serde(default)]
     environment: Option<String>,
     platforms: Option<Vec<String>>,
     accounts: Option<Vec<String>>,
+    /// Must be in the future.
     expires_at: Option<DateTime<Utc>>,
+    /// Default 60.
     requests_per_minute: Option<i32>,
+    /// Default 10,000.
     requests_per_day: Option<i32>,
     #[serde(default)]
     allowed_ips: Vec<String>,
@@ -74,10 +98,13 @@ struct CreateBody {
     allowed_origins: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// 1 to 100, default 50.
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<Uuid>,
 }
 
@@ -107,12 +134,14 @@ async fn load(state: &AppState, project_id: Uuid, key_id: Uuid) -> Result<KeyVie
     .ok_or_else(|| ApiError::not_found("no such key"))
 }
 
+/// The project's keys, revoked ones included. Needs `keys:read`.
+#[utoipa::path(get, security(("api_key" = ["keys:read"])), path = "/v1/keys", tag = "keys", params(ListQuery),
+    responses((status = 200, description = "A page of keys", body = Page)))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<ApiJson<Page>, ApiError> {
-    caller.require("keys:read")?;
     let limit = page_limit(query.limit, 50, 100)?;
     let mut data = sqlx::query_as!(
         KeyView,
@@ -139,21 +168,26 @@ async fn list(
     Ok(ApiJson(Page { data, next_cursor }))
 }
 
+/// One key. Needs `keys:read`.
+#[utoipa::path(get, security(("api_key" = ["keys:read"])), path = "/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path, description = "The key's id")),
+    responses((status = 200, description = "The key", body = KeyView)))]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<ApiJson<KeyView>, ApiError> {
-    caller.require("keys:read")?;
     Ok(ApiJson(load(&state, caller.project_id, id).await?))
 }
 
+/// Creates a key; the answer is the only place its secret is ever shown. Needs `keys:write`.
+/// At most `HERALD_MAX_LIVE_KEYS` (10) live keys per project: 409 beyond.
+#[utoipa::path(post, security(("api_key" = ["keys:write"])), path = "/v1/keys", tag = "keys", request_body = CreateBody,
+    responses((status = 201, description = "The new key and its secret", body = Created)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, ApiJson<Created>), ApiError> {
-    caller.require("keys:write")?;
     let mut errors = Vec::new();
     let environment = match body.environment.as_deref() {
         None if caller.environment == "test" => Environment::Test,
@@ -216,12 +250,14 @@ async fn create(
     Ok((StatusCode::CREATED, ApiJson(Created { view, key: keys::reveal(&secret).to_owned() })))
 }
 
+/// Revokes a key, on every api process at once. Needs `keys:write`. Revoking twice is a 409.
+#[utoipa::path(delete, security(("api_key" = ["keys:write"])), path = "/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path, description = "The key's id")),
+    responses((status = 200, description = "The revoked key", body = KeyView)))]
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<ApiJson<KeyView>, ApiError> {
-    caller.require("keys:write")?;
     keys::revoke_key(&state.pool, caller.project_id, id, &metadata(&caller)).await.map_err(key_error)?;
     Ok(ApiJson(load(&state, caller.project_id, id).await?))
 }

@@ -1,4 +1,8 @@
-//! The api's routes, one file a resource.
+//! The api's routes, one file a resource. Each is registered with `utoipa_axum::routes!`, so
+//! the OpenAPI document ([`crate::openapi`]) is built from the same list as the router.
+
+// utoipa's macros expand the types we name into fully qualified paths.
+#![allow(unused_qualifications)]
 
 mod events;
 mod keys;
@@ -6,19 +10,44 @@ mod ops;
 
 use axum::Router;
 use axum::http::{Method, Uri};
+use utoipa::OpenApi as _;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::openapi;
+
+/// The `/v1` routes, which need a key.
+fn authenticated() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(keys::routes()).merge(events::routes())
+}
+
+/// The routes anyone may call: operations and the API's own documentation.
+fn public() -> OpenApiRouter<AppState> {
+    ops::routes().routes(routes!(openapi::openapi_json)).routes(routes!(openapi::docs))
+}
 
 /// Every route. The `/v1` routes need a key ([`crate::auth::authenticate`] runs first), and
 /// their writes honour `Idempotency-Key`.
 pub fn routes(state: AppState) -> Router<AppState> {
-    let v1 = Router::new()
-        .merge(keys::routes())
-        .merge(events::routes())
+    let (v1, _) = authenticated().split_for_parts();
+    let v1 = v1
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::idempotency))
         .route_layer(axum::middleware::from_fn_with_state(state, crate::auth::authenticate));
-    Router::new().merge(ops::routes()).merge(v1)
+    let (public, _) = public().split_for_parts();
+    public.merge(v1)
+}
+
+/// The OpenAPI document of every route in [`routes`].
+pub fn document() -> OpenApi {
+    let (_, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(authenticated())
+        .merge(public())
+        .split_for_parts();
+    openapi::apply_conventions(&mut document);
+    document
 }
 
 /// The 404 for any path no route matches.
