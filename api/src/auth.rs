@@ -50,9 +50,33 @@ impl Caller {
         }
     }
 
+    /// A 403 unless the key may act on `platform`: a test key reaches only the sandbox, and a
+    /// key with a platform list only those.
+    pub fn reaches_platform(&self, platform: &str) -> Result<(), ApiError> {
+        if self.environment == "test" && platform != "sandbox" {
+            return Err(ApiError::forbidden("a test key (hk_test_) reaches only the sandbox platform"));
+        }
+        if let Some(platforms) = &self.platforms
+            && !platforms.iter().any(|allowed| allowed == platform)
+        {
+            return Err(ApiError::forbidden(format!("this key may not act on {platform}")));
+        }
+        Ok(())
+    }
+
     /// The actor recorded in event metadata.
     pub fn actor(&self) -> String {
         format!("key:{}", self.key_id)
+    }
+
+    /// The metadata of events this request appends: its request id, project and key.
+    pub fn event_metadata(&self) -> herald_shared::events::EventMetadata {
+        herald_shared::events::EventMetadata {
+            request_id: crate::error::current_request_id(),
+            project_id: Some(self.project_id),
+            actor: Some(self.actor()),
+            ..Default::default()
+        }
     }
 }
 

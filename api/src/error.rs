@@ -43,6 +43,19 @@ pub fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, Api
     }
 }
 
+/// Cuts a list fetched with `limit + 1` rows to `limit`, and names the cursor of the next page
+/// (the last row's, by `cursor_of`) if there was one more row.
+pub fn split_page<T>(mut rows: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    if rows.len() > limit {
+        rows.truncate(limit);
+        let next = rows.last().map(cursor_of);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}
+
 /// A failed request, as the client will see it.
 #[derive(Debug)]
 pub struct ApiError {

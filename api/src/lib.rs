@@ -8,11 +8,13 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+mod html;
 mod idempotency;
 pub mod key_cache;
 mod middleware;
 pub mod openapi;
 mod routes;
+mod sandbox;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +46,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// API keys already seen, forgotten when any process changes them.
     pub keys: Arc<key_cache::KeyCache>,
+    /// Seals and opens tokens, codes and client secrets.
+    pub keyring: Arc<herald_shared::crypto::Keyring>,
+    /// The platform adapters and managed apps.
+    pub platforms: herald_shared::platforms::Platforms,
 }
 
 impl AppState {
@@ -62,7 +68,9 @@ impl AppState {
             move |notice| listening.on_notice(notice),
             shutdown.clone(),
         ));
-        Ok(Self { pool, limiter, config, keys })
+        let keyring = Arc::new(config.keyring()?);
+        let platforms = herald_shared::platforms::Platforms::from_config(&config);
+        Ok(Self { pool, limiter, config, keys, keyring, platforms })
     }
 }
 

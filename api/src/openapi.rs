@@ -37,6 +37,9 @@ use crate::error::{FieldError, Problem};
     tags(
         (name = "keys", description = "A project's API keys"),
         (name = "events", description = "The project's event feed"),
+        (name = "connect", description = "Connecting social accounts through OAuth"),
+        (name = "accounts", description = "Connected social accounts and their health"),
+        (name = "sandbox", description = "The built-in fake platform, for tests; no key needed"),
         (name = "operations", description = "Liveness, readiness, metrics and this document; no key needed"),
     )
 )]
@@ -129,7 +132,6 @@ pub fn apply_conventions(openapi: &mut OpenApi) {
         }
 
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let authenticated = path.starts_with("/v1/") && path != "/v1/openapi.json";
             let has_id = path.contains('{');
             let operations = [
                 (false, item.get.as_mut()),
@@ -140,6 +142,8 @@ pub fn apply_conventions(openapi: &mut OpenApi) {
             ];
             for (write, operation) in operations {
                 let Some(operation) = operation else { continue };
+                // An operation that declares a scope is behind the key; the rest are public.
+                let authenticated = operation.security.is_some();
                 for response in operation.responses.responses.values_mut() {
                     if let RefOr::T(response) = response {
                         response.headers.insert("X-Request-Id".into(), RefOr::Ref(header_ref("X-Request-Id")));

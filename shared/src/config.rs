@@ -70,6 +70,11 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// The job queue (`HERALD_QUEUE__*`).
     pub queue: QueueConfig,
+    /// The URL clients and platforms reach this api at; OAuth callbacks are
+    /// `<public_url>/v1/connect/<platform>/callback`. Defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Each platform's endpoints and managed app (`HERALD_PLATFORMS__<NAME>__*`).
+    pub platforms: BTreeMap<String, crate::platforms::PlatformSettings>,
 }
 
 /// How workers claim and hold jobs.
@@ -143,6 +148,8 @@ impl Default for Config {
             max_live_keys: 10,
             trust_forwarded_for: false,
             queue: QueueConfig::default(),
+            public_url: None,
+            platforms: BTreeMap::new(),
         }
     }
 }
@@ -225,6 +232,32 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::new("HERALD_MAX_BODY_BYTES", "must be at least 1024"));
         }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::new("HERALD_PUBLIC_URL", "expected an http:// or https:// URL"));
+        }
+        for (name, settings) in &self.platforms {
+            let setting = format!("HERALD_PLATFORMS__{}", name.to_uppercase());
+            if !crate::platforms::NAMES.contains(&name.as_str()) {
+                let known = crate::platforms::NAMES.join(", ").to_uppercase();
+                return Err(ConfigError::new(setting, format!("not a platform herald knows ({known})")));
+            }
+            let urls = [
+                ("AUTHORIZE_URL", &settings.authorize_url),
+                ("TOKEN_URL", &settings.token_url),
+                ("API_URL", &settings.api_url),
+                ("UPLOAD_URL", &settings.upload_url),
+                ("REVOKE_URL", &settings.revoke_url),
+            ];
+            for (field, url) in urls {
+                if let Some(url) = url
+                    && !(url.starts_with("http://") || url.starts_with("https://"))
+                {
+                    return Err(ConfigError::new(format!("{setting}__{field}"), "expected an http:// or https:// URL"));
+                }
+            }
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|error| ConfigError::new("HERALD_LOG", format!("not a log filter: {error}")))?;
         self.keyring()?;
@@ -250,6 +283,36 @@ impl Config {
             })?;
         }
         Ok(keyring)
+    }
+
+    /// Where clients and platforms reach this api, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// The OAuth callback herald registers for `platform`.
+    pub fn callback_url(&self, platform: &str) -> String {
+        format!("{}/v1/connect/{platform}/callback", self.public_url())
+    }
+
+    /// `platform`'s endpoints: its settings over the defaults. `None` for an unknown platform.
+    pub fn platform_endpoints(&self, platform: &str) -> Option<crate::platforms::Endpoints> {
+        let mut endpoints = crate::platforms::defaults(platform, &self.public_url())?;
+        if let Some(settings) = self.platforms.get(platform) {
+            let settings = settings.clone();
+            endpoints.authorize_url = settings.authorize_url.unwrap_or(endpoints.authorize_url);
+            endpoints.token_url = settings.token_url.unwrap_or(endpoints.token_url);
+            endpoints.api_url = settings.api_url.unwrap_or(endpoints.api_url);
+            endpoints.upload_url = settings.upload_url.or(endpoints.upload_url);
+            endpoints.revoke_url = settings.revoke_url.or(endpoints.revoke_url);
+            if let Some(scopes) = &settings.scopes {
+                endpoints.scopes = crate::platforms::split_scopes(scopes);
+            }
+        }
+        Some(endpoints)
     }
 
     /// The grace period for in-flight work at shutdown.

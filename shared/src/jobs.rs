@@ -21,3 +21,44 @@ impl Job for PruneExpired {
         Some(Self::KIND.to_owned())
     }
 }
+
+/// Completes a connect session whose callback brought a code: exchanges the code, lists every
+/// account the grant reaches and upserts each (see `herald_worker::jobs::connect`). Enqueued by
+/// the callback in the transaction that records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeCode {
+    pub session_id: uuid::Uuid,
+}
+
+impl Job for ExchangeCode {
+    const KIND: &'static str = "connect.exchange";
+    const QUEUE: &'static str = "connect";
+    /// The user is waiting on the callback page.
+    const PRIORITY: i16 = 10;
+    const MAX_ATTEMPTS: i32 = 5;
+
+    fn dedup_key(&self) -> Option<String> {
+        Some(format!("connect:{}", self.session_id))
+    }
+}
+
+/// Uses an account's refresh token before its access token expires (or when a client asks).
+/// Deduplicated per account, and serialised per account by a row lock in the worker, so any
+/// number of triggers make one token request per rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshCredentials {
+    pub account_id: uuid::Uuid,
+    /// The credentials version that looked due; a job that finds a newer one has nothing to do.
+    pub seen_version: Option<i64>,
+}
+
+impl Job for RefreshCredentials {
+    const KIND: &'static str = "account.refresh";
+    const QUEUE: &'static str = "credentials";
+    const PRIORITY: i16 = 5;
+    const MAX_ATTEMPTS: i32 = 8;
+
+    fn dedup_key(&self) -> Option<String> {
+        Some(format!("refresh:{}", self.account_id))
+    }
+}

@@ -3,6 +3,7 @@
 //! `worker/` and `scheduler/`).
 
 pub mod config;
+pub mod credentials;
 pub mod crypto;
 pub mod db;
 pub mod domain;
@@ -11,6 +12,7 @@ pub mod heartbeat;
 pub mod jobs;
 pub mod keys;
 pub mod notify;
+pub mod platforms;
 pub mod projections;
 pub mod queue;
 pub mod rate_limit;

@@ -74,7 +74,7 @@ async fn documented_operations(app: &TestApp) -> Vec<(String, String, Vec<String
     let document: Value = app.http.get(app.url("/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
     let mut operations = Vec::new();
     for (path, item) in document["paths"].as_object().unwrap() {
-        if !path.starts_with("/v1/") || path == "/v1/openapi.json" {
+        if !path.starts_with("/v1/") || PUBLIC_V1.contains(&path.as_str()) {
             continue;
         }
         for (method, operation) in item.as_object().unwrap() {
@@ -92,6 +92,15 @@ async fn documented_operations(app: &TestApp) -> Vec<(String, String, Vec<String
     operations
 }
 
+/// The `/v1` routes that need no key: the document itself, and the OAuth callback (its state is
+/// the credential).
+const PUBLIC_V1: &[&str] = &["/v1/openapi.json", "/v1/connect/{platform}/callback"];
+
+/// A concrete path for a route template.
+fn concrete(template: &str, id: &str) -> String {
+    template.replace("{id}", id).replace("{platform}", "sandbox")
+}
+
 fn request(app: &TestApp, method: &str, path: &str, key: &str) -> reqwest::RequestBuilder {
     let request = app.http.request(method.parse().unwrap(), app.url(path)).bearer_auth(key);
     if matches!(method, "POST" | "PATCH" | "PUT") { request.json(&json!({})) } else { request }
@@ -102,7 +111,7 @@ async fn every_route_refuses_a_key_without_its_scope_and_admits_one_with_it() {
     let app = TestApp::spawn().await;
     let acme = project(&app, "Acme").await;
     for (method, template, needed) in documented_operations(&app).await {
-        let path = template.replace("{id}", &Uuid::new_v4().to_string());
+        let path = concrete(&template, &Uuid::new_v4().to_string());
         let others: Vec<String> =
             keys::SCOPES.iter().filter(|scope| !needed.iter().any(|n| n == *scope)).map(|s| (*s).to_owned()).collect();
         let lacking = KeyRequest { scopes: others, ..KeyRequest::admin(&format!("without {needed:?}")) };
@@ -185,16 +194,24 @@ async fn another_projects_key_sees_nothing_of_this_one() {
     let acme_key_id = acme_keys["data"][0]["id"].as_str().unwrap().to_owned();
 
     // One of Acme's resources for every route that names one; a new route must add its own.
-    let acme_resources = [("/v1/keys/{id}", acme_key_id.clone())];
+    let acme_account = acme_account(&app, acme.id).await.to_string();
+    let started = request(&app, "POST", "/v1/connect/sandbox", &acme.admin_key).send().await.unwrap();
+    let acme_session = started.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_owned();
+    let acme_resources = [
+        ("/v1/keys/{id}", acme_key_id.clone()),
+        ("/v1/accounts/{id}", acme_account.clone()),
+        ("/v1/accounts/{id}/disconnect", acme_account.clone()),
+        ("/v1/connect/sessions/{id}", acme_session.clone()),
+    ];
     for (method, template, _) in documented_operations(&app).await {
-        if !template.contains('{') {
+        if !template.contains("{id}") {
             continue;
         }
         let (_, id) = acme_resources
             .iter()
             .find(|(path, _)| *path == template)
             .unwrap_or_else(|| panic!("add one of Acme's resources for {template} to this test"));
-        let path = template.replace("{id}", id);
+        let path = concrete(&template, id);
         let refused = request(&app, &method, &path, &globex.admin_key).send().await.unwrap();
         problem(refused, StatusCode::NOT_FOUND, "not_found").await;
     }
@@ -202,14 +219,51 @@ async fn another_projects_key_sees_nothing_of_this_one() {
     let still_there: Value = still_there.json().await.unwrap();
     assert!(still_there["revoked_at"].is_null(), "Globex's DELETE changed nothing: {still_there}");
 
-    let globex_keys: Value = get(&app, "/v1/keys", &globex.admin_key).await.json().await.unwrap();
-    assert!(!globex_keys.to_string().contains(&acme_key_id));
+    let still_connected: Value =
+        get(&app, &format!("/v1/accounts/{acme_account}"), &acme.admin_key).await.json().await.unwrap();
+    assert_eq!(still_connected["status"], "connected", "Globex's disconnect changed nothing");
+    for list in ["/v1/keys", "/v1/accounts"] {
+        let seen: Value = get(&app, list, &globex.admin_key).await.json().await.unwrap();
+        for acme_id in [&acme_key_id, &acme_account, &acme_session] {
+            assert!(!seen.to_string().contains(acme_id.as_str()), "{list} shows Globex an Acme resource");
+        }
+    }
     assert!(wait_for_horizon(&app.pool, Duration::from_secs(30)).await.unwrap());
     let feed: Value = get(&app, "/v1/events", &globex.admin_key).await.json().await.unwrap();
     let streams: Vec<&str> = feed["data"].as_array().unwrap().iter().map(|e| e["stream"].as_str().unwrap()).collect();
     assert!(streams.contains(&format!("project:{}", globex.id).as_str()), "{streams:?}");
     assert!(!feed.to_string().contains(&acme.id.to_string()), "nothing of Acme in Globex's feed");
     app.stop().await.unwrap();
+}
+
+/// A connected sandbox account of `project_id`, recorded as the exchange job would.
+async fn acme_account(app: &TestApp, project_id: Uuid) -> Uuid {
+    use herald_shared::domain::account::{Account, Command, Grant};
+    let id = Uuid::now_v7();
+    let grant = Grant {
+        project_id,
+        platform: "sandbox".into(),
+        platform_user_id: format!("person-{id}"),
+        kind: "person".into(),
+        username: None,
+        display_name: None,
+        external_id: None,
+        app_id: None,
+        scopes: vec![],
+        expires_at: None,
+        session_id: Uuid::now_v7(),
+    };
+    let mut tx = app.pool.begin().await.unwrap();
+    herald_shared::events::execute::<Account>(
+        &mut tx,
+        id,
+        Command::Connect(Box::new(grant)),
+        &EventMetadata::default(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    id
 }
 
 #[tokio::test]
@@ -225,13 +279,17 @@ async fn the_openapi_document_covers_every_route_with_its_errors_and_headers() {
     for (path, item) in document["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             // The route is served: neither the 404 for unknown paths nor a 405.
-            let concrete = path.replace("{id}", &Uuid::new_v4().to_string());
-            let answer = request(&app, &method.to_uppercase(), &concrete, &acme.admin_key).send().await.unwrap();
+            let answer =
+                request(&app, &method.to_uppercase(), &concrete(path, &Uuid::new_v4().to_string()), &acme.admin_key)
+                    .send()
+                    .await
+                    .unwrap();
             assert_ne!(answer.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
             let text = answer.text().await.unwrap();
             assert!(!text.contains("no resource at"), "{method} {path} is documented but not routed");
 
-            if !path.starts_with("/v1/") || path == "/v1/openapi.json" {
+            if operation.get("security").is_none() {
+                assert!(!path.starts_with("/v1/") || PUBLIC_V1.contains(&path.as_str()), "{method} {path} has no key");
                 continue;
             }
             let responses = operation["responses"].as_object().unwrap();

@@ -164,10 +164,14 @@ impl TestApp {
 
     pub async fn spawn_on(db: TestDb, config: Arc<Config>, extra: Router<herald_api::AppState>) -> Self {
         let shutdown = CancellationToken::new();
-        let state = herald_api::AppState::connect(config.clone(), &shutdown).await.expect("api state");
-        let pool = state.pool.clone();
         let listener = TcpListener::bind(config.listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
+        // Callbacks (and the sandbox platform) must name the port the api really listens on.
+        let mut config = Arc::unwrap_or_clone(config);
+        config.public_url.get_or_insert_with(|| format!("http://{addr}"));
+        let config = Arc::new(config);
+        let state = herald_api::AppState::connect(config.clone(), &shutdown).await.expect("api state");
+        let pool = state.pool.clone();
         let app = herald_api::router_with(state, extra);
         let api = tokio::spawn(herald_api::serve(listener, app, shutdown.clone(), config.shutdown_grace()));
         let roles = vec![

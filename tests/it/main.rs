@@ -4,6 +4,7 @@
 mod harness;
 
 mod api_edge;
+mod connect;
 mod event_log;
 mod foundation;
 mod keys;

@@ -30,7 +30,7 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()>
     let worker_id = Uuid::now_v7();
     tracing::info!(%worker_id, queues = ?queues.keys().collect::<Vec<_>>(), "worker started");
     let settings = Settings { worker_id, queue: config.queue.clone(), grace: config.shutdown_grace() };
-    let context = jobs::Context { pool: pool.clone(), config: config.clone() };
+    let context = jobs::Context::new(pool.clone(), config.clone())?;
     let runtime = Runtime::new(pool.clone(), context, registry, settings);
     let heartbeat = tokio::spawn(heartbeat::run(pool, Role::Worker, worker_id, config.heartbeat(), shutdown.clone()));
     runtime.run(shutdown).await;

@@ -4,7 +4,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use herald_shared::events::EventMetadata;
 use herald_shared::keys::{self, Environment, KeyError, KeyRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -14,7 +13,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, FieldError, current_request_id, page_limit};
+use crate::error::{ApiError, FieldError, page_limit, split_page};
 use crate::extract::{ApiJson, ApiQuery};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -108,15 +107,6 @@ struct ListQuery {
     cursor: Option<Uuid>,
 }
 
-fn metadata(caller: &Caller) -> EventMetadata {
-    EventMetadata {
-        request_id: current_request_id(),
-        project_id: Some(caller.project_id),
-        actor: Some(caller.actor()),
-        ..EventMetadata::default()
-    }
-}
-
 async fn load(state: &AppState, project_id: Uuid, key_id: Uuid) -> Result<KeyView, ApiError> {
     sqlx::query_as!(
         KeyView,
@@ -143,7 +133,7 @@ async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<ApiJson<Page>, ApiError> {
     let limit = page_limit(query.limit, 50, 100)?;
-    let mut data = sqlx::query_as!(
+    let data = sqlx::query_as!(
         KeyView,
         r#"SELECT k.id, k.name, k.description, k.prefix, k.environment, k.scopes, k.platforms, k.accounts,
                   k.expires_at, k.requests_per_minute, k.requests_per_day, k.allowed_ips, k.allowed_origins,
@@ -159,12 +149,7 @@ async fn list(
     .fetch_all(&state.pool)
     .await
     .map_err(|error| ApiError::internal(&error))?;
-    let next_cursor = if data.len() as i64 > limit {
-        data.truncate(limit as usize);
-        data.last().map(|key| key.id.to_string())
-    } else {
-        None
-    };
+    let (data, next_cursor) = split_page(data, limit, |key| key.id.to_string());
     Ok(ApiJson(Page { data, next_cursor }))
 }
 
@@ -244,8 +229,9 @@ async fn create(
         allowed_origins: body.allowed_origins,
     };
     let max = state.config.max_live_keys;
-    let (id, secret) =
-        keys::create_key(&state.pool, caller.project_id, request, max, &metadata(&caller)).await.map_err(key_error)?;
+    let (id, secret) = keys::create_key(&state.pool, caller.project_id, request, max, &caller.event_metadata())
+        .await
+        .map_err(key_error)?;
     let view = load(&state, caller.project_id, id).await?;
     Ok((StatusCode::CREATED, ApiJson(Created { view, key: keys::reveal(&secret).to_owned() })))
 }
@@ -258,7 +244,7 @@ async fn revoke(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<ApiJson<KeyView>, ApiError> {
-    keys::revoke_key(&state.pool, caller.project_id, id, &metadata(&caller)).await.map_err(key_error)?;
+    keys::revoke_key(&state.pool, caller.project_id, id, &caller.event_metadata()).await.map_err(key_error)?;
     Ok(ApiJson(load(&state, caller.project_id, id).await?))
 }
 

@@ -4,6 +4,8 @@
 // utoipa's macros expand the types we name into fully qualified paths.
 #![allow(unused_qualifications)]
 
+mod accounts;
+mod connect;
 mod events;
 mod keys;
 mod ops;
@@ -21,12 +23,21 @@ use crate::openapi;
 
 /// The `/v1` routes, which need a key.
 fn authenticated() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(keys::routes()).merge(events::routes())
+    OpenApiRouter::new()
+        .merge(keys::routes())
+        .merge(events::routes())
+        .merge(connect::routes())
+        .merge(accounts::routes())
 }
 
-/// The routes anyone may call: operations and the API's own documentation.
+/// The routes anyone may call: operations, the API's own documentation, the OAuth callback
+/// (its state is the credential) and the sandbox platform.
 fn public() -> OpenApiRouter<AppState> {
-    ops::routes().routes(routes!(openapi::openapi_json)).routes(routes!(openapi::docs))
+    ops::routes()
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(openapi::docs))
+        .merge(connect::public_routes())
+        .merge(crate::sandbox::routes())
 }
 
 /// Every route. The `/v1` routes need a key ([`crate::auth::authenticate`] runs first), and

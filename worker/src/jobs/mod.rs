@@ -1,11 +1,14 @@
 //! The jobs herald's workers perform, registered in one place.
 
+mod connect;
 mod prune;
 
 use std::sync::Arc;
 
 use herald_shared::Config;
-use herald_shared::jobs::PruneExpired;
+use herald_shared::crypto::Keyring;
+use herald_shared::jobs::{ExchangeCode, PruneExpired};
+use herald_shared::platforms::Platforms;
 use sqlx::PgPool;
 
 use crate::runtime::Registry;
@@ -14,9 +17,21 @@ use crate::runtime::Registry;
 pub struct Context {
     pub pool: PgPool,
     pub config: Arc<Config>,
+    /// Seals and opens tokens, codes and client secrets.
+    pub keyring: Keyring,
+    /// The platform adapters and managed apps.
+    pub platforms: Platforms,
+}
+
+impl Context {
+    pub fn new(pool: PgPool, config: Arc<Config>) -> anyhow::Result<Self> {
+        let keyring = config.keyring()?;
+        let platforms = Platforms::from_config(&config);
+        Ok(Self { pool, config, keyring, platforms })
+    }
 }
 
 /// Every kind a herald worker runs.
 pub fn registry() -> Registry<Context> {
-    Registry::default().register::<PruneExpired>()
+    Registry::default().register::<PruneExpired>().register::<ExchangeCode>()
 }

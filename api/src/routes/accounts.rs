@@ -1,0 +1,219 @@
+//! `/v1/accounts`: the social accounts connected to a project, with their health. A key sees
+//! only accounts within its reach (its platform and account lists; a test key, the sandbox);
+//! any other is a 404, as if it did not exist.
+
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use herald_shared::credentials;
+use herald_shared::domain::account::{self, Account};
+use herald_shared::events::{ExecuteError, execute};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, FieldError, page_limit, split_page};
+use crate::extract::{ApiJson, ApiQuery};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(show, update)).routes(routes!(disconnect))
+}
+
+/// A connected account and its health.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Account)]
+pub struct AccountView {
+    id: Uuid,
+    platform: String,
+    /// The account's id on the platform.
+    platform_user_id: String,
+    /// `person`, `page`, `organization`, `channel` ...
+    kind: String,
+    username: Option<String>,
+    display_name: Option<String>,
+    /// Your id for the user it belongs to.
+    external_id: Option<String>,
+    /// The project's own OAuth app it was connected through; absent: the managed app.
+    app_id: Option<Uuid>,
+    /// `connected`, `needs_reconnect` or `disconnected`.
+    status: String,
+    /// What the grant allows on the platform.
+    scopes: Vec<String>,
+    /// When the access token expires (herald refreshes it before).
+    expires_at: Option<DateTime<Utc>>,
+    last_refresh_at: Option<DateTime<Utc>>,
+    /// The platform's reason for the last failed refresh or the reconnect it needs.
+    last_error: Option<String>,
+    connected_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// One page of accounts, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AccountPage)]
+struct Page {
+    data: Vec<AccountView>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    external_id: Option<String>,
+    platform: Option<String>,
+    /// `connected`, `needs_reconnect` or `disconnected`.
+    status: Option<String>,
+    /// 1 to 100, default 50.
+    limit: Option<i64>,
+    cursor: Option<Uuid>,
+}
+
+/// What `PATCH /v1/accounts/{id}` may change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = UpdateAccount)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    /// Your id for the user; `null` clears it.
+    external_id: Option<String>,
+}
+
+impl Caller {
+    /// True if this key may see `account`.
+    fn reaches_account(&self, account: &AccountView) -> bool {
+        self.reaches_platform(&account.platform).is_ok()
+            && self.accounts.as_ref().is_none_or(|allowed| {
+                allowed.iter().any(|entry| {
+                    *entry == account.id.to_string() || account.external_id.as_deref() == Some(entry.as_str())
+                })
+            })
+    }
+}
+
+/// The project's accounts within the key's reach. Needs `connections:read`.
+#[utoipa::path(get, security(("api_key" = ["connections:read"])), path = "/v1/accounts", tag = "accounts",
+    params(ListQuery), responses((status = 200, description = "A page of accounts", body = Page)))]
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<ApiJson<Page>, ApiError> {
+    let limit = page_limit(query.limit, 50, 100)?;
+    if let Some(status) = &query.status
+        && !["connected", "needs_reconnect", "disconnected"].contains(&status.as_str())
+    {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "status",
+            "must be connected, needs_reconnect or disconnected",
+        )]));
+    }
+    // The key's reach is applied in SQL too, so a page is never short because of it.
+    let test_only = caller.environment == "test";
+    let data = sqlx::query_as!(
+        AccountView,
+        "SELECT id, platform, platform_user_id, kind, username, display_name, external_id, app_id, status, scopes,
+                expires_at, last_refresh_at, last_error, connected_at, updated_at
+         FROM accounts
+         WHERE project_id = $1 AND ($2::uuid IS NULL OR id > $2)
+           AND ($3::text IS NULL OR external_id = $3) AND ($4::text IS NULL OR platform = $4)
+           AND ($5::text IS NULL OR status = $5)
+           AND ($6::text[] IS NULL OR platform = ANY($6)) AND (NOT $7 OR platform = 'sandbox')
+           AND ($8::text[] IS NULL OR id::text = ANY($8) OR external_id = ANY($8))
+         ORDER BY id LIMIT $9",
+        caller.project_id,
+        query.cursor,
+        query.external_id,
+        query.platform,
+        query.status,
+        caller.platforms.as_deref(),
+        test_only,
+        caller.accounts.as_deref(),
+        limit + 1,
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    let (data, next_cursor) = split_page(data, limit, |account| account.id.to_string());
+    Ok(ApiJson(Page { data, next_cursor }))
+}
+
+async fn load(state: &AppState, caller: &Caller, id: Uuid) -> Result<AccountView, ApiError> {
+    let account = sqlx::query_as!(
+        AccountView,
+        "SELECT id, platform, platform_user_id, kind, username, display_name, external_id, app_id, status, scopes,
+                expires_at, last_refresh_at, last_error, connected_at, updated_at
+         FROM accounts WHERE id = $1 AND project_id = $2",
+        id,
+        caller.project_id
+    )
+    .fetch_optional(&state.pool)
+    .await?;
+    account.filter(|account| caller.reaches_account(account)).ok_or_else(|| ApiError::not_found("no such account"))
+}
+
+/// One account and its health. Needs `connections:read`.
+#[utoipa::path(get, security(("api_key" = ["connections:read"])), path = "/v1/accounts/{id}", tag = "accounts",
+    params(("id" = Uuid, Path, description = "The account's id")),
+    responses((status = 200, description = "The account", body = AccountView)))]
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<ApiJson<AccountView>, ApiError> {
+    Ok(ApiJson(load(&state, &caller, id).await?))
+}
+
+/// Changes the account's `external_id`. Needs `connections:write`.
+#[utoipa::path(patch, security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}", tag = "accounts",
+    params(("id" = Uuid, Path, description = "The account's id")), request_body = UpdateBody,
+    responses((status = 200, description = "The account", body = AccountView)))]
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    ApiJson(body): ApiJson<UpdateBody>,
+) -> Result<ApiJson<AccountView>, ApiError> {
+    load(&state, &caller, id).await?;
+    if body.external_id.as_ref().is_some_and(|external_id| external_id.is_empty() || external_id.len() > 255) {
+        return Err(ApiError::validation(vec![FieldError::new("external_id", "must be 1 to 255 characters, or null")]));
+    }
+    let mut tx = state.pool.begin().await?;
+    let command = account::Command::SetExternalId { external_id: body.external_id };
+    match execute::<Account>(&mut tx, id, command, &caller.event_metadata()).await {
+        Ok(_) | Err(ExecuteError::Rejected(account::Rejection::Unchanged)) => {}
+        Err(error) => return Err(account_error(error)),
+    }
+    tx.commit().await?;
+    Ok(ApiJson(load(&state, &caller, id).await?))
+}
+
+/// Disconnects the account: its tokens are wiped at once. A later connect of the same
+/// platform account revives it (same id). Needs `connections:write`.
+#[utoipa::path(post, security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}/disconnect", tag = "accounts",
+    params(("id" = Uuid, Path, description = "The account's id")),
+    responses((status = 200, description = "The disconnected account", body = AccountView)))]
+async fn disconnect(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<ApiJson<AccountView>, ApiError> {
+    load(&state, &caller, id).await?;
+    let mut tx = state.pool.begin().await?;
+    execute::<Account>(&mut tx, id, account::Command::Disconnect, &caller.event_metadata())
+        .await
+        .map_err(account_error)?;
+    credentials::wipe_account_tokens(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(ApiJson(load(&state, &caller, id).await?))
+}
+
+fn account_error(error: ExecuteError<account::Rejection>) -> ApiError {
+    match error {
+        ExecuteError::Rejected(account::Rejection::NotFound) => ApiError::not_found("no such account"),
+        ExecuteError::Rejected(rejection) => ApiError::conflict(rejection.to_string()),
+        ExecuteError::Conflict { .. } => ApiError::conflict("the account changed meanwhile; try again"),
+        other => ApiError::internal(&other),
+    }
+}

@@ -1,0 +1,401 @@
+//! Social platforms, each behind one trait ([`Platform`]): the OAuth authorize URL, the code and
+//! refresh grants, the accounts a grant reaches, revocation, and (with posts) publishing.
+//!
+//! Every platform's endpoints and managed OAuth app are settings with one naming scheme,
+//! `HERALD_PLATFORMS__<NAME>__AUTHORIZE_URL`, `__TOKEN_URL`, `__API_URL`, `__UPLOAD_URL`,
+//! `__REVOKE_URL`, `__CLIENT_ID`, `__CLIENT_SECRET`, `__SCOPES` ([`PlatformSettings`]), over
+//! defaults that point at the real platform ([`defaults`]), so tests and other deployments can
+//! point any platform elsewhere. The `sandbox` platform is served by herald itself (under
+//! `/sandbox`) and defaults to `HERALD_PUBLIC_URL`.
+//!
+//! Errors are classified once, here, into what the caller must do ([`PlatformError`]): retry
+//! later, wait for a reset, ask the user to reconnect, or give up.
+
+pub mod oauth;
+pub mod sandbox;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::Config;
+
+/// Every platform herald knows, as written in URLs and settings (lowercase).
+pub const NAMES: &[&str] = &[
+    "x",
+    "linkedin",
+    "facebook",
+    "instagram",
+    "threads",
+    "youtube",
+    "tiktok",
+    "pinterest",
+    "bluesky",
+    "mastodon",
+    "sandbox",
+];
+
+/// One platform's endpoints and managed app, as configured. Unset fields take [`defaults`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlatformSettings {
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub api_url: Option<String>,
+    pub upload_url: Option<String>,
+    pub revoke_url: Option<String>,
+    /// The managed app's client id: what a connect without `app_id` uses.
+    pub client_id: Option<String>,
+    #[serde(skip_serializing)]
+    pub client_secret: Option<SecretString>,
+    /// Space- or comma-separated scopes asked for by default.
+    pub scopes: Option<String>,
+}
+
+/// A platform's endpoints, settings over defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub authorize_url: String,
+    pub token_url: String,
+    pub api_url: String,
+    pub upload_url: Option<String>,
+    pub revoke_url: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+/// The real platforms' endpoints (PLATFORMS.md, November 2026); `public_url` is herald's own, for
+/// the sandbox. Returns `None` for an unknown name.
+pub fn defaults(name: &str, public_url: &str) -> Option<Endpoints> {
+    let endpoints = |authorize: &str, token: &str, api: &str, revoke: Option<&str>, scopes: &[&str]| Endpoints {
+        authorize_url: authorize.to_owned(),
+        token_url: token.to_owned(),
+        api_url: api.to_owned(),
+        upload_url: None,
+        revoke_url: revoke.map(str::to_owned),
+        scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+    };
+    let base = public_url.trim_end_matches('/');
+    Some(match name {
+        "x" => endpoints(
+            "https://x.com/i/oauth2/authorize",
+            "https://api.x.com/2/oauth2/token",
+            "https://api.x.com",
+            Some("https://api.x.com/2/oauth2/revoke"),
+            &["tweet.read", "tweet.write", "users.read", "offline.access"],
+        ),
+        "linkedin" => endpoints(
+            "https://www.linkedin.com/oauth/v2/authorization",
+            "https://www.linkedin.com/oauth/v2/accessToken",
+            "https://api.linkedin.com",
+            Some("https://www.linkedin.com/oauth/v2/revoke"),
+            &["openid", "profile", "w_member_social"],
+        ),
+        "facebook" => endpoints(
+            "https://www.facebook.com/v21.0/dialog/oauth",
+            "https://graph.facebook.com/v21.0/oauth/access_token",
+            "https://graph.facebook.com/v21.0",
+            None,
+            &["pages_show_list", "pages_manage_posts", "pages_read_engagement"],
+        ),
+        "instagram" => endpoints(
+            "https://www.instagram.com/oauth/authorize",
+            "https://api.instagram.com/oauth/access_token",
+            "https://graph.instagram.com",
+            None,
+            &["instagram_business_basic", "instagram_business_content_publish"],
+        ),
+        "threads" => endpoints(
+            "https://threads.net/oauth/authorize",
+            "https://graph.threads.net/oauth/access_token",
+            "https://graph.threads.net/v1.0",
+            None,
+            &["threads_basic", "threads_content_publish"],
+        ),
+        "youtube" => Endpoints {
+            upload_url: Some("https://www.googleapis.com/upload/youtube/v3".to_owned()),
+            ..endpoints(
+                "https://accounts.google.com/o/oauth2/v2/auth",
+                "https://oauth2.googleapis.com/token",
+                "https://www.googleapis.com/youtube/v3",
+                Some("https://oauth2.googleapis.com/revoke"),
+                &["https://www.googleapis.com/auth/youtube.upload", "https://www.googleapis.com/auth/youtube.readonly"],
+            )
+        },
+        "tiktok" => endpoints(
+            "https://www.tiktok.com/v2/auth/authorize/",
+            "https://open.tiktokapis.com/v2/oauth/token/",
+            "https://open.tiktokapis.com",
+            Some("https://open.tiktokapis.com/v2/oauth/revoke/"),
+            &["user.info.basic", "video.publish"],
+        ),
+        "pinterest" => endpoints(
+            "https://www.pinterest.com/oauth/",
+            "https://api.pinterest.com/v5/oauth/token",
+            "https://api.pinterest.com/v5",
+            None,
+            &["boards:read", "pins:read", "pins:write"],
+        ),
+        "bluesky" => endpoints(
+            "https://bsky.social",
+            "https://bsky.social/xrpc/com.atproto.server.createSession",
+            "https://bsky.social/xrpc",
+            None,
+            &[],
+        ),
+        "mastodon" => endpoints(
+            "https://mastodon.social/oauth/authorize",
+            "https://mastodon.social/oauth/token",
+            "https://mastodon.social",
+            Some("https://mastodon.social/oauth/revoke"),
+            &["read", "write"],
+        ),
+        "sandbox" => endpoints(
+            &format!("{base}/sandbox/oauth/authorize"),
+            &format!("{base}/sandbox/oauth/token"),
+            &format!("{base}/sandbox/api"),
+            Some(&format!("{base}/sandbox/oauth/revoke")),
+            &["profile", "publish"],
+        ),
+        _ => return None,
+    })
+}
+
+/// Splits a `__SCOPES` setting on spaces and commas.
+pub fn split_scopes(scopes: &str) -> Vec<String> {
+    scopes.split([' ', ',']).map(str::trim).filter(|scope| !scope.is_empty()).map(str::to_owned).collect()
+}
+
+/// The OAuth client a connect or refresh uses: a managed app from settings, or a project's own.
+#[derive(Clone)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials").field("client_id", &self.client_id).finish_non_exhaustive()
+    }
+}
+
+/// What a code or refresh grant returned. Never logged: `Debug` shows only the expiry.
+#[derive(Clone)]
+pub struct TokenSet {
+    pub access_token: SecretString,
+    /// `None` when the platform did not send one: the stored one, if any, stays.
+    pub refresh_token: Option<SecretString>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("expires_at", &self.expires_at)
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One account a grant reaches: the person, and the pages, organisations or channels they
+/// manage.
+#[derive(Debug, Clone)]
+pub struct GrantedAccount {
+    pub platform_user_id: String,
+    /// `person`, `page`, `organization`, `channel` ...
+    pub kind: String,
+    pub username: Option<String>,
+    pub display_name: Option<String>,
+    /// A token of the account's own (Facebook pages); `None`: the grant's.
+    pub token: Option<TokenSet>,
+}
+
+/// A platform call that failed, classified by what to do about it. The message is the
+/// platform's reason, never a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlatformError {
+    /// Network, timeout, 5xx: try again later.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Rate limited until the time the platform named.
+    #[error("rate limited until {until}: {reason}")]
+    RateLimited { until: DateTime<Utc>, reason: String },
+    /// The grant is dead (`invalid_grant`, a revoked token): the user must reconnect.
+    #[error("authorization is no longer valid: {0}")]
+    AuthDead(String),
+    /// The request itself is wrong: retrying will not help.
+    #[error("refused: {0}")]
+    Permanent(String),
+}
+
+/// One social platform. Implementations hold their resolved [`Endpoints`] and an HTTP client.
+#[async_trait]
+pub trait Platform: Send + Sync {
+    /// The lowercase name, as in [`NAMES`].
+    fn name(&self) -> &'static str;
+
+    /// The page to send the user to, with the S256 challenge of `pkce_verifier` when the
+    /// platform takes PKCE ([`Platform::supports_pkce`]).
+    fn authorize_url(
+        &self,
+        client: &ClientCredentials,
+        redirect_uri: &str,
+        state: &str,
+        pkce_verifier: Option<&SecretString>,
+        scopes: &[String],
+    ) -> Result<String, PlatformError>;
+
+    /// Whether the authorization-code grant takes PKCE (S256).
+    fn supports_pkce(&self) -> bool {
+        true
+    }
+
+    /// Exchanges an authorization code.
+    async fn exchange_code(
+        &self,
+        client: &ClientCredentials,
+        code: &SecretString,
+        pkce_verifier: Option<&SecretString>,
+        redirect_uri: &str,
+    ) -> Result<TokenSet, PlatformError>;
+
+    /// Uses a refresh token. Platforms that rotate return a new one; the old one is then dead.
+    async fn refresh(
+        &self,
+        client: &ClientCredentials,
+        refresh_token: &SecretString,
+    ) -> Result<TokenSet, PlatformError>;
+
+    /// Every account the grant reaches.
+    async fn accounts(&self, tokens: &TokenSet) -> Result<Vec<GrantedAccount>, PlatformError>;
+
+    /// Revokes the grant on the platform, where it allows that.
+    async fn revoke(&self, client: &ClientCredentials, token: &SecretString) -> Result<(), PlatformError>;
+}
+
+/// The platforms with an adapter, by name, with their settings resolved.
+#[derive(Clone)]
+pub struct Platforms {
+    adapters: BTreeMap<&'static str, Arc<dyn Platform>>,
+    managed: BTreeMap<String, ClientCredentials>,
+}
+
+impl std::fmt::Debug for Platforms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platforms").field("adapters", &self.adapters.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl Platforms {
+    /// Every adapter, configured from `config`.
+    pub fn from_config(config: &Config) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        let mut adapters: BTreeMap<&'static str, Arc<dyn Platform>> = BTreeMap::new();
+        let mut managed = BTreeMap::new();
+        for name in NAMES {
+            let Some(endpoints) = config.platform_endpoints(name) else { continue };
+            let settings = config.platforms.get(*name).cloned().unwrap_or_default();
+            let client_id =
+                settings.client_id.clone().or_else(|| (*name == "sandbox").then(|| "herald-sandbox".to_owned()));
+            if let Some(client_id) = client_id {
+                managed
+                    .insert((*name).to_owned(), ClientCredentials { client_id, client_secret: settings.client_secret });
+            }
+            if *name == "sandbox" {
+                adapters.insert(name, Arc::new(sandbox::SandboxAdapter::new(endpoints, http.clone())));
+            }
+        }
+        Self { adapters, managed }
+    }
+
+    /// The adapter for `name`, if herald has one yet.
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Platform>> {
+        self.adapters.get(name).cloned()
+    }
+
+    /// The managed app for `name`, if the operator configured one (the sandbox always has one).
+    pub fn managed_app(&self, name: &str) -> Option<&ClientCredentials> {
+        self.managed.get(name)
+    }
+
+    /// The OAuth client a connect or refresh of `project_id` on `platform` uses: the project's
+    /// own app `app_id`, or the platform's managed one.
+    pub async fn client_for(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        keyring: &crate::crypto::Keyring,
+        project_id: uuid::Uuid,
+        platform: &str,
+        app_id: Option<uuid::Uuid>,
+    ) -> Result<ClientCredentials, ClientError> {
+        let Some(app_id) = app_id else {
+            return self.managed_app(platform).cloned().ok_or(ClientError::NoManagedApp);
+        };
+        let client_id = sqlx::query_scalar!(
+            "SELECT client_id FROM oauth_apps WHERE id = $1 AND project_id = $2 AND platform = $3 AND deleted_at IS NULL",
+            app_id,
+            project_id,
+            platform
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(crate::credentials::CredentialError::from)?
+        .ok_or(ClientError::NoSuchApp)?;
+        let client_secret = crate::credentials::load_app_secret(tx, keyring, app_id).await?;
+        Ok(ClientCredentials { client_id, client_secret })
+    }
+}
+
+/// Why no OAuth client could be found.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no managed app is configured for this platform")]
+    NoManagedApp,
+    #[error("the project has no app with this id on this platform")]
+    NoSuchApp,
+    #[error(transparent)]
+    Credential(#[from] crate::credentials::CredentialError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_platform_has_defaults_and_settings_override_them() {
+        for name in NAMES {
+            assert!(defaults(name, "http://127.0.0.1:8080").is_some(), "{name}");
+        }
+        assert!(defaults("myspace", "http://h").is_none());
+        let mut config = Config::default();
+        config.platforms.insert(
+            "x".into(),
+            PlatformSettings { token_url: Some("http://127.0.0.1:9/token".into()), ..PlatformSettings::default() },
+        );
+        let x = config.platform_endpoints("x").unwrap();
+        assert_eq!(x.token_url, "http://127.0.0.1:9/token");
+        assert_eq!(x.authorize_url, "https://x.com/i/oauth2/authorize");
+        assert_eq!(split_scopes("a b,c ,, d"), vec!["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn token_sets_never_print_their_tokens() {
+        let tokens = TokenSet {
+            access_token: SecretString::from("at-secret"),
+            refresh_token: Some(SecretString::from("rt-secret")),
+            expires_at: None,
+            scopes: vec![],
+        };
+        let shown = format!("{tokens:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+}

@@ -1,0 +1,173 @@
+//! The OAuth 2.0 authorization-code and refresh grants, through the `oauth2` crate, for every
+//! adapter that speaks standard OAuth (RFC 6749 + PKCE, RFC 7636).
+//!
+//! `oauth2` 5 is used without its bundled reqwest (it pins another major version than the
+//! workspace's): [`send`] adapts the workspace's `reqwest::Client` to its HTTP interface. Token
+//! error responses are classified here: `invalid_grant` (and `unauthorized_client`) means the
+//! grant is dead; a 429 or 5xx from the token endpoint, or a network failure, is transient.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::Utc;
+use oauth2::basic::{BasicErrorResponseType, BasicTokenResponse};
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest, HttpResponse, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{ClientCredentials, Endpoints, PlatformError, TokenSet};
+
+/// The authorize URL for `client` with `state`, the S256 challenge of `pkce_verifier` (when the
+/// platform takes PKCE) and `scopes`.
+pub fn authorize_url(
+    endpoints: &Endpoints,
+    client: &ClientCredentials,
+    redirect_uri: &str,
+    state: &str,
+    pkce_verifier: Option<&SecretString>,
+    scopes: &[String],
+) -> Result<String, PlatformError> {
+    let oauth = oauth2::basic::BasicClient::new(ClientId::new(client.client_id.clone()))
+        .set_auth_uri(AuthUrl::new(endpoints.authorize_url.clone()).map_err(config_error)?)
+        .set_redirect_uri(RedirectUrl::new(redirect_uri.to_owned()).map_err(config_error)?);
+    let state = state.to_owned();
+    let mut request = oauth.authorize_url(move || CsrfToken::new(state));
+    request = request.add_scopes(scopes.iter().map(|scope| Scope::new(scope.clone())));
+    if let Some(verifier) = pkce_verifier {
+        let verifier = PkceCodeVerifier::new(verifier.expose_secret().to_owned());
+        request = request.set_pkce_challenge(PkceCodeChallenge::from_code_verifier_sha256(&verifier));
+    }
+    Ok(request.url().0.to_string())
+}
+
+/// Exchanges an authorization code at the token endpoint.
+pub async fn exchange_code(
+    http: &reqwest::Client,
+    endpoints: &Endpoints,
+    client: &ClientCredentials,
+    code: &SecretString,
+    pkce_verifier: Option<&SecretString>,
+    redirect_uri: &str,
+) -> Result<TokenSet, PlatformError> {
+    let oauth = token_client(endpoints, client)?
+        .set_redirect_uri(RedirectUrl::new(redirect_uri.to_owned()).map_err(config_error)?);
+    let mut request = oauth.exchange_code(AuthorizationCode::new(code.expose_secret().to_owned()));
+    if let Some(verifier) = pkce_verifier {
+        request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_owned()));
+    }
+    let response = request.request_async(&Http(http)).await.map_err(classify)?;
+    Ok(token_set(&response))
+}
+
+/// Uses a refresh token at the token endpoint.
+pub async fn refresh(
+    http: &reqwest::Client,
+    endpoints: &Endpoints,
+    client: &ClientCredentials,
+    refresh_token: &SecretString,
+) -> Result<TokenSet, PlatformError> {
+    let oauth = token_client(endpoints, client)?;
+    let refresh_token = RefreshToken::new(refresh_token.expose_secret().to_owned());
+    let response = oauth.exchange_refresh_token(&refresh_token).request_async(&Http(http)).await.map_err(classify)?;
+    Ok(token_set(&response))
+}
+
+/// A fresh PKCE verifier (32 random bytes, base64url), kept until the code is exchanged.
+pub fn new_pkce_verifier() -> SecretString {
+    let (_, verifier) = PkceCodeChallenge::new_random_sha256();
+    SecretString::from(verifier.secret().clone())
+}
+
+type TokenClient = oauth2::basic::BasicClient<
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
+
+fn token_client(endpoints: &Endpoints, client: &ClientCredentials) -> Result<TokenClient, PlatformError> {
+    let mut oauth = oauth2::basic::BasicClient::new(ClientId::new(client.client_id.clone()))
+        .set_token_uri(TokenUrl::new(endpoints.token_url.clone()).map_err(config_error)?);
+    if let Some(secret) = &client.client_secret {
+        oauth = oauth.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
+    }
+    Ok(oauth)
+}
+
+fn token_set(response: &BasicTokenResponse) -> TokenSet {
+    TokenSet {
+        access_token: SecretString::from(response.access_token().secret().clone()),
+        refresh_token: response.refresh_token().map(|token| SecretString::from(token.secret().clone())),
+        expires_at: response
+            .expires_in()
+            .and_then(|lifetime| chrono::Duration::from_std(lifetime).ok())
+            .map(|lifetime| Utc::now() + lifetime),
+        scopes: response
+            .scopes()
+            .map(|scopes| scopes.iter().map(|scope| scope.to_string()).collect())
+            .unwrap_or_default(),
+    }
+}
+
+fn config_error(error: impl std::fmt::Display) -> PlatformError {
+    PlatformError::Permanent(format!("a configured platform URL is invalid: {error}"))
+}
+
+type TokenError = RequestTokenError<reqwest::Error, oauth2::StandardErrorResponse<BasicErrorResponseType>>;
+
+fn classify(error: TokenError) -> PlatformError {
+    match error {
+        RequestTokenError::ServerResponse(response) => {
+            let reason = match response.error_description() {
+                Some(description) => format!("{}: {description}", response.error()),
+                None => response.error().to_string(),
+            };
+            match response.error() {
+                BasicErrorResponseType::InvalidGrant | BasicErrorResponseType::UnauthorizedClient => {
+                    PlatformError::AuthDead(reason)
+                }
+                _ => PlatformError::Permanent(reason),
+            }
+        }
+        RequestTokenError::Request(error) => PlatformError::Transient(format!("token endpoint unreachable: {error}")),
+        // A body that is neither tokens nor an OAuth error.
+        RequestTokenError::Parse(error, _) => {
+            PlatformError::Transient(format!("the token endpoint answered with an unreadable body: {error}"))
+        }
+        RequestTokenError::Other(message) => PlatformError::Transient(message),
+    }
+}
+
+/// `oauth2`'s HTTP interface over the workspace's reqwest. A 5xx or 429 becomes a request error
+/// (transient), so only a real OAuth error body is read as one.
+struct Http<'a>(&'a reqwest::Client);
+
+impl<'c> oauth2::AsyncHttpClient<'c> for Http<'_> {
+    type Error = reqwest::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, reqwest::Error>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        let http = self.0.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let mut outgoing = http.request(parts.method, parts.uri.to_string()).body(body);
+            for (name, value) in &parts.headers {
+                outgoing = outgoing.header(name, value);
+            }
+            let response = outgoing.send().await?;
+            let response = if response.status().is_server_error() || response.status().as_u16() == 429 {
+                response.error_for_status()?
+            } else {
+                response
+            };
+            let mut built = HttpResponse::new(Vec::new());
+            *built.status_mut() = response.status();
+            *built.headers_mut() = response.headers().clone();
+            *built.body_mut() = response.bytes().await?.to_vec();
+            Ok(built)
+        })
+    }
+}

@@ -1,0 +1,235 @@
+//! Connecting accounts through the built-in sandbox platform: the whole OAuth flow (authorize,
+//! callback, exchange job, account listing), reconnects, every bad callback, and no token in
+//! plain text anywhere in the database.
+
+use herald_shared::domain::connect_session::{Command, ConnectSession, SessionSpec};
+use herald_shared::events::{EventMetadata, execute};
+use herald_shared::keys::{self, KeyRequest};
+use reqwest::StatusCode;
+use reqwest::redirect::Policy;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::harness::TestApp;
+
+struct Client {
+    http: reqwest::Client,
+    key: String,
+}
+
+async fn client(app: &TestApp) -> Client {
+    let (_, _, secret) = keys::create_project(&app.pool, "Acme", &EventMetadata::default()).await.unwrap();
+    let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
+    Client { http, key: keys::reveal(&secret).to_owned() }
+}
+
+fn location(response: &reqwest::Response) -> String {
+    assert!(response.status().is_redirection(), "expected a redirect, got {}", response.status());
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    reqwest::Url::parse(url).unwrap().query_pairs().into_owned().collect()
+}
+
+/// Starts a session and follows the sandbox's authorize page as user `login` (or denies).
+/// Returns the session id and the callback URL the platform sent the browser to.
+async fn authorize(app: &TestApp, client: &Client, body: Value, consent: &str) -> (String, String) {
+    let started =
+        client.http.post(app.url("/v1/connect/sandbox")).bearer_auth(&client.key).json(&body).send().await.unwrap();
+    assert_eq!(started.status(), StatusCode::CREATED);
+    let started: Value = started.json().await.unwrap();
+    let url = started["url"].as_str().unwrap();
+    let query = query_of(url);
+    assert_eq!(query["code_challenge_method"], "S256", "PKCE is used: {url}");
+    assert_eq!(query["redirect_uri"], app.url("/v1/connect/sandbox/callback"));
+    let consented = client.http.get(format!("{url}&{consent}")).send().await.unwrap();
+    (started["session_id"].as_str().unwrap().to_owned(), location(&consented))
+}
+
+async fn get_json(app: &TestApp, client: &Client, path: &str) -> Value {
+    client.http.get(app.url(path)).bearer_auth(&client.key).send().await.unwrap().json().await.unwrap()
+}
+
+async fn accounts(app: &TestApp, client: &Client) -> Vec<Value> {
+    let listed = get_json(app, client, "/v1/accounts").await;
+    listed["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_connect_imports_every_account_the_grant_reaches_and_a_reconnect_updates_them() {
+    let app = TestApp::spawn().await;
+    let client = client(&app).await;
+    let body = json!({"redirect_uri": "https://client.example/done?from=herald", "external_id": "user-1"});
+    let (session_id, callback) = authorize(&app, &client, body, "login=ada").await;
+    assert!(callback.starts_with(&app.url("/v1/connect/sandbox/callback?")), "{callback}");
+
+    let landed = client.http.get(&callback).send().await.unwrap();
+    let destination = location(&landed);
+    assert!(destination.starts_with("https://client.example/done?from=herald&"), "{destination}");
+    let outcome = query_of(&destination);
+    assert_eq!(outcome["session_id"], session_id);
+    assert_eq!(outcome["status"], "connected");
+    let first_ids: Vec<&str> = outcome["account_ids"].split(',').collect();
+    assert_eq!(first_ids.len(), 3, "a person and two pages");
+
+    let listed = accounts(&app, &client).await;
+    assert_eq!(listed.len(), 3);
+    for account in &listed {
+        assert_eq!(account["status"], "connected");
+        assert_eq!(account["external_id"], "user-1");
+        assert_eq!(account["platform"], "sandbox");
+        assert!(account["expires_at"].is_string());
+        assert!(first_ids.contains(&account["id"].as_str().unwrap()));
+    }
+    let kinds: Vec<&str> = listed.iter().map(|account| account["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|kind| **kind == "page").count(), 2, "{kinds:?}");
+    let session: Value = get_json(&app, &client, &format!("/v1/connect/sessions/{session_id}")).await;
+    assert_eq!(session["status"], "connected");
+
+    // The same state again is refused: it is single use.
+    let reused = client.http.get(&callback).send().await.unwrap();
+    assert_eq!(reused.status(), StatusCode::BAD_REQUEST);
+    assert!(reused.text().await.unwrap().contains("already used"));
+
+    // A reconnect by the same user updates the same three accounts and never duplicates them.
+    let (_, callback) = authorize(&app, &client, json!({"external_id": "user-2"}), "login=ada").await;
+    let page = client.http.get(&callback).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "no redirect_uri: a result page");
+    assert!(page.text().await.unwrap().contains("3 account(s) connected"));
+    let listed = accounts(&app, &client).await;
+    assert_eq!(listed.len(), 3, "reconnecting never duplicates");
+    assert!(listed.iter().all(|account| account["external_id"] == "user-2"));
+    let ids: Vec<&str> = listed.iter().map(|account| account["id"].as_str().unwrap()).collect();
+    assert!(ids.iter().all(|id| first_ids.contains(id)), "the same accounts");
+
+    // Filters.
+    let filtered: Value = get_json(&app, &client, "/v1/accounts?external_id=user-1").await;
+    assert_eq!(filtered["data"].as_array().unwrap().len(), 0);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_callbacks_get_a_clear_page_and_a_recorded_failure() {
+    let app = TestApp::spawn().await;
+    let client = client(&app).await;
+
+    let unknown = client.http.get(app.url("/v1/connect/sandbox/callback?state=nope&code=x")).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    assert!(unknown.text().await.unwrap().contains("not valid"));
+    let no_state = client.http.get(app.url("/v1/connect/sandbox/callback?code=x")).send().await.unwrap();
+    assert_eq!(no_state.status(), StatusCode::BAD_REQUEST);
+
+    // The user says no on the platform.
+    let body = json!({"redirect_uri": "https://client.example/done"});
+    let (session_id, callback) = authorize(&app, &client, body.clone(), "decision=deny").await;
+    assert!(query_of(&callback).contains_key("error"));
+    let denied = client.http.get(&callback).send().await.unwrap();
+    let outcome = query_of(&location(&denied));
+    assert_eq!(outcome["status"], "denied");
+    assert_eq!(outcome["session_id"], session_id);
+
+    // A callback with the state but no code.
+    let (session_id, callback) = authorize(&app, &client, body, "login=ada").await;
+    let state = &query_of(&callback)["state"];
+    let no_code =
+        client.http.get(app.url(&format!("/v1/connect/sandbox/callback?state={state}"))).send().await.unwrap();
+    assert_eq!(no_code.status(), StatusCode::BAD_REQUEST);
+    assert!(no_code.text().await.unwrap().contains("no authorization code"));
+    let session: Value = get_json(&app, &client, &format!("/v1/connect/sessions/{session_id}")).await;
+    assert_eq!(session["status"], "failed");
+    assert!(session["error"].as_str().unwrap().contains("no code"));
+
+    // An expired link: a session whose ten minutes are over.
+    let project_id: Uuid = sqlx::query_scalar("SELECT id FROM projects LIMIT 1").fetch_one(&app.pool).await.unwrap();
+    let session_id = Uuid::now_v7();
+    let state = "an-expired-state";
+    let spec = SessionSpec {
+        project_id,
+        platform: "sandbox".into(),
+        app_id: None,
+        redirect_uri: None,
+        external_id: None,
+        scopes: vec![],
+        state_hash: hex::encode(Sha256::digest(state.as_bytes())),
+        expires_at: chrono::Utc::now() - chrono::Duration::seconds(1),
+    };
+    let mut tx = app.pool.begin().await.unwrap();
+    execute::<ConnectSession>(&mut tx, session_id, Command::Start(Box::new(spec)), &EventMetadata::default())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let expired =
+        client.http.get(app.url(&format!("/v1/connect/sandbox/callback?state={state}&code=abc"))).send().await.unwrap();
+    assert_eq!(expired.status(), StatusCode::BAD_REQUEST);
+    assert!(expired.text().await.unwrap().contains("expired"));
+    let status: String = sqlx::query_scalar("SELECT status FROM connect_sessions WHERE id = $1")
+        .bind(session_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "failed");
+
+    // A test key reaches only the sandbox.
+    let (_, test_key) = keys::create_key(
+        &app.pool,
+        project_id,
+        KeyRequest { environment: keys::Environment::Test, ..KeyRequest::admin("test") },
+        10,
+        &EventMetadata::default(),
+    )
+    .await
+    .unwrap();
+    let refused = client
+        .http
+        .post(app.url("/v1/connect/x"))
+        .bearer_auth(keys::reveal(&test_key))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn no_token_code_or_state_is_stored_in_plain_text() {
+    let app = TestApp::spawn().await;
+    let client = client(&app).await;
+    let (_, callback) = authorize(&app, &client, json!({}), "login=ada").await;
+    let sent = query_of(&callback);
+    client.http.get(&callback).send().await.unwrap();
+    let account_id: Uuid = sqlx::query_scalar("SELECT id FROM accounts LIMIT 1").fetch_one(&app.pool).await.unwrap();
+
+    let keyring = app.config.keyring().unwrap();
+    let mut tx = app.pool.begin().await.unwrap();
+    let stored =
+        herald_shared::credentials::load_account_tokens(&mut tx, &keyring, account_id, false).await.unwrap().unwrap();
+    drop(tx);
+    let access = stored.access_token.unwrap().expose_secret().to_owned();
+    let refresh = stored.refresh_token.unwrap().expose_secret().to_owned();
+    assert!(access.len() >= 32 && refresh.len() >= 32);
+
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    for table in tables {
+        let rows: Vec<String> = // The names come quoted from the catalog.
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT t::text FROM {table} t"))).fetch_all(&app.pool).await.unwrap();
+        for row in rows {
+            for (what, secret) in [
+                ("access token", &access),
+                ("refresh token", &refresh),
+                ("code", &sent["code"]),
+                ("state", &sent["state"]),
+            ] {
+                assert!(!row.contains(secret.as_str()), "the {what} is in plain text in {table}");
+            }
+        }
+    }
+    app.stop().await.unwrap();
+}

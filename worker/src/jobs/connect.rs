@@ -1,0 +1,153 @@
+//! Finishing a connect: exchange the code, list every account the grant reaches, and upsert
+//! each by (project, platform, platform user id) with its tokens sealed, then complete the
+//! session, all in one transaction.
+//!
+//! A code is single use, so after a successful exchange nothing may send it again: the account
+//! list is retried in place (three tries) rather than by re-running the job, and an exchange
+//! whose answer was lost ends the session as failed (the platform will refuse the code).
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use herald_shared::credentials;
+use herald_shared::domain::account::{self, Account, Grant};
+use herald_shared::domain::connect_session::{self, ConnectSession};
+use herald_shared::events::{EventMetadata, execute};
+use herald_shared::jobs::ExchangeCode;
+use herald_shared::platforms::{PlatformError, TokenSet};
+use uuid::Uuid;
+
+use super::Context;
+use crate::runtime::{JobRun, Outcome, Perform};
+
+struct PendingSession {
+    project_id: Uuid,
+    platform: String,
+    app_id: Option<Uuid>,
+    external_id: Option<String>,
+    status: String,
+}
+
+impl Perform<Context> for ExchangeCode {
+    async fn perform(self, context: &Context, run: JobRun) -> Outcome {
+        match exchange(&self, context, run).await {
+            Ok(outcome) => outcome,
+            Err(error) => Outcome::Retry(format!("{error:#}")),
+        }
+    }
+}
+
+async fn exchange(job: &ExchangeCode, context: &Context, run: JobRun) -> anyhow::Result<Outcome> {
+    let session_id = job.session_id;
+    let metadata = EventMetadata { actor: Some(format!("job:{}", run.id)), ..EventMetadata::default() };
+    let mut tx = context.pool.begin().await?;
+    let session = sqlx::query_as!(
+        PendingSession,
+        "SELECT project_id, platform, app_id, external_id, status FROM connect_sessions WHERE id = $1",
+        session_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(session) = session else { return Ok(Outcome::Fail("the session does not exist".into())) };
+    if session.status != "pending" {
+        return Ok(Outcome::Done);
+    }
+    let metadata = EventMetadata { project_id: Some(session.project_id), ..metadata };
+    let fail = |reason: String| connect_session::Command::Fail { reason };
+    let Some(adapter) = context.platforms.get(&session.platform) else {
+        execute::<ConnectSession>(&mut tx, session_id, fail("no adapter for this platform".into()), &metadata).await?;
+        tx.commit().await?;
+        return Ok(Outcome::Fail("no adapter".into()));
+    };
+    let secrets = credentials::load_session_secrets(&mut tx, &context.keyring, session_id).await?;
+    let client = match context
+        .platforms
+        .client_for(&mut tx, &context.keyring, session.project_id, &session.platform, session.app_id)
+        .await
+    {
+        Ok(client) => client,
+        Err(error) => {
+            let reason = format!("no OAuth client: {error}");
+            execute::<ConnectSession>(&mut tx, session_id, fail(reason.clone()), &metadata).await?;
+            tx.commit().await?;
+            return Ok(Outcome::Fail(reason));
+        }
+    };
+    let Some(code) = secrets.code else {
+        execute::<ConnectSession>(&mut tx, session_id, fail("the code is gone".into()), &metadata).await?;
+        tx.commit().await?;
+        return Ok(Outcome::Fail("no code".into()));
+    };
+    // Nothing is held in the database while the platform answers.
+    drop(tx);
+
+    let redirect_uri = context.config.callback_url(&session.platform);
+    let tokens = match adapter.exchange_code(&client, &code, secrets.pkce_verifier.as_ref(), &redirect_uri).await {
+        Ok(tokens) => tokens,
+        Err(PlatformError::Transient(reason)) if run.attempt < run.max_attempts => {
+            return Ok(Outcome::Retry(reason));
+        }
+        Err(error) => return give_up(context, session_id, &metadata, error.to_string()).await,
+    };
+    let list = || async { adapter.accounts(&tokens).await };
+    let reached = list
+        .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(3))
+        .when(|error| matches!(error, PlatformError::Transient(_)))
+        .await;
+    let reached = match reached {
+        Ok(reached) if !reached.is_empty() => reached,
+        Ok(_) => return give_up(context, session_id, &metadata, "the grant reaches no account".into()).await,
+        Err(error) => return give_up(context, session_id, &metadata, format!("listing accounts: {error}")).await,
+    };
+
+    let mut tx = context.pool.begin().await?;
+    let mut account_ids = Vec::with_capacity(reached.len());
+    for granted in reached {
+        let existing = sqlx::query_scalar!(
+            "SELECT id FROM accounts WHERE project_id = $1 AND platform = $2 AND platform_user_id = $3",
+            session.project_id,
+            session.platform,
+            granted.platform_user_id
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let account_id = existing.unwrap_or_else(Uuid::now_v7);
+        let account_tokens: &TokenSet = granted.token.as_ref().unwrap_or(&tokens);
+        let grant = Grant {
+            project_id: session.project_id,
+            platform: session.platform.clone(),
+            platform_user_id: granted.platform_user_id,
+            kind: granted.kind,
+            username: granted.username,
+            display_name: granted.display_name,
+            external_id: session.external_id.clone(),
+            app_id: session.app_id,
+            scopes: account_tokens.scopes.clone(),
+            expires_at: account_tokens.expires_at,
+            session_id,
+        };
+        execute::<Account>(&mut tx, account_id, account::Command::Connect(Box::new(grant)), &metadata).await?;
+        credentials::store_account_tokens(&mut tx, &context.keyring, account_id, account_tokens).await?;
+        account_ids.push(account_id);
+    }
+    let complete = connect_session::Command::Complete { account_ids };
+    execute::<ConnectSession>(&mut tx, session_id, complete, &metadata).await?;
+    credentials::forget_session_secrets(&mut tx, session_id).await?;
+    tx.commit().await?;
+    Ok(Outcome::Done)
+}
+
+/// Ends the session as failed with `reason` (the platform's, never a token).
+async fn give_up(
+    context: &Context,
+    session_id: Uuid,
+    metadata: &EventMetadata,
+    reason: String,
+) -> anyhow::Result<Outcome> {
+    let mut tx = context.pool.begin().await?;
+    let fail = connect_session::Command::Fail { reason: reason.clone() };
+    execute::<ConnectSession>(&mut tx, session_id, fail, metadata).await?;
+    credentials::forget_session_secrets(&mut tx, session_id).await?;
+    tx.commit().await?;
+    Ok(Outcome::Fail(reason))
+}
