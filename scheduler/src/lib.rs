@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use herald_shared::Config;
 use herald_shared::heartbeat::{self, Role};
-use herald_shared::jobs::PruneExpired;
+use herald_shared::jobs::{PruneExpired, RefreshCredentials};
 use herald_shared::queue::{self, Enqueued, NewJob};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +16,9 @@ use uuid::Uuid;
 
 /// How often finished jobs are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(5 * 60);
+/// How often expiring credentials are looked for. The margins (`platforms::refresh_margin`) are
+/// minutes to days, so a minute is early enough.
+const REFRESH_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs a scheduler until `shutdown`.
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()> {
@@ -26,10 +29,17 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()>
         tokio::spawn(heartbeat::run(pool.clone(), Role::Scheduler, scheduler_id, config.heartbeat(), shutdown.clone()));
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refresh = tokio::time::interval(REFRESH_SWEEP_EVERY);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = prune.tick() => emit_prune(&pool).await,
+            _ = refresh.tick() => {
+                if let Err(error) = emit_refreshes(&pool).await {
+                    tracing::warn!(error = %format!("{error:#}"), "cannot queue credential refreshes");
+                }
+            }
         }
     }
     let _ = heartbeat.await;
@@ -47,4 +57,36 @@ async fn emit_prune(pool: &PgPool) {
         Ok(Enqueued::Duplicate { .. }) => tracing::debug!("pruning of finished jobs is already queued"),
         Err(error) => tracing::warn!(%error, "cannot queue pruning of finished jobs"),
     }
+}
+
+/// Queues a refresh for every connected account whose access token expires within its
+/// platform's margin. The dedup key (one per account) makes replicas and repeated sweeps
+/// harmless; each job carries the credentials version it saw, so it refreshes that one only.
+pub async fn emit_refreshes(pool: &PgPool) -> Result<usize> {
+    let platforms: Vec<String> = herald_shared::platforms::NAMES.iter().map(|name| (*name).to_owned()).collect();
+    let margins: Vec<f64> =
+        platforms.iter().map(|name| herald_shared::platforms::refresh_margin(name).num_seconds() as f64).collect();
+    let due = sqlx::query!(
+        r#"SELECT c.account_id, c.version
+           FROM account_credentials c
+           JOIN accounts a ON a.id = c.account_id
+           JOIN unnest($1::text[], $2::float8[]) AS m(platform, margin_secs) ON m.platform = a.platform
+           WHERE a.status = 'connected' AND c.refresh_token IS NOT NULL
+             AND c.expires_at < now() + make_interval(secs => m.margin_secs)
+           LIMIT 10000"#,
+        &platforms,
+        &margins,
+    )
+    .fetch_all(pool)
+    .await?;
+    let jobs = due
+        .iter()
+        .map(|row| NewJob::of(&RefreshCredentials { account_id: row.account_id, seen_version: Some(row.version) }))
+        .collect::<Result<Vec<_>, _>>()?;
+    let queued = queue::enqueue_many(pool, &jobs).await?;
+    let fresh = queued.iter().filter(|outcome| matches!(outcome, Enqueued::Queued(_))).count();
+    if fresh > 0 {
+        tracing::info!(count = fresh, "queued credential refreshes");
+    }
+    Ok(fresh)
 }

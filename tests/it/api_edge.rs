@@ -201,6 +201,7 @@ async fn another_projects_key_sees_nothing_of_this_one() {
         ("/v1/keys/{id}", acme_key_id.clone()),
         ("/v1/accounts/{id}", acme_account.clone()),
         ("/v1/accounts/{id}/disconnect", acme_account.clone()),
+        ("/v1/accounts/{id}/refresh", acme_account.clone()),
         ("/v1/connect/sessions/{id}", acme_session.clone()),
     ];
     for (method, template, _) in documented_operations(&app).await {

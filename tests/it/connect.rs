@@ -14,29 +14,29 @@ use uuid::Uuid;
 
 use crate::harness::TestApp;
 
-struct Client {
-    http: reqwest::Client,
-    key: String,
+pub struct Client {
+    pub http: reqwest::Client,
+    pub key: String,
 }
 
-async fn client(app: &TestApp) -> Client {
+pub async fn client(app: &TestApp) -> Client {
     let (_, _, secret) = keys::create_project(&app.pool, "Acme", &EventMetadata::default()).await.unwrap();
     let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
     Client { http, key: keys::reveal(&secret).to_owned() }
 }
 
-fn location(response: &reqwest::Response) -> String {
+pub fn location(response: &reqwest::Response) -> String {
     assert!(response.status().is_redirection(), "expected a redirect, got {}", response.status());
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
-fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+pub fn query_of(url: &str) -> std::collections::HashMap<String, String> {
     reqwest::Url::parse(url).unwrap().query_pairs().into_owned().collect()
 }
 
 /// Starts a session and follows the sandbox's authorize page as user `login` (or denies).
 /// Returns the session id and the callback URL the platform sent the browser to.
-async fn authorize(app: &TestApp, client: &Client, body: Value, consent: &str) -> (String, String) {
+pub async fn authorize(app: &TestApp, client: &Client, body: Value, consent: &str) -> (String, String) {
     let started =
         client.http.post(app.url("/v1/connect/sandbox")).bearer_auth(&client.key).json(&body).send().await.unwrap();
     assert_eq!(started.status(), StatusCode::CREATED);
@@ -49,11 +49,11 @@ async fn authorize(app: &TestApp, client: &Client, body: Value, consent: &str) -
     (started["session_id"].as_str().unwrap().to_owned(), location(&consented))
 }
 
-async fn get_json(app: &TestApp, client: &Client, path: &str) -> Value {
+pub async fn get_json(app: &TestApp, client: &Client, path: &str) -> Value {
     client.http.get(app.url(path)).bearer_auth(&client.key).send().await.unwrap().json().await.unwrap()
 }
 
-async fn accounts(app: &TestApp, client: &Client) -> Vec<Value> {
+pub async fn accounts(app: &TestApp, client: &Client) -> Vec<Value> {
     let listed = get_json(app, client, "/v1/accounts").await;
     listed["data"].as_array().unwrap().clone()
 }

@@ -5,7 +5,9 @@ mod harness;
 
 mod api_edge;
 mod connect;
+mod credentials;
 mod event_log;
+mod fake_oauth;
 mod foundation;
 mod keys;
 mod queue;

@@ -3,10 +3,13 @@
 //! any other is a 404, as if it did not exist.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::credentials;
 use herald_shared::domain::account::{self, Account};
 use herald_shared::events::{ExecuteError, execute};
+use herald_shared::jobs::RefreshCredentials;
+use herald_shared::queue::{self, NewJob};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -19,7 +22,11 @@ use crate::error::{ApiError, FieldError, page_limit, split_page};
 use crate::extract::{ApiJson, ApiQuery};
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list)).routes(routes!(show, update)).routes(routes!(disconnect))
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show, update))
+        .routes(routes!(disconnect))
+        .routes(routes!(refresh))
 }
 
 /// A connected account and its health.
@@ -207,6 +214,30 @@ async fn disconnect(
     credentials::wipe_account_tokens(&mut tx, id).await?;
     tx.commit().await?;
     Ok(ApiJson(load(&state, &caller, id).await?))
+}
+
+/// Refreshes the account's credentials now (a job; several requests make one refresh). Needs
+/// `connections:write`. 409 unless the account is connected.
+#[utoipa::path(post, security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}/refresh", tag = "accounts",
+    params(("id" = Uuid, Path, description = "The account's id")),
+    responses((status = 202, description = "A refresh is queued; the account as it is now", body = AccountView)))]
+async fn refresh(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<(StatusCode, ApiJson<AccountView>), ApiError> {
+    let account = load(&state, &caller, id).await?;
+    if account.status != "connected" {
+        return Err(ApiError::conflict(format!("the account is {}; reconnect it instead", account.status)));
+    }
+    let version = sqlx::query_scalar!("SELECT version FROM account_credentials WHERE account_id = $1", id)
+        .fetch_optional(&state.pool)
+        .await?
+        .ok_or_else(|| ApiError::conflict("the account has no credentials; reconnect it"))?;
+    let job = NewJob::of(&RefreshCredentials { account_id: id, seen_version: Some(version) })
+        .map_err(|error| ApiError::internal(&error))?;
+    queue::enqueue(&state.pool, job).await?;
+    Ok((StatusCode::ACCEPTED, ApiJson(account)))
 }
 
 fn account_error(error: ExecuteError<account::Rejection>) -> ApiError {

@@ -164,6 +164,19 @@ pub fn defaults(name: &str, public_url: &str) -> Option<Endpoints> {
     })
 }
 
+/// How long before its access token expires herald refreshes an account on `platform`: a
+/// margin that fits the token's lifetime (PLATFORMS.md), wide enough to ride out a failed try.
+pub fn refresh_margin(platform: &str) -> chrono::Duration {
+    match platform {
+        "x" | "tiktok" => chrono::Duration::minutes(30),
+        "youtube" | "bluesky" => chrono::Duration::minutes(10),
+        "sandbox" => chrono::Duration::minutes(5),
+        "pinterest" => chrono::Duration::days(3),
+        // Long-lived tokens of about 60 days (Instagram and Threads refresh only after 24 h).
+        _ => chrono::Duration::days(7),
+    }
+}
+
 /// Splits a `__SCOPES` setting on spaces and commas.
 pub fn split_scopes(scopes: &str) -> Vec<String> {
     scopes.split([' ', ',']).map(str::trim).filter(|scope| !scope.is_empty()).map(str::to_owned).collect()

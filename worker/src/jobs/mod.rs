@@ -2,12 +2,13 @@
 
 mod connect;
 mod prune;
+mod refresh;
 
 use std::sync::Arc;
 
 use herald_shared::Config;
 use herald_shared::crypto::Keyring;
-use herald_shared::jobs::{ExchangeCode, PruneExpired};
+use herald_shared::jobs::{ExchangeCode, PruneExpired, RefreshCredentials};
 use herald_shared::platforms::Platforms;
 use sqlx::PgPool;
 
@@ -33,5 +34,5 @@ impl Context {
 
 /// Every kind a herald worker runs.
 pub fn registry() -> Registry<Context> {
-    Registry::default().register::<PruneExpired>().register::<ExchangeCode>()
+    Registry::default().register::<PruneExpired>().register::<ExchangeCode>().register::<RefreshCredentials>()
 }

@@ -1,0 +1,160 @@
+//! Keeping credentials fresh, against an in-test OAuth platform that rotates refresh tokens:
+//! concurrent refreshes make one token request, a transient failure retries and leaves the
+//! account connected, a dead grant asks for a reconnect, a grant without a refresh token keeps
+//! the stored one, and the scheduler refreshes what expires within the platform's margin.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::connect::{Client, authorize, client, get_json};
+use crate::fake_oauth::FakeOAuth;
+use crate::harness::{TestApp, TestDb, test_config};
+
+async fn app_with_fake() -> (TestApp, Arc<FakeOAuth>, Client) {
+    let db = TestDb::new().await;
+    let mut config = test_config(&db);
+    let (fake, settings) = FakeOAuth::start().await;
+    config.platforms.insert("sandbox".into(), settings);
+    let app = TestApp::spawn_on(db, Arc::new(config), Router::new()).await;
+    let client = client(&app).await;
+    (app, fake, client)
+}
+
+/// Connects the fake platform's one account; returns its id.
+async fn connect(app: &TestApp, client: &Client) -> String {
+    let (_, callback) = authorize(app, client, json!({}), "login=ada").await;
+    let page = client.http.get(&callback).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("1 account(s) connected"));
+    get_json(app, client, "/v1/accounts").await["data"][0]["id"].as_str().unwrap().to_owned()
+}
+
+async fn refresh(app: &TestApp, client: &Client, account_id: &str) -> reqwest::StatusCode {
+    let path = format!("/v1/accounts/{account_id}/refresh");
+    client.http.post(app.url(&path)).bearer_auth(&client.key).send().await.unwrap().status()
+}
+
+/// Waits until no refresh job is queued or running.
+async fn refreshes_settled(app: &TestApp) {
+    for _ in 0..400 {
+        let live: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'account.refresh'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        if live == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("refresh jobs still live after 20 s");
+}
+
+async fn account(app: &TestApp, client: &Client, account_id: &str) -> Value {
+    get_json(app, client, &format!("/v1/accounts/{account_id}")).await
+}
+
+#[tokio::test]
+async fn twenty_concurrent_refreshes_make_one_token_request_per_rotation() {
+    let (app, fake, client) = app_with_fake().await;
+    let account_id = connect(&app, &client).await;
+    let before = account(&app, &client, &account_id).await;
+
+    let triggers = (0..20).map(|_| refresh(&app, &client, &account_id));
+    for status in futures::future::join_all(triggers).await {
+        assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+    }
+    refreshes_settled(&app).await;
+    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1, "one token request for twenty triggers");
+    let after = account(&app, &client, &account_id).await;
+    assert_eq!(after["status"], "connected");
+    assert!(after["last_refresh_at"].is_string());
+    assert_ne!(after["expires_at"], before["expires_at"]);
+
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_transient_failure_retries_and_leaves_the_account_connected() {
+    let (app, fake, client) = app_with_fake().await;
+    let account_id = connect(&app, &client).await;
+    fake.fail_next.store(1, Ordering::SeqCst);
+    refresh(&app, &client, &account_id).await;
+    // The first try fails (503) and is recorded; the account stays connected.
+    for _ in 0..200 {
+        if account(&app, &client, &account_id).await["last_error"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let failed = account(&app, &client, &account_id).await;
+    assert_eq!(failed["status"], "connected");
+    assert!(failed["last_error"].as_str().unwrap().contains("unreachable"), "{failed}");
+    refreshes_settled(&app).await;
+    let recovered = account(&app, &client, &account_id).await;
+    assert_eq!(recovered["status"], "connected");
+    assert!(recovered["last_error"].is_null(), "the retry succeeded: {recovered}");
+    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 2);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn invalid_grant_marks_the_account_needs_reconnect_with_the_reason() {
+    let (app, fake, client) = app_with_fake().await;
+    let account_id = connect(&app, &client).await;
+    fake.revoke_all();
+    refresh(&app, &client, &account_id).await;
+    refreshes_settled(&app).await;
+    let dead = account(&app, &client, &account_id).await;
+    assert_eq!(dead["status"], "needs_reconnect");
+    assert!(dead["last_error"].as_str().unwrap().contains("invalid_grant"), "{dead}");
+    assert_eq!(refresh(&app, &client, &account_id).await, reqwest::StatusCode::CONFLICT);
+
+    // A reconnect revives the same account.
+    let revived = connect(&app, &client).await;
+    assert_eq!(revived, account_id);
+    assert_eq!(account(&app, &client, &account_id).await["status"], "connected");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reconnect_without_a_refresh_token_keeps_the_stored_one() {
+    let (app, fake, client) = app_with_fake().await;
+    let account_id = connect(&app, &client).await;
+    let id = Uuid::parse_str(&account_id).unwrap();
+    let keyring = app.config.keyring().unwrap();
+    let stored_refresh = |app: &TestApp| {
+        let (pool, keyring) = (app.pool.clone(), &keyring);
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            let stored =
+                herald_shared::credentials::load_account_tokens(&mut tx, keyring, id, false).await.unwrap().unwrap();
+            stored.refresh_token.unwrap().expose_secret().to_owned()
+        }
+    };
+    let first = stored_refresh(&app).await;
+    fake.omit_refresh_token.store(true, Ordering::SeqCst);
+    assert_eq!(connect(&app, &client).await, account_id);
+    assert_eq!(stored_refresh(&app).await, first, "the reconnect sent no refresh token; the old one stays");
+    refresh(&app, &client, &account_id).await;
+    refreshes_settled(&app).await;
+    assert_eq!(account(&app, &client, &account_id).await["status"], "connected", "and it still works");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_scheduler_refreshes_credentials_that_expire_within_the_margin() {
+    let (app, fake, client) = app_with_fake().await;
+    fake.short_lived.store(true, Ordering::SeqCst);
+    let account_id = connect(&app, &client).await;
+    // The fake's tokens now live 60 s: inside the sandbox's five-minute margin.
+    assert_eq!(herald_scheduler::emit_refreshes(&app.pool).await.unwrap(), 1);
+    refreshes_settled(&app).await;
+    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
+    assert!(account(&app, &client, &account_id).await["last_refresh_at"].is_string());
+    app.stop().await.unwrap();
+}

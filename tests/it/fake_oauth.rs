@@ -1,0 +1,159 @@
+//! An in-test OAuth 2.0 platform, reached through the per-platform URL settings: it checks PKCE
+//! (S256) and the redirect URI, rotates refresh tokens (a reused one is `invalid_grant`), counts
+//! token requests, and can be told to fail (503) or to leave out the refresh token.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use herald_shared::platforms::PlatformSettings;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+#[derive(Default)]
+pub struct FakeOAuth {
+    /// Codes: code -> (challenge, redirect_uri).
+    codes: Mutex<HashMap<String, (String, String)>>,
+    /// Live refresh tokens; used ones are removed.
+    refresh_tokens: Mutex<Vec<String>>,
+    issued: AtomicUsize,
+    /// Refresh requests received.
+    pub refresh_requests: AtomicUsize,
+    /// Answer this many next token requests with a 503.
+    pub fail_next: AtomicUsize,
+    /// Leave the refresh token out of code exchanges.
+    pub omit_refresh_token: std::sync::atomic::AtomicBool,
+    /// Issue access tokens that live 60 s instead of an hour.
+    pub short_lived: std::sync::atomic::AtomicBool,
+}
+
+impl FakeOAuth {
+    /// Starts the platform; returns it and the settings that point herald's sandbox at it.
+    pub async fn start() -> (Arc<Self>, PlatformSettings) {
+        let fake = Arc::new(Self::default());
+        let app = Router::new()
+            .route("/authorize", get(authorize))
+            .route("/token", post(token))
+            .route("/api/accounts", get(accounts))
+            .with_state(fake.clone());
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let settings = PlatformSettings {
+            authorize_url: Some(format!("{base}/authorize")),
+            token_url: Some(format!("{base}/token")),
+            api_url: Some(format!("{base}/api")),
+            client_id: Some("fake-client".into()),
+            client_secret: Some("fake-secret".to_owned().into()),
+            ..PlatformSettings::default()
+        };
+        (fake, settings)
+    }
+
+    /// Makes every refresh token invalid (the user revoked the app).
+    pub fn revoke_all(&self) {
+        self.refresh_tokens.lock().unwrap().clear();
+    }
+
+    fn issue(&self, with_refresh: bool) -> serde_json::Value {
+        let n = self.issued.fetch_add(1, Ordering::SeqCst);
+        let refresh = format!("fake-refresh-token-{n}-{}", uuid::Uuid::new_v4().simple());
+        let mut answer = json!({
+            "access_token": format!("fake-access-token-{n}-{}", uuid::Uuid::new_v4().simple()),
+            "token_type": "bearer",
+            "expires_in": if self.short_lived.load(Ordering::SeqCst) { 60 } else { 3600 },
+            "scope": "profile publish",
+        });
+        if with_refresh {
+            self.refresh_tokens.lock().unwrap().push(refresh.clone());
+            answer["refresh_token"] = json!(refresh);
+        }
+        answer
+    }
+}
+
+#[derive(Deserialize)]
+struct AuthorizeQuery {
+    redirect_uri: String,
+    state: String,
+    code_challenge: String,
+    code_challenge_method: String,
+}
+
+async fn authorize(State(fake): State<Arc<FakeOAuth>>, Query(query): Query<AuthorizeQuery>) -> Response {
+    assert_eq!(query.code_challenge_method, "S256");
+    let code = format!("code-{}", uuid::Uuid::new_v4().simple());
+    fake.codes.lock().unwrap().insert(code.clone(), (query.code_challenge, query.redirect_uri.clone()));
+    Redirect::to(&format!("{}?code={code}&state={}", query.redirect_uri, query.state)).into_response()
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    grant_type: String,
+    code: Option<String>,
+    code_verifier: Option<String>,
+    redirect_uri: Option<String>,
+    refresh_token: Option<String>,
+}
+
+async fn token(State(fake): State<Arc<FakeOAuth>>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
+    // The managed app's credentials come as HTTP Basic.
+    let basic = headers.get("authorization").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    if !basic.starts_with("Basic ") {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
+    }
+    if form.grant_type == "refresh_token" {
+        fake.refresh_requests.fetch_add(1, Ordering::SeqCst);
+    }
+    if fake.fail_next.load(Ordering::SeqCst) > 0 {
+        fake.fail_next.fetch_sub(1, Ordering::SeqCst);
+        return (StatusCode::SERVICE_UNAVAILABLE, "upstream unavailable").into_response();
+    }
+    let invalid =
+        |why: &str| (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant", "error_description": why})));
+    match form.grant_type.as_str() {
+        "authorization_code" => {
+            let Some((challenge, redirect_uri)) = form.code.and_then(|code| fake.codes.lock().unwrap().remove(&code))
+            else {
+                return invalid("unknown code").into_response();
+            };
+            let verifier = form.code_verifier.unwrap_or_default();
+            if URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != challenge {
+                return invalid("PKCE verification failed").into_response();
+            }
+            if form.redirect_uri.as_deref() != Some(redirect_uri.as_str()) {
+                return invalid("redirect_uri mismatch").into_response();
+            }
+            let with_refresh = !fake.omit_refresh_token.load(Ordering::SeqCst);
+            Json(fake.issue(with_refresh)).into_response()
+        }
+        "refresh_token" => {
+            let presented = form.refresh_token.unwrap_or_default();
+            let mut live = fake.refresh_tokens.lock().unwrap();
+            let Some(index) = live.iter().position(|token| *token == presented) else {
+                return invalid("refresh token revoked or already used").into_response();
+            };
+            live.remove(index);
+            drop(live);
+            Json(fake.issue(true)).into_response()
+        }
+        _ => (StatusCode::BAD_REQUEST, Json(json!({"error": "unsupported_grant_type"}))).into_response(),
+    }
+}
+
+async fn accounts(headers: HeaderMap) -> Response {
+    let bearer = headers.get("authorization").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    if !bearer.starts_with("Bearer fake-access-token-") {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_token"}))).into_response();
+    }
+    Json(json!({"data": [{"id": "fake-person-1", "kind": "person", "username": "ada", "name": "Ada"}]})).into_response()
+}

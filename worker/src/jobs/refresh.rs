@@ -1,0 +1,127 @@
+//! Refreshing an account's credentials.
+//!
+//! Refresh tokens rotate on X and TikTok (and the sandbox): a second request with the same one
+//! kills the grant. So a refresh is serialised per account by the credentials row lock, held
+//! across the platform call, and a job only refreshes the version it was asked to: one that
+//! finds a newer version (another job got there first) ends without a request. The new pair is
+//! written by compare-and-set on that version.
+//!
+//! Outcomes: success → `account.token_refreshed`; a transient failure (network, 5xx) →
+//! `account.refresh_failed` and a retry with backoff, the account stays connected; a rate limit →
+//! run again at the platform's reset; a dead grant (`invalid_grant`) or a refused request →
+//! `account.needs_reconnect` with the platform's reason.
+
+use herald_shared::credentials;
+use herald_shared::domain::account::{self, Account};
+use herald_shared::events::{EventMetadata, execute};
+use herald_shared::jobs::RefreshCredentials;
+use herald_shared::platforms::{self, PlatformError};
+use uuid::Uuid;
+
+use super::Context;
+use crate::runtime::{JobRun, Outcome, Perform};
+
+/// The least time between two refreshes of an account, unless its token is about to expire.
+const MIN_REFRESH_INTERVAL: chrono::Duration = chrono::Duration::seconds(30);
+
+struct AccountRow {
+    project_id: Uuid,
+    platform: String,
+    app_id: Option<Uuid>,
+    status: String,
+    last_refresh_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Perform<Context> for RefreshCredentials {
+    async fn perform(self, context: &Context, run: JobRun) -> Outcome {
+        match refresh(&self, context, run).await {
+            Ok(outcome) => outcome,
+            Err(error) => Outcome::Retry(format!("{error:#}")),
+        }
+    }
+}
+
+async fn refresh(job: &RefreshCredentials, context: &Context, run: JobRun) -> anyhow::Result<Outcome> {
+    let account_id = job.account_id;
+    let mut tx = context.pool.begin().await?;
+    let account = sqlx::query_as!(
+        AccountRow,
+        "SELECT project_id, platform, app_id, status, last_refresh_at FROM accounts WHERE id = $1",
+        account_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(account) = account else { return Ok(Outcome::Fail("the account does not exist".into())) };
+    if account.status != "connected" {
+        return Ok(Outcome::Done);
+    }
+    let metadata = EventMetadata {
+        project_id: Some(account.project_id),
+        actor: Some(format!("job:{}", run.id)),
+        ..EventMetadata::default()
+    };
+    // The row lock: every other refresh of this account waits here until we commit.
+    let Some(stored) = credentials::load_account_tokens(&mut tx, &context.keyring, account_id, true).await? else {
+        return Ok(Outcome::Done);
+    };
+    if job.seen_version.is_some_and(|seen| seen != stored.version) {
+        return Ok(Outcome::Done);
+    }
+    // A pair refreshed moments ago that is not about to expire needs no new one: triggers that
+    // raced the last refresh (and read its new version) end here instead of rotating again.
+    let now = chrono::Utc::now();
+    let expiring = stored.expires_at.is_none_or(|at| at - now < platforms::refresh_margin(&account.platform));
+    if account.last_refresh_at.is_some_and(|at| now - at < MIN_REFRESH_INTERVAL) && !expiring {
+        return Ok(Outcome::Done);
+    }
+    let Some(refresh_token) = stored.refresh_token else {
+        // Nothing to refresh with (LinkedIn without partner status): once the access token is
+        // dead, only a reconnect helps.
+        if stored.expires_at.is_some_and(|at| at <= chrono::Utc::now()) {
+            let reason = "the access token expired and the platform gave no refresh token".into();
+            execute::<Account>(&mut tx, account_id, account::Command::MarkNeedsReconnect { reason }, &metadata).await?;
+            tx.commit().await?;
+        }
+        return Ok(Outcome::Done);
+    };
+    let Some(adapter) = context.platforms.get(&account.platform) else {
+        return Ok(Outcome::Fail(format!("no adapter for {}", account.platform)));
+    };
+    let client = match context
+        .platforms
+        .client_for(&mut tx, &context.keyring, account.project_id, &account.platform, account.app_id)
+        .await
+    {
+        Ok(client) => client,
+        Err(error) => return Ok(Outcome::Fail(format!("no OAuth client: {error}"))),
+    };
+
+    match adapter.refresh(&client, &refresh_token).await {
+        Ok(tokens) => {
+            if !credentials::replace_account_tokens(&mut tx, &context.keyring, account_id, stored.version, &tokens)
+                .await?
+            {
+                // Impossible while we hold the lock; if it happens, do not record a refresh.
+                return Ok(Outcome::Retry("the credentials changed during the refresh".into()));
+            }
+            let refreshed = account::Command::RecordRefresh { expires_at: tokens.expires_at };
+            execute::<Account>(&mut tx, account_id, refreshed, &metadata).await?;
+            tx.commit().await?;
+            Ok(Outcome::Done)
+        }
+        Err(PlatformError::Transient(reason)) => {
+            let failed = account::Command::RecordRefreshFailed { reason: reason.clone() };
+            execute::<Account>(&mut tx, account_id, failed, &metadata).await?;
+            tx.commit().await?;
+            Ok(Outcome::Retry(reason))
+        }
+        Err(PlatformError::RateLimited { until, reason }) => Ok(Outcome::RetryAt(until, reason)),
+        Err(error @ (PlatformError::AuthDead(_) | PlatformError::Permanent(_))) => {
+            let reason = error.to_string();
+            let dead = account::Command::MarkNeedsReconnect { reason: reason.clone() };
+            execute::<Account>(&mut tx, account_id, dead, &metadata).await?;
+            tx.commit().await?;
+            Ok(Outcome::Fail(reason))
+        }
+    }
+}
