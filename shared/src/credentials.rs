@@ -216,6 +216,31 @@ pub async fn forget_session_secrets(tx: &mut PgConnection, session_id: Uuid) -> 
     Ok(())
 }
 
+/// Stores (or replaces) a project's own OAuth app's client secret.
+pub async fn store_app_secret(
+    tx: &mut PgConnection,
+    keyring: &Keyring,
+    app_id: Uuid,
+    secret: &SecretString,
+) -> Result<(), CredentialError> {
+    let sealed = seal(keyring, "oauth_app_secrets", app_id, "client_secret", secret)?;
+    sqlx::query!(
+        "INSERT INTO oauth_app_secrets (app_id, client_secret) VALUES ($1, $2)
+         ON CONFLICT (app_id) DO UPDATE SET client_secret = excluded.client_secret",
+        app_id,
+        sealed
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Forgets an app's client secret (the app was deleted).
+pub async fn forget_app_secret(tx: &mut PgConnection, app_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!("DELETE FROM oauth_app_secrets WHERE app_id = $1", app_id).execute(&mut *tx).await?;
+    Ok(())
+}
+
 /// A project's own OAuth app's client secret, opened.
 pub async fn load_app_secret(
     tx: &mut PgConnection,

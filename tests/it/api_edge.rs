@@ -197,7 +197,14 @@ async fn another_projects_key_sees_nothing_of_this_one() {
     let acme_account = acme_account(&app, acme.id).await.to_string();
     let started = request(&app, "POST", "/v1/connect/sandbox", &acme.admin_key).send().await.unwrap();
     let acme_session = started.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_owned();
+    let registered = request(&app, "POST", "/v1/apps", &acme.admin_key)
+        .json(&json!({"platform": "sandbox", "name": "Acme", "client_id": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    let acme_app = registered.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let acme_resources = [
+        ("/v1/apps/{id}", acme_app.clone()),
         ("/v1/keys/{id}", acme_key_id.clone()),
         ("/v1/accounts/{id}", acme_account.clone()),
         ("/v1/accounts/{id}/disconnect", acme_account.clone()),
@@ -223,9 +230,9 @@ async fn another_projects_key_sees_nothing_of_this_one() {
     let still_connected: Value =
         get(&app, &format!("/v1/accounts/{acme_account}"), &acme.admin_key).await.json().await.unwrap();
     assert_eq!(still_connected["status"], "connected", "Globex's disconnect changed nothing");
-    for list in ["/v1/keys", "/v1/accounts"] {
+    for list in ["/v1/keys", "/v1/accounts", "/v1/apps"] {
         let seen: Value = get(&app, list, &globex.admin_key).await.json().await.unwrap();
-        for acme_id in [&acme_key_id, &acme_account, &acme_session] {
+        for acme_id in [&acme_key_id, &acme_account, &acme_session, &acme_app] {
             assert!(!seen.to_string().contains(acme_id.as_str()), "{list} shows Globex an Acme resource");
         }
     }

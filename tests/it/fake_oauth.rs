@@ -32,6 +32,8 @@ pub struct FakeOAuth {
     pub fail_next: AtomicUsize,
     /// Leave the refresh token out of code exchanges.
     pub omit_refresh_token: std::sync::atomic::AtomicBool,
+    /// The client id of the last token request (from its Basic credentials).
+    pub last_client_id: Mutex<Option<String>>,
     /// Issue access tokens that live 60 s instead of an hour.
     pub short_lived: std::sync::atomic::AtomicBool,
 }
@@ -111,6 +113,9 @@ async fn token(State(fake): State<Arc<FakeOAuth>>, headers: HeaderMap, Form(form
     if !basic.starts_with("Basic ") {
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
     }
+    let credentials = base64::engine::general_purpose::STANDARD.decode(&basic["Basic ".len()..]).unwrap_or_default();
+    let credentials = String::from_utf8(credentials).unwrap_or_default();
+    *fake.last_client_id.lock().unwrap() = credentials.split(':').next().map(str::to_owned);
     if form.grant_type == "refresh_token" {
         fake.refresh_requests.fetch_add(1, Ordering::SeqCst);
     }

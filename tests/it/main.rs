@@ -4,6 +4,7 @@
 mod harness;
 
 mod api_edge;
+mod apps;
 mod connect;
 mod credentials;
 mod event_log;

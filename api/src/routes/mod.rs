@@ -5,6 +5,7 @@
 #![allow(unused_qualifications)]
 
 mod accounts;
+mod apps;
 mod connect;
 mod events;
 mod keys;
@@ -28,6 +29,7 @@ fn authenticated() -> OpenApiRouter<AppState> {
         .merge(events::routes())
         .merge(connect::routes())
         .merge(accounts::routes())
+        .merge(apps::routes())
 }
 
 /// The routes anyone may call: operations, the API's own documentation, the OAuth callback

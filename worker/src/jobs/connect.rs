@@ -101,6 +101,17 @@ async fn exchange(job: &ExchangeCode, context: &Context, run: JobRun) -> anyhow:
     };
 
     let mut tx = context.pool.begin().await?;
+    if let Some(app_id) = session.app_id {
+        // Held until commit, so the app cannot be deleted while its accounts are recorded.
+        let live =
+            sqlx::query_scalar!("SELECT id FROM oauth_apps WHERE id = $1 AND deleted_at IS NULL FOR SHARE", app_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if live.is_none() {
+            drop(tx);
+            return give_up(context, session_id, &metadata, "the app was deleted during the connect".into()).await;
+        }
+    }
     let mut account_ids = Vec::with_capacity(reached.len());
     for granted in reached {
         let existing = sqlx::query_scalar!(
