@@ -1,25 +1,18 @@
 //! Bring your own OAuth app: registered with a write-only secret, used by a connect that names
 //! it, immutable where it must be, and not deletable while accounts use it.
 
-use std::sync::Arc;
-
-use axum::Router;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::connect::{authorize, client, get_json};
 use crate::fake_oauth::FakeOAuth;
-use crate::harness::{TestApp, TestDb, test_config};
+use crate::harness::tables_containing;
 
 const SECRET: &str = "byok-client-secret-3b1f0c6e9a";
 
 #[tokio::test]
 async fn an_own_app_connects_accounts_and_its_secret_is_never_shown() {
-    let db = TestDb::new().await;
-    let mut config = test_config(&db);
-    let (fake, settings) = FakeOAuth::start().await;
-    config.platforms.insert("sandbox".into(), settings);
-    let app = TestApp::spawn_on(db, Arc::new(config), Router::new()).await;
+    let (app, fake) = FakeOAuth::app_in_front().await;
     let client = client(&app).await;
     let send = |method: &str, path: &str, body: Option<Value>| {
         let request = client.http.request(method.parse().unwrap(), app.url(path)).bearer_auth(&client.key);
@@ -74,19 +67,8 @@ async fn an_own_app_connects_accounts_and_its_secret_is_never_shown() {
     assert_eq!(send("GET", &format!("/v1/apps/{app_id}"), None).await.unwrap().status(), StatusCode::NOT_FOUND);
 
     // Nowhere in the database, the feed or any answer.
-    let tables: Vec<String> =
-        sqlx::query_scalar("SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
-    for table in tables {
-        // The names come quoted from the catalog.
-        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT t::text FROM {table} t")))
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
-        assert!(rows.iter().all(|row| !row.contains(SECRET)), "the client secret is in plain text in {table}");
-    }
+    let found = tables_containing(&app.pool, SECRET).await;
+    assert!(found.is_empty(), "the client secret is in plain text in {found:?}");
     let feed = get_json(&app, &client, "/v1/events?limit=1000").await;
     assert!(!feed.to_string().contains(SECRET));
     app.stop().await.unwrap();

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::harness::TestApp;
+use crate::harness::{TestApp, tables_containing};
 
 pub struct Client {
     pub http: reqwest::Client,
@@ -212,24 +212,11 @@ async fn no_token_code_or_state_is_stored_in_plain_text() {
     let refresh = stored.refresh_token.unwrap().expose_secret().to_owned();
     assert!(access.len() >= 32 && refresh.len() >= 32);
 
-    let tables: Vec<String> =
-        sqlx::query_scalar("SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
-    for table in tables {
-        let rows: Vec<String> = // The names come quoted from the catalog.
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT t::text FROM {table} t"))).fetch_all(&app.pool).await.unwrap();
-        for row in rows {
-            for (what, secret) in [
-                ("access token", &access),
-                ("refresh token", &refresh),
-                ("code", &sent["code"]),
-                ("state", &sent["state"]),
-            ] {
-                assert!(!row.contains(secret.as_str()), "the {what} is in plain text in {table}");
-            }
-        }
+    let secrets =
+        [("access token", &access), ("refresh token", &refresh), ("code", &sent["code"]), ("state", &sent["state"])];
+    for (what, secret) in secrets {
+        let found = tables_containing(&app.pool, secret).await;
+        assert!(found.is_empty(), "the {what} is in plain text in {found:?}");
     }
     app.stop().await.unwrap();
 }

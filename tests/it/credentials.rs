@@ -7,21 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::Router;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::connect::{Client, authorize, client, get_json};
 use crate::fake_oauth::FakeOAuth;
-use crate::harness::{TestApp, TestDb, test_config};
+use crate::harness::TestApp;
 
 async fn app_with_fake() -> (TestApp, Arc<FakeOAuth>, Client) {
-    let db = TestDb::new().await;
-    let mut config = test_config(&db);
-    let (fake, settings) = FakeOAuth::start().await;
-    config.platforms.insert("sandbox".into(), settings);
-    let app = TestApp::spawn_on(db, Arc::new(config), Router::new()).await;
+    let (app, fake) = FakeOAuth::app_in_front().await;
     let client = client(&app).await;
     (app, fake, client)
 }

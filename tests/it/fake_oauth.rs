@@ -19,6 +19,8 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::harness::{TestApp, TestDb, test_config};
+
 #[derive(Default)]
 pub struct FakeOAuth {
     /// Codes: code -> (challenge, redirect_uri).
@@ -59,6 +61,16 @@ impl FakeOAuth {
             ..PlatformSettings::default()
         };
         (fake, settings)
+    }
+
+    /// The whole app on a fresh database, with the sandbox platform's URLs pointing at a new
+    /// fake.
+    pub async fn app_in_front() -> (TestApp, Arc<Self>) {
+        let db = TestDb::new().await;
+        let mut config = test_config(&db);
+        let (fake, settings) = Self::start().await;
+        config.platforms.insert("sandbox".into(), settings);
+        (TestApp::spawn_on(db, Arc::new(config), Router::new()).await, fake)
     }
 
     /// Makes every refresh token invalid (the user revoked the app).

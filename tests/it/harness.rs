@@ -215,3 +215,23 @@ impl TestApp {
 pub fn herald_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_herald"))
 }
+
+/// Every table of the database whose rows, as text, contain `needle`: a scan for secrets that
+/// must never be stored in plain text.
+pub async fn tables_containing(pool: &PgPool, needle: &str) -> Vec<String> {
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_all(pool)
+            .await
+            .expect("list tables");
+    let mut found = Vec::new();
+    for table in tables {
+        // The names come quoted from the catalog.
+        let query = sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table} t WHERE strpos(t::text, $1) > 0"));
+        let hits: i64 = sqlx::query_scalar(query).bind(needle).fetch_one(pool).await.expect("scan a table");
+        if hits > 0 {
+            found.push(table);
+        }
+    }
+    found
+}
