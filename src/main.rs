@@ -69,6 +69,12 @@ enum KeysAction {
 }
 
 #[derive(Subcommand)]
+enum SecretsAction {
+    /// Re-seal every token and client secret with the newest key of HERALD_ENCRYPTION_KEYS.
+    Reencrypt,
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run api + scheduler + worker in one process, starting a private PostgreSQL when
     /// DATABASE_URL is unset.
@@ -92,6 +98,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+    },
+    /// Maintain the encrypted secrets.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
     },
     /// Maintain the read models.
     Projections {
@@ -188,6 +199,17 @@ async fn run_role(command: Command, mut config: Config) -> Result<()> {
             let started = std::time::Instant::now();
             let applied = herald_shared::projections::rebuild::rebuild(&pool).await?;
             println!("rebuilt the read models from {applied} events in {:.1} s", started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Command::Secrets { action: SecretsAction::Reencrypt } => {
+            ensure_encryption_key(&mut config, false)?;
+            let pool = herald_shared::db::connect_and_migrate(&config).await?;
+            let keyring = config.keyring()?;
+            let report = herald_shared::credentials::reencrypt_all(&pool, &keyring, 1000).await?;
+            for (column, moved) in &report.moved {
+                println!("{column}: {moved} re-encrypted");
+            }
+            println!("{} values now sealed with key {}", report.total(), keyring.current_key_id().unwrap_or("?"));
             Ok(())
         }
         Command::Projects { action } => operator::projects(&config, action).await,

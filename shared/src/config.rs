@@ -50,11 +50,13 @@ pub struct Config {
     pub log_format: LogFormat,
     /// A `tracing` filter such as `info,herald=debug`; `RUST_LOG` wins when it is set.
     pub log: String,
-    /// The key that encrypts tokens and client secrets: 32 bytes, base64.
+    /// The key that encrypts tokens and client secrets: 32 bytes, base64. For one key; to
+    /// rotate, use `encryption_keys`.
     #[serde(default, skip_serializing)]
     pub encryption_key: Option<SecretString>,
-    /// Older keys that still decrypt (comma separated, base64), kept while rows move to the
-    /// newest key.
+    /// Several keys, comma separated, newest first: the newest seals, every one opens. After
+    /// adding a key in front, `herald secrets reencrypt` moves every value to it; then the old
+    /// ones can go. `encryption_key`, if also set, comes after these.
     #[serde(default, skip_serializing)]
     pub encryption_keys: Option<SecretString>,
     /// How long a stopping process lets in-flight requests and jobs finish, in seconds.
@@ -268,13 +270,13 @@ impl Config {
     /// one refuse to start; `herald dev` generates one).
     pub fn keyring(&self) -> Result<Keyring, ConfigError> {
         let mut encoded = Vec::new();
-        if let Some(key) = &self.encryption_key {
-            encoded.push(("HERALD_ENCRYPTION_KEY", key.expose_secret().trim().to_owned()));
-        }
         if let Some(keys) = &self.encryption_keys {
             for key in keys.expose_secret().split(',').map(str::trim).filter(|key| !key.is_empty()) {
                 encoded.push(("HERALD_ENCRYPTION_KEYS", key.to_owned()));
             }
+        }
+        if let Some(key) = &self.encryption_key {
+            encoded.push(("HERALD_ENCRYPTION_KEY", key.expose_secret().trim().to_owned()));
         }
         let mut keyring = Keyring::default();
         for (setting, key) in encoded {

@@ -252,3 +252,58 @@ pub async fn load_app_secret(
         .await?;
     Ok(sealed.map(|sealed| open(keyring, "oauth_app_secrets", app_id, "client_secret", &sealed)).transpose()?)
 }
+
+/// Every sealed column: (table, key column, sealed column). Re-encryption walks these.
+const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("account_credentials", "account_id", "access_token"),
+    ("account_credentials", "account_id", "refresh_token"),
+    ("connect_session_secrets", "session_id", "pkce_verifier"),
+    ("connect_session_secrets", "session_id", "code"),
+    ("oauth_app_secrets", "app_id", "client_secret"),
+];
+
+/// What [`reencrypt_all`] did, per column (`table.column`).
+#[derive(Debug, Default)]
+pub struct Reencrypted {
+    pub moved: Vec<(String, u64)>,
+}
+
+impl Reencrypted {
+    pub fn total(&self) -> u64 {
+        self.moved.iter().map(|(_, count)| count).sum()
+    }
+}
+
+/// Re-seals every value not sealed with the keyring's newest key, in batches of `batch` rows.
+/// Each row is replaced only if it still holds the value that was read (compare-and-set), so a
+/// refresh that writes meanwhile wins and its new value is already under the newest key.
+pub async fn reencrypt_all(pool: &sqlx::PgPool, keyring: &Keyring, batch: i64) -> Result<Reencrypted, CredentialError> {
+    let current = keyring.current_key_id().ok_or(CryptoError::NoKey)?.to_owned();
+    let prefix = format!("v1.{current}.%");
+    let mut report = Reencrypted::default();
+    for (table, key, column) in SEALED_COLUMNS {
+        // Table and column names are the constants above, never input.
+        let select =
+            format!("SELECT {key}, {column} FROM {table} WHERE {column} IS NOT NULL AND {column} NOT LIKE $1 LIMIT $2");
+        let update = format!("UPDATE {table} SET {column} = $1 WHERE {key} = $2 AND {column} = $3");
+        let mut moved = 0;
+        loop {
+            let rows: Vec<(Uuid, String)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(select.clone())).bind(&prefix).bind(batch).fetch_all(pool).await?;
+            if rows.is_empty() {
+                break;
+            }
+            let mut tx = pool.begin().await?;
+            for (id, sealed) in &rows {
+                let plain = open(keyring, table, *id, column, sealed)?;
+                let resealed = seal(keyring, table, *id, column, &plain)?;
+                let query = sqlx::AssertSqlSafe(update.clone());
+                moved +=
+                    sqlx::query(query).bind(resealed).bind(id).bind(sealed).execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+        }
+        report.moved.push((format!("{table}.{column}"), moved));
+    }
+    Ok(report)
+}

@@ -153,3 +153,47 @@ async fn the_scheduler_refreshes_credentials_that_expire_within_the_margin() {
     assert!(account(&app, &client, &account_id).await["last_refresh_at"].is_string());
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_new_key_and_secrets_reencrypt_move_every_secret_to_it() {
+    let (app, _fake, client) = app_with_fake().await;
+    let account_id = Uuid::parse_str(&connect(&app, &client).await).unwrap();
+    let registered = client
+        .http
+        .post(app.url("/v1/apps"))
+        .bearer_auth(&client.key)
+        .json(&json!({"platform": "sandbox", "name": "Own", "client_id": "own", "client_secret": "own-secret"}))
+        .send()
+        .await
+        .unwrap();
+    let app_id = Uuid::parse_str(registered.json::<Value>().await.unwrap()["id"].as_str().unwrap()).unwrap();
+
+    let old_key = app.config.encryption_key.as_ref().unwrap().expose_secret().to_owned();
+    let new_key = herald_shared::crypto::Keyring::generate_base64();
+    let output = tokio::process::Command::new(crate::harness::herald_binary())
+        .args(["secrets", "reencrypt"])
+        .env_clear()
+        .env("DATABASE_URL", &app.db.url)
+        .env("HERALD_ENCRYPTION_KEYS", format!("{},{old_key}", new_key.expose_secret()))
+        .env("HERALD_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("account_credentials.refresh_token: 1 re-encrypted"), "{stdout}");
+    assert!(stdout.contains("oauth_app_secrets.client_secret: 1 re-encrypted"), "{stdout}");
+
+    // Only the new key is needed from now on.
+    let mut only_new = herald_shared::crypto::Keyring::default();
+    only_new.push_base64(new_key.expose_secret()).unwrap();
+    let mut tx = app.pool.begin().await.unwrap();
+    let tokens = herald_shared::credentials::load_account_tokens(&mut tx, &only_new, account_id, false).await.unwrap();
+    assert!(tokens.unwrap().refresh_token.is_some());
+    let secret = herald_shared::credentials::load_app_secret(&mut tx, &only_new, app_id).await.unwrap().unwrap();
+    assert_eq!(secret.expose_secret(), "own-secret");
+    drop(tx);
+    let again = herald_shared::credentials::reencrypt_all(&app.pool, &only_new, 2).await.unwrap();
+    assert_eq!(again.total(), 0, "nothing left under the old key");
+    app.stop().await.unwrap();
+}
