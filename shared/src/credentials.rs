@@ -141,7 +141,19 @@ pub async fn load_account_tokens(
 }
 
 /// Forgets an account's tokens (a disconnect). The row stays, so a reconnect bumps the version.
-pub async fn wipe_account_tokens(tx: &mut PgConnection, account_id: Uuid) -> Result<(), sqlx::Error> {
+/// Returns the sealed token to revoke on the platform (the refresh token if there was one,
+/// else the access token) as `(column, sealed value)`: it leaves this table now and lives only
+/// in the revocation job, still sealed, until the platform has been told.
+pub async fn wipe_account_tokens(
+    tx: &mut PgConnection,
+    account_id: Uuid,
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    let old = sqlx::query!(
+        "SELECT access_token, refresh_token FROM account_credentials WHERE account_id = $1 FOR UPDATE",
+        account_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     sqlx::query!(
         "UPDATE account_credentials
          SET access_token = NULL, refresh_token = NULL, expires_at = NULL, version = version + 1, updated_at = now()
@@ -150,7 +162,21 @@ pub async fn wipe_account_tokens(tx: &mut PgConnection, account_id: Uuid) -> Res
     )
     .execute(&mut *tx)
     .await?;
-    Ok(())
+    Ok(old.and_then(|old| match (old.refresh_token, old.access_token) {
+        (Some(refresh), _) => Some(("refresh_token".to_owned(), refresh)),
+        (None, Some(access)) => Some(("access_token".to_owned(), access)),
+        (None, None) => None,
+    }))
+}
+
+/// Opens a token [`wipe_account_tokens`] handed over for revocation.
+pub fn open_wiped_token(
+    keyring: &Keyring,
+    account_id: Uuid,
+    column: &str,
+    sealed: &str,
+) -> Result<SecretString, CryptoError> {
+    open(keyring, "account_credentials", account_id, column, sealed)
 }
 
 /// What a connect session keeps secret between its steps.

@@ -62,3 +62,20 @@ impl Job for RefreshCredentials {
         Some(format!("refresh:{}", self.account_id))
     }
 }
+
+/// Tells the platform to revoke a disconnected account's grant. Carries the token still sealed
+/// (`credentials::wipe_account_tokens` removed it from the account in the same transaction that
+/// queued this job). The value stays sealed in the job row until finished jobs are pruned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeGrant {
+    pub account_id: uuid::Uuid,
+    /// `refresh_token` or `access_token`: the associated data it was sealed for.
+    pub token_column: String,
+    pub sealed_token: String,
+}
+
+impl Job for RevokeGrant {
+    const KIND: &'static str = "account.revoke";
+    const QUEUE: &'static str = "credentials";
+    const MAX_ATTEMPTS: i32 = 6;
+}

@@ -220,3 +220,48 @@ async fn no_token_code_or_state_is_stored_in_plain_text() {
     }
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_disconnect_wipes_the_tokens_revokes_the_grant_and_a_reconnect_revives_the_account() {
+    let app = TestApp::spawn().await;
+    let client = client(&app).await;
+    let (_, callback) = authorize(&app, &client, json!({}), "login=ada").await;
+    client.http.get(&callback).send().await.unwrap();
+    let person = accounts(&app, &client).await.into_iter().find(|account| account["kind"] == "person").unwrap();
+    let account_id = person["id"].as_str().unwrap().to_owned();
+
+    let path = format!("/v1/accounts/{account_id}/disconnect");
+    let disconnected = client.http.post(app.url(&path)).bearer_auth(&client.key).send().await.unwrap();
+    assert_eq!(disconnected.status(), StatusCode::OK);
+    assert_eq!(disconnected.json::<Value>().await.unwrap()["status"], "disconnected");
+    let (access, refresh): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT access_token, refresh_token FROM account_credentials WHERE account_id = $1")
+            .bind(Uuid::parse_str(&account_id).unwrap())
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(access.is_none() && refresh.is_none(), "the tokens are wiped at once");
+
+    // The revocation job tells the sandbox, which revokes the grant.
+    let mut revoked: Option<String> = None;
+    for _ in 0..200 {
+        revoked = sqlx::query_scalar("SELECT revoked_because FROM sandbox_grants WHERE revoked_at IS NOT NULL")
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap();
+        if revoked.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(revoked.as_deref(), Some("revoked by the client"));
+    let again = client.http.post(app.url(&path)).bearer_auth(&client.key).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT, "already disconnected");
+
+    let (_, callback) = authorize(&app, &client, json!({}), "login=ada").await;
+    client.http.get(&callback).send().await.unwrap();
+    let revived = get_json(&app, &client, &format!("/v1/accounts/{account_id}")).await;
+    assert_eq!(revived["status"], "connected", "the same account, connected again");
+    assert_eq!(accounts(&app, &client).await.len(), 3);
+    app.stop().await.unwrap();
+}

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use herald_shared::credentials;
 use herald_shared::domain::account::{self, Account};
 use herald_shared::events::{ExecuteError, execute};
-use herald_shared::jobs::RefreshCredentials;
+use herald_shared::jobs::{RefreshCredentials, RevokeGrant};
 use herald_shared::queue::{self, NewJob};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -196,8 +196,9 @@ async fn update(
     Ok(ApiJson(load(&state, &caller, id).await?))
 }
 
-/// Disconnects the account: its tokens are wiped at once. A later connect of the same
-/// platform account revives it (same id). Needs `connections:write`.
+/// Disconnects the account: its tokens are wiped at once and a job asks the platform to revoke
+/// the grant. A later connect of the same platform account revives it (same id). Needs
+/// `connections:write`.
 #[utoipa::path(post, security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}/disconnect", tag = "accounts",
     params(("id" = Uuid, Path, description = "The account's id")),
     responses((status = 200, description = "The disconnected account", body = AccountView)))]
@@ -211,7 +212,11 @@ async fn disconnect(
     execute::<Account>(&mut tx, id, account::Command::Disconnect, &caller.event_metadata())
         .await
         .map_err(account_error)?;
-    credentials::wipe_account_tokens(&mut tx, id).await?;
+    if let Some((token_column, sealed_token)) = credentials::wipe_account_tokens(&mut tx, id).await? {
+        let job = NewJob::of(&RevokeGrant { account_id: id, token_column, sealed_token })
+            .map_err(|error| ApiError::internal(&error))?;
+        queue::enqueue(&mut *tx, job).await?;
+    }
     tx.commit().await?;
     Ok(ApiJson(load(&state, &caller, id).await?))
 }

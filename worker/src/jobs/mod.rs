@@ -3,12 +3,13 @@
 mod connect;
 mod prune;
 mod refresh;
+mod revoke;
 
 use std::sync::Arc;
 
 use herald_shared::Config;
 use herald_shared::crypto::Keyring;
-use herald_shared::jobs::{ExchangeCode, PruneExpired, RefreshCredentials};
+use herald_shared::jobs::{ExchangeCode, PruneExpired, RefreshCredentials, RevokeGrant};
 use herald_shared::platforms::Platforms;
 use sqlx::PgPool;
 
@@ -34,5 +35,5 @@ impl Context {
 
 /// Every kind a herald worker runs.
 pub fn registry() -> Registry<Context> {
-    Registry::default().register::<PruneExpired>().register::<ExchangeCode>().register::<RefreshCredentials>()
+    Registry::default().register::<PruneExpired>().register::<ExchangeCode>().register::<RefreshCredentials>().register::<RevokeGrant>()
 }

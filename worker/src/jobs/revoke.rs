@@ -1,0 +1,55 @@
+//! Revoking a disconnected account's grant on the platform, where it allows that. The account
+//! is already disconnected and its tokens gone; this only tells the platform. A transient
+//! failure retries; a refusal ends the job (the grant may already be dead).
+
+use herald_shared::credentials;
+use herald_shared::jobs::RevokeGrant;
+use herald_shared::platforms::PlatformError;
+use uuid::Uuid;
+
+use super::Context;
+use crate::runtime::{JobRun, Outcome, Perform};
+
+struct AccountRow {
+    project_id: Uuid,
+    platform: String,
+    app_id: Option<Uuid>,
+}
+
+impl Perform<Context> for RevokeGrant {
+    async fn perform(self, context: &Context, _run: JobRun) -> Outcome {
+        match revoke(&self, context).await {
+            Ok(outcome) => outcome,
+            Err(error) => Outcome::Retry(format!("{error:#}")),
+        }
+    }
+}
+
+async fn revoke(job: &RevokeGrant, context: &Context) -> anyhow::Result<Outcome> {
+    let mut tx = context.pool.begin().await?;
+    let account = sqlx::query_as!(
+        AccountRow,
+        "SELECT project_id, platform, app_id FROM accounts WHERE id = $1",
+        job.account_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(account) = account else { return Ok(Outcome::Fail("the account does not exist".into())) };
+    let Some(adapter) = context.platforms.get(&account.platform) else {
+        return Ok(Outcome::Fail(format!("no adapter for {}", account.platform)));
+    };
+    let client =
+        match context.platforms.client_for(&mut tx, &context.keyring, account.project_id, &account.platform, account.app_id).await
+        {
+            Ok(client) => client,
+            Err(error) => return Ok(Outcome::Fail(format!("no OAuth client: {error}"))),
+        };
+    drop(tx);
+    let token = credentials::open_wiped_token(&context.keyring, job.account_id, &job.token_column, &job.sealed_token)?;
+    match adapter.revoke(&client, &token).await {
+        Ok(()) => Ok(Outcome::Done),
+        Err(PlatformError::Transient(reason)) => Ok(Outcome::Retry(reason)),
+        Err(PlatformError::RateLimited { until, reason }) => Ok(Outcome::RetryAt(until, reason)),
+        Err(error) => Ok(Outcome::Fail(error.to_string())),
+    }
+}
