@@ -197,3 +197,65 @@ async fn a_new_key_and_secrets_reencrypt_move_every_secret_to_it() {
     assert_eq!(again.total(), 0, "nothing left under the old key");
     app.stop().await.unwrap();
 }
+
+/// Everything the app logs, at every level, kept for a scan.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// One thread, so every task of the app logs into this test's subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn no_token_code_state_or_client_secret_reaches_the_logs() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (app, fake, client) = app_with_fake().await;
+    let (_, callback) = authorize(&app, &client, json!({}), "login=ada").await;
+    let sent = crate::connect::query_of(&callback);
+    client.http.get(&callback).send().await.unwrap();
+    let account_id = get_json(&app, &client, "/v1/accounts").await["data"][0]["id"].as_str().unwrap().to_owned();
+    fake.fail_next.store(1, Ordering::SeqCst);
+    refresh(&app, &client, &account_id).await;
+    refreshes_settled(&app).await;
+    let body =
+        json!({"platform": "sandbox", "name": "Own", "client_id": "own", "client_secret": "log-scan-secret-9f2"});
+    client.http.post(app.url("/v1/apps")).bearer_auth(&client.key).json(&body).send().await.unwrap();
+
+    let keyring = app.config.keyring().unwrap();
+    let mut tx = app.pool.begin().await.unwrap();
+    let id = Uuid::parse_str(&account_id).unwrap();
+    let stored = herald_shared::credentials::load_account_tokens(&mut tx, &keyring, id, false).await.unwrap().unwrap();
+    drop(tx);
+    app.stop().await.unwrap();
+
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logged.contains("refresh"), "the capture works: {} bytes", logged.len());
+    let secrets = [
+        ("access token", stored.access_token.unwrap().expose_secret().to_owned()),
+        ("refresh token", stored.refresh_token.unwrap().expose_secret().to_owned()),
+        ("code", sent["code"].clone()),
+        ("state", sent["state"].clone()),
+        ("client secret", "log-scan-secret-9f2".to_owned()),
+        ("managed client secret", "fake-secret".to_owned()),
+        ("api key", client.key.clone()),
+    ];
+    for (what, secret) in secrets {
+        assert!(!logged.contains(&secret), "the {what} is in the logs");
+    }
+}

@@ -35,5 +35,9 @@ impl Context {
 
 /// Every kind a herald worker runs.
 pub fn registry() -> Registry<Context> {
-    Registry::default().register::<PruneExpired>().register::<ExchangeCode>().register::<RefreshCredentials>().register::<RevokeGrant>()
+    Registry::default()
+        .register::<PruneExpired>()
+        .register::<ExchangeCode>()
+        .register::<RefreshCredentials>()
+        .register::<RevokeGrant>()
 }

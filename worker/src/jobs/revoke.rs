@@ -27,23 +27,22 @@ impl Perform<Context> for RevokeGrant {
 
 async fn revoke(job: &RevokeGrant, context: &Context) -> anyhow::Result<Outcome> {
     let mut tx = context.pool.begin().await?;
-    let account = sqlx::query_as!(
-        AccountRow,
-        "SELECT project_id, platform, app_id FROM accounts WHERE id = $1",
-        job.account_id
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
+    let account =
+        sqlx::query_as!(AccountRow, "SELECT project_id, platform, app_id FROM accounts WHERE id = $1", job.account_id)
+            .fetch_optional(&mut *tx)
+            .await?;
     let Some(account) = account else { return Ok(Outcome::Fail("the account does not exist".into())) };
     let Some(adapter) = context.platforms.get(&account.platform) else {
         return Ok(Outcome::Fail(format!("no adapter for {}", account.platform)));
     };
-    let client =
-        match context.platforms.client_for(&mut tx, &context.keyring, account.project_id, &account.platform, account.app_id).await
-        {
-            Ok(client) => client,
-            Err(error) => return Ok(Outcome::Fail(format!("no OAuth client: {error}"))),
-        };
+    let client = match context
+        .platforms
+        .client_for(&mut tx, &context.keyring, account.project_id, &account.platform, account.app_id)
+        .await
+    {
+        Ok(client) => client,
+        Err(error) => return Ok(Outcome::Fail(format!("no OAuth client: {error}"))),
+    };
     drop(tx);
     let token = credentials::open_wiped_token(&context.keyring, job.account_id, &job.token_column, &job.sealed_token)?;
     match adapter.revoke(&client, &token).await {
