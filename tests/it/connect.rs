@@ -37,14 +37,31 @@ pub fn query_of(url: &str) -> std::collections::HashMap<String, String> {
 /// Starts a session and follows the sandbox's authorize page as user `login` (or denies).
 /// Returns the session id and the callback URL the platform sent the browser to.
 pub async fn authorize(app: &TestApp, client: &Client, body: Value, consent: &str) -> (String, String) {
-    let started =
-        client.http.post(app.url("/v1/connect/sandbox")).bearer_auth(&client.key).json(&body).send().await.unwrap();
+    authorize_on(app, client, "sandbox", body, consent).await
+}
+
+/// [`authorize`] on any platform.
+pub async fn authorize_on(
+    app: &TestApp,
+    client: &Client,
+    platform: &str,
+    body: Value,
+    consent: &str,
+) -> (String, String) {
+    let started = client
+        .http
+        .post(app.url(&format!("/v1/connect/{platform}")))
+        .bearer_auth(&client.key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(started.status(), StatusCode::CREATED);
     let started: Value = started.json().await.unwrap();
     let url = started["url"].as_str().unwrap();
     let query = query_of(url);
     assert_eq!(query["code_challenge_method"], "S256", "PKCE is used: {url}");
-    assert_eq!(query["redirect_uri"], app.url("/v1/connect/sandbox/callback"));
+    assert_eq!(query["redirect_uri"], app.url(&format!("/v1/connect/{platform}/callback")));
     let consented = client.http.get(format!("{url}&{consent}")).send().await.unwrap();
     (started["session_id"].as_str().unwrap().to_owned(), location(&consented))
 }

@@ -49,7 +49,7 @@ async fn refreshes_settled(app: &TestApp) {
     panic!("refresh jobs still live after 20 s");
 }
 
-async fn account(app: &TestApp, client: &Client, account_id: &str) -> Value {
+async fn account_of(app: &TestApp, client: &Client, account_id: &str) -> Value {
     get_json(app, client, &format!("/v1/accounts/{account_id}")).await
 }
 
@@ -57,7 +57,7 @@ async fn account(app: &TestApp, client: &Client, account_id: &str) -> Value {
 async fn twenty_concurrent_refreshes_make_one_token_request_per_rotation() {
     let (app, fake, client) = app_with_fake().await;
     let account_id = connect(&app, &client).await;
-    let before = account(&app, &client, &account_id).await;
+    let before = account_of(&app, &client, &account_id).await;
 
     let triggers = (0..20).map(|_| refresh(&app, &client, &account_id));
     for status in futures::future::join_all(triggers).await {
@@ -65,7 +65,7 @@ async fn twenty_concurrent_refreshes_make_one_token_request_per_rotation() {
     }
     refreshes_settled(&app).await;
     assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1, "one token request for twenty triggers");
-    let after = account(&app, &client, &account_id).await;
+    let after = account_of(&app, &client, &account_id).await;
     assert_eq!(after["status"], "connected");
     assert!(after["last_refresh_at"].is_string());
     assert_ne!(after["expires_at"], before["expires_at"]);
@@ -81,16 +81,16 @@ async fn a_transient_failure_retries_and_leaves_the_account_connected() {
     refresh(&app, &client, &account_id).await;
     // The first try fails (503) and is recorded; the account stays connected.
     for _ in 0..200 {
-        if account(&app, &client, &account_id).await["last_error"].is_string() {
+        if account_of(&app, &client, &account_id).await["last_error"].is_string() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let failed = account(&app, &client, &account_id).await;
+    let failed = account_of(&app, &client, &account_id).await;
     assert_eq!(failed["status"], "connected");
     assert!(failed["last_error"].as_str().unwrap().contains("unreachable"), "{failed}");
     refreshes_settled(&app).await;
-    let recovered = account(&app, &client, &account_id).await;
+    let recovered = account_of(&app, &client, &account_id).await;
     assert_eq!(recovered["status"], "connected");
     assert!(recovered["last_error"].is_null(), "the retry succeeded: {recovered}");
     assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 2);
@@ -104,7 +104,7 @@ async fn invalid_grant_marks_the_account_needs_reconnect_with_the_reason() {
     fake.revoke_all();
     refresh(&app, &client, &account_id).await;
     refreshes_settled(&app).await;
-    let dead = account(&app, &client, &account_id).await;
+    let dead = account_of(&app, &client, &account_id).await;
     assert_eq!(dead["status"], "needs_reconnect");
     assert!(dead["last_error"].as_str().unwrap().contains("invalid_grant"), "{dead}");
     assert_eq!(refresh(&app, &client, &account_id).await, reqwest::StatusCode::CONFLICT);
@@ -112,7 +112,7 @@ async fn invalid_grant_marks_the_account_needs_reconnect_with_the_reason() {
     // A reconnect revives the same account.
     let revived = connect(&app, &client).await;
     assert_eq!(revived, account_id);
-    assert_eq!(account(&app, &client, &account_id).await["status"], "connected");
+    assert_eq!(account_of(&app, &client, &account_id).await["status"], "connected");
     app.stop().await.unwrap();
 }
 
@@ -137,7 +137,7 @@ async fn a_reconnect_without_a_refresh_token_keeps_the_stored_one() {
     assert_eq!(stored_refresh(&app).await, first, "the reconnect sent no refresh token; the old one stays");
     refresh(&app, &client, &account_id).await;
     refreshes_settled(&app).await;
-    assert_eq!(account(&app, &client, &account_id).await["status"], "connected", "and it still works");
+    assert_eq!(account_of(&app, &client, &account_id).await["status"], "connected", "and it still works");
     app.stop().await.unwrap();
 }
 
@@ -150,7 +150,7 @@ async fn the_scheduler_refreshes_credentials_that_expire_within_the_margin() {
     assert_eq!(herald_scheduler::emit_refreshes(&app.pool).await.unwrap(), 1);
     refreshes_settled(&app).await;
     assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
-    assert!(account(&app, &client, &account_id).await["last_refresh_at"].is_string());
+    assert!(account_of(&app, &client, &account_id).await["last_refresh_at"].is_string());
     app.stop().await.unwrap();
 }
 
@@ -258,4 +258,23 @@ async fn no_token_code_state_or_client_secret_reaches_the_logs() {
     for (what, secret) in secrets {
         assert!(!logged.contains(&secret), "the {what} is in the logs");
     }
+}
+
+#[tokio::test]
+async fn an_x_account_connects_with_x_shapes_and_refreshes() {
+    let (app, fake, client) = app_with_fake().await;
+    let (_, callback) = crate::connect::authorize_on(&app, &client, "x", json!({}), "").await;
+    assert!(callback.contains("/v1/connect/x/callback"), "{callback}");
+    let page = client.http.get(&callback).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("1 account(s) connected"));
+    let account = get_json(&app, &client, "/v1/accounts?platform=x").await["data"][0].clone();
+    assert_eq!(account["platform_user_id"], "2244994945");
+    assert_eq!(account["username"], "ada");
+    assert_eq!(account["display_name"], "Ada Lovelace");
+    let account_id = account["id"].as_str().unwrap();
+    refresh(&app, &client, account_id).await;
+    refreshes_settled(&app).await;
+    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
+    assert_eq!(account_of(&app, &client, account_id).await["status"], "connected");
+    app.stop().await.unwrap();
 }

@@ -48,6 +48,7 @@ impl FakeOAuth {
             .route("/authorize", get(authorize))
             .route("/token", post(token))
             .route("/api/accounts", get(accounts))
+            .route("/api/2/users/me", get(x_me))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -63,13 +64,14 @@ impl FakeOAuth {
         (fake, settings)
     }
 
-    /// The whole app on a fresh database, with the sandbox platform's URLs pointing at a new
-    /// fake.
+    /// The whole app on a fresh database, with the sandbox's and X's URLs pointing at a new
+    /// fake (it answers in either's shapes).
     pub async fn app_in_front() -> (TestApp, Arc<Self>) {
         let db = TestDb::new().await;
         let mut config = test_config(&db);
         let (fake, settings) = Self::start().await;
-        config.platforms.insert("sandbox".into(), settings);
+        config.platforms.insert("sandbox".into(), settings.clone());
+        config.platforms.insert("x".into(), settings);
         (TestApp::spawn_on(db, Arc::new(config), Router::new()).await, fake)
     }
 
@@ -173,4 +175,14 @@ async fn accounts(headers: HeaderMap) -> Response {
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_token"}))).into_response();
     }
     Json(json!({"data": [{"id": "fake-person-1", "kind": "person", "username": "ada", "name": "Ada"}]})).into_response()
+}
+
+/// X's `GET /2/users/me`.
+async fn x_me(headers: HeaderMap) -> Response {
+    let bearer = headers.get("authorization").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    if !bearer.starts_with("Bearer fake-access-token-") {
+        let body = json!({"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"});
+        return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    }
+    Json(json!({"data": {"id": "2244994945", "name": "Ada Lovelace", "username": "ada"}})).into_response()
 }

@@ -11,8 +11,10 @@
 //! Errors are classified once, here, into what the caller must do ([`PlatformError`]): retry
 //! later, wait for a reset, ask the user to reconnect, or give up.
 
+pub mod http;
 pub mod oauth;
 pub mod sandbox;
+pub mod x;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -246,14 +248,24 @@ pub enum PlatformError {
     Permanent(String),
 }
 
-/// One social platform. Implementations hold their resolved [`Endpoints`] and an HTTP client.
+/// One social platform. Most speak standard OAuth 2.0 for the grants: they hand over their
+/// [`oauth::OAuthClient`] and get authorize, exchange, refresh and revoke from it; a platform
+/// that differs (Bluesky's app passwords, Meta's long-lived token exchange) overrides those.
 #[async_trait]
 pub trait Platform: Send + Sync {
     /// The lowercase name, as in [`NAMES`].
     fn name(&self) -> &'static str;
 
+    /// The platform's OAuth endpoints and HTTP client.
+    fn oauth(&self) -> &oauth::OAuthClient;
+
+    /// Whether the authorization-code grant takes PKCE (S256).
+    fn supports_pkce(&self) -> bool {
+        true
+    }
+
     /// The page to send the user to, with the S256 challenge of `pkce_verifier` when the
-    /// platform takes PKCE ([`Platform::supports_pkce`]).
+    /// platform takes PKCE. No `scopes`: the platform's configured defaults.
     fn authorize_url(
         &self,
         client: &ClientCredentials,
@@ -261,11 +273,8 @@ pub trait Platform: Send + Sync {
         state: &str,
         pkce_verifier: Option<&SecretString>,
         scopes: &[String],
-    ) -> Result<String, PlatformError>;
-
-    /// Whether the authorization-code grant takes PKCE (S256).
-    fn supports_pkce(&self) -> bool {
-        true
+    ) -> Result<String, PlatformError> {
+        self.oauth().authorize_url(client, redirect_uri, state, pkce_verifier, scopes)
     }
 
     /// Exchanges an authorization code.
@@ -275,20 +284,26 @@ pub trait Platform: Send + Sync {
         code: &SecretString,
         pkce_verifier: Option<&SecretString>,
         redirect_uri: &str,
-    ) -> Result<TokenSet, PlatformError>;
+    ) -> Result<TokenSet, PlatformError> {
+        self.oauth().exchange_code(client, code, pkce_verifier, redirect_uri).await
+    }
 
     /// Uses a refresh token. Platforms that rotate return a new one; the old one is then dead.
     async fn refresh(
         &self,
         client: &ClientCredentials,
         refresh_token: &SecretString,
-    ) -> Result<TokenSet, PlatformError>;
+    ) -> Result<TokenSet, PlatformError> {
+        self.oauth().refresh(client, refresh_token).await
+    }
 
     /// Every account the grant reaches.
     async fn accounts(&self, tokens: &TokenSet) -> Result<Vec<GrantedAccount>, PlatformError>;
 
     /// Revokes the grant on the platform, where it allows that.
-    async fn revoke(&self, client: &ClientCredentials, token: &SecretString) -> Result<(), PlatformError>;
+    async fn revoke(&self, client: &ClientCredentials, token: &SecretString) -> Result<(), PlatformError> {
+        self.oauth().revoke(client, token).await
+    }
 }
 
 /// The platforms with an adapter, by name, with their settings resolved.
@@ -323,8 +338,17 @@ impl Platforms {
                 managed
                     .insert((*name).to_owned(), ClientCredentials { client_id, client_secret: settings.client_secret });
             }
-            if *name == "sandbox" {
-                adapters.insert(name, Arc::new(sandbox::SandboxAdapter::new(endpoints, http.clone())));
+            let adapter: Option<Arc<dyn Platform>> = match *name {
+                "sandbox" => Some(Arc::new(sandbox::SandboxAdapter::new(oauth::OAuthClient::new(
+                    "the sandbox",
+                    endpoints,
+                    http.clone(),
+                )))),
+                "x" => Some(Arc::new(x::XAdapter::new(oauth::OAuthClient::new("X", endpoints, http.clone())))),
+                _ => None,
+            };
+            if let Some(adapter) = adapter {
+                adapters.insert(name, adapter);
             }
         }
         Self { adapters, managed }

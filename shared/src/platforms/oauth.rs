@@ -19,9 +19,75 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{ClientCredentials, Endpoints, PlatformError, TokenSet};
 
-/// The authorize URL for `client` with `state`, the S256 challenge of `pkce_verifier` (when the
-/// platform takes PKCE) and `scopes`.
-pub fn authorize_url(
+/// A platform's OAuth endpoints, its name for reasons, and the HTTP client.
+pub struct OAuthClient {
+    label: &'static str,
+    endpoints: Endpoints,
+    http: reqwest::Client,
+}
+
+impl OAuthClient {
+    pub fn new(label: &'static str, endpoints: Endpoints, http: reqwest::Client) -> Self {
+        Self { label, endpoints, http }
+    }
+
+    /// The platform's name in reasons ("X", "the sandbox").
+    pub fn label(&self) -> &'static str {
+        self.label
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The authorize URL for `client` with `state`, the S256 challenge of `pkce_verifier`
+    /// (when the platform takes PKCE) and `scopes` (none: the configured defaults).
+    pub fn authorize_url(
+        &self,
+        client: &ClientCredentials,
+        redirect_uri: &str,
+        state: &str,
+        pkce_verifier: Option<&SecretString>,
+        scopes: &[String],
+    ) -> Result<String, PlatformError> {
+        let scopes = if scopes.is_empty() { self.endpoints.scopes.as_slice() } else { scopes };
+        authorize_url(&self.endpoints, client, redirect_uri, state, pkce_verifier, scopes)
+    }
+
+    /// Exchanges an authorization code at the token endpoint.
+    pub async fn exchange_code(
+        &self,
+        client: &ClientCredentials,
+        code: &SecretString,
+        pkce_verifier: Option<&SecretString>,
+        redirect_uri: &str,
+    ) -> Result<TokenSet, PlatformError> {
+        exchange_code(&self.http, &self.endpoints, client, code, pkce_verifier, redirect_uri).await
+    }
+
+    /// Uses a refresh token at the token endpoint.
+    pub async fn refresh(
+        &self,
+        client: &ClientCredentials,
+        refresh_token: &SecretString,
+    ) -> Result<TokenSet, PlatformError> {
+        refresh(&self.http, &self.endpoints, client, refresh_token).await
+    }
+
+    /// Revokes `token` at the revocation endpoint, if the platform has one.
+    pub async fn revoke(&self, client: &ClientCredentials, token: &SecretString) -> Result<(), PlatformError> {
+        match &self.endpoints.revoke_url {
+            Some(url) => revoke(&self.http, self.label, url, client, token).await,
+            None => Ok(()),
+        }
+    }
+}
+
+fn authorize_url(
     endpoints: &Endpoints,
     client: &ClientCredentials,
     redirect_uri: &str,
@@ -42,8 +108,7 @@ pub fn authorize_url(
     Ok(request.url().0.to_string())
 }
 
-/// Exchanges an authorization code at the token endpoint.
-pub async fn exchange_code(
+async fn exchange_code(
     http: &reqwest::Client,
     endpoints: &Endpoints,
     client: &ClientCredentials,
@@ -61,8 +126,7 @@ pub async fn exchange_code(
     Ok(token_set(&response))
 }
 
-/// Uses a refresh token at the token endpoint.
-pub async fn refresh(
+async fn refresh(
     http: &reqwest::Client,
     endpoints: &Endpoints,
     client: &ClientCredentials,
@@ -72,6 +136,24 @@ pub async fn refresh(
     let refresh_token = RefreshToken::new(refresh_token.expose_secret().to_owned());
     let response = oauth.exchange_refresh_token(&refresh_token).request_async(&Http(http)).await.map_err(classify)?;
     Ok(token_set(&response))
+}
+
+/// Revokes `token` at the platform's RFC 7009 endpoint `url` (a form post with the token and
+/// the client id; confidential clients authenticate with HTTP Basic).
+async fn revoke(
+    http: &reqwest::Client,
+    platform: &str,
+    url: &str,
+    client: &ClientCredentials,
+    token: &SecretString,
+) -> Result<(), PlatformError> {
+    let form = [("token", token.expose_secret()), ("client_id", client.client_id.as_str())];
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let mut request = http.post(url).header("content-type", "application/x-www-form-urlencoded").body(body);
+    if let Some(secret) = &client.client_secret {
+        request = request.basic_auth(&client.client_id, Some(secret.expose_secret()));
+    }
+    super::http::send(platform, request).await.map(drop)
 }
 
 /// A fresh PKCE verifier (32 random bytes, base64url), kept until the code is exchanged.
