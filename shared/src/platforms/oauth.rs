@@ -55,7 +55,17 @@ impl OAuthClient {
         scopes: &[String],
     ) -> Result<String, PlatformError> {
         let scopes = if scopes.is_empty() { self.endpoints.scopes.as_slice() } else { scopes };
-        authorize_url(&self.endpoints, client, redirect_uri, state, pkce_verifier, scopes)
+        let oauth = oauth2::basic::BasicClient::new(ClientId::new(client.client_id.clone()))
+            .set_auth_uri(AuthUrl::new(self.endpoints.authorize_url.clone()).map_err(config_error)?)
+            .set_redirect_uri(RedirectUrl::new(redirect_uri.to_owned()).map_err(config_error)?);
+        let state = state.to_owned();
+        let mut request = oauth.authorize_url(move || CsrfToken::new(state));
+        request = request.add_scopes(scopes.iter().map(|scope| Scope::new(scope.clone())));
+        if let Some(verifier) = pkce_verifier {
+            let verifier = PkceCodeVerifier::new(verifier.expose_secret().to_owned());
+            request = request.set_pkce_challenge(PkceCodeChallenge::from_code_verifier_sha256(&verifier));
+        }
+        Ok(request.url().0.to_string())
     }
 
     /// Exchanges an authorization code at the token endpoint.
@@ -66,7 +76,15 @@ impl OAuthClient {
         pkce_verifier: Option<&SecretString>,
         redirect_uri: &str,
     ) -> Result<TokenSet, PlatformError> {
-        exchange_code(&self.http, &self.endpoints, client, code, pkce_verifier, redirect_uri).await
+        let oauth = self
+            .token_client(client)?
+            .set_redirect_uri(RedirectUrl::new(redirect_uri.to_owned()).map_err(config_error)?);
+        let mut request = oauth.exchange_code(AuthorizationCode::new(code.expose_secret().to_owned()));
+        if let Some(verifier) = pkce_verifier {
+            request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_owned()));
+        }
+        let response = request.request_async(&Http(&self.http)).await.map_err(classify)?;
+        Ok(token_set(&response))
     }
 
     /// Uses a refresh token at the token endpoint.
@@ -75,85 +93,34 @@ impl OAuthClient {
         client: &ClientCredentials,
         refresh_token: &SecretString,
     ) -> Result<TokenSet, PlatformError> {
-        refresh(&self.http, &self.endpoints, client, refresh_token).await
+        let refresh_token = RefreshToken::new(refresh_token.expose_secret().to_owned());
+        let request = self.token_client(client)?;
+        let response =
+            request.exchange_refresh_token(&refresh_token).request_async(&Http(&self.http)).await.map_err(classify)?;
+        Ok(token_set(&response))
     }
 
-    /// Revokes `token` at the revocation endpoint, if the platform has one.
+    /// Revokes `token` at the platform's RFC 7009 endpoint, if it has one (a form post with the
+    /// token and the client id; confidential clients authenticate with HTTP Basic).
     pub async fn revoke(&self, client: &ClientCredentials, token: &SecretString) -> Result<(), PlatformError> {
-        match &self.endpoints.revoke_url {
-            Some(url) => revoke(&self.http, self.label, url, client, token).await,
-            None => Ok(()),
+        let Some(url) = &self.endpoints.revoke_url else { return Ok(()) };
+        let form = [("token", token.expose_secret()), ("client_id", client.client_id.as_str())];
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let mut request = self.http.post(url).header("content-type", "application/x-www-form-urlencoded").body(body);
+        if let Some(secret) = &client.client_secret {
+            request = request.basic_auth(&client.client_id, Some(secret.expose_secret()));
         }
+        super::http::send(self.label, request).await.map(drop)
     }
-}
 
-fn authorize_url(
-    endpoints: &Endpoints,
-    client: &ClientCredentials,
-    redirect_uri: &str,
-    state: &str,
-    pkce_verifier: Option<&SecretString>,
-    scopes: &[String],
-) -> Result<String, PlatformError> {
-    let oauth = oauth2::basic::BasicClient::new(ClientId::new(client.client_id.clone()))
-        .set_auth_uri(AuthUrl::new(endpoints.authorize_url.clone()).map_err(config_error)?)
-        .set_redirect_uri(RedirectUrl::new(redirect_uri.to_owned()).map_err(config_error)?);
-    let state = state.to_owned();
-    let mut request = oauth.authorize_url(move || CsrfToken::new(state));
-    request = request.add_scopes(scopes.iter().map(|scope| Scope::new(scope.clone())));
-    if let Some(verifier) = pkce_verifier {
-        let verifier = PkceCodeVerifier::new(verifier.expose_secret().to_owned());
-        request = request.set_pkce_challenge(PkceCodeChallenge::from_code_verifier_sha256(&verifier));
+    fn token_client(&self, client: &ClientCredentials) -> Result<TokenClient, PlatformError> {
+        let mut oauth = oauth2::basic::BasicClient::new(ClientId::new(client.client_id.clone()))
+            .set_token_uri(TokenUrl::new(self.endpoints.token_url.clone()).map_err(config_error)?);
+        if let Some(secret) = &client.client_secret {
+            oauth = oauth.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
+        }
+        Ok(oauth)
     }
-    Ok(request.url().0.to_string())
-}
-
-async fn exchange_code(
-    http: &reqwest::Client,
-    endpoints: &Endpoints,
-    client: &ClientCredentials,
-    code: &SecretString,
-    pkce_verifier: Option<&SecretString>,
-    redirect_uri: &str,
-) -> Result<TokenSet, PlatformError> {
-    let oauth = token_client(endpoints, client)?
-        .set_redirect_uri(RedirectUrl::new(redirect_uri.to_owned()).map_err(config_error)?);
-    let mut request = oauth.exchange_code(AuthorizationCode::new(code.expose_secret().to_owned()));
-    if let Some(verifier) = pkce_verifier {
-        request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_owned()));
-    }
-    let response = request.request_async(&Http(http)).await.map_err(classify)?;
-    Ok(token_set(&response))
-}
-
-async fn refresh(
-    http: &reqwest::Client,
-    endpoints: &Endpoints,
-    client: &ClientCredentials,
-    refresh_token: &SecretString,
-) -> Result<TokenSet, PlatformError> {
-    let oauth = token_client(endpoints, client)?;
-    let refresh_token = RefreshToken::new(refresh_token.expose_secret().to_owned());
-    let response = oauth.exchange_refresh_token(&refresh_token).request_async(&Http(http)).await.map_err(classify)?;
-    Ok(token_set(&response))
-}
-
-/// Revokes `token` at the platform's RFC 7009 endpoint `url` (a form post with the token and
-/// the client id; confidential clients authenticate with HTTP Basic).
-async fn revoke(
-    http: &reqwest::Client,
-    platform: &str,
-    url: &str,
-    client: &ClientCredentials,
-    token: &SecretString,
-) -> Result<(), PlatformError> {
-    let form = [("token", token.expose_secret()), ("client_id", client.client_id.as_str())];
-    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
-    let mut request = http.post(url).header("content-type", "application/x-www-form-urlencoded").body(body);
-    if let Some(secret) = &client.client_secret {
-        request = request.basic_auth(&client.client_id, Some(secret.expose_secret()));
-    }
-    super::http::send(platform, request).await.map(drop)
 }
 
 /// A fresh PKCE verifier (32 random bytes, base64url), kept until the code is exchanged.
@@ -169,15 +136,6 @@ type TokenClient = oauth2::basic::BasicClient<
     oauth2::EndpointNotSet,
     oauth2::EndpointSet,
 >;
-
-fn token_client(endpoints: &Endpoints, client: &ClientCredentials) -> Result<TokenClient, PlatformError> {
-    let mut oauth = oauth2::basic::BasicClient::new(ClientId::new(client.client_id.clone()))
-        .set_token_uri(TokenUrl::new(endpoints.token_url.clone()).map_err(config_error)?);
-    if let Some(secret) = &client.client_secret {
-        oauth = oauth.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
-    }
-    Ok(oauth)
-}
 
 fn token_set(response: &BasicTokenResponse) -> TokenSet {
     TokenSet {
