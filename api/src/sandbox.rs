@@ -43,6 +43,23 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(token))
         .routes(routes!(revoke))
         .routes(routes!(accounts))
+        .routes(routes!(publish, find_posts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_name_a_failure_an_argument_and_how_many_attempts_it_lasts() {
+        let parse = |text| marker(text).map(|m| (m.kind, m.argument, m.first_attempts));
+        assert_eq!(parse("hello"), None);
+        assert_eq!(parse("a [fail:500x2] b"), Some(("500".into(), None, Some(2))));
+        assert_eq!(parse("[fail:429:3x1]"), Some(("429".into(), Some(3), Some(1))));
+        assert_eq!(parse("[fail:timeout-after-success]"), Some(("timeout-after-success".into(), None, None)));
+        assert_eq!(parse("[fail:slow:1500]"), Some(("slow".into(), Some(1500), None)));
+        assert_eq!(parse("[fail:401]"), Some(("401".into(), None, None)));
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -302,6 +319,150 @@ async fn accounts(State(state): State<AppState>, headers: HeaderMap) -> Response
         { "id": format!("page-{login}-2"), "kind": "page", "username": format!("{login}-shop"), "name": format!("{login} Shop") },
     ]);
     axum::Json(json!({ "data": data })).into_response()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct PublishBody {
+    /// One of the grant's accounts.
+    account_id: String,
+    text: String,
+    /// The publisher's reference, to find the post again.
+    client_ref: Option<String>,
+}
+
+/// A failure the text asks for: `[fail:KIND]`, `[fail:KIND:ARG]`, with `xN` to apply it to the
+/// first N attempts of the client reference only (e.g. `[fail:500x2]`). Kinds: `401`,
+/// `429:SECONDS` (with `Retry-After`), `500`, `timeout` (no answer), `timeout-after-success`
+/// (publishes, then no answer), `slow:MILLISECONDS` (publishes after a delay).
+#[derive(Debug, PartialEq, Eq)]
+struct Marker {
+    kind: String,
+    argument: Option<u64>,
+    first_attempts: Option<i32>,
+}
+
+fn marker(text: &str) -> Option<Marker> {
+    let start = text.find("[fail:")? + "[fail:".len();
+    let spec = &text[start..start + text[start..].find(']')?];
+    let (spec, first_attempts) = match spec.rsplit_once('x') {
+        Some((head, count)) if !count.is_empty() && count.chars().all(|c| c.is_ascii_digit()) => (head, count.parse().ok()),
+        _ => (spec, None),
+    };
+    let (kind, argument) = match spec.split_once(':') {
+        Some((kind, argument)) if kind != "timeout-after-success" => (kind, argument.parse().ok()),
+        _ => (spec, None),
+    };
+    Some(Marker { kind: kind.to_owned(), argument, first_attempts })
+}
+
+/// How long "no answer" lasts: longer than any publisher waits.
+const NO_ANSWER: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Publishes a post, or fails the way its text asks.
+#[utoipa::path(post, path = "/sandbox/api/posts", tag = "sandbox", request_body = PublishBody, responses(
+    (status = 201, description = "`{\"id\", \"url\"}`", body = Object),
+    (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
+    (status = 403, description = "Not one of the grant's accounts", body = Object),
+    (status = 429, description = "Rate limited; `Retry-After` says for how long", body = Object),
+    (status = 500, description = "An injected failure", body = Object),
+))]
+async fn publish(State(state): State<AppState>, headers: HeaderMap, axum::Json(body): axum::Json<PublishBody>) -> Response {
+    let Some(login) = grant_login(&state, &headers).await else {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_token" }))).into_response();
+    };
+    let owned = [format!("person-{login}"), format!("page-{login}-1"), format!("page-{login}-2")];
+    if !owned.contains(&body.account_id) {
+        return (StatusCode::FORBIDDEN, axum::Json(json!({ "error": "not one of this grant's accounts" }))).into_response();
+    }
+    let attempt = match &body.client_ref {
+        Some(client_ref) => sqlx::query_scalar!(
+            "INSERT INTO sandbox_publish_attempts (client_ref, attempts) VALUES ($1, 1)
+             ON CONFLICT (client_ref) DO UPDATE SET attempts = sandbox_publish_attempts.attempts + 1
+             RETURNING attempts",
+            client_ref
+        )
+        .fetch_one(&state.pool)
+        .await
+        .unwrap_or(1),
+        None => 1,
+    };
+    let failure = marker(&body.text).filter(|marker| marker.first_attempts.is_none_or(|first| attempt <= first));
+    match failure.as_ref().map(|marker| (marker.kind.as_str(), marker.argument)) {
+        Some(("401", _)) => return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_token" }))).into_response(),
+        Some(("429", seconds)) => {
+            let seconds = seconds.unwrap_or(60);
+            let reset = chrono::Utc::now().timestamp() + i64::try_from(seconds).unwrap_or(60);
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(json!({ "error": "rate_limited" }))).into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+            response.headers_mut().insert("x-rate-limit-reset", reset.into());
+            return response;
+        }
+        Some(("500", _)) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({ "error": "injected failure" }))).into_response();
+        }
+        Some(("timeout", _)) => {
+            tokio::time::sleep(NO_ANSWER).await;
+            return StatusCode::GATEWAY_TIMEOUT.into_response();
+        }
+        Some(("slow", milliseconds)) => tokio::time::sleep(std::time::Duration::from_millis(milliseconds.unwrap_or(1000))).await,
+        _ => {}
+    }
+    let id = Uuid::now_v7();
+    let stored = sqlx::query!(
+        "INSERT INTO sandbox_posts (id, login, account_id, text, client_ref) VALUES ($1, $2, $3, $4, $5)",
+        id,
+        login,
+        body.account_id,
+        body.text,
+        body.client_ref
+    )
+    .execute(&state.pool)
+    .await;
+    if let Err(error) = stored {
+        tracing::error!(%error, "the sandbox cannot store a post");
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    if failure.is_some_and(|marker| marker.kind == "timeout-after-success") {
+        tokio::time::sleep(NO_ANSWER).await;
+        return StatusCode::GATEWAY_TIMEOUT.into_response();
+    }
+    let url = format!("{}/sandbox/posts/{id}", state.config.public_url());
+    (StatusCode::CREATED, axum::Json(json!({ "id": id, "url": url }))).into_response()
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct FindQuery {
+    client_ref: String,
+}
+
+/// The grant's posts made with a client reference.
+#[utoipa::path(get, path = "/sandbox/api/posts", tag = "sandbox", params(FindQuery), responses(
+    (status = 200, description = "`{\"data\": [{\"id\", \"url\"}]}`", body = Object),
+    (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
+))]
+async fn find_posts(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<FindQuery>) -> Response {
+    let Some(login) = grant_login(&state, &headers).await else {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_token" }))).into_response();
+    };
+    let found = sqlx::query_scalar!(
+        "SELECT id FROM sandbox_posts WHERE client_ref = $1 AND login = $2 ORDER BY created_at",
+        query.client_ref,
+        login
+    )
+    .fetch_all(&state.pool)
+    .await;
+    match found {
+        Ok(ids) => {
+            let base = state.config.public_url();
+            let data: Vec<_> = ids.iter().map(|id| json!({ "id": id, "url": format!("{base}/sandbox/posts/{id}") })).collect();
+            axum::Json(json!({ "data": data })).into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, "the sandbox cannot search its posts");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
 }
 
 /// The login behind a live access token in `Authorization: Bearer`.

@@ -77,6 +77,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Each platform's endpoints and managed app (`HERALD_PLATFORMS__<NAME>__*`).
     pub platforms: BTreeMap<String, crate::platforms::PlatformSettings>,
+    /// How long a call to a platform may take, in seconds. A publish without an answer in time
+    /// is looked up before it is tried again.
+    pub platform_timeout_secs: u64,
 }
 
 /// How workers claim and hold jobs.
@@ -152,6 +155,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             public_url: None,
             platforms: BTreeMap::new(),
+            platform_timeout_secs: 30,
         }
     }
 }
@@ -230,6 +234,9 @@ impl Config {
                 format!("HERALD_QUEUE__CONCURRENCY__{}", queue.to_uppercase()),
                 "must be at least 1",
             ));
+        }
+        if self.platform_timeout_secs == 0 {
+            return Err(ConfigError::new("HERALD_PLATFORM_TIMEOUT_SECS", "must be at least 1"));
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::new("HERALD_MAX_BODY_BYTES", "must be at least 1024"));
@@ -315,6 +322,11 @@ impl Config {
             }
         }
         Some(endpoints)
+    }
+
+    /// How long a call to a platform may take.
+    pub fn platform_timeout(&self) -> Duration {
+        Duration::from_secs(self.platform_timeout_secs)
     }
 
     /// The grace period for in-flight work at shutdown.

@@ -25,10 +25,14 @@ pub async fn send_json<T: DeserializeOwned>(platform: &str, request: RequestBuil
 
 /// Sends `request`; a non-success answer becomes the classified error.
 pub async fn send(platform: &str, request: RequestBuilder) -> Result<Response, PlatformError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|error| PlatformError::Transient(format!("{platform} unreachable: {}", without_url(&error))))?;
+    let response = request.send().await.map_err(|error| {
+        if error.is_connect() {
+            // It never reached the platform.
+            PlatformError::Transient(format!("{platform} unreachable: {}", without_url(&error)))
+        } else {
+            PlatformError::Ambiguous(format!("no answer from {platform}: {}", without_url(&error)))
+        }
+    })?;
     if response.status().is_success() {
         return Ok(response);
     }

@@ -246,6 +246,48 @@ pub enum PlatformError {
     /// The request itself is wrong: retrying will not help.
     #[error("refused: {0}")]
     Permanent(String),
+    /// No answer after the request was sent (a timeout, a dropped connection): it may have
+    /// taken effect. A publish must be looked up before it is tried again; anything else may
+    /// treat this as transient.
+    #[error("no answer, the request may have taken effect: {0}")]
+    Ambiguous(String),
+}
+
+impl PlatformError {
+    /// Worth trying again later (for calls that are safe to repeat).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, PlatformError::Transient(_) | PlatformError::Ambiguous(_))
+    }
+}
+
+/// What to publish, for one target.
+#[derive(Debug, Clone)]
+pub struct Publication<'a> {
+    /// The account's id on the platform.
+    pub platform_user_id: &'a str,
+    pub content: &'a str,
+    /// Per-target options, as the client gave them.
+    pub options: &'a serde_json::Value,
+    /// herald's id for this publish (the delivery and its generation): where the platform keeps
+    /// a client reference or takes an idempotency key, this is it, and look-ups search by it.
+    pub reference: &'a str,
+}
+
+/// What a publish made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub platform_post_id: String,
+    pub url: Option<String>,
+}
+
+/// What a look-up for an earlier publish found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookUp {
+    Found(Published),
+    /// The platform says it has no such post: publishing again is safe.
+    NotFound,
+    /// The platform cannot say.
+    CannotTell,
 }
 
 /// One social platform. Most speak standard OAuth 2.0 for the grants: they hand over their
@@ -304,6 +346,18 @@ pub trait Platform: Send + Sync {
     async fn revoke(&self, client: &ClientCredentials, token: &SecretString) -> Result<(), PlatformError> {
         self.oauth().revoke(client, token).await
     }
+
+    /// Publishes `publication` with the account's tokens.
+    async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError>;
+
+    /// Looks for the post an earlier publish of `publication` may have made (after a worker
+    /// died or a call timed out). Most platforms cannot tell.
+    async fn look_up(&self, _tokens: &TokenSet, _publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
+        Ok(LookUp::CannotTell)
+    }
+
+    /// The most characters a post may have here.
+    fn max_content_chars(&self) -> usize;
 }
 
 /// The platforms with an adapter, by name, with their settings resolved.
@@ -323,7 +377,7 @@ impl Platforms {
     /// Every adapter, configured from `config`.
     pub fn from_config(config: &Config) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
+            .timeout(config.platform_timeout())
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();

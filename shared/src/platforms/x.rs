@@ -1,15 +1,17 @@
 //! X (Twitter) API v2 with OAuth 2.0: authorization code with PKCE (required by X), HTTP Basic
 //! client authentication for confidential clients, refresh tokens that rotate on every use
 //! (`offline.access`), access tokens of two hours. A grant reaches one account, the user's own:
-//! `GET /2/users/me` → `{"data": {"id", "name", "username"}}`. Rate limits answer 429 with
-//! `x-rate-limit-reset` (unix seconds).
+//! `GET /2/users/me` → `{"data": {"id", "name", "username"}}`. Publishing is
+//! `POST /2/tweets {"text"}` → 201 `{"data": {"id", "text"}}`; a duplicate is a 403. X cannot look
+//! a post up by a client reference, so an unanswered publish ends `unknown`. Rate limits answer
+//! 429 with `x-rate-limit-reset` (unix seconds).
 
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::oauth::OAuthClient;
-use super::{GrantedAccount, Platform, PlatformError, TokenSet, http};
+use super::{GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet, http};
 
 pub struct XAdapter {
     oauth: OAuthClient,
@@ -33,6 +35,16 @@ struct User {
     username: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct Created {
+    data: Tweet,
+}
+
+#[derive(Deserialize)]
+struct Tweet {
+    id: String,
+}
+
 #[async_trait]
 impl Platform for XAdapter {
     fn name(&self) -> &'static str {
@@ -54,5 +66,18 @@ impl Platform for XAdapter {
             display_name: me.data.name,
             token: None,
         }])
+    }
+
+    async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
+        let url = format!("{}/2/tweets", self.oauth.endpoints().api_url);
+        let body = serde_json::json!({ "text": publication.content });
+        let request = self.oauth.http().post(url).bearer_auth(tokens.access_token.expose_secret()).json(&body);
+        let created: Created = http::send_json(self.oauth.label(), request).await?;
+        let url = format!("https://x.com/i/web/status/{}", created.data.id);
+        Ok(Published { platform_post_id: created.data.id, url: Some(url) })
+    }
+
+    fn max_content_chars(&self) -> usize {
+        280
     }
 }

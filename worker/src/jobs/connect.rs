@@ -92,7 +92,7 @@ async fn exchange(job: &ExchangeCode, context: &Context, run: JobRun) -> anyhow:
     let list = || async { adapter.accounts(&tokens).await };
     let reached = list
         .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(3))
-        .when(|error| matches!(error, PlatformError::Transient(_)))
+        .when(PlatformError::is_transient)
         .await;
     let reached = match reached {
         Ok(reached) if !reached.is_empty() => reached,

@@ -109,14 +109,15 @@ async fn refresh(job: &RefreshCredentials, context: &Context, run: JobRun) -> an
             tx.commit().await?;
             Ok(Outcome::Done)
         }
-        Err(PlatformError::Transient(reason)) => {
+        Err(error) if error.is_transient() => {
+            let reason = error.to_string();
             let failed = account::Command::RecordRefreshFailed { reason: reason.clone() };
             execute::<Account>(&mut tx, account_id, failed, &metadata).await?;
             tx.commit().await?;
             Ok(Outcome::Retry(reason))
         }
         Err(PlatformError::RateLimited { until, reason }) => Ok(Outcome::RetryAt(until, reason)),
-        Err(error @ (PlatformError::AuthDead(_) | PlatformError::Permanent(_))) => {
+        Err(error) => {
             let reason = error.to_string();
             let dead = account::Command::MarkNeedsReconnect { reason: reason.clone() };
             execute::<Account>(&mut tx, account_id, dead, &metadata).await?;

@@ -47,7 +47,7 @@ async fn revoke(job: &RevokeGrant, context: &Context) -> anyhow::Result<Outcome>
     let token = credentials::open_wiped_token(&context.keyring, job.account_id, &job.token_column, &job.sealed_token)?;
     match adapter.revoke(&client, &token).await {
         Ok(()) => Ok(Outcome::Done),
-        Err(PlatformError::Transient(reason)) => Ok(Outcome::Retry(reason)),
+        Err(error) if error.is_transient() => Ok(Outcome::Retry(error.to_string())),
         Err(PlatformError::RateLimited { until, reason }) => Ok(Outcome::RetryAt(until, reason)),
         Err(error) => Ok(Outcome::Fail(error.to_string())),
     }
