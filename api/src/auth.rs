@@ -64,6 +64,15 @@ impl Caller {
         Ok(())
     }
 
+    /// True if this key may see the account `id` on `platform` (its platform list, its account
+    /// list of ids or external ids, and a test key's sandbox-only rule).
+    pub fn reaches_account(&self, platform: &str, id: Uuid, external_id: Option<&str>) -> bool {
+        self.reaches_platform(platform).is_ok()
+            && self.accounts.as_ref().is_none_or(|allowed| {
+                allowed.iter().any(|entry| *entry == id.to_string() || external_id == Some(entry.as_str()))
+            })
+    }
+
     /// The actor recorded in event metadata.
     pub fn actor(&self) -> String {
         format!("key:{}", self.key_id)

@@ -40,6 +40,7 @@ use crate::error::{FieldError, Problem};
         (name = "connect", description = "Connecting social accounts through OAuth"),
         (name = "accounts", description = "Connected social accounts and their health"),
         (name = "apps", description = "Your own OAuth apps (bring your own app)"),
+        (name = "posts", description = "Posts, their deliveries and outcomes"),
         (name = "sandbox", description = "The built-in fake platform, for tests; no key needed"),
         (name = "operations", description = "Liveness, readiness, metrics and this document; no key needed"),
     )

@@ -345,7 +345,9 @@ fn marker(text: &str) -> Option<Marker> {
     let start = text.find("[fail:")? + "[fail:".len();
     let spec = &text[start..start + text[start..].find(']')?];
     let (spec, first_attempts) = match spec.rsplit_once('x') {
-        Some((head, count)) if !count.is_empty() && count.chars().all(|c| c.is_ascii_digit()) => (head, count.parse().ok()),
+        Some((head, count)) if !count.is_empty() && count.chars().all(|c| c.is_ascii_digit()) => {
+            (head, count.parse().ok())
+        }
         _ => (spec, None),
     };
     let (kind, argument) = match spec.split_once(':') {
@@ -366,13 +368,18 @@ const NO_ANSWER: std::time::Duration = std::time::Duration::from_secs(300);
     (status = 429, description = "Rate limited; `Retry-After` says for how long", body = Object),
     (status = 500, description = "An injected failure", body = Object),
 ))]
-async fn publish(State(state): State<AppState>, headers: HeaderMap, axum::Json(body): axum::Json<PublishBody>) -> Response {
+async fn publish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<PublishBody>,
+) -> Response {
     let Some(login) = grant_login(&state, &headers).await else {
         return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_token" }))).into_response();
     };
     let owned = [format!("person-{login}"), format!("page-{login}-1"), format!("page-{login}-2")];
     if !owned.contains(&body.account_id) {
-        return (StatusCode::FORBIDDEN, axum::Json(json!({ "error": "not one of this grant's accounts" }))).into_response();
+        return (StatusCode::FORBIDDEN, axum::Json(json!({ "error": "not one of this grant's accounts" })))
+            .into_response();
     }
     let attempt = match &body.client_ref {
         Some(client_ref) => sqlx::query_scalar!(
@@ -388,23 +395,29 @@ async fn publish(State(state): State<AppState>, headers: HeaderMap, axum::Json(b
     };
     let failure = marker(&body.text).filter(|marker| marker.first_attempts.is_none_or(|first| attempt <= first));
     match failure.as_ref().map(|marker| (marker.kind.as_str(), marker.argument)) {
-        Some(("401", _)) => return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_token" }))).into_response(),
+        Some(("401", _)) => {
+            return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_token" }))).into_response();
+        }
         Some(("429", seconds)) => {
             let seconds = seconds.unwrap_or(60);
             let reset = chrono::Utc::now().timestamp() + i64::try_from(seconds).unwrap_or(60);
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(json!({ "error": "rate_limited" }))).into_response();
+            let mut response =
+                (StatusCode::TOO_MANY_REQUESTS, axum::Json(json!({ "error": "rate_limited" }))).into_response();
             response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
             response.headers_mut().insert("x-rate-limit-reset", reset.into());
             return response;
         }
         Some(("500", _)) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({ "error": "injected failure" }))).into_response();
+            return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({ "error": "injected failure" })))
+                .into_response();
         }
         Some(("timeout", _)) => {
             tokio::time::sleep(NO_ANSWER).await;
             return StatusCode::GATEWAY_TIMEOUT.into_response();
         }
-        Some(("slow", milliseconds)) => tokio::time::sleep(std::time::Duration::from_millis(milliseconds.unwrap_or(1000))).await,
+        Some(("slow", milliseconds)) => {
+            tokio::time::sleep(std::time::Duration::from_millis(milliseconds.unwrap_or(1000))).await
+        }
         _ => {}
     }
     let id = Uuid::now_v7();
@@ -455,7 +468,8 @@ async fn find_posts(State(state): State<AppState>, headers: HeaderMap, Query(que
     match found {
         Ok(ids) => {
             let base = state.config.public_url();
-            let data: Vec<_> = ids.iter().map(|id| json!({ "id": id, "url": format!("{base}/sandbox/posts/{id}") })).collect();
+            let data: Vec<_> =
+                ids.iter().map(|id| json!({ "id": id, "url": format!("{base}/sandbox/posts/{id}") })).collect();
             axum::Json(json!({ "data": data })).into_response()
         }
         Err(error) => {

@@ -19,6 +19,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(5 * 60);
 /// How often expiring credentials are looked for. The margins (`platforms::refresh_margin`) are
 /// minutes to days, so a minute is early enough.
 const REFRESH_SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How often deliveries left pending are looked for. Commands queue their deliveries' jobs
+/// themselves (with `run_at` = the due time, so the queue wakes a worker on time); this sweep
+/// only catches what nothing queued.
+const DELIVERY_SWEEP_EVERY: Duration = Duration::from_secs(15);
 
 /// Runs a scheduler until `shutdown`.
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()> {
@@ -31,10 +35,19 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()>
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut refresh = tokio::time::interval(REFRESH_SWEEP_EVERY);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut deliveries = tokio::time::interval(DELIVERY_SWEEP_EVERY);
+    deliveries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = prune.tick() => emit_prune(&pool).await,
+            _ = deliveries.tick() => {
+                match herald_shared::posts::queue_due(&pool, chrono::Duration::minutes(1), 1000).await {
+                    Ok(0) => {}
+                    Ok(queued) => tracing::info!(queued, "queued deliveries nothing had queued"),
+                    Err(error) => tracing::warn!(error = %format!("{error:#}"), "cannot queue due deliveries"),
+                }
+            }
             _ = refresh.tick() => {
                 if let Err(error) = emit_refreshes(&pool).await {
                     tracing::warn!(error = %format!("{error:#}"), "cannot queue credential refreshes");

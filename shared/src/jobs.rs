@@ -79,3 +79,24 @@ impl Job for RevokeGrant {
     const QUEUE: &'static str = "credentials";
     const MAX_ATTEMPTS: i32 = 6;
 }
+
+/// Publishes one delivery of a post: one target account, one generation. Queued when the
+/// delivery is (at the post's due time); a job whose delivery was canceled, edited (a new
+/// generation) or already started ends without publishing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishDelivery {
+    pub post_id: uuid::Uuid,
+    pub delivery_id: uuid::Uuid,
+    pub generation: i32,
+}
+
+impl Job for PublishDelivery {
+    const KIND: &'static str = "delivery.publish";
+    const QUEUE: &'static str = "publish";
+    const PRIORITY: i16 = 5;
+    const MAX_ATTEMPTS: i32 = 5;
+
+    fn dedup_key(&self) -> Option<String> {
+        Some(format!("publish:{}:{}", self.delivery_id, self.generation))
+    }
+}

@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod keys;
 pub mod notify;
 pub mod platforms;
+pub mod posts;
 pub mod projections;
 pub mod queue;
 pub mod rate_limit;

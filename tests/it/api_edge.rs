@@ -203,8 +203,14 @@ async fn another_projects_key_sees_nothing_of_this_one() {
         .await
         .unwrap();
     let acme_app = registered.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let acme_post = acme_post(&app, acme.id, &acme_account).await;
     let acme_resources = [
         ("/v1/apps/{id}", acme_app.clone()),
+        ("/v1/posts/{id}", acme_post.clone()),
+        ("/v1/posts/{id}/approve", acme_post.clone()),
+        ("/v1/posts/{id}/publish", acme_post.clone()),
+        ("/v1/posts/{id}/retry", acme_post.clone()),
+        ("/v1/posts/{id}/results", acme_post.clone()),
         ("/v1/keys/{id}", acme_key_id.clone()),
         ("/v1/accounts/{id}", acme_account.clone()),
         ("/v1/accounts/{id}/disconnect", acme_account.clone()),
@@ -230,9 +236,12 @@ async fn another_projects_key_sees_nothing_of_this_one() {
     let still_connected: Value =
         get(&app, &format!("/v1/accounts/{acme_account}"), &acme.admin_key).await.json().await.unwrap();
     assert_eq!(still_connected["status"], "connected", "Globex's disconnect changed nothing");
-    for list in ["/v1/keys", "/v1/accounts", "/v1/apps"] {
+    let still_a_draft: Value =
+        get(&app, &format!("/v1/posts/{acme_post}"), &acme.admin_key).await.json().await.unwrap();
+    assert_eq!(still_a_draft["status"], "draft", "Globex's cancel and publish changed nothing");
+    for list in ["/v1/keys", "/v1/accounts", "/v1/apps", "/v1/posts"] {
         let seen: Value = get(&app, list, &globex.admin_key).await.json().await.unwrap();
-        for acme_id in [&acme_key_id, &acme_account, &acme_session, &acme_app] {
+        for acme_id in [&acme_key_id, &acme_account, &acme_session, &acme_app, &acme_post] {
             assert!(!seen.to_string().contains(acme_id.as_str()), "{list} shows Globex an Acme resource");
         }
     }
@@ -272,6 +281,32 @@ async fn acme_account(app: &TestApp, project_id: Uuid) -> Uuid {
     .unwrap();
     tx.commit().await.unwrap();
     id
+}
+
+/// A draft post of `project_id` aimed at `account_id`.
+async fn acme_post(app: &TestApp, project_id: Uuid, account_id: &str) -> String {
+    use herald_shared::domain::post::{Command, Post, Target};
+    let id = Uuid::now_v7();
+    let target = Target {
+        delivery_id: Uuid::now_v7(),
+        account_id: account_id.parse().unwrap(),
+        content: None,
+        options: Value::Null,
+    };
+    let command = Command::Create {
+        project_id,
+        content: "acme's draft".into(),
+        targets: vec![target],
+        scheduled_at: None,
+        draft: true,
+        requires_approval: false,
+        external_id: None,
+        now: chrono::Utc::now(),
+    };
+    let mut tx = app.pool.begin().await.unwrap();
+    herald_shared::events::execute::<Post>(&mut tx, id, command, &EventMetadata::default()).await.unwrap();
+    tx.commit().await.unwrap();
+    id.to_string()
 }
 
 #[tokio::test]

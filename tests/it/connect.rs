@@ -19,8 +19,12 @@ pub struct Client {
     pub key: String,
 }
 
+/// A project and a key with every scope and limits no test reaches (tests poll).
 pub async fn client(app: &TestApp) -> Client {
-    let (_, _, secret) = keys::create_project(&app.pool, "Acme", &EventMetadata::default()).await.unwrap();
+    let (project_id, _, _) = keys::create_project(&app.pool, "Acme", &EventMetadata::default()).await.unwrap();
+    let unlimited =
+        KeyRequest { requests_per_minute: 100_000, requests_per_day: 1_000_000, ..KeyRequest::admin("tests") };
+    let (_, secret) = keys::create_key(&app.pool, project_id, unlimited, 10, &EventMetadata::default()).await.unwrap();
     let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
     Client { http, key: keys::reveal(&secret).to_owned() }
 }

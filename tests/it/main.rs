@@ -11,4 +11,5 @@ mod event_log;
 mod fake_oauth;
 mod foundation;
 mod keys;
+mod posts;
 mod queue;

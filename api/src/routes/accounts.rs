@@ -88,18 +88,6 @@ struct UpdateBody {
     external_id: Option<String>,
 }
 
-impl Caller {
-    /// True if this key may see `account`.
-    fn reaches_account(&self, account: &AccountView) -> bool {
-        self.reaches_platform(&account.platform).is_ok()
-            && self.accounts.as_ref().is_none_or(|allowed| {
-                allowed.iter().any(|entry| {
-                    *entry == account.id.to_string() || account.external_id.as_deref() == Some(entry.as_str())
-                })
-            })
-    }
-}
-
 /// The project's accounts within the key's reach. Needs `connections:read`.
 #[utoipa::path(get, security(("api_key" = ["connections:read"])), path = "/v1/accounts", tag = "accounts",
     params(ListQuery), responses((status = 200, description = "A page of accounts", body = Page)))]
@@ -157,7 +145,9 @@ async fn load(state: &AppState, caller: &Caller, id: Uuid) -> Result<AccountView
     )
     .fetch_optional(&state.pool)
     .await?;
-    account.filter(|account| caller.reaches_account(account)).ok_or_else(|| ApiError::not_found("no such account"))
+    account
+        .filter(|account| caller.reaches_account(&account.platform, account.id, account.external_id.as_deref()))
+        .ok_or_else(|| ApiError::not_found("no such account"))
 }
 
 /// One account and its health. Needs `connections:read`.

@@ -10,6 +10,7 @@ mod connect;
 mod events;
 mod keys;
 mod ops;
+mod posts;
 
 use axum::Router;
 use axum::http::{Method, Uri};
@@ -30,6 +31,7 @@ fn authenticated() -> OpenApiRouter<AppState> {
         .merge(connect::routes())
         .merge(accounts::routes())
         .merge(apps::routes())
+        .merge(posts::routes())
 }
 
 /// The routes anyone may call: operations, the API's own documentation, the OAuth callback

@@ -179,6 +179,27 @@ pub fn refresh_margin(platform: &str) -> chrono::Duration {
     }
 }
 
+/// How often herald publishes, per account and per OAuth app, on `platform`: under the
+/// platform's documented caps (PLATFORMS.md) so herald waits rather than being refused.
+pub fn publish_rates(platform: &str) -> (crate::rate_limit::Rate, crate::rate_limit::Rate) {
+    use std::time::Duration;
+
+    use crate::rate_limit::Rate;
+    let minutes = |n: u64| Duration::from_secs(n * 60);
+    match platform {
+        // 200 per 15 minutes per user; 300 per 3 hours per user and app.
+        "x" => (Rate::per(200, minutes(15)), Rate::per(300, minutes(180))),
+        "instagram" => (Rate::per(50, minutes(24 * 60)), Rate::per(10_000, minutes(60))),
+        "threads" => (Rate::per(250, minutes(24 * 60)), Rate::per(10_000, minutes(60))),
+        "tiktok" => (Rate::per(6, minutes(1)), Rate::per(600, minutes(1))),
+        "mastodon" => (Rate::per(300, minutes(5)), Rate::per(10_000, minutes(5))),
+        "bluesky" => (Rate::per(1_600, minutes(60)), Rate::per(100_000, minutes(60))),
+        // The sandbox takes what herald's own benchmark sends.
+        "sandbox" => (Rate::per(100_000, minutes(1)), Rate::per(1_000_000, minutes(1))),
+        _ => (Rate::per(100, minutes(60)), Rate::per(10_000, minutes(60))),
+    }
+}
+
 /// Splits a `__SCOPES` setting on spaces and commas.
 pub fn split_scopes(scopes: &str) -> Vec<String> {
     scopes.split([' ', ',']).map(str::trim).filter(|scope| !scope.is_empty()).map(str::to_owned).collect()

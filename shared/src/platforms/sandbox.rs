@@ -95,7 +95,8 @@ impl Platform for SandboxAdapter {
     }
 
     async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
-        let query = form_urlencoded::Serializer::new(String::new()).append_pair("client_ref", publication.reference).finish();
+        let query =
+            form_urlencoded::Serializer::new(String::new()).append_pair("client_ref", publication.reference).finish();
         let url = format!("{}/posts?{query}", self.oauth.endpoints().api_url);
         let request = self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret());
         let found: PostList = http::send_json(self.oauth.label(), request).await?;

@@ -2,6 +2,7 @@
 
 mod connect;
 mod prune;
+mod publish;
 mod refresh;
 mod revoke;
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 
 use herald_shared::Config;
 use herald_shared::crypto::Keyring;
-use herald_shared::jobs::{ExchangeCode, PruneExpired, RefreshCredentials, RevokeGrant};
+use herald_shared::jobs::{ExchangeCode, PruneExpired, PublishDelivery, RefreshCredentials, RevokeGrant};
 use herald_shared::platforms::Platforms;
 use sqlx::PgPool;
 
@@ -40,4 +41,5 @@ pub fn registry() -> Registry<Context> {
         .register::<ExchangeCode>()
         .register::<RefreshCredentials>()
         .register::<RevokeGrant>()
+        .register::<PublishDelivery>()
 }

@@ -41,7 +41,7 @@ impl Perform<Context> for RefreshCredentials {
     }
 }
 
-async fn refresh(job: &RefreshCredentials, context: &Context, run: JobRun) -> anyhow::Result<Outcome> {
+pub(super) async fn refresh(job: &RefreshCredentials, context: &Context, run: JobRun) -> anyhow::Result<Outcome> {
     let account_id = job.account_id;
     let mut tx = context.pool.begin().await?;
     let account = sqlx::query_as!(

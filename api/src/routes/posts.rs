@@ -1,0 +1,522 @@
+//! `/v1/posts`: posts aimed at several accounts, now or later, and what became of each target.
+//!
+//! Every target must be a connected account of the project within the key's reach, and its
+//! content must fit the platform. A post is visible to a key only if every one of its targets is
+//! within its reach. Each command that makes deliveries due (creation, approval, a draft's
+//! publish, an edit, a retry) queues their publish jobs in its own transaction
+//! (`herald_shared::posts`).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use herald_shared::domain::post::{self, Post, Target};
+use herald_shared::events::store::StreamId;
+use herald_shared::events::{ExecuteError, execute, load};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, FieldError, page_limit, split_page};
+use crate::extract::{ApiJson, ApiQuery};
+
+/// The most targets one post may have.
+const MAX_TARGETS: usize = 50;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, cancel))
+        .routes(routes!(approve))
+        .routes(routes!(publish_now))
+        .routes(routes!(retry))
+        .routes(routes!(results))
+}
+
+/// One target of a new or edited post.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct TargetBody {
+    account_id: Uuid,
+    /// This target's text instead of the post's.
+    content: Option<String>,
+    /// Platform options, passed to the platform's adapter.
+    #[serde(default)]
+    options: Value,
+}
+
+/// A post to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = CreatePost)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    content: String,
+    targets: Vec<TargetBody>,
+    /// RFC 3339 with an offset; absent: now.
+    scheduled_at: Option<DateTime<Utc>>,
+    /// Keep it as a draft until `POST /v1/posts/{id}/publish`.
+    #[serde(default)]
+    draft: bool,
+    /// Publish only after `POST /v1/posts/{id}/approve` (`posts:approve`).
+    #[serde(default)]
+    requires_approval: bool,
+    external_id: Option<String>,
+}
+
+/// What an edit may change, while no target has started publishing.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = UpdatePost)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    content: Option<String>,
+    targets: Option<Vec<TargetBody>>,
+    scheduled_at: Option<DateTime<Utc>>,
+}
+
+/// What `POST /v1/posts/{id}/retry` takes.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = RetryPost)]
+#[serde(deny_unknown_fields)]
+struct RetryBody {
+    /// Also retry `unknown` deliveries (which may have been published already).
+    #[serde(default)]
+    force: bool,
+}
+
+/// One target's delivery and its outcome.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Delivery)]
+pub struct DeliveryView {
+    id: Uuid,
+    account_id: Uuid,
+    content: String,
+    /// `pending`, `queued`, `publishing`, `published`, `failed`, `unknown` or `canceled`.
+    status: String,
+    /// Calls made to the platform.
+    attempts: i32,
+    platform_post_id: Option<String>,
+    platform_url: Option<String>,
+    published_at: Option<DateTime<Utc>>,
+    /// `{code, message, platform_request_id}` of the last failure.
+    #[schema(value_type = Option<Object>)]
+    last_error: Option<Value>,
+}
+
+/// A post and its deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Post)]
+pub struct PostView {
+    id: Uuid,
+    /// `draft`, `pending_approval`, `scheduled`, `publishing`, `published`, `partial`, `failed` or
+    /// `canceled`.
+    status: String,
+    content: String,
+    external_id: Option<String>,
+    scheduled_at: Option<DateTime<Utc>>,
+    requires_approval: bool,
+    approved_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    deliveries: Vec<DeliveryView>,
+}
+
+/// The row of a post, before its deliveries are attached.
+struct PostRow {
+    id: Uuid,
+    status: String,
+    content: String,
+    external_id: Option<String>,
+    scheduled_at: Option<DateTime<Utc>>,
+    requires_approval: bool,
+    approved_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// A page of posts, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PostPage)]
+struct Page {
+    data: Vec<PostView>,
+    next_cursor: Option<String>,
+}
+
+/// Per-target outcomes.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PostResults)]
+struct Results {
+    post_id: Uuid,
+    status: String,
+    data: Vec<DeliveryView>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    external_id: Option<String>,
+    /// Posts with a target on this account.
+    account_id: Option<Uuid>,
+    /// Scheduled at or after.
+    from: Option<DateTime<Utc>>,
+    /// Scheduled before.
+    to: Option<DateTime<Utc>>,
+    /// 1 to 100, default 50.
+    limit: Option<i64>,
+    cursor: Option<Uuid>,
+}
+
+/// Checks the targets against the project's accounts, the key's reach and each platform's
+/// limits; the per-field errors, or the targets as the domain takes them.
+async fn check_targets(
+    state: &AppState,
+    caller: &Caller,
+    content: &str,
+    targets: Vec<TargetBody>,
+    errors: &mut Vec<FieldError>,
+) -> Result<Vec<Target>, ApiError> {
+    if targets.is_empty() || targets.len() > MAX_TARGETS {
+        errors.push(FieldError::new("targets", format!("must have 1 to {MAX_TARGETS} targets")));
+    }
+    let ids: Vec<Uuid> = targets.iter().map(|target| target.account_id).collect();
+    let accounts = sqlx::query!(
+        "SELECT id, platform, status, external_id FROM accounts WHERE project_id = $1 AND id = ANY($2)",
+        caller.project_id,
+        &ids
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    let mut checked = Vec::with_capacity(targets.len());
+    for (index, target) in targets.into_iter().enumerate() {
+        let field = |name: &str| format!("targets[{index}].{name}");
+        let account = accounts.iter().find(|account| account.id == target.account_id);
+        let reachable = account
+            .filter(|account| caller.reaches_account(&account.platform, account.id, account.external_id.as_deref()));
+        let Some(account) = reachable else {
+            errors.push(FieldError::new(field("account_id"), "no such account"));
+            continue;
+        };
+        if ids[..index].contains(&target.account_id) {
+            errors.push(FieldError::new(field("account_id"), "targeted twice"));
+        }
+        if account.status != "connected" {
+            errors
+                .push(FieldError::new(field("account_id"), format!("the account is {}; reconnect it", account.status)));
+        }
+        let text = target.content.as_deref().unwrap_or(content);
+        match state.platforms.get(&account.platform) {
+            None => errors.push(FieldError::new(
+                field("account_id"),
+                format!("herald cannot publish to {} yet", account.platform),
+            )),
+            Some(adapter) => {
+                let length = text.chars().count();
+                let name = if target.content.is_some() { field("content") } else { "content".to_owned() };
+                if length == 0 {
+                    errors.push(FieldError::new(name, "must not be empty"));
+                } else if length > adapter.max_content_chars() {
+                    let limit = adapter.max_content_chars();
+                    errors.push(FieldError::new(
+                        name,
+                        format!("{length} characters; {} takes at most {limit}", account.platform),
+                    ));
+                }
+            }
+        }
+        if !(target.options.is_null() || target.options.is_object()) {
+            errors.push(FieldError::new(field("options"), "must be an object"));
+        }
+        checked.push(Target {
+            delivery_id: Uuid::now_v7(),
+            account_id: target.account_id,
+            content: target.content,
+            options: target.options,
+        });
+    }
+    Ok(checked)
+}
+
+/// Creates a post. Needs `posts:write`.
+#[utoipa::path(post, security(("api_key" = ["posts:write"])), path = "/v1/posts", tag = "posts", request_body = CreateBody,
+    responses((status = 201, description = "The post and its deliveries", body = PostView)))]
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<(StatusCode, ApiJson<PostView>), ApiError> {
+    let mut errors = Vec::new();
+    if body.external_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 255) {
+        errors.push(FieldError::new("external_id", "must be 1 to 255 characters"));
+    }
+    let targets = check_targets(&state, &caller, &body.content, body.targets, &mut errors).await?;
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let id = Uuid::now_v7();
+    let metadata = caller.event_metadata();
+    let mut tx = state.pool.begin().await?;
+    let command = post::Command::Create {
+        project_id: caller.project_id,
+        content: body.content,
+        targets,
+        scheduled_at: body.scheduled_at,
+        draft: body.draft,
+        requires_approval: body.requires_approval,
+        external_id: body.external_id,
+        now: Utc::now(),
+    };
+    let created = execute::<Post>(&mut tx, id, command, &metadata).await.map_err(post_error)?;
+    herald_shared::posts::queue_pending(&mut tx, id, &created.state, &metadata).await.map_err(post_error)?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, ApiJson(load_view(&state, &caller, id).await?)))
+}
+
+/// The project's posts within the key's reach, newest first. Needs `posts:read`.
+#[utoipa::path(get, security(("api_key" = ["posts:read"])), path = "/v1/posts", tag = "posts", params(ListQuery),
+    responses((status = 200, description = "A page of posts", body = Page)))]
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<ApiJson<Page>, ApiError> {
+    let limit = page_limit(query.limit, 50, 100)?;
+    let rows = sqlx::query_as!(
+        PostRow,
+        "SELECT p.id, p.status, p.content, p.external_id, p.scheduled_at, p.requires_approval, p.approved_at,
+                p.created_at, p.updated_at
+         FROM posts p
+         WHERE p.project_id = $1 AND ($2::uuid IS NULL OR p.id < $2)
+           AND ($3::text IS NULL OR p.status = $3) AND ($4::text IS NULL OR p.external_id = $4)
+           AND ($5::uuid IS NULL OR EXISTS (SELECT 1 FROM deliveries d WHERE d.post_id = p.id AND d.account_id = $5))
+           AND ($6::timestamptz IS NULL OR p.scheduled_at >= $6) AND ($7::timestamptz IS NULL OR p.scheduled_at < $7)
+           AND NOT EXISTS (
+               SELECT 1 FROM deliveries d JOIN accounts a ON a.id = d.account_id
+               WHERE d.post_id = p.id
+                 AND NOT (($8::text[] IS NULL OR a.platform = ANY($8)) AND (NOT $9 OR a.platform = 'sandbox')
+                          AND ($10::text[] IS NULL OR a.id::text = ANY($10) OR a.external_id = ANY($10))))
+         ORDER BY p.id DESC LIMIT $11",
+        caller.project_id,
+        query.cursor,
+        query.status,
+        query.external_id,
+        query.account_id,
+        query.from,
+        query.to,
+        caller.platforms.as_deref(),
+        caller.environment == "test",
+        caller.accounts.as_deref(),
+        limit + 1,
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    let (rows, next_cursor) = split_page(rows, limit, |post| post.id.to_string());
+    let mut data = Vec::with_capacity(rows.len());
+    for row in rows {
+        let deliveries = deliveries_of(&state, row.id).await?;
+        data.push(view(row, deliveries));
+    }
+    Ok(ApiJson(Page { data, next_cursor }))
+}
+
+async fn deliveries_of(state: &AppState, post_id: Uuid) -> Result<Vec<DeliveryView>, ApiError> {
+    Ok(sqlx::query_as!(
+        DeliveryView,
+        "SELECT id, account_id, content, status, attempts, platform_post_id, platform_url, published_at, last_error
+         FROM deliveries WHERE post_id = $1 ORDER BY id",
+        post_id
+    )
+    .fetch_all(&state.pool)
+    .await?)
+}
+
+fn view(row: PostRow, deliveries: Vec<DeliveryView>) -> PostView {
+    PostView {
+        id: row.id,
+        status: row.status,
+        content: row.content,
+        external_id: row.external_id,
+        scheduled_at: row.scheduled_at,
+        requires_approval: row.requires_approval,
+        approved_at: row.approved_at,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        deliveries,
+    }
+}
+
+/// The post, if it is the project's and every target is within the key's reach.
+async fn load_view(state: &AppState, caller: &Caller, id: Uuid) -> Result<PostView, ApiError> {
+    let row = sqlx::query_as!(
+        PostRow,
+        "SELECT id, status, content, external_id, scheduled_at, requires_approval, approved_at, created_at, updated_at
+         FROM posts WHERE id = $1 AND project_id = $2",
+        id,
+        caller.project_id
+    )
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found("no such post"))?;
+    let reach = sqlx::query!(
+        "SELECT a.id, a.platform, a.external_id FROM deliveries d JOIN accounts a ON a.id = d.account_id WHERE d.post_id = $1",
+        id
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    let visible = reach
+        .iter()
+        .all(|account| caller.reaches_account(&account.platform, account.id, account.external_id.as_deref()));
+    if !visible {
+        return Err(ApiError::not_found("no such post"));
+    }
+    Ok(view(row, deliveries_of(state, id).await?))
+}
+
+/// One post and its deliveries. Needs `posts:read`.
+#[utoipa::path(get, security(("api_key" = ["posts:read"])), path = "/v1/posts/{id}", tag = "posts",
+    params(("id" = Uuid, Path, description = "The post's id")),
+    responses((status = 200, description = "The post", body = PostView)))]
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<ApiJson<PostView>, ApiError> {
+    Ok(ApiJson(load_view(&state, &caller, id).await?))
+}
+
+/// Runs `command` on post `id` (after checking the key may see it), queues what it makes due,
+/// and answers the post as it is then.
+async fn change(state: &AppState, caller: &Caller, id: Uuid, command: post::Command) -> Result<PostView, ApiError> {
+    load_view(state, caller, id).await?;
+    let metadata = caller.event_metadata();
+    let mut tx = state.pool.begin().await?;
+    let executed = execute::<Post>(&mut tx, id, command, &metadata).await.map_err(post_error)?;
+    herald_shared::posts::queue_pending(&mut tx, id, &executed.state, &metadata).await.map_err(post_error)?;
+    tx.commit().await?;
+    load_view(state, caller, id).await
+}
+
+/// Edits a post while no target has started publishing. Needs `posts:write`.
+#[utoipa::path(patch, security(("api_key" = ["posts:write"])), path = "/v1/posts/{id}", tag = "posts",
+    params(("id" = Uuid, Path, description = "The post's id")), request_body = UpdateBody,
+    responses((status = 200, description = "The post", body = PostView)))]
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    ApiJson(body): ApiJson<UpdateBody>,
+) -> Result<ApiJson<PostView>, ApiError> {
+    let current = load_view(&state, &caller, id).await?;
+    let content = body.content.clone().unwrap_or(current.content);
+    let mut errors = Vec::new();
+    let targets = match body.targets {
+        Some(targets) => Some(check_targets(&state, &caller, &content, targets, &mut errors).await?),
+        None => {
+            if body.content.is_some() {
+                let (post, _) = {
+                    let mut tx = state.pool.begin().await?;
+                    load::<Post>(&mut tx, &StreamId::new("post", id)).await.map_err(post_error)?
+                };
+                let kept = post
+                    .deliveries
+                    .into_iter()
+                    .map(|delivery| TargetBody {
+                        account_id: delivery.account_id,
+                        content: delivery.content,
+                        options: delivery.options,
+                    })
+                    .collect();
+                Some(check_targets(&state, &caller, &content, kept, &mut errors).await?)
+            } else {
+                None
+            }
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let command = post::Command::Update { content: body.content, targets, scheduled_at: body.scheduled_at };
+    Ok(ApiJson(change(&state, &caller, id, command).await?))
+}
+
+/// Cancels a post's deliveries that have not started (a scheduled post, a draft). Needs
+/// `posts:delete`.
+#[utoipa::path(delete, security(("api_key" = ["posts:delete"])), path = "/v1/posts/{id}", tag = "posts",
+    params(("id" = Uuid, Path, description = "The post's id")),
+    responses((status = 200, description = "The canceled post", body = PostView)))]
+async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<ApiJson<PostView>, ApiError> {
+    Ok(ApiJson(change(&state, &caller, id, post::Command::Cancel).await?))
+}
+
+/// Approves a post that requires approval; it is then published at its time. Needs
+/// `posts:approve`.
+#[utoipa::path(post, security(("api_key" = ["posts:approve"])), path = "/v1/posts/{id}/approve", tag = "posts",
+    params(("id" = Uuid, Path, description = "The post's id")),
+    responses((status = 200, description = "The approved post", body = PostView)))]
+async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<ApiJson<PostView>, ApiError> {
+    Ok(ApiJson(change(&state, &caller, id, post::Command::Approve).await?))
+}
+
+/// Publishes a draft now. Needs `posts:write`.
+#[utoipa::path(post, security(("api_key" = ["posts:write"])), path = "/v1/posts/{id}/publish", tag = "posts",
+    params(("id" = Uuid, Path, description = "The post's id")),
+    responses((status = 200, description = "The post", body = PostView)))]
+async fn publish_now(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<ApiJson<PostView>, ApiError> {
+    Ok(ApiJson(change(&state, &caller, id, post::Command::Publish { now: Utc::now() }).await?))
+}
+
+/// Puts failed deliveries back in line; `unknown` ones only with `"force": true` (they may
+/// have been published). Needs `posts:write`.
+#[utoipa::path(post, security(("api_key" = ["posts:write"])), path = "/v1/posts/{id}/retry", tag = "posts",
+    params(("id" = Uuid, Path, description = "The post's id")), request_body = RetryBody,
+    responses((status = 200, description = "The post", body = PostView)))]
+async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    ApiJson(body): ApiJson<RetryBody>,
+) -> Result<ApiJson<PostView>, ApiError> {
+    Ok(ApiJson(change(&state, &caller, id, post::Command::Retry { force: body.force, now: Utc::now() }).await?))
+}
+
+/// Per-target outcomes. Needs `posts:read`.
+#[utoipa::path(get, security(("api_key" = ["posts:read"])), path = "/v1/posts/{id}/results", tag = "posts",
+    params(("id" = Uuid, Path, description = "The post's id")),
+    responses((status = 200, description = "Each delivery's outcome", body = Results)))]
+async fn results(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<ApiJson<Results>, ApiError> {
+    let post = load_view(&state, &caller, id).await?;
+    Ok(ApiJson(Results { post_id: post.id, status: post.status, data: post.deliveries }))
+}
+
+fn post_error(error: ExecuteError<post::Rejection>) -> ApiError {
+    use post::Rejection;
+    match error {
+        ExecuteError::Rejected(Rejection::NotFound) => ApiError::not_found("no such post"),
+        ExecuteError::Rejected(rejection @ (Rejection::NoTargets | Rejection::DuplicateTarget(_))) => {
+            ApiError::validation(vec![FieldError::new("targets", rejection.to_string())])
+        }
+        ExecuteError::Rejected(rejection) => ApiError::conflict(rejection.to_string()),
+        ExecuteError::Conflict { .. } => ApiError::conflict("the post changed meanwhile; try again"),
+        other => ApiError::internal(&other),
+    }
+}

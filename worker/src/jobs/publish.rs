@@ -1,0 +1,347 @@
+//! Publishing one delivery, at most once.
+//!
+//! 1. The job acts only on the delivery and generation it was queued for: a canceled, edited
+//!    (new generation) or finished delivery ends it at once.
+//! 2. The account must be connected, its token fresh (refreshed first, serialised with every
+//!    other refresh, when it expires within the platform's margin), and the per-account and
+//!    per-app publish limits must allow it; otherwise the job comes back at the time the limiter
+//!    names, without spending an attempt.
+//! 3. `queued → publishing` is recorded (compare-and-set on the delivery) and committed before
+//!    the platform is called. If the worker dies during the call, the rescued job finds the
+//!    delivery `publishing` and looks the post up on the platform instead of posting again:
+//!    found → published; the platform says it has none → back in line; it cannot tell →
+//!    `unknown`, for a person to decide (`POST /v1/posts/{id}/retry` with `force`).
+//! 4. The answer: published; rate limited → the account's limiter is blocked until the
+//!    platform's reset and the delivery waits for it (no attempt spent); transient → retried
+//!    with backoff; no answer (a timeout) → stays `publishing`, so the retry looks it up;
+//!    a dead grant → the account `needs_reconnect`, the delivery fails `reconnect_required`;
+//!    refused → failed with the platform's reason.
+
+use chrono::Utc;
+use herald_shared::credentials;
+use herald_shared::domain::account::{self, Account};
+use herald_shared::domain::post::{self, DeliveryError, DeliveryStatus, Post};
+use herald_shared::events::store::StreamId;
+use herald_shared::events::{EventMetadata, ExecuteError, execute, load};
+use herald_shared::jobs::{PublishDelivery, RefreshCredentials};
+use herald_shared::platforms::{self, LookUp, Platform, PlatformError, Publication, TokenSet};
+use herald_shared::queue::RetryPolicy;
+use herald_shared::rate_limit::{self, Decision};
+use uuid::Uuid;
+
+use super::Context;
+use crate::runtime::{JobRun, Outcome, Perform};
+
+/// How often a write to a post retries after losing a race with its other deliveries.
+const MAX_RACES: usize = 20;
+
+impl Perform<Context> for PublishDelivery {
+    fn retry_policy() -> RetryPolicy {
+        RetryPolicy {
+            base: std::time::Duration::from_secs(2),
+            max: std::time::Duration::from_secs(10 * 60),
+            floor: std::time::Duration::from_millis(500),
+        }
+    }
+
+    async fn perform(self, context: &Context, run: JobRun) -> Outcome {
+        match publish(&self, context, run).await {
+            Ok(outcome) => outcome,
+            Err(error) => Outcome::Retry(format!("{error:#}")),
+        }
+    }
+}
+
+struct AccountRow {
+    project_id: Uuid,
+    platform: String,
+    platform_user_id: String,
+    status: String,
+    app_id: Option<Uuid>,
+}
+
+/// Everything one attempt needs, loaded before the platform is called.
+struct Attempt<'a> {
+    job: &'a PublishDelivery,
+    run: JobRun,
+    metadata: EventMetadata,
+    account_id: Uuid,
+    content: String,
+    options: serde_json::Value,
+    reference: String,
+}
+
+impl Attempt<'_> {
+    fn publication<'b>(&'b self, account: &'b AccountRow) -> Publication<'b> {
+        Publication {
+            platform_user_id: &account.platform_user_id,
+            content: &self.content,
+            options: &self.options,
+            reference: &self.reference,
+        }
+    }
+
+    /// Records `command` on the post, in its own transaction. A delivery that moved meanwhile
+    /// (canceled, retried by a person) is left as it is; true if it was recorded.
+    async fn record(&self, context: &Context, command: post::Command) -> anyhow::Result<bool> {
+        // The post's other deliveries are published concurrently and append to the same stream:
+        // a lost race is decided again on the new state.
+        for _ in 0..MAX_RACES {
+            let mut tx = context.pool.begin().await?;
+            match execute::<Post>(&mut tx, self.job.post_id, command.clone(), &self.metadata).await {
+                Ok(_) => {
+                    tx.commit().await?;
+                    return Ok(true);
+                }
+                Err(ExecuteError::Conflict { .. }) => continue,
+                Err(ExecuteError::Rejected(rejection)) => {
+                    tracing::info!(%rejection, "the delivery moved; not recorded");
+                    return Ok(false);
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        anyhow::bail!("the post kept changing; {MAX_RACES} tries lost the race")
+    }
+
+    async fn fail(&self, context: &Context, code: &str, message: String) -> anyhow::Result<Outcome> {
+        let error = DeliveryError { code: code.to_owned(), message: message.clone(), platform_request_id: None };
+        self.record(context, post::Command::RecordFailed { delivery_id: self.job.delivery_id, error }).await?;
+        Ok(Outcome::Fail(message))
+    }
+}
+
+async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyhow::Result<Outcome> {
+    let mut tx = context.pool.begin().await?;
+    let (post, _) = load::<Post>(&mut tx, &StreamId::new("post", job.post_id)).await?;
+    let Some(delivery) = post.deliveries.iter().find(|delivery| delivery.id == job.delivery_id) else {
+        return Ok(Outcome::Done);
+    };
+    if delivery.generation != job.generation
+        || !matches!(delivery.status, DeliveryStatus::Queued | DeliveryStatus::Publishing)
+    {
+        // Canceled, edited, finished or retried under a new generation: nothing to do here.
+        return Ok(Outcome::Done);
+    }
+    let attempt = Attempt {
+        job,
+        run,
+        metadata: EventMetadata {
+            project_id: Some(post.project_id),
+            actor: Some(format!("job:{}", run.id)),
+            ..EventMetadata::default()
+        },
+        account_id: delivery.account_id,
+        content: delivery.content.clone().unwrap_or_else(|| post.content.clone()),
+        options: delivery.options.clone(),
+        reference: format!("{}:{}", job.delivery_id, job.generation),
+    };
+    let was_publishing = delivery.status == DeliveryStatus::Publishing;
+    let account = sqlx::query_as!(
+        AccountRow,
+        "SELECT project_id, platform, platform_user_id, status, app_id FROM accounts WHERE id = $1",
+        attempt.account_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    drop(tx);
+    let Some(account) = account else {
+        return attempt.fail(context, "account_missing", "the target account no longer exists".into()).await;
+    };
+    let Some(adapter) = context.platforms.get(&account.platform) else {
+        return attempt
+            .fail(context, "platform_unsupported", format!("herald cannot publish to {} yet", account.platform))
+            .await;
+    };
+    if was_publishing {
+        return reconcile(context, &attempt, &account, adapter.as_ref()).await;
+    }
+    if account.status != "connected" {
+        return attempt.fail(context, "reconnect_required", format!("the account is {}", account.status)).await;
+    }
+    let tokens = match fresh_tokens(context, &attempt, &account).await? {
+        Ok(tokens) => tokens,
+        Err(outcome) => return Ok(outcome),
+    };
+
+    // The platform's limits, per account and per app, shared by every worker.
+    let client = {
+        let mut tx = context.pool.begin().await?;
+        let client = context
+            .platforms
+            .client_for(&mut tx, &context.keyring, account.project_id, &account.platform, account.app_id)
+            .await;
+        match client {
+            Ok(client) => client,
+            Err(error) => return attempt.fail(context, "app_missing", format!("no OAuth app: {error}")).await,
+        }
+    };
+    let (per_account, per_app) = platforms::publish_rates(&account.platform);
+    let account_key = format!("publish:account:{}", attempt.account_id);
+    let app_key = format!("publish:app:{}:{}", account.platform, client.client_id);
+    let limits = [(account_key.as_str(), per_account), (app_key.as_str(), per_app)];
+    if let Decision::RetryAt(at) = rate_limit::acquire_all(&context.pool, &limits).await? {
+        return Ok(Outcome::RetryAt(at, "waiting for the platform's publish limit".into()));
+    }
+
+    // queued → publishing, committed before the call: the at-most-once guard.
+    let start = post::Command::StartPublishing { delivery_id: job.delivery_id, generation: job.generation };
+    if !attempt.record(context, start).await? {
+        return Ok(Outcome::Done);
+    }
+
+    let answer = adapter.publish(&tokens, &attempt.publication(&account)).await;
+    record_answer(context, &attempt, &account_key, answer).await
+}
+
+/// What the platform answered, recorded.
+async fn record_answer(
+    context: &Context,
+    attempt: &Attempt<'_>,
+    account_key: &str,
+    answer: Result<platforms::Published, PlatformError>,
+) -> anyhow::Result<Outcome> {
+    let delivery_id = attempt.job.delivery_id;
+    let error = |code: &str, message: &str| DeliveryError {
+        code: code.to_owned(),
+        message: message.to_owned(),
+        platform_request_id: None,
+    };
+    match answer {
+        Ok(published) => record_published(context, attempt, published).await,
+        Err(PlatformError::RateLimited { until, reason }) => {
+            rate_limit::block_until(&context.pool, account_key, until).await?;
+            let retrying =
+                post::Command::RecordRetrying { delivery_id, error: error("rate_limited", &reason), retry_at: until };
+            attempt.record(context, retrying).await?;
+            Ok(Outcome::RetryAt(until, reason))
+        }
+        Err(PlatformError::Transient(reason)) if attempt.run.attempt < attempt.run.max_attempts => {
+            let retry_at = Utc::now();
+            let retrying = post::Command::RecordRetrying { delivery_id, error: error("transient", &reason), retry_at };
+            attempt.record(context, retrying).await?;
+            Ok(Outcome::Retry(reason))
+        }
+        Err(PlatformError::Transient(reason)) => attempt.fail(context, "transient", reason).await,
+        Err(PlatformError::Ambiguous(reason)) if attempt.run.attempt < attempt.run.max_attempts => {
+            // Still `publishing`: the next attempt looks the post up before anything else.
+            Ok(Outcome::Retry(reason))
+        }
+        Err(PlatformError::Ambiguous(reason)) => {
+            let unknown = post::Command::RecordUnknown { delivery_id, error: error("outcome_unknown", &reason) };
+            attempt.record(context, unknown).await?;
+            Ok(Outcome::Unknown(reason))
+        }
+        Err(PlatformError::AuthDead(reason)) => {
+            let mut tx = context.pool.begin().await?;
+            let dead = account::Command::MarkNeedsReconnect { reason: reason.clone() };
+            match execute::<Account>(&mut tx, attempt.account_id, dead, &attempt.metadata).await {
+                Ok(_) => tx.commit().await?,
+                Err(ExecuteError::Rejected(_)) => {}
+                Err(other) => return Err(other.into()),
+            }
+            attempt.fail(context, "reconnect_required", reason).await
+        }
+        Err(PlatformError::Permanent(reason)) => attempt.fail(context, "rejected", reason).await,
+    }
+}
+
+async fn record_published(
+    context: &Context,
+    attempt: &Attempt<'_>,
+    published: platforms::Published,
+) -> anyhow::Result<Outcome> {
+    let command = post::Command::RecordPublished {
+        delivery_id: attempt.job.delivery_id,
+        platform_post_id: published.platform_post_id,
+        platform_url: published.url,
+        at: Utc::now(),
+    };
+    attempt.record(context, command).await?;
+    Ok(Outcome::Done)
+}
+
+/// The delivery was left `publishing` by an attempt that got no answer or whose worker died:
+/// find out what happened before anything is sent again.
+async fn reconcile(
+    context: &Context,
+    attempt: &Attempt<'_>,
+    account: &AccountRow,
+    adapter: &dyn Platform,
+) -> anyhow::Result<Outcome> {
+    let delivery_id = attempt.job.delivery_id;
+    let tokens = match fresh_tokens(context, attempt, account).await? {
+        Ok(tokens) => tokens,
+        Err(outcome) => return Ok(outcome),
+    };
+    match adapter.look_up(&tokens, &attempt.publication(account)).await {
+        Ok(LookUp::Found(published)) => record_published(context, attempt, published).await,
+        Ok(LookUp::NotFound) => {
+            let error = DeliveryError {
+                code: "not_published".into(),
+                message: "the earlier attempt made no post; trying again".into(),
+                platform_request_id: None,
+            };
+            let retry_at = Utc::now();
+            attempt.record(context, post::Command::RecordRetrying { delivery_id, error, retry_at }).await?;
+            Ok(Outcome::RetryAt(retry_at, "the earlier attempt made no post".into()))
+        }
+        Ok(LookUp::CannotTell) => {
+            let message = "an attempt got no answer and the platform cannot say whether it posted; retry with force to post again";
+            let error =
+                DeliveryError { code: "outcome_unknown".into(), message: message.into(), platform_request_id: None };
+            attempt.record(context, post::Command::RecordUnknown { delivery_id, error }).await?;
+            Ok(Outcome::Unknown(message.into()))
+        }
+        Err(error) if error.is_transient() => Ok(Outcome::Retry(format!("looking the post up: {error}"))),
+        Err(PlatformError::RateLimited { until, reason }) => Ok(Outcome::RetryAt(until, reason)),
+        Err(error) => {
+            let message = format!("looking the post up failed: {error}");
+            let error =
+                DeliveryError { code: "outcome_unknown".into(), message: message.clone(), platform_request_id: None };
+            attempt.record(context, post::Command::RecordUnknown { delivery_id, error }).await?;
+            Ok(Outcome::Unknown(message))
+        }
+    }
+}
+
+/// The account's access token, refreshed first (serialised, as the refresh job does) when it
+/// expires within the platform's margin. `Err` is the outcome to end the attempt with.
+async fn fresh_tokens(
+    context: &Context,
+    attempt: &Attempt<'_>,
+    account: &AccountRow,
+) -> anyhow::Result<Result<TokenSet, Outcome>> {
+    let Some(mut stored) = access_token(context, attempt.account_id).await? else {
+        return Ok(Err(attempt.fail(context, "reconnect_required", "the account has no credentials".into()).await?));
+    };
+    if stored.1.is_some_and(|at| at - Utc::now() < platforms::refresh_margin(&account.platform)) {
+        let job = RefreshCredentials { account_id: attempt.account_id, seen_version: None };
+        match super::refresh::refresh(&job, context, attempt.run).await? {
+            Outcome::Done => {}
+            Outcome::Retry(reason) => return Ok(Err(Outcome::Retry(format!("refreshing the token first: {reason}")))),
+            Outcome::RetryAt(at, reason) => return Ok(Err(Outcome::RetryAt(at, reason))),
+            Outcome::Fail(reason) | Outcome::Unknown(reason) => {
+                return Ok(Err(attempt.fail(context, "reconnect_required", reason).await?));
+            }
+        }
+        let Some(refreshed) = access_token(context, attempt.account_id).await? else {
+            return Ok(Err(attempt
+                .fail(context, "reconnect_required", "the account has no credentials".into())
+                .await?));
+        };
+        stored = refreshed;
+    }
+    let (access_token, expires_at) = stored;
+    Ok(Ok(TokenSet { access_token, refresh_token: None, expires_at, scopes: Vec::new() }))
+}
+
+/// The account's access token and its expiry, if it has one.
+async fn access_token(
+    context: &Context,
+    account_id: Uuid,
+) -> anyhow::Result<Option<(secrecy::SecretString, Option<chrono::DateTime<Utc>>)>> {
+    let mut tx = context.pool.begin().await?;
+    let stored = credentials::load_account_tokens(&mut tx, &context.keyring, account_id, false).await?;
+    Ok(stored.and_then(|stored| Some((stored.access_token?, stored.expires_at))))
+}
