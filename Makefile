@@ -37,6 +37,12 @@ bench-api:
 	$(CARGO) build --bin herald
 	$(HERALD) with-postgres --durable --fresh --dir target/bench-postgres -- $(CARGO) bench --bench api
 
+## Publishing (issue: posts): 100k one-target posts due at one instant, one worker process, a
+## fake platform answering in 50 ms. BENCH_PUBLISH_POSTS and BENCH_PUBLISH_CONCURRENCY adjust it.
+bench-publish:
+	$(CARGO) build --bin herald
+	$(HERALD) with-postgres --durable --fresh --dir target/bench-postgres -- $(CARGO) bench --bench publish
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

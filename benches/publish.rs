@@ -1,0 +1,197 @@
+//! `make bench-publish`: 100,000 posts with one target each on sandbox accounts, all due at one
+//! instant a few seconds ahead, published by one `herald worker` process through an HTTP fake
+//! platform on loopback that answers every publish in 50 ms.
+//!
+//! Setup goes through the domain (the api's own code path, without HTTP): 1,000 connected
+//! sandbox accounts with sealed tokens, then the posts, 1,000 per transaction, each queuing its
+//! publish job as `POST /v1/posts` does. They are created due an hour ahead; once all exist, the
+//! bench moves every publish job's due time to one instant three seconds ahead (so the wait does
+//! not depend on how long setup took). Then it starts the worker and measures from the due
+//! instant: seconds to the last `delivery.published`, deliveries/s, dispatch lag (due →
+//! `delivery.publishing` recorded) p50/p99, and the worker's peak RSS.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::Utc;
+use herald_shared::credentials;
+use herald_shared::domain::account::{self, Account, Grant};
+use herald_shared::domain::post::{self, Post, Target};
+use herald_shared::events::{EventMetadata, execute};
+use herald_shared::platforms::TokenSet;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const POSTS: usize = 100_000;
+const ACCOUNTS: usize = 1_000;
+const PER_TRANSACTION: usize = 1_000;
+const PLATFORM_LATENCY: Duration = Duration::from_millis(50);
+const LEAD: Duration = Duration::from_secs(3);
+
+#[tokio::main]
+async fn main() {
+    let posts = std::env::var("BENCH_PUBLISH_POSTS").ok().and_then(|n| n.parse().ok()).unwrap_or(POSTS);
+    let concurrency = std::env::var("BENCH_PUBLISH_CONCURRENCY").unwrap_or_else(|_| "512".into());
+    let (pool, url) = common::fresh_database("herald_bench_publish").await;
+    let key = herald_shared::crypto::Keyring::generate_base64();
+    let mut keyring = herald_shared::crypto::Keyring::default();
+    keyring.push_base64(key.expose_secret()).unwrap();
+
+    // The fake platform: every publish answers 201 after 50 ms.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let platform = format!("http://{}", listener.local_addr().unwrap());
+    let fake = Router::new().route(
+        "/api/posts",
+        post(|| async {
+            tokio::time::sleep(PLATFORM_LATENCY).await;
+            let id = Uuid::now_v7();
+            (axum::http::StatusCode::CREATED, Json(json!({ "id": id, "url": format!("https://fake.example/{id}") })))
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, fake).await });
+
+    let setup = std::time::Instant::now();
+    let (project_id, _, _) = herald_shared::keys::create_project(&pool, "bench", &EventMetadata::default()).await.unwrap();
+    let metadata = EventMetadata { project_id: Some(project_id), ..EventMetadata::default() };
+    let mut accounts = Vec::with_capacity(ACCOUNTS);
+    let mut tx = pool.begin().await.unwrap();
+    for index in 0..ACCOUNTS {
+        let id = Uuid::now_v7();
+        let grant = Grant {
+            project_id,
+            platform: "sandbox".into(),
+            platform_user_id: format!("person-bench{index}"),
+            kind: "person".into(),
+            username: None,
+            display_name: None,
+            external_id: None,
+            app_id: None,
+            scopes: vec![],
+            expires_at: None,
+            session_id: Uuid::now_v7(),
+        };
+        execute::<Account>(&mut tx, id, account::Command::Connect(Box::new(grant)), &metadata).await.unwrap();
+        let tokens = TokenSet {
+            access_token: SecretString::from(format!("bench-token-{index}")),
+            refresh_token: None,
+            expires_at: Some(Utc::now() + chrono::Duration::days(30)),
+            scopes: vec![],
+        };
+        credentials::store_account_tokens(&mut tx, &keyring, id, &tokens).await.unwrap();
+        accounts.push(id);
+    }
+    tx.commit().await.unwrap();
+
+    let later = Utc::now() + chrono::Duration::hours(1);
+    for batch in 0..posts.div_ceil(PER_TRANSACTION) {
+        let mut tx = pool.begin().await.unwrap();
+        for index in batch * PER_TRANSACTION..((batch + 1) * PER_TRANSACTION).min(posts) {
+            let id = Uuid::now_v7();
+            let target =
+                Target { delivery_id: Uuid::now_v7(), account_id: accounts[index % ACCOUNTS], content: None, options: Value::Null };
+            let command = post::Command::Create {
+                project_id,
+                content: format!("bench post {index}"),
+                targets: vec![target],
+                scheduled_at: Some(later),
+                draft: false,
+                requires_approval: false,
+                external_id: None,
+                now: Utc::now(),
+            };
+            let created = execute::<Post>(&mut tx, id, command, &metadata).await.unwrap();
+            herald_shared::posts::queue_pending(&mut tx, id, &created.state, &metadata).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let setup_secs = setup.elapsed().as_secs_f64();
+    let due = Utc::now() + chrono::Duration::from_std(LEAD).unwrap();
+    sqlx::query("UPDATE jobs SET run_at = $1 WHERE kind = 'delivery.publish'").bind(due).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE posts SET scheduled_at = $1").bind(due).execute(&pool).await.unwrap();
+    sqlx::query("VACUUM ANALYZE").execute(&pool).await.unwrap();
+
+    // One worker process, as an operator runs it.
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("worker")
+        .env("DATABASE_URL", &url)
+        .env("HERALD_ENCRYPTION_KEY", key.expose_secret())
+        .env("HERALD_PLATFORMS__SANDBOX__API_URL", format!("{platform}/api"))
+        .env("HERALD_QUEUE__CONCURRENCY__PUBLISH", &concurrency)
+        .env("HERALD_DATABASE_MAX_CONNECTIONS", "40")
+        .env("HERALD_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the herald worker");
+    let worker_pid = worker.id().expect("the worker's pid");
+    let peak_rss = Arc::new(std::sync::atomic::AtomicU64::new(0));
+
+    // Wait for the last delivery, watching the worker's memory.
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let published: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'published'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        peak_rss.fetch_max(peak_rss_kb(worker_pid), std::sync::atomic::Ordering::Relaxed);
+        if published as usize >= posts || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rss_mb = peak_rss.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0;
+    worker.kill().await.ok();
+
+    let last: chrono::DateTime<Utc> =
+        sqlx::query_scalar("SELECT max(published_at) FROM deliveries").fetch_one(&pool).await.unwrap();
+    let published: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'published'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let starts: Vec<chrono::DateTime<Utc>> =
+        sqlx::query_scalar("SELECT recorded_at FROM events WHERE event_type = 'delivery.publishing'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let mut lags: Vec<Duration> = starts.iter().map(|at| (*at - due).to_std().unwrap_or_default()).collect();
+    let seconds_to_last = (last - due).num_milliseconds() as f64 / 1000.0;
+    let per_second = published as f64 / seconds_to_last.max(0.001);
+    let lag_p50 = common::percentile_ms(&mut lags, 50.0);
+    let lag_p99 = common::percentile_ms(&mut lags, 99.0);
+
+    println!("publish bench: {posts} posts, one sandbox target each, {ACCOUNTS} accounts, one worker process");
+    println!("(publish concurrency {concurrency}), a fake platform answering in {} ms\n", PLATFORM_LATENCY.as_millis());
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| setup (accounts, posts, jobs) | {setup_secs:.1} s |");
+    println!("| published | {published} of {posts} |");
+    println!("| seconds from due to last published | {seconds_to_last:.2} |");
+    println!("| deliveries/s | {per_second:.0} |");
+    println!("| dispatch lag p50 (due -> publishing) | {lag_p50:.0} ms |");
+    println!("| dispatch lag p99 | {lag_p99:.0} ms |");
+    println!("| worker peak RSS | {rss_mb:.0} MB |");
+    println!(
+        "{}",
+        common::result_line(&[
+            ("seconds_to_last", seconds_to_last),
+            ("deliveries_per_s", per_second),
+            ("lag_p50_ms", lag_p50),
+            ("lag_p99_ms", lag_p99),
+            ("worker_rss_mb", rss_mb),
+        ])
+    );
+}
+
+/// The process's peak resident set (`VmHWM`), in KiB; 0 once it is gone.
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| line.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
