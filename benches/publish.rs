@@ -9,6 +9,7 @@
 //! not depend on how long setup took). Then it starts the worker and measures from the due
 //! instant: seconds to the last `delivery.published`, deliveries/s, dispatch lag (due →
 //! `delivery.publishing` recorded) p50/p99, and the worker's peak RSS.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
