@@ -57,7 +57,8 @@ async fn main() {
     tokio::spawn(async move { axum::serve(listener, fake).await });
 
     let setup = std::time::Instant::now();
-    let (project_id, _, _) = herald_shared::keys::create_project(&pool, "bench", &EventMetadata::default()).await.unwrap();
+    let (project_id, _, _) =
+        herald_shared::keys::create_project(&pool, "bench", &EventMetadata::default()).await.unwrap();
     let metadata = EventMetadata { project_id: Some(project_id), ..EventMetadata::default() };
     let mut accounts = Vec::with_capacity(ACCOUNTS);
     let mut tx = pool.begin().await.unwrap();
@@ -93,8 +94,12 @@ async fn main() {
         let mut tx = pool.begin().await.unwrap();
         for index in batch * PER_TRANSACTION..((batch + 1) * PER_TRANSACTION).min(posts) {
             let id = Uuid::now_v7();
-            let target =
-                Target { delivery_id: Uuid::now_v7(), account_id: accounts[index % ACCOUNTS], content: None, options: Value::Null };
+            let target = Target {
+                delivery_id: Uuid::now_v7(),
+                account_id: accounts[index % ACCOUNTS],
+                content: None,
+                options: Value::Null,
+            };
             let command = post::Command::Create {
                 project_id,
                 content: format!("bench post {index}"),

@@ -163,6 +163,15 @@ impl TestApp {
     }
 
     pub async fn spawn_on(db: TestDb, config: Arc<Config>, extra: Router<herald_api::AppState>) -> Self {
+        Self::spawn_roles(db, config, extra, true).await
+    }
+
+    /// The api and the scheduler only: the test runs workers as processes of their own.
+    pub async fn spawn_without_worker(db: TestDb, config: Arc<Config>) -> Self {
+        Self::spawn_roles(db, config, Router::new(), false).await
+    }
+
+    async fn spawn_roles(db: TestDb, config: Arc<Config>, extra: Router<herald_api::AppState>, worker: bool) -> Self {
         let shutdown = CancellationToken::new();
         let listener = TcpListener::bind(config.listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -174,10 +183,10 @@ impl TestApp {
         let pool = state.pool.clone();
         let app = herald_api::router_with(state, extra);
         let api = tokio::spawn(herald_api::serve(listener, app, shutdown.clone(), config.shutdown_grace()));
-        let roles = vec![
-            tokio::spawn(herald_scheduler::run(config.clone(), shutdown.clone())),
-            tokio::spawn(herald_worker::run(config.clone(), shutdown.clone())),
-        ];
+        let mut roles = vec![tokio::spawn(herald_scheduler::run(config.clone(), shutdown.clone()))];
+        if worker {
+            roles.push(tokio::spawn(herald_worker::run(config.clone(), shutdown.clone())));
+        }
         Self { db, config, addr, pool, http: reqwest::Client::new(), shutdown, api, roles }
     }
 

@@ -291,3 +291,55 @@ async fn two_scheduler_sweeps_queue_each_delivery_once() {
     assert_eq!(made(&app, "swept").await, 1);
     app.stop().await.unwrap();
 }
+
+/// A `herald worker` process on the test's database and api.
+fn worker_process(app: &TestApp) -> std::process::Child {
+    std::process::Command::new(crate::harness::herald_binary())
+        .arg("worker")
+        .env_clear()
+        .env("DATABASE_URL", &app.db.url)
+        .env("HERALD_ENCRYPTION_KEY", secrecy::ExposeSecret::expose_secret(app.config.encryption_key.as_ref().unwrap()))
+        .env("HERALD_PUBLIC_URL", app.url(""))
+        .env("HERALD_QUEUE__LEASE_SECS", "3")
+        .env("HERALD_QUEUE__POLL_INTERVAL_MS", "100")
+        .env("HERALD_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_worker_killed_during_a_slow_publish_never_publishes_twice() {
+    let db = TestDb::new().await;
+    let config = test_config(&db);
+    let app = TestApp::spawn_without_worker(db, Arc::new(config)).await;
+    let mut first = worker_process(&app);
+    let client = client(&app).await;
+    let (_, callback) = authorize(&app, &client, json!({}), "login=ada").await;
+    client.http.get(&callback).send().await.unwrap();
+    let account = accounts(&app, &client).await[0]["id"].as_str().unwrap().to_owned();
+
+    let text = "[fail:slow:2000] killed mid-call";
+    let post = create(&app, &client, json!({"content": text, "targets": [{"account_id": account}]})).await;
+    let post_id = post["id"].as_str().unwrap().to_owned();
+    // Kill the worker while the platform is still answering.
+    wait_for(&app, &client, &post_id, &["publishing"], Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    // Another worker rescues the job once its lease is over, and looks the post up first.
+    let mut second = worker_process(&app);
+    let done = wait_for(&app, &client, &post_id, &["published", "failed"], Duration::from_secs(30)).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let status = done["deliveries"][0]["status"].as_str().unwrap().to_owned();
+    let made = made(&app, text).await;
+    assert!(made <= 1, "published {made} times");
+    assert!(
+        (status == "published" && made == 1) || status == "unknown",
+        "the delivery ended {status} with {made} post(s): {done}"
+    );
+    app.stop().await.unwrap();
+}
