@@ -77,6 +77,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Each platform's endpoints and managed app (`HERALD_PLATFORMS__<NAME>__*`).
     pub platforms: BTreeMap<String, crate::platforms::PlatformSettings>,
+    /// `/readyz` also requires a worker heartbeat fresher than three heartbeat intervals. Off by
+    /// default, so an api-only deployment (workers elsewhere, scaled to zero) is not unready.
+    pub ready_requires_worker: bool,
     /// How long a call to a platform may take, in seconds. A publish without an answer in time
     /// is looked up before it is tried again.
     pub platform_timeout_secs: u64,
@@ -156,6 +159,7 @@ impl Default for Config {
             public_url: None,
             platforms: BTreeMap::new(),
             platform_timeout_secs: 30,
+            ready_requires_worker: false,
         }
     }
 }

@@ -48,6 +48,31 @@ async fn ready_when_the_database_answers_and_unready_when_it_is_gone() {
 }
 
 #[tokio::test]
+async fn readiness_can_require_a_live_worker() {
+    let db = crate::harness::TestDb::new().await;
+    let mut config = crate::harness::test_config(&db);
+    config.ready_requires_worker = true;
+    let app = TestApp::spawn_without_worker(db, std::sync::Arc::new(config)).await;
+    let response = app.http.get(app.url("/readyz")).send().await.unwrap();
+    problem(response, 503, "no_live_worker").await;
+
+    let worker_config = app.config.clone();
+    let shutdown = app.shutdown.clone();
+    let worker = tokio::spawn(herald_worker::run(worker_config, shutdown));
+    let mut status = 0;
+    for _ in 0..200 {
+        status = app.http.get(app.url("/readyz")).send().await.unwrap().status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(status, 200, "ready once a worker reports");
+    app.stop().await.unwrap();
+    worker.await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn unready_when_a_migration_is_missing() {
     let app = TestApp::spawn().await;
     app.wait_for_roles().await;

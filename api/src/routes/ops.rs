@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use herald_shared::db::{self, Readiness};
+use herald_shared::heartbeat::{self, Role};
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -28,14 +29,26 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The database answers and the schema is current: 200, else a 503 problem saying which
-/// (`database_unreachable`, `migrations_missing`).
+/// The database answers and the schema is current (and, with `HERALD_READY_REQUIRES_WORKER`, a
+/// worker reported recently): 200, else a 503 problem saying which (`database_unreachable`,
+/// `migrations_missing`, `no_live_worker`).
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, description = "`{\"status\": \"ready\"}`", body = Object),
     (status = 503, description = "Not ready; `code` says why", content_type = "application/problem+json", body = crate::error::Problem<'static>),
 ))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     match db::readiness(&state.pool, READINESS_TIMEOUT).await {
+        Readiness::Ready if state.config.ready_requires_worker => {
+            let fresh_within = state.config.heartbeat() * 3;
+            match heartbeat::live_count(&state.pool, Role::Worker, fresh_within).await {
+                Ok(live) if live > 0 => Ok(Json(json!({ "status": "ready", "workers": live }))),
+                Ok(_) => Err(ApiError::unavailable(
+                    "no_live_worker",
+                    format!("no worker has reported in the last {} s", fresh_within.as_secs()),
+                )),
+                Err(_) => Err(ApiError::unavailable("database_unreachable", "the database does not answer")),
+            }
+        }
         Readiness::Ready => Ok(Json(json!({ "status": "ready" }))),
         Readiness::Unreachable => Err(ApiError::unavailable("database_unreachable", "the database does not answer")),
         Readiness::MigrationsMissing(versions) => Err(ApiError::unavailable(
