@@ -49,7 +49,7 @@ async fn ready_when_the_database_answers_and_unready_when_it_is_gone() {
 
 #[tokio::test]
 async fn readiness_can_require_a_live_worker() {
-    let db = crate::harness::TestDb::new().await;
+    let db = TestDb::new().await;
     let mut config = crate::harness::test_config(&db);
     config.ready_requires_worker = true;
     let app = TestApp::spawn_without_worker(db, std::sync::Arc::new(config)).await;
@@ -65,7 +65,7 @@ async fn readiness_can_require_a_live_worker() {
         if status == 200 {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(status, 200, "ready once a worker reports");
     app.stop().await.unwrap();
