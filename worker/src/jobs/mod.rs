@@ -19,6 +19,10 @@ use crate::runtime::Registry;
 /// What every job may use.
 pub struct Context {
     pub pool: PgPool,
+    /// For the rate limiter only: `synchronous_commit` off (a decision lost in a database crash
+    /// costs nothing that matters, and waiting for the WAL flush there serialised every publish
+    /// of an account on one row lock).
+    pub limiter: PgPool,
     pub config: Arc<Config>,
     /// Seals and opens tokens, codes and client secrets.
     pub keyring: Keyring,
@@ -30,7 +34,8 @@ impl Context {
     pub fn new(pool: PgPool, config: Arc<Config>) -> anyhow::Result<Self> {
         let keyring = config.keyring()?;
         let platforms = Platforms::from_config(&config);
-        Ok(Self { pool, config, keyring, platforms })
+        let limiter = herald_shared::db::relaxed_commit_pool(&pool, config.database_max_connections);
+        Ok(Self { pool, limiter, config, keyring, platforms })
     }
 }
 

@@ -180,7 +180,7 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
     let account_key = format!("publish:account:{}", attempt.account_id);
     let app_key = format!("publish:app:{}:{}", account.platform, client.client_id);
     let limits = [(account_key.as_str(), per_account), (app_key.as_str(), per_app)];
-    if let Decision::RetryAt(at) = rate_limit::acquire_all(&context.pool, &limits).await? {
+    if let Decision::RetryAt(at) = rate_limit::acquire_all(&context.limiter, &limits).await? {
         return Ok(Outcome::RetryAt(at, "waiting for the platform's publish limit".into()));
     }
 
@@ -210,7 +210,7 @@ async fn record_answer(
     match answer {
         Ok(published) => record_published(context, attempt, published).await,
         Err(PlatformError::RateLimited { until, reason }) => {
-            rate_limit::block_until(&context.pool, account_key, until).await?;
+            rate_limit::block_until(&context.limiter, account_key, until).await?;
             let retrying =
                 post::Command::RecordRetrying { delivery_id, error: error("rate_limited", &reason), retry_at: until };
             attempt.record(context, retrying).await?;
