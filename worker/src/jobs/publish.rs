@@ -112,8 +112,9 @@ impl Attempt<'_> {
 }
 
 async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyhow::Result<Outcome> {
-    let mut tx = context.pool.begin().await?;
-    let (post, _) = load::<Post>(&mut tx, &StreamId::new("post", job.post_id)).await?;
+    // Reads need no transaction: one connection, no BEGIN and COMMIT round trips.
+    let mut connection = context.pool.acquire().await?;
+    let (post, _) = load::<Post>(&mut connection, &StreamId::new("post", job.post_id)).await?;
     let Some(delivery) = post.deliveries.iter().find(|delivery| delivery.id == job.delivery_id) else {
         return Ok(Outcome::Done);
     };
@@ -142,9 +143,9 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         "SELECT project_id, platform, platform_user_id, status, app_id FROM accounts WHERE id = $1",
         attempt.account_id
     )
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *connection)
     .await?;
-    drop(tx);
+    drop(connection);
     let Some(account) = account else {
         return attempt.fail(context, "account_missing", "the target account no longer exists".into()).await;
     };
@@ -166,10 +167,10 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
 
     // The platform's limits, per account and per app, shared by every worker.
     let client = {
-        let mut tx = context.pool.begin().await?;
+        let mut connection = context.pool.acquire().await?;
         let client = context
             .platforms
-            .client_for(&mut tx, &context.keyring, account.project_id, &account.platform, account.app_id)
+            .client_for(&mut connection, &context.keyring, account.project_id, &account.platform, account.app_id)
             .await;
         match client {
             Ok(client) => client,
@@ -341,7 +342,7 @@ async fn access_token(
     context: &Context,
     account_id: Uuid,
 ) -> anyhow::Result<Option<(secrecy::SecretString, Option<chrono::DateTime<Utc>>)>> {
-    let mut tx = context.pool.begin().await?;
-    let stored = credentials::load_account_tokens(&mut tx, &context.keyring, account_id, false).await?;
+    let mut connection = context.pool.acquire().await?;
+    let stored = credentials::load_account_tokens(&mut connection, &context.keyring, account_id, false).await?;
     Ok(stored.and_then(|stored| Some((stored.access_token?, stored.expires_at))))
 }
