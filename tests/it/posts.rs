@@ -301,6 +301,7 @@ fn worker_process(app: &TestApp) -> std::process::Child {
         .env("HERALD_ENCRYPTION_KEY", secrecy::ExposeSecret::expose_secret(app.config.encryption_key.as_ref().unwrap()))
         .env("HERALD_PUBLIC_URL", app.url(""))
         .env("HERALD_QUEUE__LEASE_SECS", "3")
+        .env("HERALD_PLATFORM_TIMEOUT_SECS", "3")
         .env("HERALD_QUEUE__POLL_INTERVAL_MS", "100")
         .env("HERALD_LOG", "warn")
         .stdout(std::process::Stdio::null())

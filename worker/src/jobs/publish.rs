@@ -32,6 +32,9 @@ use uuid::Uuid;
 use super::Context;
 use crate::runtime::{JobRun, Outcome, Perform};
 
+/// How long after the platform timeout an earlier attempt is surely over.
+const IN_FLIGHT_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How often a write to a post retries after losing a race with its other deliveries.
 const MAX_RACES: usize = 20;
 
@@ -155,6 +158,17 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
             .await;
     };
     if was_publishing {
+        // The attempt that started it may still be waiting for the platform (its job's lease
+        // ran out under load, not its worker): a look-up now could miss a post about to be
+        // made. No call outlives the platform timeout, so look only after that.
+        let started: Option<chrono::DateTime<Utc>> =
+            sqlx::query_scalar!("SELECT updated_at FROM deliveries WHERE id = $1", job.delivery_id)
+                .fetch_optional(&context.pool)
+                .await?;
+        let settled = started.unwrap_or_else(Utc::now) + context.config.platform_timeout() + IN_FLIGHT_MARGIN;
+        if Utc::now() < settled {
+            return Ok(Outcome::RetryAt(settled, "an earlier attempt may still be waiting for the platform".into()));
+        }
         return reconcile(context, &attempt, &account, adapter.as_ref()).await;
     }
     if account.status != "connected" {
