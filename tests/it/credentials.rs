@@ -15,7 +15,7 @@ use crate::connect::{Client, authorize, client, get_json};
 use crate::fake_oauth::FakeOAuth;
 use crate::harness::TestApp;
 
-async fn app_with_fake() -> (TestApp, Arc<FakeOAuth>, Client) {
+pub async fn app_with_fake() -> (TestApp, Arc<FakeOAuth>, Client) {
     let (app, fake) = FakeOAuth::app_in_front().await;
     let client = client(&app).await;
     (app, fake, client)
@@ -29,13 +29,13 @@ async fn connect(app: &TestApp, client: &Client) -> String {
     get_json(app, client, "/v1/accounts").await["data"][0]["id"].as_str().unwrap().to_owned()
 }
 
-async fn refresh(app: &TestApp, client: &Client, account_id: &str) -> reqwest::StatusCode {
+pub async fn refresh(app: &TestApp, client: &Client, account_id: &str) -> reqwest::StatusCode {
     let path = format!("/v1/accounts/{account_id}/refresh");
     client.http.post(app.url(&path)).bearer_auth(&client.key).send().await.unwrap().status()
 }
 
 /// Waits until no refresh job is queued or running.
-async fn refreshes_settled(app: &TestApp) {
+pub async fn refreshes_settled(app: &TestApp) {
     for _ in 0..400 {
         let live: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'account.refresh'")
             .fetch_one(&app.pool)
@@ -49,7 +49,7 @@ async fn refreshes_settled(app: &TestApp) {
     panic!("refresh jobs still live after 20 s");
 }
 
-async fn account_of(app: &TestApp, client: &Client, account_id: &str) -> Value {
+pub async fn account_of(app: &TestApp, client: &Client, account_id: &str) -> Value {
     get_json(app, client, &format!("/v1/accounts/{account_id}")).await
 }
 
@@ -258,23 +258,4 @@ async fn no_token_code_state_or_client_secret_reaches_the_logs() {
     for (what, secret) in secrets {
         assert!(!logged.contains(&secret), "the {what} is in the logs");
     }
-}
-
-#[tokio::test]
-async fn an_x_account_connects_with_x_shapes_and_refreshes() {
-    let (app, fake, client) = app_with_fake().await;
-    let (_, callback) = crate::connect::authorize_on(&app, &client, "x", json!({}), "").await;
-    assert!(callback.contains("/v1/connect/x/callback"), "{callback}");
-    let page = client.http.get(&callback).send().await.unwrap();
-    assert!(page.text().await.unwrap().contains("1 account(s) connected"));
-    let account = get_json(&app, &client, "/v1/accounts?platform=x").await["data"][0].clone();
-    assert_eq!(account["platform_user_id"], "2244994945");
-    assert_eq!(account["username"], "ada");
-    assert_eq!(account["display_name"], "Ada Lovelace");
-    let account_id = account["id"].as_str().unwrap();
-    refresh(&app, &client, account_id).await;
-    refreshes_settled(&app).await;
-    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
-    assert_eq!(account_of(&app, &client, account_id).await["status"], "connected");
-    app.stop().await.unwrap();
 }

@@ -23,8 +23,8 @@ use crate::harness::{TestApp, TestDb, test_config};
 
 #[derive(Default)]
 pub struct FakeOAuth {
-    /// Codes: code -> (challenge, redirect_uri).
-    codes: Mutex<HashMap<String, (String, String)>>,
+    /// Codes: code -> (PKCE challenge if one was sent, redirect_uri).
+    codes: Mutex<HashMap<String, (Option<String>, String)>>,
     /// Live refresh tokens; used ones are removed.
     refresh_tokens: Mutex<Vec<String>>,
     issued: AtomicUsize,
@@ -49,6 +49,9 @@ impl FakeOAuth {
             .route("/token", post(token))
             .route("/api/accounts", get(accounts))
             .route("/api/2/users/me", get(x_me))
+            .route("/api/v2/userinfo", get(linkedin_userinfo))
+            .route("/api/v2/organizationalEntityAcls", get(linkedin_acls))
+            .route("/api/rest/posts", post(linkedin_post))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -64,14 +67,15 @@ impl FakeOAuth {
         (fake, settings)
     }
 
-    /// The whole app on a fresh database, with the sandbox's and X's URLs pointing at a new
-    /// fake (it answers in either's shapes).
+    /// The whole app on a fresh database, with the sandbox's, X's and LinkedIn's URLs pointing
+    /// at a new fake (it answers in each one's shapes).
     pub async fn app_in_front() -> (TestApp, Arc<Self>) {
         let db = TestDb::new().await;
         let mut config = test_config(&db);
         let (fake, settings) = Self::start().await;
         config.platforms.insert("sandbox".into(), settings.clone());
-        config.platforms.insert("x".into(), settings);
+        config.platforms.insert("x".into(), settings.clone());
+        config.platforms.insert("linkedin".into(), settings);
         (TestApp::spawn_on(db, Arc::new(config), Router::new()).await, fake)
     }
 
@@ -101,12 +105,14 @@ impl FakeOAuth {
 struct AuthorizeQuery {
     redirect_uri: String,
     state: String,
-    code_challenge: String,
-    code_challenge_method: String,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
 }
 
 async fn authorize(State(fake): State<Arc<FakeOAuth>>, Query(query): Query<AuthorizeQuery>) -> Response {
-    assert_eq!(query.code_challenge_method, "S256");
+    if query.code_challenge.is_some() {
+        assert_eq!(query.code_challenge_method.as_deref(), Some("S256"));
+    }
     let code = format!("code-{}", uuid::Uuid::new_v4().simple());
     fake.codes.lock().unwrap().insert(code.clone(), (query.code_challenge, query.redirect_uri.clone()));
     Redirect::to(&format!("{}?code={code}&state={}", query.redirect_uri, query.state)).into_response()
@@ -115,6 +121,9 @@ async fn authorize(State(fake): State<Arc<FakeOAuth>>, Query(query): Query<Autho
 #[derive(Deserialize)]
 struct TokenForm {
     grant_type: String,
+    /// `client_secret_post` puts the client's credentials here instead of in HTTP Basic.
+    client_id: Option<String>,
+    client_secret: Option<String>,
     code: Option<String>,
     code_verifier: Option<String>,
     redirect_uri: Option<String>,
@@ -122,14 +131,19 @@ struct TokenForm {
 }
 
 async fn token(State(fake): State<Arc<FakeOAuth>>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
-    // The managed app's credentials come as HTTP Basic.
+    // The client's credentials come as HTTP Basic, or in the body.
     let basic = headers.get("authorization").and_then(|value| value.to_str().ok()).unwrap_or_default();
-    if !basic.starts_with("Basic ") {
+    let client_id = match basic.strip_prefix("Basic ") {
+        Some(encoded) => {
+            let credentials = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap_or_default();
+            String::from_utf8(credentials).unwrap_or_default().split(':').next().map(str::to_owned)
+        }
+        None => form.client_id.clone().filter(|_| form.client_secret.is_some()).map(|id| format!("{id} (in the body)")),
+    };
+    let Some(client_id) = client_id else {
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
-    }
-    let credentials = base64::engine::general_purpose::STANDARD.decode(&basic["Basic ".len()..]).unwrap_or_default();
-    let credentials = String::from_utf8(credentials).unwrap_or_default();
-    *fake.last_client_id.lock().unwrap() = credentials.split(':').next().map(str::to_owned);
+    };
+    *fake.last_client_id.lock().unwrap() = Some(client_id);
     if form.grant_type == "refresh_token" {
         fake.refresh_requests.fetch_add(1, Ordering::SeqCst);
     }
@@ -145,9 +159,11 @@ async fn token(State(fake): State<Arc<FakeOAuth>>, headers: HeaderMap, Form(form
             else {
                 return invalid("unknown code").into_response();
             };
-            let verifier = form.code_verifier.unwrap_or_default();
-            if URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != challenge {
-                return invalid("PKCE verification failed").into_response();
+            if let Some(challenge) = challenge {
+                let verifier = form.code_verifier.unwrap_or_default();
+                if URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != challenge {
+                    return invalid("PKCE verification failed").into_response();
+                }
             }
             if form.redirect_uri.as_deref() != Some(redirect_uri.as_str()) {
                 return invalid("redirect_uri mismatch").into_response();
@@ -185,4 +201,43 @@ async fn x_me(headers: HeaderMap) -> Response {
         return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
     }
     Json(json!({"data": {"id": "2244994945", "name": "Ada Lovelace", "username": "ada"}})).into_response()
+}
+
+fn has_fake_token(headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|bearer| bearer.starts_with("Bearer fake-access-token-"))
+}
+
+/// LinkedIn's `GET /v2/userinfo` (OpenID Connect).
+async fn linkedin_userinfo(headers: HeaderMap) -> Response {
+    if !has_fake_token(&headers) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"status": 401, "serviceErrorCode": 65600}))).into_response();
+    }
+    Json(json!({"sub": "782bbtaQ", "name": "Ada Lovelace", "given_name": "Ada", "family_name": "Lovelace"}))
+        .into_response()
+}
+
+/// LinkedIn's organisation roles of the member.
+async fn linkedin_acls(headers: HeaderMap) -> Response {
+    if !has_fake_token(&headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let acl = json!({"organization": "urn:li:organization:2414183", "role": "ADMINISTRATOR", "state": "APPROVED"});
+    Json(json!({"elements": [acl], "paging": {"count": 10, "start": 0}})).into_response()
+}
+
+/// LinkedIn's `POST /rest/posts`: 201 with the post's URN in `x-restli-id`.
+async fn linkedin_post(headers: HeaderMap, Json(body): Json<serde_json::Value>) -> Response {
+    if !has_fake_token(&headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let versioned = headers.contains_key("linkedin-version") && headers.contains_key("x-restli-protocol-version");
+    if !versioned || body["author"].as_str().is_none_or(|author| !author.starts_with("urn:li:")) {
+        return (StatusCode::BAD_REQUEST, Json(json!({"message": "bad request"}))).into_response();
+    }
+    let mut response = StatusCode::CREATED.into_response();
+    response.headers_mut().insert("x-restli-id", "urn:li:share:7263".parse().unwrap());
+    response
 }

@@ -11,5 +11,6 @@ mod event_log;
 mod fake_oauth;
 mod foundation;
 mod keys;
+mod platforms;
 mod posts;
 mod queue;

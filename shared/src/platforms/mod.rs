@@ -12,6 +12,7 @@
 //! later, wait for a reset, ask the user to reconnect, or give up.
 
 pub mod http;
+pub mod linkedin;
 pub mod oauth;
 pub mod sandbox;
 pub mod x;
@@ -420,6 +421,10 @@ impl Platforms {
                     http.clone(),
                 )))),
                 "x" => Some(Arc::new(x::XAdapter::new(oauth::OAuthClient::new("X", endpoints, http.clone())))),
+                "linkedin" => {
+                    let oauth = oauth::OAuthClient::new("LinkedIn", endpoints, http.clone());
+                    Some(Arc::new(linkedin::LinkedInAdapter::new(oauth)))
+                }
                 _ => None,
             };
             if let Some(adapter) = adapter {

@@ -24,11 +24,20 @@ pub struct OAuthClient {
     label: &'static str,
     endpoints: Endpoints,
     http: reqwest::Client,
+    /// Send the client id and secret in the token request's body (`client_secret_post`, as
+    /// LinkedIn wants) rather than as HTTP Basic.
+    secret_in_body: bool,
 }
 
 impl OAuthClient {
     pub fn new(label: &'static str, endpoints: Endpoints, http: reqwest::Client) -> Self {
-        Self { label, endpoints, http }
+        Self { label, endpoints, http, secret_in_body: false }
+    }
+
+    /// The same client, authenticating with `client_secret_post`.
+    pub fn with_secret_in_body(mut self) -> Self {
+        self.secret_in_body = true;
+        self
     }
 
     /// The platform's name in reasons ("X", "the sandbox").
@@ -118,6 +127,9 @@ impl OAuthClient {
             .set_token_uri(TokenUrl::new(self.endpoints.token_url.clone()).map_err(config_error)?);
         if let Some(secret) = &client.client_secret {
             oauth = oauth.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
+        }
+        if self.secret_in_body {
+            oauth = oauth.set_auth_type(oauth2::AuthType::RequestBody);
         }
         Ok(oauth)
     }

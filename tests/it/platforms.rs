@@ -1,0 +1,76 @@
+//! The real platforms' adapters against an in-test platform that answers in each one's shapes:
+//! X (OAuth 2.0 with PKCE, `users/me`, rotating refresh) and LinkedIn (no PKCE,
+//! `client_secret_post`, the member and their organisations, `rest/posts` with `x-restli-id`).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::connect::get_json;
+use crate::credentials::{account_of, app_with_fake, refresh, refreshes_settled};
+
+#[tokio::test]
+async fn an_x_account_connects_with_x_shapes_and_refreshes() {
+    let (app, fake, client) = app_with_fake().await;
+    let (_, callback) = crate::connect::authorize_on(&app, &client, "x", json!({}), "").await;
+    assert!(callback.contains("/v1/connect/x/callback"), "{callback}");
+    let page = client.http.get(&callback).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("1 account(s) connected"));
+    let account = get_json(&app, &client, "/v1/accounts?platform=x").await["data"][0].clone();
+    assert_eq!(account["platform_user_id"], "2244994945");
+    assert_eq!(account["username"], "ada");
+    assert_eq!(account["display_name"], "Ada Lovelace");
+    let account_id = account["id"].as_str().unwrap();
+    refresh(&app, &client, account_id).await;
+    refreshes_settled(&app).await;
+    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
+    assert_eq!(account_of(&app, &client, account_id).await["status"], "connected");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_linkedin_member_and_their_organisation_connect_and_the_organisation_publishes() {
+    let (app, fake, client) = app_with_fake().await;
+    let started = client
+        .http
+        .post(app.url("/v1/connect/linkedin"))
+        .bearer_auth(&client.key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let url = started.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+    assert!(!url.contains("code_challenge"), "LinkedIn web apps take no PKCE: {url}");
+    let consented = client.http.get(&url).send().await.unwrap();
+    let callback = crate::connect::location(&consented);
+    let page = client.http.get(&callback).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("2 account(s) connected"));
+    assert_eq!(fake.last_client_id.lock().unwrap().as_deref(), Some("fake-client (in the body)"), "client_secret_post");
+
+    let listed = get_json(&app, &client, "/v1/accounts?platform=linkedin").await;
+    let accounts = listed["data"].as_array().unwrap();
+    let ids: Vec<&str> = accounts.iter().map(|a| a["platform_user_id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"urn:li:person:782bbtaQ") && ids.contains(&"urn:li:organization:2414183"), "{ids:?}");
+    let organisation = accounts.iter().find(|a| a["kind"] == "organization").unwrap()["id"].clone();
+    let created = client
+        .http
+        .post(app.url("/v1/posts"))
+        .bearer_auth(&client.key)
+        .json(&json!({"content": "From the company page", "targets": [{"account_id": organisation}]}))
+        .send()
+        .await
+        .unwrap();
+    let post_id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let mut delivery = Value::Null;
+    for _ in 0..400 {
+        delivery = get_json(&app, &client, &format!("/v1/posts/{post_id}")).await["deliveries"][0].clone();
+        if delivery["status"] == "published" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(delivery["platform_post_id"], "urn:li:share:7263", "{delivery}");
+    assert_eq!(delivery["platform_url"], "https://www.linkedin.com/feed/update/urn:li:share:7263");
+    app.stop().await.unwrap();
+}
