@@ -48,3 +48,22 @@ pub fn registry() -> Registry<Context> {
         .register::<RevokeGrant>()
         .register::<PublishDelivery>()
 }
+
+/// The adapter of `platform` and the OAuth client (`app_id`, or the managed app) that account
+/// jobs call the platform with; `Err` is the outcome to end the job with.
+async fn platform_client(
+    context: &Context,
+    connection: &mut sqlx::PgConnection,
+    project_id: uuid::Uuid,
+    platform: &str,
+    app_id: Option<uuid::Uuid>,
+) -> Result<(Arc<dyn herald_shared::platforms::Platform>, herald_shared::platforms::ClientCredentials), crate::Outcome>
+{
+    let Some(adapter) = context.platforms.get(platform) else {
+        return Err(crate::Outcome::Fail(format!("no adapter for {platform}")));
+    };
+    match context.platforms.client_for(connection, &context.keyring, project_id, platform, app_id).await {
+        Ok(client) => Ok((adapter, client)),
+        Err(error) => Err(crate::Outcome::Fail(format!("no OAuth client: {error}"))),
+    }
+}

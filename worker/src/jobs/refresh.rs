@@ -84,17 +84,11 @@ pub(super) async fn refresh(job: &RefreshCredentials, context: &Context, run: Jo
         }
         return Ok(Outcome::Done);
     };
-    let Some(adapter) = context.platforms.get(&account.platform) else {
-        return Ok(Outcome::Fail(format!("no adapter for {}", account.platform)));
-    };
-    let client = match context
-        .platforms
-        .client_for(&mut tx, &context.keyring, account.project_id, &account.platform, account.app_id)
-        .await
-    {
-        Ok(client) => client,
-        Err(error) => return Ok(Outcome::Fail(format!("no OAuth client: {error}"))),
-    };
+    let (adapter, client) =
+        match super::platform_client(context, &mut tx, account.project_id, &account.platform, account.app_id).await {
+            Ok(found) => found,
+            Err(outcome) => return Ok(outcome),
+        };
 
     match adapter.refresh(&client, &refresh_token).await {
         Ok(tokens) => {

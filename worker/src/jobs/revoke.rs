@@ -32,17 +32,11 @@ async fn revoke(job: &RevokeGrant, context: &Context) -> anyhow::Result<Outcome>
             .fetch_optional(&mut *tx)
             .await?;
     let Some(account) = account else { return Ok(Outcome::Fail("the account does not exist".into())) };
-    let Some(adapter) = context.platforms.get(&account.platform) else {
-        return Ok(Outcome::Fail(format!("no adapter for {}", account.platform)));
-    };
-    let client = match context
-        .platforms
-        .client_for(&mut tx, &context.keyring, account.project_id, &account.platform, account.app_id)
-        .await
-    {
-        Ok(client) => client,
-        Err(error) => return Ok(Outcome::Fail(format!("no OAuth client: {error}"))),
-    };
+    let (adapter, client) =
+        match super::platform_client(context, &mut tx, account.project_id, &account.platform, account.app_id).await {
+            Ok(found) => found,
+            Err(outcome) => return Ok(outcome),
+        };
     drop(tx);
     let token = credentials::open_wiped_token(&context.keyring, job.account_id, &job.token_column, &job.sealed_token)?;
     match adapter.revoke(&client, &token).await {
