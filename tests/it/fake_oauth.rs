@@ -52,6 +52,10 @@ impl FakeOAuth {
             .route("/api/v2/userinfo", get(linkedin_userinfo))
             .route("/api/v2/organizationalEntityAcls", get(linkedin_acls))
             .route("/api/rest/posts", post(linkedin_post))
+            .route("/api/xrpc/com.atproto.server.createSession", post(bluesky_create_session))
+            .route("/api/xrpc/com.atproto.server.refreshSession", post(bluesky_refresh_session))
+            .route("/api/xrpc/com.atproto.server.getSession", get(bluesky_get_session))
+            .route("/api/xrpc/com.atproto.repo.createRecord", post(bluesky_create_record))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -67,15 +71,17 @@ impl FakeOAuth {
         (fake, settings)
     }
 
-    /// The whole app on a fresh database, with the sandbox's, X's and LinkedIn's URLs pointing
-    /// at a new fake (it answers in each one's shapes).
+    /// The whole app on a fresh database, with the sandbox's, X's, LinkedIn's and Bluesky's URLs
+    /// pointing at a new fake (it answers in each one's shapes).
     pub async fn app_in_front() -> (TestApp, Arc<Self>) {
         let db = TestDb::new().await;
         let mut config = test_config(&db);
         let (fake, settings) = Self::start().await;
         config.platforms.insert("sandbox".into(), settings.clone());
         config.platforms.insert("x".into(), settings.clone());
-        config.platforms.insert("linkedin".into(), settings);
+        config.platforms.insert("linkedin".into(), settings.clone());
+        let xrpc = settings.api_url.as_ref().map(|api| format!("{api}/xrpc"));
+        config.platforms.insert("bluesky".into(), PlatformSettings { api_url: xrpc, ..settings });
         (TestApp::spawn_on(db, Arc::new(config), Router::new()).await, fake)
     }
 
@@ -240,4 +246,66 @@ async fn linkedin_post(headers: HeaderMap, Json(body): Json<serde_json::Value>) 
     let mut response = StatusCode::CREATED.into_response();
     response.headers_mut().insert("x-restli-id", "urn:li:share:7263".parse().unwrap());
     response
+}
+
+/// A Bluesky session: JWTs whose payload carries `exp`, and a refresh token that rotates.
+fn bluesky_session(fake: &FakeOAuth) -> serde_json::Value {
+    let n = fake.issued.fetch_add(1, Ordering::SeqCst);
+    let exp = chrono::Utc::now().timestamp() + 7200;
+    let payload = URL_SAFE_NO_PAD.encode(json!({"exp": exp, "scope": "com.atproto.access"}).to_string());
+    let refresh = format!("eyJhbGciOiJIUzI1NiJ9.{payload}.refresh-{n}");
+    fake.refresh_tokens.lock().unwrap().push(refresh.clone());
+    json!({
+        "accessJwt": format!("eyJhbGciOiJIUzI1NiJ9.{payload}.access-{n}"),
+        "refreshJwt": refresh,
+        "handle": "ada.bsky.social",
+        "did": "did:plc:ada",
+    })
+}
+
+async fn bluesky_create_session(State(fake): State<Arc<FakeOAuth>>, Json(body): Json<serde_json::Value>) -> Response {
+    if body["identifier"] != "ada.bsky.social" || body["password"] != "abcd-efgh-ijkl-mnop" {
+        let refusal = json!({"error": "AuthenticationRequired", "message": "Invalid identifier or password"});
+        return (StatusCode::UNAUTHORIZED, Json(refusal)).into_response();
+    }
+    Json(bluesky_session(&fake)).into_response()
+}
+
+async fn bluesky_refresh_session(State(fake): State<Arc<FakeOAuth>>, headers: HeaderMap) -> Response {
+    fake.refresh_requests.fetch_add(1, Ordering::SeqCst);
+    let presented = headers.get("authorization").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let presented = presented.trim_start_matches("Bearer ").to_owned();
+    let mut live = fake.refresh_tokens.lock().unwrap();
+    let Some(index) = live.iter().position(|token| *token == presented) else {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "ExpiredToken", "message": "Token has been revoked"})))
+            .into_response();
+    };
+    live.remove(index);
+    drop(live);
+    Json(bluesky_session(&fake)).into_response()
+}
+
+fn bluesky_authorized(headers: &HeaderMap) -> bool {
+    headers.get("authorization").and_then(|value| value.to_str().ok()).is_some_and(|bearer| bearer.contains(".access-"))
+}
+
+async fn bluesky_get_session(headers: HeaderMap) -> Response {
+    if !bluesky_authorized(&headers) {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "InvalidToken"}))).into_response();
+    }
+    Json(json!({"handle": "ada.bsky.social", "did": "did:plc:ada", "active": true})).into_response()
+}
+
+async fn bluesky_create_record(headers: HeaderMap, Json(body): Json<serde_json::Value>) -> Response {
+    if !bluesky_authorized(&headers) {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "InvalidToken"}))).into_response();
+    }
+    let valid = body["repo"] == "did:plc:ada"
+        && body["collection"] == "app.bsky.feed.post"
+        && body["record"]["$type"] == "app.bsky.feed.post"
+        && body["record"]["createdAt"].is_string();
+    if !valid {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "InvalidRequest"}))).into_response();
+    }
+    Json(json!({"uri": "at://did:plc:ada/app.bsky.feed.post/3l2s5xxv2ze2c", "cid": "bafyreib2"})).into_response()
 }

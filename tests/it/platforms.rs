@@ -1,6 +1,7 @@
 //! The real platforms' adapters against an in-test platform that answers in each one's shapes:
 //! X (OAuth 2.0 with PKCE, `users/me`, rotating refresh) and LinkedIn (no PKCE,
-//! `client_secret_post`, the member and their organisations, `rest/posts` with `x-restli-id`).
+//! `client_secret_post`, the member and their organisations, `rest/posts` with `x-restli-id`) and
+//! Bluesky (an app password opens a session; `refreshSession` rotates; `createRecord`).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -72,5 +73,57 @@ async fn a_linkedin_member_and_their_organisation_connect_and_the_organisation_p
     }
     assert_eq!(delivery["platform_post_id"], "urn:li:share:7263", "{delivery}");
     assert_eq!(delivery["platform_url"], "https://www.linkedin.com/feed/update/urn:li:share:7263");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bluesky_app_password_opens_a_session_that_refreshes_and_publishes() {
+    let (app, fake, client) = app_with_fake().await;
+    let start =
+        |body: Value| client.http.post(app.url("/v1/connect/bluesky")).bearer_auth(&client.key).json(&body).send();
+    let wrong = start(json!({"identifier": "ada.bsky.social", "app_password": "wrong"})).await.unwrap();
+    assert_eq!(wrong.status(), reqwest::StatusCode::CREATED);
+    let wrong: Value = wrong.json().await.unwrap();
+    assert_eq!(wrong["status"], "failed", "{wrong}");
+    let missing = start(json!({})).await.unwrap();
+    assert_eq!(missing.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+
+    let connected =
+        start(json!({"identifier": "ada.bsky.social", "app_password": "abcd-efgh-ijkl-mnop"})).await.unwrap();
+    let connected: Value = connected.json().await.unwrap();
+    assert_eq!(connected["status"], "connected", "{connected}");
+    assert!(connected.get("url").is_none());
+    let account = get_json(&app, &client, "/v1/accounts?platform=bluesky").await["data"][0].clone();
+    assert_eq!(account["platform_user_id"], "did:plc:ada");
+    assert_eq!(account["username"], "ada.bsky.social");
+    assert!(account["expires_at"].is_string(), "read from the JWT");
+    let found = crate::harness::tables_containing(&app.pool, "abcd-efgh-ijkl-mnop").await;
+    assert!(found.is_empty(), "the app password is stored nowhere: {found:?}");
+
+    let account_id = account["id"].as_str().unwrap();
+    refresh(&app, &client, account_id).await;
+    refreshes_settled(&app).await;
+    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
+    assert_eq!(account_of(&app, &client, account_id).await["status"], "connected");
+
+    let created = client
+        .http
+        .post(app.url("/v1/posts"))
+        .bearer_auth(&client.key)
+        .json(&json!({"content": "hello from herald", "targets": [{"account_id": account_id}]}))
+        .send()
+        .await
+        .unwrap();
+    let post_id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let mut delivery = Value::Null;
+    for _ in 0..400 {
+        delivery = get_json(&app, &client, &format!("/v1/posts/{post_id}")).await["deliveries"][0].clone();
+        if delivery["status"] == "published" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(delivery["platform_post_id"], "at://did:plc:ada/app.bsky.feed.post/3l2s5xxv2ze2c", "{delivery}");
+    assert_eq!(delivery["platform_url"], "https://bsky.app/profile/did:plc:ada/post/3l2s5xxv2ze2c");
     app.stop().await.unwrap();
 }

@@ -23,6 +23,7 @@ use herald_shared::platforms::{self, ClientCredentials, ClientError};
 use herald_shared::queue::{self, NewJob};
 use herald_shared::{credentials, platforms::oauth};
 use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -65,17 +66,28 @@ struct StartBody {
     external_id: Option<String>,
     /// Scopes to ask for instead of the platform's defaults.
     scopes: Option<Vec<String>>,
+    /// Bluesky only: the handle or email the app password belongs to.
+    identifier: Option<String>,
+    /// Bluesky only: an app password. Used once to open a session, never stored or shown.
+    #[schema(value_type = Option<String>)]
+    app_password: Option<SecretString>,
 }
 
 /// A started connect session.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = ConnectStarted)]
 struct Started {
-    /// Send the user here.
-    url: String,
+    /// Send the user here (absent for Bluesky, which connects at once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
     session_id: Uuid,
     /// The link stops working then.
     expires_at: DateTime<Utc>,
+    /// Bluesky only: the outcome, as a callback would report it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_ids: Option<Vec<Uuid>>,
 }
 
 /// A connect session and how it ended.
@@ -124,6 +136,24 @@ async fn start(
     {
         return Err(ApiError::validation(vec![FieldError::new("redirect_uri", "must be an http(s) URL")]));
     }
+    let password_login = match (adapter.connects_with_password(), &body.identifier, &body.app_password) {
+        (true, Some(identifier), Some(password)) => {
+            Some(serde_json::json!({ "identifier": identifier, "password": password.expose_secret() }).to_string())
+        }
+        (true, _, _) => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "app_password",
+                format!("{platform} connects with `identifier` and `app_password`"),
+            )]));
+        }
+        (false, None, None) => None,
+        (false, _, _) => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "app_password",
+                format!("{platform} connects through OAuth: leave out `identifier` and `app_password`"),
+            )]));
+        }
+    };
     let mut tx = state.pool.begin().await?;
     let client = client_for(&state, &mut tx, caller.project_id, &platform, body.app_id).await?;
 
@@ -156,11 +186,32 @@ async fn start(
             .await
             .map_err(|error| ApiError::internal(&error))?;
     }
+    if let Some(login) = password_login {
+        // No redirect: the session is authorized at once and the exchange job opens it.
+        let secrets = credentials::SessionSecrets { pkce_verifier: None, code: Some(SecretString::from(login)) };
+        credentials::store_session_secrets(&mut tx, &state.keyring, session_id, &secrets)
+            .await
+            .map_err(|error| ApiError::internal(&error))?;
+        let authorize = connect_session::Command::Authorize { now: Utc::now() };
+        execute::<ConnectSession>(&mut tx, session_id, authorize, &metadata)
+            .await
+            .map_err(|error| ApiError::internal(&error))?;
+        let job = NewJob::of(&ExchangeCode { session_id }).map_err(|error| ApiError::internal(&error))?;
+        queue::enqueue(&mut *tx, job).await?;
+        tx.commit().await?;
+        let outcome = wait_for_outcome(&state, session_id).await;
+        let (status, account_ids) =
+            outcome.map_or(("pending".to_owned(), Vec::new()), |view| (view.status, view.account_ids));
+        let started =
+            Started { url: None, session_id, expires_at, status: Some(status), account_ids: Some(account_ids) };
+        return Ok((StatusCode::CREATED, ApiJson(started)));
+    }
     let url = adapter
         .authorize_url(&client, &state.config.callback_url(&platform), &state_token, verifier.as_ref(), &scopes)
         .map_err(|error| ApiError::validation(vec![FieldError::new("platform", error.to_string())]))?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, ApiJson(Started { url, session_id, expires_at })))
+    let started = Started { url: Some(url), session_id, expires_at, status: None, account_ids: None };
+    Ok((StatusCode::CREATED, ApiJson(started)))
 }
 
 /// The OAuth client for a connect, or a 422 naming `app_id`.

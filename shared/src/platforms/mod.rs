@@ -11,6 +11,7 @@
 //! Errors are classified once, here, into what the caller must do ([`PlatformError`]): retry
 //! later, wait for a reset, ask the user to reconnect, or give up.
 
+pub mod bluesky;
 pub mod http;
 pub mod linkedin;
 pub mod oauth;
@@ -142,11 +143,12 @@ pub fn defaults(name: &str, public_url: &str) -> Option<Endpoints> {
             None,
             &["boards:read", "pins:read", "pins:write"],
         ),
+        // No OAuth redirect: sessions are opened with an app password against the PDS's XRPC.
         "bluesky" => endpoints(
             "https://bsky.social",
             "https://bsky.social/xrpc/com.atproto.server.createSession",
             "https://bsky.social/xrpc",
-            None,
+            Some("https://bsky.social/xrpc/com.atproto.server.deleteSession"),
             &[],
         ),
         "mastodon" => endpoints(
@@ -328,6 +330,13 @@ pub trait Platform: Send + Sync {
         true
     }
 
+    /// The user gives an identifier and an app password instead of a redirect (Bluesky): the
+    /// connect carries them, sealed, as the session's code, and [`Platform::exchange_code`]
+    /// opens a session with them.
+    fn connects_with_password(&self) -> bool {
+        false
+    }
+
     /// The page to send the user to, with the S256 challenge of `pkce_verifier` when the
     /// platform takes PKCE. No `scopes`: the platform's configured defaults.
     fn authorize_url(
@@ -408,8 +417,14 @@ impl Platforms {
         for name in NAMES {
             let Some(endpoints) = config.platform_endpoints(name) else { continue };
             let settings = config.platforms.get(*name).cloned().unwrap_or_default();
-            let client_id =
-                settings.client_id.clone().or_else(|| (*name == "sandbox").then(|| "herald-sandbox".to_owned()));
+            // The sandbox's managed app is built in; Bluesky has no apps (an app password opens a
+            // session), so it gets a nominal one.
+            let builtin = match *name {
+                "sandbox" => Some("herald-sandbox".to_owned()),
+                "bluesky" => Some("herald".to_owned()),
+                _ => None,
+            };
+            let client_id = settings.client_id.clone().or(builtin);
             if let Some(client_id) = client_id {
                 managed
                     .insert((*name).to_owned(), ClientCredentials { client_id, client_secret: settings.client_secret });
@@ -421,6 +436,11 @@ impl Platforms {
                     http.clone(),
                 )))),
                 "x" => Some(Arc::new(x::XAdapter::new(oauth::OAuthClient::new("X", endpoints, http.clone())))),
+                "bluesky" => Some(Arc::new(bluesky::BlueskyAdapter::new(oauth::OAuthClient::new(
+                    "Bluesky",
+                    endpoints,
+                    http.clone(),
+                )))),
                 "linkedin" => {
                     let oauth = oauth::OAuthClient::new("LinkedIn", endpoints, http.clone());
                     Some(Arc::new(linkedin::LinkedInAdapter::new(oauth)))
