@@ -46,7 +46,9 @@ impl FakeOAuth {
         let fake = Arc::new(Self::default());
         let app = Router::new()
             .route("/authorize", get(authorize))
-            .route("/token", post(token))
+            .route("/token", post(token).get(facebook_long_lived))
+            .route("/api/me/accounts", get(facebook_pages))
+            .route("/api/{page}/feed", post(facebook_feed))
             .route("/api/accounts", get(accounts))
             .route("/api/2/users/me", get(x_me))
             .route("/api/v2/userinfo", get(linkedin_userinfo))
@@ -71,8 +73,8 @@ impl FakeOAuth {
         (fake, settings)
     }
 
-    /// The whole app on a fresh database, with the sandbox's, X's, LinkedIn's and Bluesky's URLs
-    /// pointing at a new fake (it answers in each one's shapes).
+    /// The whole app on a fresh database, with the sandbox's, X's, LinkedIn's, Facebook's and
+    /// Bluesky's URLs pointing at a new fake (it answers in each one's shapes).
     pub async fn app_in_front() -> (TestApp, Arc<Self>) {
         let db = TestDb::new().await;
         let mut config = test_config(&db);
@@ -80,6 +82,7 @@ impl FakeOAuth {
         config.platforms.insert("sandbox".into(), settings.clone());
         config.platforms.insert("x".into(), settings.clone());
         config.platforms.insert("linkedin".into(), settings.clone());
+        config.platforms.insert("facebook".into(), settings.clone());
         let xrpc = settings.api_url.as_ref().map(|api| format!("{api}/xrpc"));
         config.platforms.insert("bluesky".into(), PlatformSettings { api_url: xrpc, ..settings });
         (TestApp::spawn_on(db, Arc::new(config), Router::new()).await, fake)
@@ -308,4 +311,52 @@ async fn bluesky_create_record(headers: HeaderMap, Json(body): Json<serde_json::
         return (StatusCode::BAD_REQUEST, Json(json!({"error": "InvalidRequest"}))).into_response();
     }
     Json(json!({"uri": "at://did:plc:ada/app.bsky.feed.post/3l2s5xxv2ze2c", "cid": "bafyreib2"})).into_response()
+}
+
+#[derive(Deserialize)]
+struct ExchangeQuery {
+    grant_type: String,
+    client_id: String,
+    client_secret: String,
+    fb_exchange_token: String,
+}
+
+/// Facebook's long-lived token exchange (`GET /oauth/access_token?grant_type=fb_exchange_token`).
+async fn facebook_long_lived(Query(query): Query<ExchangeQuery>) -> Response {
+    let valid = query.grant_type == "fb_exchange_token"
+        && query.client_id == "fake-client"
+        && query.client_secret == "fake-secret"
+        && query.fb_exchange_token.starts_with("fake-access-token-");
+    if !valid {
+        let error = json!({"error": {"message": "Invalid OAuth access token", "type": "OAuthException", "code": 190}});
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
+    Json(json!({"access_token": "fake-access-token-long-lived", "token_type": "bearer", "expires_in": 5_184_000}))
+        .into_response()
+}
+
+/// The Pages the user manages, each with its own token.
+async fn facebook_pages(headers: HeaderMap) -> Response {
+    let bearer = headers.get("authorization").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    if bearer != "Bearer fake-access-token-long-lived" {
+        let error =
+            json!({"error": {"message": "Error validating access token", "type": "OAuthException", "code": 190}});
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
+    let pages = json!([
+        {"id": "101", "name": "Ada's Bakery", "access_token": "fake-page-token-101"},
+        {"id": "102", "name": "Ada's Books", "access_token": "fake-page-token-102"},
+    ]);
+    Json(json!({"data": pages, "paging": {}})).into_response()
+}
+
+/// `POST /{page-id}/feed`, with that Page's own token.
+async fn facebook_feed(axum::extract::Path(page): axum::extract::Path<String>, headers: HeaderMap) -> Response {
+    let bearer = headers.get("authorization").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    if bearer != format!("Bearer fake-page-token-{page}") {
+        let error =
+            json!({"error": {"message": "Error validating access token", "type": "OAuthException", "code": 190}});
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
+    Json(json!({"id": format!("{page}_9001")})).into_response()
 }

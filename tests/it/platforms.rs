@@ -1,7 +1,8 @@
 //! The real platforms' adapters against an in-test platform that answers in each one's shapes:
 //! X (OAuth 2.0 with PKCE, `users/me`, rotating refresh) and LinkedIn (no PKCE,
 //! `client_secret_post`, the member and their organisations, `rest/posts` with `x-restli-id`) and
-//! Bluesky (an app password opens a session; `refreshSession` rotates; `createRecord`).
+//! Bluesky (an app password opens a session; `refreshSession` rotates; `createRecord`) and
+//! Facebook (a long-lived user token, each Page with its own token, Graph error codes).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -125,5 +126,48 @@ async fn a_bluesky_app_password_opens_a_session_that_refreshes_and_publishes() {
     }
     assert_eq!(delivery["platform_post_id"], "at://did:plc:ada/app.bsky.feed.post/3l2s5xxv2ze2c", "{delivery}");
     assert_eq!(delivery["platform_url"], "https://bsky.app/profile/did:plc:ada/post/3l2s5xxv2ze2c");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn facebook_pages_connect_with_their_own_tokens_and_publish() {
+    let (app, _fake, client) = app_with_fake().await;
+    let started = client
+        .http
+        .post(app.url("/v1/connect/facebook"))
+        .bearer_auth(&client.key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let url = started.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+    let consented = client.http.get(&url).send().await.unwrap();
+    let page = client.http.get(crate::connect::location(&consented)).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("2 account(s) connected"), "both Pages, not the person");
+
+    let listed = get_json(&app, &client, "/v1/accounts?platform=facebook").await;
+    let bakery =
+        listed["data"].as_array().unwrap().iter().find(|a| a["display_name"] == "Ada's Bakery").unwrap().clone();
+    assert_eq!(bakery["kind"], "page");
+    assert!(bakery["expires_at"].is_null(), "Page tokens from a long-lived user token do not expire");
+    let created = client
+        .http
+        .post(app.url("/v1/posts"))
+        .bearer_auth(&client.key)
+        .json(&json!({"content": "Fresh bread today", "targets": [{"account_id": bakery["id"]}]}))
+        .send()
+        .await
+        .unwrap();
+    let post_id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let mut delivery = Value::Null;
+    for _ in 0..400 {
+        delivery = get_json(&app, &client, &format!("/v1/posts/{post_id}")).await["deliveries"][0].clone();
+        if delivery["status"] == "published" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(delivery["platform_post_id"], "101_9001", "published with the Page's own token: {delivery}");
+    assert_eq!(delivery["platform_url"], "https://www.facebook.com/101_9001");
     app.stop().await.unwrap();
 }

@@ -12,6 +12,7 @@
 //! later, wait for a reset, ask the user to reconnect, or give up.
 
 pub mod bluesky;
+pub mod facebook;
 pub mod http;
 pub mod linkedin;
 pub mod oauth;
@@ -441,6 +442,10 @@ impl Platforms {
                     endpoints,
                     http.clone(),
                 )))),
+                "facebook" => {
+                    let oauth = oauth::OAuthClient::new("Facebook", endpoints, http.clone());
+                    Some(Arc::new(facebook::FacebookAdapter::new(oauth)))
+                }
                 "linkedin" => {
                     let oauth = oauth::OAuthClient::new("LinkedIn", endpoints, http.clone());
                     Some(Arc::new(linkedin::LinkedInAdapter::new(oauth)))
