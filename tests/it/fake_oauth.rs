@@ -49,6 +49,12 @@ impl FakeOAuth {
             .route("/token", post(token).get(facebook_long_lived))
             .route("/api/me/accounts", get(facebook_pages))
             .route("/api/{page}/feed", post(facebook_feed))
+            .route("/api/access_token", get(threads_long_lived))
+            .route("/api/refresh_access_token", get(threads_refresh))
+            .route("/api/me", get(threads_me))
+            .route("/api/{page}/threads", post(threads_container))
+            .route("/api/{page}/threads_publish", post(threads_publish))
+            .route("/api/{page}", get(threads_permalink))
             .route("/api/accounts", get(accounts))
             .route("/api/2/users/me", get(x_me))
             .route("/api/v2/userinfo", get(linkedin_userinfo))
@@ -73,8 +79,8 @@ impl FakeOAuth {
         (fake, settings)
     }
 
-    /// The whole app on a fresh database, with the sandbox's, X's, LinkedIn's, Facebook's and
-    /// Bluesky's URLs pointing at a new fake (it answers in each one's shapes).
+    /// The whole app on a fresh database, with the sandbox's, X's, LinkedIn's, Facebook's,
+    /// Threads' and Bluesky's URLs pointing at a new fake (it answers in each one's shapes).
     pub async fn app_in_front() -> (TestApp, Arc<Self>) {
         let db = TestDb::new().await;
         let mut config = test_config(&db);
@@ -83,6 +89,7 @@ impl FakeOAuth {
         config.platforms.insert("x".into(), settings.clone());
         config.platforms.insert("linkedin".into(), settings.clone());
         config.platforms.insert("facebook".into(), settings.clone());
+        config.platforms.insert("threads".into(), settings.clone());
         let xrpc = settings.api_url.as_ref().map(|api| format!("{api}/xrpc"));
         config.platforms.insert("bluesky".into(), PlatformSettings { api_url: xrpc, ..settings });
         (TestApp::spawn_on(db, Arc::new(config), Router::new()).await, fake)
@@ -359,4 +366,83 @@ async fn facebook_feed(axum::extract::Path(page): axum::extract::Path<String>, h
         return (StatusCode::BAD_REQUEST, Json(error)).into_response();
     }
     Json(json!({"id": format!("{page}_9001")})).into_response()
+}
+
+#[derive(Deserialize)]
+struct ThreadsTokenQuery {
+    grant_type: String,
+    access_token: String,
+}
+
+fn graph_token_error() -> Response {
+    let error = json!({"error": {"message": "Invalid OAuth access token", "type": "OAuthException", "code": 190}});
+    (StatusCode::BAD_REQUEST, Json(error)).into_response()
+}
+
+/// Threads' `th_exchange_token`: a one-hour token for a 60-day one.
+async fn threads_long_lived(Query(query): Query<ThreadsTokenQuery>) -> Response {
+    if query.grant_type != "th_exchange_token" || !query.access_token.starts_with("fake-access-token-") {
+        return graph_token_error();
+    }
+    Json(json!({"access_token": "fake-access-token-threads-0", "token_type": "bearer", "expires_in": 5_184_000}))
+        .into_response()
+}
+
+/// Threads' `th_refresh_token`: a long-lived token renews itself.
+async fn threads_refresh(State(fake): State<Arc<FakeOAuth>>, Query(query): Query<ThreadsTokenQuery>) -> Response {
+    fake.refresh_requests.fetch_add(1, Ordering::SeqCst);
+    if query.grant_type != "th_refresh_token" || !query.access_token.starts_with("fake-access-token-threads-") {
+        return graph_token_error();
+    }
+    let n = fake.issued.fetch_add(1, Ordering::SeqCst) + 1;
+    Json(json!({"access_token": format!("fake-access-token-threads-{n}"), "token_type": "bearer", "expires_in": 5_184_000}))
+        .into_response()
+}
+
+fn threads_authorized(headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|bearer| bearer.starts_with("Bearer fake-access-token-threads-"))
+}
+
+async fn threads_me(headers: HeaderMap) -> Response {
+    if !threads_authorized(&headers) {
+        return graph_token_error();
+    }
+    Json(json!({"id": "17841400001", "username": "ada", "name": "Ada Lovelace"})).into_response()
+}
+
+#[derive(Deserialize)]
+struct ContainerQuery {
+    media_type: String,
+    text: String,
+}
+
+async fn threads_container(headers: HeaderMap, Query(query): Query<ContainerQuery>) -> Response {
+    if !threads_authorized(&headers) {
+        return graph_token_error();
+    }
+    assert_eq!(query.media_type, "TEXT");
+    assert!(!query.text.is_empty());
+    Json(json!({"id": "container-1"})).into_response()
+}
+
+#[derive(Deserialize)]
+struct PublishQuery {
+    creation_id: String,
+}
+
+async fn threads_publish(headers: HeaderMap, Query(query): Query<PublishQuery>) -> Response {
+    if !threads_authorized(&headers) || query.creation_id != "container-1" {
+        return graph_token_error();
+    }
+    Json(json!({"id": "18000000001"})).into_response()
+}
+
+async fn threads_permalink(headers: HeaderMap) -> Response {
+    if !threads_authorized(&headers) {
+        return graph_token_error();
+    }
+    Json(json!({"permalink": "https://www.threads.net/@ada/post/C1a2b3", "id": "18000000001"})).into_response()
 }

@@ -2,7 +2,8 @@
 //! X (OAuth 2.0 with PKCE, `users/me`, rotating refresh) and LinkedIn (no PKCE,
 //! `client_secret_post`, the member and their organisations, `rest/posts` with `x-restli-id`) and
 //! Bluesky (an app password opens a session; `refreshSession` rotates; `createRecord`) and
-//! Facebook (a long-lived user token, each Page with its own token, Graph error codes).
+//! Facebook (a long-lived user token, each Page with its own token, Graph error codes) and
+//! Threads (a 60-day token that refreshes itself, two-step publishing).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -169,5 +170,53 @@ async fn facebook_pages_connect_with_their_own_tokens_and_publish() {
     }
     assert_eq!(delivery["platform_post_id"], "101_9001", "published with the Page's own token: {delivery}");
     assert_eq!(delivery["platform_url"], "https://www.facebook.com/101_9001");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_threads_account_keeps_a_long_lived_token_fresh_and_publishes_in_two_steps() {
+    let (app, fake, client) = app_with_fake().await;
+    let started = client
+        .http
+        .post(app.url("/v1/connect/threads"))
+        .bearer_auth(&client.key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let url = started.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+    let consented = client.http.get(&url).send().await.unwrap();
+    let page = client.http.get(crate::connect::location(&consented)).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("1 account(s) connected"));
+    let account = get_json(&app, &client, "/v1/accounts?platform=threads").await["data"][0].clone();
+    assert_eq!(account["platform_user_id"], "17841400001");
+    let expires: chrono::DateTime<chrono::Utc> = account["expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(expires - chrono::Utc::now() > chrono::Duration::days(59), "the long-lived token");
+
+    let account_id = account["id"].as_str().unwrap();
+    refresh(&app, &client, account_id).await;
+    refreshes_settled(&app).await;
+    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
+    assert_eq!(account_of(&app, &client, account_id).await["status"], "connected");
+
+    let created = client
+        .http
+        .post(app.url("/v1/posts"))
+        .bearer_auth(&client.key)
+        .json(&json!({"content": "threads, from herald", "targets": [{"account_id": account_id}]}))
+        .send()
+        .await
+        .unwrap();
+    let post_id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let mut delivery = Value::Null;
+    for _ in 0..400 {
+        delivery = get_json(&app, &client, &format!("/v1/posts/{post_id}")).await["deliveries"][0].clone();
+        if delivery["status"] == "published" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(delivery["platform_post_id"], "18000000001", "{delivery}");
+    assert_eq!(delivery["platform_url"], "https://www.threads.net/@ada/post/C1a2b3");
     app.stop().await.unwrap();
 }

@@ -48,7 +48,7 @@ struct GraphError {
 }
 
 /// A refused Graph call, by its error code (the reason quotes the body).
-fn classify_graph(reason: String) -> PlatformError {
+pub(super) fn classify_graph(reason: String) -> PlatformError {
     let code = reason
         .find('{')
         .and_then(|start| serde_json::from_str::<GraphErrorBody>(&reason[start..]).ok())

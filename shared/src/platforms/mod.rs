@@ -17,6 +17,7 @@ pub mod http;
 pub mod linkedin;
 pub mod oauth;
 pub mod sandbox;
+pub mod threads;
 pub mod x;
 
 use std::collections::BTreeMap;
@@ -445,6 +446,10 @@ impl Platforms {
                 "facebook" => {
                     let oauth = oauth::OAuthClient::new("Facebook", endpoints, http.clone());
                     Some(Arc::new(facebook::FacebookAdapter::new(oauth)))
+                }
+                "threads" => {
+                    let oauth = oauth::OAuthClient::new("Threads", endpoints, http.clone());
+                    Some(Arc::new(threads::ThreadsAdapter::new(oauth)))
                 }
                 "linkedin" => {
                     let oauth = oauth::OAuthClient::new("LinkedIn", endpoints, http.clone());

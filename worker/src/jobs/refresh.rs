@@ -8,8 +8,9 @@
 //!
 //! Outcomes: success → `account.token_refreshed`; a transient failure (network, 5xx) →
 //! `account.refresh_failed` and a retry with backoff, the account stays connected; a rate limit →
-//! run again at the platform's reset; a dead grant (`invalid_grant`) or a refused request →
-//! `account.needs_reconnect` with the platform's reason.
+//! run again at the platform's reset; a dead grant (`invalid_grant`) →
+//! `account.needs_reconnect` with the platform's reason; another refusal →
+//! `account.refresh_failed`, the account stays connected.
 
 use herald_shared::credentials;
 use herald_shared::domain::account::{self, Account};
@@ -111,10 +112,19 @@ pub(super) async fn refresh(job: &RefreshCredentials, context: &Context, run: Jo
             Ok(Outcome::Retry(reason))
         }
         Err(PlatformError::RateLimited { until, reason }) => Ok(Outcome::RetryAt(until, reason)),
-        Err(error) => {
+        Err(error @ PlatformError::AuthDead(_)) => {
             let reason = error.to_string();
             let dead = account::Command::MarkNeedsReconnect { reason: reason.clone() };
             execute::<Account>(&mut tx, account_id, dead, &metadata).await?;
+            tx.commit().await?;
+            Ok(Outcome::Fail(reason))
+        }
+        // Refused for another reason (Threads refuses tokens younger than a day): the grant may
+        // well be alive, so the account stays connected and the failure is on record.
+        Err(error) => {
+            let reason = error.to_string();
+            let failed = account::Command::RecordRefreshFailed { reason: reason.clone() };
+            execute::<Account>(&mut tx, account_id, failed, &metadata).await?;
             tx.commit().await?;
             Ok(Outcome::Fail(reason))
         }

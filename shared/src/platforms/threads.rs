@@ -1,0 +1,161 @@
+//! Threads (Meta): OAuth without PKCE, the client authenticating in the body; the one-hour
+//! token the code buys is exchanged at once for a 60-day one (`th_exchange_token`), which
+//! refreshes itself (`th_refresh_token`, allowed once it is a day old): herald keeps it as both
+//! the access and the refresh token, and the refresh job renews it a week before it expires.
+//! A grant reaches the user (`GET /me`). Publishing is two calls: create a text container
+//! (`POST /{user}/threads`, `media_type=TEXT`), then publish it (`POST /{user}/threads_publish`);
+//! the permalink is read afterwards. Errors are Graph's (see `facebook::classify_graph`).
+
+use async_trait::async_trait;
+use chrono::Utc;
+use reqwest::RequestBuilder;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::facebook::classify_graph;
+use super::oauth::OAuthClient;
+use super::{ClientCredentials, GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet, http};
+
+pub struct ThreadsAdapter {
+    oauth: OAuthClient,
+}
+
+impl ThreadsAdapter {
+    pub fn new(oauth: OAuthClient) -> Self {
+        Self { oauth: oauth.with_secret_in_body() }
+    }
+
+    async fn graph<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, PlatformError> {
+        match http::send_json(self.oauth.label(), request).await {
+            Err(PlatformError::Permanent(reason)) => Err(classify_graph(reason)),
+            other => other,
+        }
+    }
+
+    /// Where the long-lived token endpoints live: the API's host, without its version.
+    fn token_base(&self) -> String {
+        self.oauth.endpoints().api_url.trim_end_matches('/').trim_end_matches("/v1.0").to_owned()
+    }
+
+    async fn long_lived(&self, path: &str, query: &[(&str, &str)]) -> Result<TokenSet, PlatformError> {
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
+        let url = format!("{}/{path}?{query}", self.token_base());
+        let token: LongLived = self.graph(self.oauth.http().get(url)).await?;
+        Ok(TokenSet {
+            access_token: SecretString::from(token.access_token.clone()),
+            refresh_token: Some(SecretString::from(token.access_token)),
+            expires_at: token.expires_in.map(|seconds| Utc::now() + chrono::Duration::seconds(seconds)),
+            scopes: Vec::new(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct LongLived {
+    access_token: String,
+    expires_in: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Me {
+    id: String,
+    username: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Id {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct Permalink {
+    permalink: Option<String>,
+}
+
+#[async_trait]
+impl Platform for ThreadsAdapter {
+    fn name(&self) -> &'static str {
+        "threads"
+    }
+
+    fn oauth(&self) -> &OAuthClient {
+        &self.oauth
+    }
+
+    fn supports_pkce(&self) -> bool {
+        false
+    }
+
+    async fn exchange_code(
+        &self,
+        client: &ClientCredentials,
+        code: &SecretString,
+        pkce_verifier: Option<&SecretString>,
+        redirect_uri: &str,
+    ) -> Result<TokenSet, PlatformError> {
+        let short = self.oauth.exchange_code(client, code, pkce_verifier, redirect_uri).await?;
+        let secret = client.client_secret.as_ref().map(|secret| secret.expose_secret().to_owned()).unwrap_or_default();
+        let query = [
+            ("grant_type", "th_exchange_token"),
+            ("client_secret", secret.as_str()),
+            ("access_token", short.access_token.expose_secret()),
+        ];
+        let mut long = self.long_lived("access_token", &query).await?;
+        long.scopes = short.scopes;
+        Ok(long)
+    }
+
+    async fn refresh(
+        &self,
+        _client: &ClientCredentials,
+        refresh_token: &SecretString,
+    ) -> Result<TokenSet, PlatformError> {
+        let query = [("grant_type", "th_refresh_token"), ("access_token", refresh_token.expose_secret())];
+        self.long_lived("refresh_access_token", &query).await
+    }
+
+    async fn accounts(&self, tokens: &TokenSet) -> Result<Vec<GrantedAccount>, PlatformError> {
+        let url = format!("{}/me?fields=id,username,name", self.oauth.endpoints().api_url);
+        let me: Me = self.graph(self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret())).await?;
+        Ok(vec![GrantedAccount {
+            platform_user_id: me.id,
+            kind: "person".to_owned(),
+            username: me.username,
+            display_name: me.name,
+            token: None,
+        }])
+    }
+
+    async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
+        let api = &self.oauth.endpoints().api_url;
+        let token = tokens.access_token.expose_secret();
+        let user = publication.platform_user_id;
+        let container_query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("media_type", "TEXT")
+            .append_pair("text", publication.content)
+            .finish();
+        let container: Id = self
+            .graph(self.oauth.http().post(format!("{api}/{user}/threads?{container_query}")).bearer_auth(token))
+            .await?;
+        let publish_query =
+            form_urlencoded::Serializer::new(String::new()).append_pair("creation_id", &container.id).finish();
+        let published: Id = self
+            .graph(self.oauth.http().post(format!("{api}/{user}/threads_publish?{publish_query}")).bearer_auth(token))
+            .await?;
+        // The permalink is a courtesy: the post exists whether or not it can be read back.
+        let permalink = self
+            .graph::<Permalink>(
+                self.oauth.http().get(format!("{api}/{}?fields=permalink", published.id)).bearer_auth(token),
+            )
+            .await
+            .ok()
+            .and_then(|found| found.permalink);
+        Ok(Published { platform_post_id: published.id, url: permalink })
+    }
+
+    fn max_content_chars(&self) -> usize {
+        500
+    }
+}
