@@ -44,6 +44,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke))
         .routes(routes!(accounts))
         .routes(routes!(publish, find_posts))
+        .routes(routes!(show_post))
 }
 
 #[cfg(test)]
@@ -475,6 +476,35 @@ async fn find_posts(State(state): State<AppState>, headers: HeaderMap, Query(que
         Err(error) => {
             tracing::error!(%error, "the sandbox cannot search its posts");
             StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// A published sandbox post, as its public page (the URL a publish answers with).
+#[utoipa::path(get, path = "/sandbox/posts/{id}", tag = "sandbox",
+    params(("id" = Uuid, Path, description = "The post's id on the sandbox")),
+    responses(
+        (status = 200, description = "The post", content_type = "text/html", body = String),
+        (status = 404, description = "No such post", content_type = "text/html", body = String),
+    ))]
+async fn show_post(State(state): State<AppState>, axum::extract::Path(id): axum::extract::Path<Uuid>) -> Response {
+    let found = sqlx::query!("SELECT account_id, text, created_at FROM sandbox_posts WHERE id = $1", id)
+        .fetch_optional(&state.pool)
+        .await;
+    match found {
+        Ok(Some(post)) => {
+            let body = format!(
+                "<p>{}</p><p><small>{} · {}</small></p>",
+                escape(&post.text),
+                escape(&post.account_id),
+                post.created_at.to_rfc3339()
+            );
+            page_html(StatusCode::OK, "A sandbox post", &body)
+        }
+        Ok(None) => page(StatusCode::NOT_FOUND, "No such post", "The sandbox has no post with this id."),
+        Err(error) => {
+            tracing::error!(%error, "the sandbox cannot read a post");
+            page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "The sandbox could not read the post.")
         }
     }
 }

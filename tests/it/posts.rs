@@ -85,7 +85,10 @@ async fn a_post_for_three_accounts_is_published_to_each_with_results() {
         assert_eq!(delivery["status"], "published");
         assert_eq!(delivery["attempts"], 1);
         assert!(delivery["platform_post_id"].is_string());
-        assert!(delivery["platform_url"].as_str().unwrap().contains("/sandbox/posts/"));
+        let url = delivery["platform_url"].as_str().unwrap();
+        let shown = client.http.get(url).send().await.unwrap();
+        assert_eq!(shown.status(), StatusCode::OK, "the post's URL is a real page");
+        assert!(shown.text().await.unwrap().contains("hello world"));
         assert!(delivery["published_at"].is_string());
     }
     assert_eq!(done["external_id"], "campaign-1");
