@@ -34,6 +34,8 @@ pub struct FakeOAuth {
     pub fail_next: AtomicUsize,
     /// Leave the refresh token out of code exchanges.
     pub omit_refresh_token: std::sync::atomic::AtomicBool,
+    /// Mastodon statuses made, by `Idempotency-Key`.
+    pub mastodon_statuses: Mutex<HashMap<String, String>>,
     /// The client id of the last token request (from its Basic credentials).
     pub last_client_id: Mutex<Option<String>>,
     /// Issue access tokens that live 60 s instead of an hour.
@@ -49,6 +51,8 @@ impl FakeOAuth {
             .route("/token", post(token).get(facebook_long_lived))
             .route("/api/me/accounts", get(facebook_pages))
             .route("/api/{page}/feed", post(facebook_feed))
+            .route("/api/api/v1/accounts/verify_credentials", get(mastodon_me))
+            .route("/api/api/v1/statuses", post(mastodon_status))
             .route("/api/access_token", get(threads_long_lived))
             .route("/api/refresh_access_token", get(threads_refresh))
             .route("/api/me", get(threads_me))
@@ -80,7 +84,8 @@ impl FakeOAuth {
     }
 
     /// The whole app on a fresh database, with the sandbox's, X's, LinkedIn's, Facebook's,
-    /// Threads' and Bluesky's URLs pointing at a new fake (it answers in each one's shapes).
+    /// Threads', Mastodon's and Bluesky's URLs pointing at a new fake (it answers in each one's
+    /// shapes).
     pub async fn app_in_front() -> (TestApp, Arc<Self>) {
         let db = TestDb::new().await;
         let mut config = test_config(&db);
@@ -90,6 +95,7 @@ impl FakeOAuth {
         config.platforms.insert("linkedin".into(), settings.clone());
         config.platforms.insert("facebook".into(), settings.clone());
         config.platforms.insert("threads".into(), settings.clone());
+        config.platforms.insert("mastodon".into(), settings.clone());
         let xrpc = settings.api_url.as_ref().map(|api| format!("{api}/xrpc"));
         config.platforms.insert("bluesky".into(), PlatformSettings { api_url: xrpc, ..settings });
         (TestApp::spawn_on(db, Arc::new(config), Router::new()).await, fake)
@@ -445,4 +451,35 @@ async fn threads_permalink(headers: HeaderMap) -> Response {
         return graph_token_error();
     }
     Json(json!({"permalink": "https://www.threads.net/@ada/post/C1a2b3", "id": "18000000001"})).into_response()
+}
+
+async fn mastodon_me(headers: HeaderMap) -> Response {
+    if !has_fake_token(&headers) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "The access token is invalid"}))).into_response();
+    }
+    Json(json!({"id": "109348", "username": "ada", "acct": "ada", "display_name": "Ada"})).into_response()
+}
+
+/// `POST /api/v1/statuses`: a repeat with the same `Idempotency-Key` answers the same status.
+async fn mastodon_status(
+    State(fake): State<Arc<FakeOAuth>>,
+    headers: HeaderMap,
+    Json(body): Json<serde_json::Value>,
+) -> Response {
+    if !has_fake_token(&headers) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "The access token is invalid"}))).into_response();
+    }
+    let Some(key) = headers.get("idempotency-key").and_then(|value| value.to_str().ok()).map(str::to_owned) else {
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": "herald always sends Idempotency-Key"})))
+            .into_response();
+    };
+    if body["status"].as_str().is_none_or(str::is_empty) {
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": "Validation failed: Text can't be blank"})))
+            .into_response();
+    }
+    let mut statuses = fake.mastodon_statuses.lock().unwrap();
+    let next = format!("1133{}", statuses.len());
+    let id = statuses.entry(key).or_insert(next).clone();
+    Json(json!({"id": id, "url": format!("https://mastodon.example/@ada/{id}"), "visibility": body["visibility"]}))
+        .into_response()
 }

@@ -3,7 +3,8 @@
 //! `client_secret_post`, the member and their organisations, `rest/posts` with `x-restli-id`) and
 //! Bluesky (an app password opens a session; `refreshSession` rotates; `createRecord`) and
 //! Facebook (a long-lived user token, each Page with its own token, Graph error codes) and
-//! Threads (a 60-day token that refreshes itself, two-step publishing).
+//! Threads (a 60-day token that refreshes itself, two-step publishing) and Mastodon (statuses
+//! with `Idempotency-Key`).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -218,5 +219,40 @@ async fn a_threads_account_keeps_a_long_lived_token_fresh_and_publishes_in_two_s
     }
     assert_eq!(delivery["platform_post_id"], "18000000001", "{delivery}");
     assert_eq!(delivery["platform_url"], "https://www.threads.net/@ada/post/C1a2b3");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_mastodon_account_publishes_with_an_idempotency_key() {
+    let (app, fake, client) = app_with_fake().await;
+    let (_, callback) = crate::connect::authorize_on(&app, &client, "mastodon", json!({}), "").await;
+    let page = client.http.get(&callback).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("1 account(s) connected"));
+    let account = get_json(&app, &client, "/v1/accounts?platform=mastodon").await["data"][0].clone();
+    assert_eq!(account["platform_user_id"], "109348");
+
+    let created = client
+        .http
+        .post(app.url("/v1/posts"))
+        .bearer_auth(&client.key)
+        .json(&json!({"content": "toot", "targets": [{"account_id": account["id"], "options": {"visibility": "unlisted"}}]}))
+        .send()
+        .await
+        .unwrap();
+    let post_id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let mut delivery = Value::Null;
+    for _ in 0..400 {
+        delivery = get_json(&app, &client, &format!("/v1/posts/{post_id}")).await["deliveries"][0].clone();
+        if delivery["status"] == "published" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        delivery["platform_url"],
+        format!("https://mastodon.example/@ada/{}", delivery["platform_post_id"].as_str().unwrap())
+    );
+    let keys: Vec<String> = fake.mastodon_statuses.lock().unwrap().keys().cloned().collect();
+    assert_eq!(keys, vec![format!("{}:1", delivery["id"].as_str().unwrap())], "the delivery and its generation");
     app.stop().await.unwrap();
 }

@@ -15,6 +15,7 @@ pub mod bluesky;
 pub mod facebook;
 pub mod http;
 pub mod linkedin;
+pub mod mastodon;
 pub mod oauth;
 pub mod sandbox;
 pub mod threads;
@@ -446,6 +447,10 @@ impl Platforms {
                 "facebook" => {
                     let oauth = oauth::OAuthClient::new("Facebook", endpoints, http.clone());
                     Some(Arc::new(facebook::FacebookAdapter::new(oauth)))
+                }
+                "mastodon" => {
+                    let oauth = oauth::OAuthClient::new("Mastodon", endpoints, http.clone());
+                    Some(Arc::new(mastodon::MastodonAdapter::new(oauth)))
                 }
                 "threads" => {
                     let oauth = oauth::OAuthClient::new("Threads", endpoints, http.clone());
