@@ -11,8 +11,26 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::connect::Client;
 use crate::connect::get_json;
 use crate::credentials::{account_of, app_with_fake, refresh, refreshes_settled};
+use crate::harness::TestApp;
+
+/// Creates a post from `body` and waits (up to 10 s) for its first delivery to be published;
+/// returns that delivery.
+async fn publish_one(app: &TestApp, client: &Client, body: Value) -> Value {
+    let created = client.http.post(app.url("/v1/posts")).bearer_auth(&client.key).json(&body).send().await.unwrap();
+    let post_id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let mut delivery = Value::Null;
+    for _ in 0..400 {
+        delivery = get_json(app, client, &format!("/v1/posts/{post_id}")).await["deliveries"][0].clone();
+        if delivery["status"] == "published" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    delivery
+}
 
 #[tokio::test]
 async fn an_x_account_connects_with_x_shapes_and_refreshes() {
@@ -57,23 +75,12 @@ async fn a_linkedin_member_and_their_organisation_connect_and_the_organisation_p
     let ids: Vec<&str> = accounts.iter().map(|a| a["platform_user_id"].as_str().unwrap()).collect();
     assert!(ids.contains(&"urn:li:person:782bbtaQ") && ids.contains(&"urn:li:organization:2414183"), "{ids:?}");
     let organisation = accounts.iter().find(|a| a["kind"] == "organization").unwrap()["id"].clone();
-    let created = client
-        .http
-        .post(app.url("/v1/posts"))
-        .bearer_auth(&client.key)
-        .json(&json!({"content": "From the company page", "targets": [{"account_id": organisation}]}))
-        .send()
-        .await
-        .unwrap();
-    let post_id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let mut delivery = Value::Null;
-    for _ in 0..400 {
-        delivery = get_json(&app, &client, &format!("/v1/posts/{post_id}")).await["deliveries"][0].clone();
-        if delivery["status"] == "published" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let delivery = publish_one(
+        &app,
+        &client,
+        json!({"content": "From the company page", "targets": [{"account_id": organisation}]}),
+    )
+    .await;
     assert_eq!(delivery["platform_post_id"], "urn:li:share:7263", "{delivery}");
     assert_eq!(delivery["platform_url"], "https://www.linkedin.com/feed/update/urn:li:share:7263");
     app.stop().await.unwrap();
@@ -109,23 +116,9 @@ async fn a_bluesky_app_password_opens_a_session_that_refreshes_and_publishes() {
     assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
     assert_eq!(account_of(&app, &client, account_id).await["status"], "connected");
 
-    let created = client
-        .http
-        .post(app.url("/v1/posts"))
-        .bearer_auth(&client.key)
-        .json(&json!({"content": "hello from herald", "targets": [{"account_id": account_id}]}))
-        .send()
-        .await
-        .unwrap();
-    let post_id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let mut delivery = Value::Null;
-    for _ in 0..400 {
-        delivery = get_json(&app, &client, &format!("/v1/posts/{post_id}")).await["deliveries"][0].clone();
-        if delivery["status"] == "published" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let delivery =
+        publish_one(&app, &client, json!({"content": "hello from herald", "targets": [{"account_id": account_id}]}))
+            .await;
     assert_eq!(delivery["platform_post_id"], "at://did:plc:ada/app.bsky.feed.post/3l2s5xxv2ze2c", "{delivery}");
     assert_eq!(delivery["platform_url"], "https://bsky.app/profile/did:plc:ada/post/3l2s5xxv2ze2c");
     app.stop().await.unwrap();
@@ -152,23 +145,9 @@ async fn facebook_pages_connect_with_their_own_tokens_and_publish() {
         listed["data"].as_array().unwrap().iter().find(|a| a["display_name"] == "Ada's Bakery").unwrap().clone();
     assert_eq!(bakery["kind"], "page");
     assert!(bakery["expires_at"].is_null(), "Page tokens from a long-lived user token do not expire");
-    let created = client
-        .http
-        .post(app.url("/v1/posts"))
-        .bearer_auth(&client.key)
-        .json(&json!({"content": "Fresh bread today", "targets": [{"account_id": bakery["id"]}]}))
-        .send()
-        .await
-        .unwrap();
-    let post_id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let mut delivery = Value::Null;
-    for _ in 0..400 {
-        delivery = get_json(&app, &client, &format!("/v1/posts/{post_id}")).await["deliveries"][0].clone();
-        if delivery["status"] == "published" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let delivery =
+        publish_one(&app, &client, json!({"content": "Fresh bread today", "targets": [{"account_id": bakery["id"]}]}))
+            .await;
     assert_eq!(delivery["platform_post_id"], "101_9001", "published with the Page's own token: {delivery}");
     assert_eq!(delivery["platform_url"], "https://www.facebook.com/101_9001");
     app.stop().await.unwrap();
@@ -200,23 +179,9 @@ async fn a_threads_account_keeps_a_long_lived_token_fresh_and_publishes_in_two_s
     assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
     assert_eq!(account_of(&app, &client, account_id).await["status"], "connected");
 
-    let created = client
-        .http
-        .post(app.url("/v1/posts"))
-        .bearer_auth(&client.key)
-        .json(&json!({"content": "threads, from herald", "targets": [{"account_id": account_id}]}))
-        .send()
-        .await
-        .unwrap();
-    let post_id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let mut delivery = Value::Null;
-    for _ in 0..400 {
-        delivery = get_json(&app, &client, &format!("/v1/posts/{post_id}")).await["deliveries"][0].clone();
-        if delivery["status"] == "published" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let delivery =
+        publish_one(&app, &client, json!({"content": "threads, from herald", "targets": [{"account_id": account_id}]}))
+            .await;
     assert_eq!(delivery["platform_post_id"], "18000000001", "{delivery}");
     assert_eq!(delivery["platform_url"], "https://www.threads.net/@ada/post/C1a2b3");
     app.stop().await.unwrap();
@@ -231,23 +196,12 @@ async fn a_mastodon_account_publishes_with_an_idempotency_key() {
     let account = get_json(&app, &client, "/v1/accounts?platform=mastodon").await["data"][0].clone();
     assert_eq!(account["platform_user_id"], "109348");
 
-    let created = client
-        .http
-        .post(app.url("/v1/posts"))
-        .bearer_auth(&client.key)
-        .json(&json!({"content": "toot", "targets": [{"account_id": account["id"], "options": {"visibility": "unlisted"}}]}))
-        .send()
-        .await
-        .unwrap();
-    let post_id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let mut delivery = Value::Null;
-    for _ in 0..400 {
-        delivery = get_json(&app, &client, &format!("/v1/posts/{post_id}")).await["deliveries"][0].clone();
-        if delivery["status"] == "published" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let delivery = publish_one(
+        &app,
+        &client,
+        json!({"content": "toot", "targets": [{"account_id": account["id"], "options": {"visibility": "unlisted"}}]}),
+    )
+    .await;
     assert_eq!(
         delivery["platform_url"],
         format!("https://mastodon.example/@ada/{}", delivery["platform_post_id"].as_str().unwrap())
