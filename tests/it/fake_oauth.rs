@@ -53,6 +53,8 @@ impl FakeOAuth {
             .route("/api/{page}/feed", post(facebook_feed))
             .route("/api/api/v1/accounts/verify_credentials", get(mastodon_me))
             .route("/api/api/v1/statuses", post(mastodon_status))
+            .route("/api/channels", get(youtube_channels))
+            .route("/api/user_account", get(pinterest_account))
             .route("/api/access_token", get(threads_long_lived))
             .route("/api/refresh_access_token", get(threads_refresh))
             .route("/api/me", get(threads_me))
@@ -83,9 +85,8 @@ impl FakeOAuth {
         (fake, settings)
     }
 
-    /// The whole app on a fresh database, with the sandbox's, X's, LinkedIn's, Facebook's,
-    /// Threads', Mastodon's and Bluesky's URLs pointing at a new fake (it answers in each one's
-    /// shapes).
+    /// The whole app on a fresh database, with every platform with an adapter pointing at a new
+    /// fake (it answers in each one's shapes).
     pub async fn app_in_front() -> (TestApp, Arc<Self>) {
         let db = TestDb::new().await;
         let mut config = test_config(&db);
@@ -96,6 +97,8 @@ impl FakeOAuth {
         config.platforms.insert("facebook".into(), settings.clone());
         config.platforms.insert("threads".into(), settings.clone());
         config.platforms.insert("mastodon".into(), settings.clone());
+        config.platforms.insert("youtube".into(), settings.clone());
+        config.platforms.insert("pinterest".into(), settings.clone());
         let xrpc = settings.api_url.as_ref().map(|api| format!("{api}/xrpc"));
         config.platforms.insert("bluesky".into(), PlatformSettings { api_url: xrpc, ..settings });
         (TestApp::spawn_on(db, Arc::new(config), Router::new()).await, fake)
@@ -482,4 +485,26 @@ async fn mastodon_status(
     let id = statuses.entry(key).or_insert(next).clone();
     Json(json!({"id": id, "url": format!("https://mastodon.example/@ada/{id}"), "visibility": body["visibility"]}))
         .into_response()
+}
+
+/// YouTube's `GET /channels?part=snippet&mine=true`.
+async fn youtube_channels(headers: HeaderMap) -> Response {
+    if !has_fake_token(&headers) {
+        let error = json!({"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}});
+        return (StatusCode::UNAUTHORIZED, Json(error)).into_response();
+    }
+    let items = json!([
+        {"kind": "youtube#channel", "id": "UC_ada_main", "snippet": {"title": "Ada Codes", "customUrl": "@adacodes"}},
+        {"kind": "youtube#channel", "id": "UC_ada_music", "snippet": {"title": "Ada Plays", "customUrl": "@adaplays"}},
+    ]);
+    Json(json!({"kind": "youtube#channelListResponse", "items": items})).into_response()
+}
+
+/// Pinterest's `GET /v5/user_account`.
+async fn pinterest_account(headers: HeaderMap) -> Response {
+    if !has_fake_token(&headers) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"code": 2, "message": "Authentication failed."})))
+            .into_response();
+    }
+    Json(json!({"account_type": "BUSINESS", "id": "549755885175", "username": "adabakes"})).into_response()
 }

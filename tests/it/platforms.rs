@@ -3,8 +3,8 @@
 //! `client_secret_post`, the member and their organisations, `rest/posts` with `x-restli-id`) and
 //! Bluesky (an app password opens a session; `refreshSession` rotates; `createRecord`) and
 //! Facebook (a long-lived user token, each Page with its own token, Graph error codes) and
-//! Threads (a 60-day token that refreshes itself, two-step publishing) and Mastodon (statuses
-//! with `Idempotency-Key`).
+//! Threads (a 60-day token that refreshes itself, two-step publishing), Mastodon (statuses
+//! with `Idempotency-Key`), and YouTube and Pinterest, which connect but cannot publish text.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -208,5 +208,57 @@ async fn a_mastodon_account_publishes_with_an_idempotency_key() {
     );
     let keys: Vec<String> = fake.mastodon_statuses.lock().unwrap().keys().cloned().collect();
     assert_eq!(keys, vec![format!("{}:1", delivery["id"].as_str().unwrap())], "the delivery and its generation");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn youtube_channels_and_pinterest_accounts_connect_but_are_refused_as_text_targets() {
+    let (app, _fake, client) = app_with_fake().await;
+    let (_, callback) = crate::connect::authorize_on(&app, &client, "youtube", json!({}), "").await;
+    let page = client.http.get(&callback).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("2 account(s) connected"), "both channels");
+    let started = client
+        .http
+        .post(app.url("/v1/connect/youtube"))
+        .bearer_auth(&client.key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let url = started.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+    let query = crate::connect::query_of(&url);
+    assert_eq!(
+        (query["access_type"].as_str(), query["prompt"].as_str()),
+        ("offline", "consent"),
+        "asks for a refresh token"
+    );
+
+    let started = client
+        .http
+        .post(app.url("/v1/connect/pinterest"))
+        .bearer_auth(&client.key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let url = started.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+    assert_eq!(
+        crate::connect::query_of(&url)["scope"],
+        "boards:read,pins:read,pins:write",
+        "commas, as Pinterest wants"
+    );
+    let consented = client.http.get(&url).send().await.unwrap();
+    client.http.get(crate::connect::location(&consented)).send().await.unwrap();
+    let pinterest = get_json(&app, &client, "/v1/accounts?platform=pinterest").await["data"][0].clone();
+    assert_eq!(pinterest["platform_user_id"], "549755885175");
+
+    let channel = get_json(&app, &client, "/v1/accounts?platform=youtube").await["data"][0]["id"].clone();
+    for account in [channel, pinterest["id"].clone()] {
+        let body = json!({"content": "text alone", "targets": [{"account_id": account}]});
+        let refused = client.http.post(app.url("/v1/posts")).bearer_auth(&client.key).json(&body).send().await.unwrap();
+        assert_eq!(refused.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+        let problem: Value = refused.json().await.unwrap();
+        assert!(problem["errors"][0]["message"].as_str().unwrap().contains("image or a video"), "{problem}");
+    }
     app.stop().await.unwrap();
 }

@@ -214,6 +214,10 @@ async fn check_targets(
                 field("account_id"),
                 format!("herald cannot publish to {} yet", account.platform),
             )),
+            Some(adapter) if !adapter.publishes_text() => errors.push(FieldError::new(
+                field("account_id"),
+                format!("{} posts need an image or a video, which herald cannot attach yet", account.platform),
+            )),
             Some(adapter) => {
                 let length = text.chars().count();
                 let name = if target.content.is_some() { field("content") } else { "content".to_owned() };

@@ -17,9 +17,11 @@ pub mod http;
 pub mod linkedin;
 pub mod mastodon;
 pub mod oauth;
+pub mod pinterest;
 pub mod sandbox;
 pub mod threads;
 pub mod x;
+pub mod youtube;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -392,6 +394,13 @@ pub trait Platform: Send + Sync {
 
     /// The most characters a post may have here.
     fn max_content_chars(&self) -> usize;
+
+    /// Whether a post of text alone can be published here. YouTube, Pinterest, Instagram and
+    /// TikTok need an image or a video, which herald's posts cannot carry yet: their accounts
+    /// connect and stay fresh, and the posts API refuses them as targets.
+    fn publishes_text(&self) -> bool {
+        true
+    }
 }
 
 /// The platforms with an adapter, by name, with their settings resolved.
@@ -447,6 +456,14 @@ impl Platforms {
                 "facebook" => {
                     let oauth = oauth::OAuthClient::new("Facebook", endpoints, http.clone());
                     Some(Arc::new(facebook::FacebookAdapter::new(oauth)))
+                }
+                "youtube" => {
+                    let oauth = oauth::OAuthClient::new("YouTube", endpoints, http.clone());
+                    Some(Arc::new(youtube::YouTubeAdapter::new(oauth)))
+                }
+                "pinterest" => {
+                    let oauth = oauth::OAuthClient::new("Pinterest", endpoints, http.clone());
+                    Some(Arc::new(pinterest::PinterestAdapter::new(oauth)))
                 }
                 "mastodon" => {
                     let oauth = oauth::OAuthClient::new("Mastodon", endpoints, http.clone());

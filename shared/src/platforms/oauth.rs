@@ -27,11 +27,19 @@ pub struct OAuthClient {
     /// Send the client id and secret in the token request's body (`client_secret_post`, as
     /// LinkedIn wants) rather than as HTTP Basic.
     secret_in_body: bool,
+    /// Extra authorize parameters (Google's `access_type=offline`).
+    authorize_params: Vec<(&'static str, &'static str)>,
 }
 
 impl OAuthClient {
     pub fn new(label: &'static str, endpoints: Endpoints, http: reqwest::Client) -> Self {
-        Self { label, endpoints, http, secret_in_body: false }
+        Self { label, endpoints, http, secret_in_body: false, authorize_params: Vec::new() }
+    }
+
+    /// The same client, adding `params` to every authorize URL.
+    pub fn with_authorize_params(mut self, params: &[(&'static str, &'static str)]) -> Self {
+        self.authorize_params.extend_from_slice(params);
+        self
     }
 
     /// The same client, authenticating with `client_secret_post`.
@@ -70,6 +78,9 @@ impl OAuthClient {
         let state = state.to_owned();
         let mut request = oauth.authorize_url(move || CsrfToken::new(state));
         request = request.add_scopes(scopes.iter().map(|scope| Scope::new(scope.clone())));
+        for (name, value) in &self.authorize_params {
+            request = request.add_extra_param(*name, *value);
+        }
         if let Some(verifier) = pkce_verifier {
             let verifier = PkceCodeVerifier::new(verifier.expose_secret().to_owned());
             request = request.set_pkce_challenge(PkceCodeChallenge::from_code_verifier_sha256(&verifier));

@@ -1,0 +1,84 @@
+//! YouTube (Google OAuth 2.0): PKCE, and `access_type=offline` + `prompt=consent` so that Google
+//! hands out a refresh token (it does not rotate it: refreshes answer without one, and herald
+//! keeps the stored one). Access tokens last an hour. A grant reaches the user's channels
+//! (`GET /channels?part=snippet&mine=true`). Google refresh tokens die when revoked, after six
+//! months unused, or after seven days for apps still in "Testing".
+//!
+//! Publishing needs a video (a resumable upload), which herald's posts cannot carry yet: YouTube
+//! accounts connect and stay fresh, and the posts API refuses them as targets.
+
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use super::oauth::OAuthClient;
+use super::{GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet, http};
+
+pub struct YouTubeAdapter {
+    oauth: OAuthClient,
+}
+
+impl YouTubeAdapter {
+    pub fn new(oauth: OAuthClient) -> Self {
+        Self { oauth: oauth.with_authorize_params(&[("access_type", "offline"), ("prompt", "consent")]) }
+    }
+}
+
+#[derive(Deserialize)]
+struct Channels {
+    #[serde(default)]
+    items: Vec<Channel>,
+}
+
+#[derive(Deserialize)]
+struct Channel {
+    id: String,
+    snippet: Option<Snippet>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Snippet {
+    title: Option<String>,
+    custom_url: Option<String>,
+}
+
+#[async_trait]
+impl Platform for YouTubeAdapter {
+    fn name(&self) -> &'static str {
+        "youtube"
+    }
+
+    fn oauth(&self) -> &OAuthClient {
+        &self.oauth
+    }
+
+    async fn accounts(&self, tokens: &TokenSet) -> Result<Vec<GrantedAccount>, PlatformError> {
+        let url = format!("{}/channels?part=snippet&mine=true", self.oauth.endpoints().api_url);
+        let request = self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret());
+        let channels: Channels = http::send_json(self.oauth.label(), request).await?;
+        Ok(channels
+            .items
+            .into_iter()
+            .map(|channel| GrantedAccount {
+                platform_user_id: channel.id,
+                kind: "channel".to_owned(),
+                username: channel.snippet.as_ref().and_then(|snippet| snippet.custom_url.clone()),
+                display_name: channel.snippet.and_then(|snippet| snippet.title),
+                token: None,
+            })
+            .collect())
+    }
+
+    fn publishes_text(&self) -> bool {
+        false
+    }
+
+    async fn publish(&self, _tokens: &TokenSet, _publication: &Publication<'_>) -> Result<Published, PlatformError> {
+        Err(PlatformError::Permanent("a YouTube post needs a video, which herald cannot attach yet".to_owned()))
+    }
+
+    fn max_content_chars(&self) -> usize {
+        5000
+    }
+}
