@@ -54,18 +54,8 @@ async fn an_x_account_connects_with_x_shapes_and_refreshes() {
 #[tokio::test]
 async fn a_linkedin_member_and_their_organisation_connect_and_the_organisation_publishes() {
     let (app, fake, client) = app_with_fake().await;
-    let started = client
-        .http
-        .post(app.url("/v1/connect/linkedin"))
-        .bearer_auth(&client.key)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let url = started.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
-    assert!(!url.contains("code_challenge"), "LinkedIn web apps take no PKCE: {url}");
-    let consented = client.http.get(&url).send().await.unwrap();
-    let callback = crate::connect::location(&consented);
+    // LinkedIn web apps take no PKCE (the helper checks the URL has none).
+    let (_, callback) = crate::connect::authorize_on(&app, &client, "linkedin", json!({}), "").await;
     let page = client.http.get(&callback).send().await.unwrap();
     assert!(page.text().await.unwrap().contains("2 account(s) connected"));
     assert_eq!(fake.last_client_id.lock().unwrap().as_deref(), Some("fake-client (in the body)"), "client_secret_post");
@@ -127,17 +117,8 @@ async fn a_bluesky_app_password_opens_a_session_that_refreshes_and_publishes() {
 #[tokio::test]
 async fn facebook_pages_connect_with_their_own_tokens_and_publish() {
     let (app, _fake, client) = app_with_fake().await;
-    let started = client
-        .http
-        .post(app.url("/v1/connect/facebook"))
-        .bearer_auth(&client.key)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let url = started.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
-    let consented = client.http.get(&url).send().await.unwrap();
-    let page = client.http.get(crate::connect::location(&consented)).send().await.unwrap();
+    let (_, callback) = crate::connect::authorize_on(&app, &client, "facebook", json!({}), "").await;
+    let page = client.http.get(&callback).send().await.unwrap();
     assert!(page.text().await.unwrap().contains("2 account(s) connected"), "both Pages, not the person");
 
     let listed = get_json(&app, &client, "/v1/accounts?platform=facebook").await;
@@ -156,17 +137,8 @@ async fn facebook_pages_connect_with_their_own_tokens_and_publish() {
 #[tokio::test]
 async fn a_threads_account_keeps_a_long_lived_token_fresh_and_publishes_in_two_steps() {
     let (app, fake, client) = app_with_fake().await;
-    let started = client
-        .http
-        .post(app.url("/v1/connect/threads"))
-        .bearer_auth(&client.key)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let url = started.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
-    let consented = client.http.get(&url).send().await.unwrap();
-    let page = client.http.get(crate::connect::location(&consented)).send().await.unwrap();
+    let (_, callback) = crate::connect::authorize_on(&app, &client, "threads", json!({}), "").await;
+    let page = client.http.get(&callback).send().await.unwrap();
     assert!(page.text().await.unwrap().contains("1 account(s) connected"));
     let account = get_json(&app, &client, "/v1/accounts?platform=threads").await["data"][0].clone();
     assert_eq!(account["platform_user_id"], "17841400001");
