@@ -65,7 +65,7 @@ pub async fn authorize_on(
     let url = started["url"].as_str().unwrap();
     let query = query_of(url);
     // Every platform that takes PKCE gets it (LinkedIn, Meta's and Pinterest's web apps do not).
-    let takes_pkce = !matches!(platform, "linkedin" | "facebook" | "threads" | "pinterest");
+    let takes_pkce = !matches!(platform, "linkedin" | "facebook" | "threads" | "instagram" | "pinterest");
     assert_eq!(query.get("code_challenge_method").map(String::as_str), takes_pkce.then_some("S256"), "{url}");
     assert_eq!(query["redirect_uri"], app.url(&format!("/v1/connect/{platform}/callback")));
     let consented = client.http.get(format!("{url}&{consent}")).send().await.unwrap();

@@ -98,6 +98,7 @@ impl FakeOAuth {
         config.platforms.insert("threads".into(), settings.clone());
         config.platforms.insert("mastodon".into(), settings.clone());
         config.platforms.insert("youtube".into(), settings.clone());
+        config.platforms.insert("instagram".into(), settings.clone());
         config.platforms.insert("pinterest".into(), settings.clone());
         let xrpc = settings.api_url.as_ref().map(|api| format!("{api}/xrpc"));
         config.platforms.insert("bluesky".into(), PlatformSettings { api_url: xrpc, ..settings });
@@ -388,19 +389,23 @@ fn graph_token_error() -> Response {
     (StatusCode::BAD_REQUEST, Json(error)).into_response()
 }
 
-/// Threads' `th_exchange_token`: a one-hour token for a 60-day one.
+/// Threads' `th_exchange_token` (Instagram's `ig_exchange_token`): a one-hour token for a
+/// 60-day one.
 async fn threads_long_lived(Query(query): Query<ThreadsTokenQuery>) -> Response {
-    if query.grant_type != "th_exchange_token" || !query.access_token.starts_with("fake-access-token-") {
+    let known = matches!(query.grant_type.as_str(), "th_exchange_token" | "ig_exchange_token");
+    if !known || !query.access_token.starts_with("fake-access-token-") {
         return graph_token_error();
     }
     Json(json!({"access_token": "fake-access-token-threads-0", "token_type": "bearer", "expires_in": 5_184_000}))
         .into_response()
 }
 
-/// Threads' `th_refresh_token`: a long-lived token renews itself.
+/// Threads' `th_refresh_token` (Instagram's `ig_refresh_token`): a long-lived token renews
+/// itself.
 async fn threads_refresh(State(fake): State<Arc<FakeOAuth>>, Query(query): Query<ThreadsTokenQuery>) -> Response {
     fake.refresh_requests.fetch_add(1, Ordering::SeqCst);
-    if query.grant_type != "th_refresh_token" || !query.access_token.starts_with("fake-access-token-threads-") {
+    let known = matches!(query.grant_type.as_str(), "th_refresh_token" | "ig_refresh_token");
+    if !known || !query.access_token.starts_with("fake-access-token-threads-") {
         return graph_token_error();
     }
     let n = fake.issued.fetch_add(1, Ordering::SeqCst) + 1;

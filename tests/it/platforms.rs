@@ -4,7 +4,8 @@
 //! Bluesky (an app password opens a session; `refreshSession` rotates; `createRecord`) and
 //! Facebook (a long-lived user token, each Page with its own token, Graph error codes) and
 //! Threads (a 60-day token that refreshes itself, two-step publishing), Mastodon (statuses
-//! with `Idempotency-Key`), and YouTube and Pinterest, which connect but cannot publish text.
+//! with `Idempotency-Key`), and YouTube, Pinterest and Instagram, which connect but cannot
+//! publish text.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -232,5 +233,26 @@ async fn youtube_channels_and_pinterest_accounts_connect_but_are_refused_as_text
         let problem: Value = refused.json().await.unwrap();
         assert!(problem["errors"][0]["message"].as_str().unwrap().contains("image or a video"), "{problem}");
     }
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_instagram_account_keeps_a_long_lived_token_fresh_but_is_refused_as_a_text_target() {
+    let (app, fake, client) = app_with_fake().await;
+    let (_, callback) = crate::connect::authorize_on(&app, &client, "instagram", json!({}), "").await;
+    let page = client.http.get(&callback).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("1 account(s) connected"));
+    let account = get_json(&app, &client, "/v1/accounts?platform=instagram").await["data"][0].clone();
+    let expires: chrono::DateTime<chrono::Utc> = account["expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(expires - chrono::Utc::now() > chrono::Duration::days(59), "exchanged for the long-lived token");
+    let account_id = account["id"].as_str().unwrap();
+    refresh(&app, &client, account_id).await;
+    refreshes_settled(&app).await;
+    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
+    assert_eq!(account_of(&app, &client, account_id).await["status"], "connected");
+
+    let body = json!({"content": "text alone", "targets": [{"account_id": account_id}]});
+    let refused = client.http.post(app.url("/v1/posts")).bearer_auth(&client.key).json(&body).send().await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
     app.stop().await.unwrap();
 }

@@ -28,13 +28,39 @@ impl FacebookAdapter {
         Self { oauth: oauth.with_secret_in_body() }
     }
 
-    /// Sends a Graph request and reads its answer, classifying Graph's error codes.
     async fn graph<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, PlatformError> {
-        match http::send_json(self.oauth.label(), request).await {
-            Err(PlatformError::Permanent(reason)) => Err(classify_graph(reason)),
-            other => other,
-        }
+        graph(&self.oauth, request).await
     }
+}
+
+/// Sends a Graph request (Facebook, Instagram, Threads) and reads its answer, classifying
+/// Graph's error codes.
+pub(super) async fn graph<T: DeserializeOwned>(
+    oauth: &OAuthClient,
+    request: RequestBuilder,
+) -> Result<T, PlatformError> {
+    match http::send_json(oauth.label(), request).await {
+        Err(PlatformError::Permanent(reason)) => Err(classify_graph(reason)),
+        other => other,
+    }
+}
+
+/// Instagram's and Threads' long-lived tokens: `GET {base}/{path}?{query}` answers a token that
+/// renews itself, so herald keeps it as both the access and the refresh token.
+pub(super) async fn long_lived_token(
+    oauth: &OAuthClient,
+    base: &str,
+    path: &str,
+    query: &[(&str, &str)],
+) -> Result<TokenSet, PlatformError> {
+    let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
+    let token: LongLived = graph(oauth, oauth.http().get(format!("{base}/{path}?{query}"))).await?;
+    Ok(TokenSet {
+        access_token: SecretString::from(token.access_token.clone()),
+        refresh_token: Some(SecretString::from(token.access_token)),
+        expires_at: token.expires_in.map(|seconds| Utc::now() + chrono::Duration::seconds(seconds)),
+        scopes: Vec::new(),
+    })
 }
 
 #[derive(Deserialize)]

@@ -14,6 +14,7 @@
 pub mod bluesky;
 pub mod facebook;
 pub mod http;
+pub mod instagram;
 pub mod linkedin;
 pub mod mastodon;
 pub mod oauth;
@@ -456,6 +457,10 @@ impl Platforms {
                 "facebook" => {
                     let oauth = oauth::OAuthClient::new("Facebook", endpoints, http.clone());
                     Some(Arc::new(facebook::FacebookAdapter::new(oauth)))
+                }
+                "instagram" => {
+                    let oauth = oauth::OAuthClient::new("Instagram", endpoints, http.clone());
+                    Some(Arc::new(instagram::InstagramAdapter::new(oauth)))
                 }
                 "youtube" => {
                     let oauth = oauth::OAuthClient::new("YouTube", endpoints, http.clone());

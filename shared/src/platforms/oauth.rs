@@ -29,11 +29,19 @@ pub struct OAuthClient {
     secret_in_body: bool,
     /// Extra authorize parameters (Google's `access_type=offline`).
     authorize_params: Vec<(&'static str, &'static str)>,
+    /// Scopes joined with commas rather than spaces (Pinterest, Instagram).
+    comma_scopes: bool,
 }
 
 impl OAuthClient {
     pub fn new(label: &'static str, endpoints: Endpoints, http: reqwest::Client) -> Self {
-        Self { label, endpoints, http, secret_in_body: false, authorize_params: Vec::new() }
+        Self { label, endpoints, http, secret_in_body: false, authorize_params: Vec::new(), comma_scopes: false }
+    }
+
+    /// The same client, joining scopes with commas in the authorize URL.
+    pub fn with_comma_scopes(mut self) -> Self {
+        self.comma_scopes = true;
+        self
     }
 
     /// The same client, adding `params` to every authorize URL.
@@ -77,7 +85,11 @@ impl OAuthClient {
             .set_redirect_uri(RedirectUrl::new(redirect_uri.to_owned()).map_err(config_error)?);
         let state = state.to_owned();
         let mut request = oauth.authorize_url(move || CsrfToken::new(state));
-        request = request.add_scopes(scopes.iter().map(|scope| Scope::new(scope.clone())));
+        if self.comma_scopes {
+            request = request.add_scope(Scope::new(scopes.join(",")));
+        } else {
+            request = request.add_scopes(scopes.iter().map(|scope| Scope::new(scope.clone())));
+        }
         for (name, value) in &self.authorize_params {
             request = request.add_extra_param(*name, *value);
         }

@@ -6,11 +6,11 @@
 //! connect and stay fresh, and the posts API refuses them as targets.
 
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::oauth::OAuthClient;
-use super::{ClientCredentials, GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet, http};
+use super::{GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet, http};
 
 pub struct PinterestAdapter {
     oauth: OAuthClient,
@@ -18,7 +18,7 @@ pub struct PinterestAdapter {
 
 impl PinterestAdapter {
     pub fn new(oauth: OAuthClient) -> Self {
-        Self { oauth }
+        Self { oauth: oauth.with_comma_scopes() }
     }
 }
 
@@ -40,20 +40,6 @@ impl Platform for PinterestAdapter {
 
     fn supports_pkce(&self) -> bool {
         false
-    }
-
-    /// Pinterest wants its scopes separated by commas, not spaces.
-    fn authorize_url(
-        &self,
-        client: &ClientCredentials,
-        redirect_uri: &str,
-        state: &str,
-        pkce_verifier: Option<&SecretString>,
-        scopes: &[String],
-    ) -> Result<String, PlatformError> {
-        let scopes = if scopes.is_empty() { self.oauth.endpoints().scopes.as_slice() } else { scopes };
-        let joined = [scopes.join(",")];
-        self.oauth.authorize_url(client, redirect_uri, state, pkce_verifier, &joined)
     }
 
     async fn accounts(&self, tokens: &TokenSet) -> Result<Vec<GrantedAccount>, PlatformError> {

@@ -7,15 +7,14 @@
 //! the permalink is read afterwards. Errors are Graph's (see `facebook::classify_graph`).
 
 use async_trait::async_trait;
-use chrono::Utc;
 use reqwest::RequestBuilder;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::facebook::classify_graph;
+use super::facebook::{graph, long_lived_token};
 use super::oauth::OAuthClient;
-use super::{ClientCredentials, GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet, http};
+use super::{ClientCredentials, GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet};
 
 pub struct ThreadsAdapter {
     oauth: OAuthClient,
@@ -27,10 +26,7 @@ impl ThreadsAdapter {
     }
 
     async fn graph<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, PlatformError> {
-        match http::send_json(self.oauth.label(), request).await {
-            Err(PlatformError::Permanent(reason)) => Err(classify_graph(reason)),
-            other => other,
-        }
+        graph(&self.oauth, request).await
     }
 
     /// Where the long-lived token endpoints live: the API's host, without its version.
@@ -39,22 +35,8 @@ impl ThreadsAdapter {
     }
 
     async fn long_lived(&self, path: &str, query: &[(&str, &str)]) -> Result<TokenSet, PlatformError> {
-        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
-        let url = format!("{}/{path}?{query}", self.token_base());
-        let token: LongLived = self.graph(self.oauth.http().get(url)).await?;
-        Ok(TokenSet {
-            access_token: SecretString::from(token.access_token.clone()),
-            refresh_token: Some(SecretString::from(token.access_token)),
-            expires_at: token.expires_in.map(|seconds| Utc::now() + chrono::Duration::seconds(seconds)),
-            scopes: Vec::new(),
-        })
+        long_lived_token(&self.oauth, &self.token_base(), path, query).await
     }
-}
-
-#[derive(Deserialize)]
-struct LongLived {
-    access_token: String,
-    expires_in: Option<i64>,
 }
 
 #[derive(Deserialize)]
