@@ -45,6 +45,28 @@ pub(super) async fn graph<T: DeserializeOwned>(
     }
 }
 
+/// Instagram's and Threads' connect: the code buys a one-hour token, traded at once
+/// (`{base}/access_token?grant_type={grant_type}`) for a 60-day one that renews itself.
+pub(super) async fn exchange_for_long_lived(
+    oauth: &OAuthClient,
+    base: &str,
+    grant_type: &str,
+    client: &ClientCredentials,
+    code: &SecretString,
+    redirect_uri: &str,
+) -> Result<TokenSet, PlatformError> {
+    let short = oauth.exchange_code(client, code, None, redirect_uri).await?;
+    let secret = client.client_secret.as_ref().map(|secret| secret.expose_secret().to_owned()).unwrap_or_default();
+    let query = [
+        ("grant_type", grant_type),
+        ("client_secret", secret.as_str()),
+        ("access_token", short.access_token.expose_secret()),
+    ];
+    let mut long = long_lived_token(oauth, base, "access_token", &query).await?;
+    long.scopes = short.scopes;
+    Ok(long)
+}
+
 /// Instagram's and Threads' long-lived tokens: `GET {base}/{path}?{query}` answers a token that
 /// renews itself, so herald keeps it as both the access and the refresh token.
 pub(super) async fn long_lived_token(

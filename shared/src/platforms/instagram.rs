@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::facebook::{graph, long_lived_token};
+use super::facebook::{exchange_for_long_lived, graph, long_lived_token};
 use super::oauth::OAuthClient;
 use super::{ClientCredentials, GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet};
 
@@ -63,19 +63,10 @@ impl Platform for InstagramAdapter {
         &self,
         client: &ClientCredentials,
         code: &SecretString,
-        pkce_verifier: Option<&SecretString>,
+        _pkce_verifier: Option<&SecretString>,
         redirect_uri: &str,
     ) -> Result<TokenSet, PlatformError> {
-        let short = self.oauth.exchange_code(client, code, pkce_verifier, redirect_uri).await?;
-        let secret = client.client_secret.as_ref().map(|secret| secret.expose_secret().to_owned()).unwrap_or_default();
-        let query = [
-            ("grant_type", "ig_exchange_token"),
-            ("client_secret", secret.as_str()),
-            ("access_token", short.access_token.expose_secret()),
-        ];
-        let mut long = long_lived_token(&self.oauth, &self.graph_base(), "access_token", &query).await?;
-        long.scopes = short.scopes;
-        Ok(long)
+        exchange_for_long_lived(&self.oauth, &self.graph_base(), "ig_exchange_token", client, code, redirect_uri).await
     }
 
     async fn refresh(

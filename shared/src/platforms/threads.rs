@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::facebook::{graph, long_lived_token};
+use super::facebook::{exchange_for_long_lived, graph, long_lived_token};
 use super::oauth::OAuthClient;
 use super::{ClientCredentials, GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet};
 
@@ -74,19 +74,10 @@ impl Platform for ThreadsAdapter {
         &self,
         client: &ClientCredentials,
         code: &SecretString,
-        pkce_verifier: Option<&SecretString>,
+        _pkce_verifier: Option<&SecretString>,
         redirect_uri: &str,
     ) -> Result<TokenSet, PlatformError> {
-        let short = self.oauth.exchange_code(client, code, pkce_verifier, redirect_uri).await?;
-        let secret = client.client_secret.as_ref().map(|secret| secret.expose_secret().to_owned()).unwrap_or_default();
-        let query = [
-            ("grant_type", "th_exchange_token"),
-            ("client_secret", secret.as_str()),
-            ("access_token", short.access_token.expose_secret()),
-        ];
-        let mut long = self.long_lived("access_token", &query).await?;
-        long.scopes = short.scopes;
-        Ok(long)
+        exchange_for_long_lived(&self.oauth, &self.token_base(), "th_exchange_token", client, code, redirect_uri).await
     }
 
     async fn refresh(
