@@ -54,6 +54,7 @@ impl FakeOAuth {
             .route("/api/api/v1/accounts/verify_credentials", get(mastodon_me))
             .route("/api/api/v1/statuses", post(mastodon_status))
             .route("/api/channels", get(youtube_channels))
+            .route("/api/v2/user/info/", get(tiktok_user))
             .route("/api/user_account", get(pinterest_account))
             .route("/api/access_token", get(threads_long_lived))
             .route("/api/refresh_access_token", get(threads_refresh))
@@ -99,6 +100,7 @@ impl FakeOAuth {
         config.platforms.insert("mastodon".into(), settings.clone());
         config.platforms.insert("youtube".into(), settings.clone());
         config.platforms.insert("instagram".into(), settings.clone());
+        config.platforms.insert("tiktok".into(), settings.clone());
         config.platforms.insert("pinterest".into(), settings.clone());
         let xrpc = settings.api_url.as_ref().map(|api| format!("{api}/xrpc"));
         config.platforms.insert("bluesky".into(), PlatformSettings { api_url: xrpc, ..settings });
@@ -149,6 +151,8 @@ struct TokenForm {
     grant_type: String,
     /// `client_secret_post` puts the client's credentials here instead of in HTTP Basic.
     client_id: Option<String>,
+    /// TikTok's name for the client id.
+    client_key: Option<String>,
     client_secret: Option<String>,
     code: Option<String>,
     code_verifier: Option<String>,
@@ -164,7 +168,12 @@ async fn token(State(fake): State<Arc<FakeOAuth>>, headers: HeaderMap, Form(form
             let credentials = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap_or_default();
             String::from_utf8(credentials).unwrap_or_default().split(':').next().map(str::to_owned)
         }
-        None => form.client_id.clone().filter(|_| form.client_secret.is_some()).map(|id| format!("{id} (in the body)")),
+        None => form
+            .client_id
+            .clone()
+            .or(form.client_key.clone())
+            .filter(|_| form.client_secret.is_some())
+            .map(|id| format!("{id} (in the body)")),
     };
     let Some(client_id) = client_id else {
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client"}))).into_response();
@@ -512,4 +521,14 @@ async fn pinterest_account(headers: HeaderMap) -> Response {
             .into_response();
     }
     Json(json!({"account_type": "BUSINESS", "id": "549755885175", "username": "adabakes"})).into_response()
+}
+
+/// TikTok's `GET /v2/user/info/`.
+async fn tiktok_user(headers: HeaderMap) -> Response {
+    if !has_fake_token(&headers) {
+        let error = json!({"error": {"code": "access_token_invalid", "message": "The access token is invalid."}});
+        return (StatusCode::UNAUTHORIZED, Json(error)).into_response();
+    }
+    let user = json!({"open_id": "723f24d7-e717-40f8", "display_name": "Ada"});
+    Json(json!({"data": {"user": user}, "error": {"code": "ok", "message": ""}})).into_response()
 }

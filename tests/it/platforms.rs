@@ -4,8 +4,8 @@
 //! Bluesky (an app password opens a session; `refreshSession` rotates; `createRecord`) and
 //! Facebook (a long-lived user token, each Page with its own token, Graph error codes) and
 //! Threads (a 60-day token that refreshes itself, two-step publishing), Mastodon (statuses
-//! with `Idempotency-Key`), and YouTube, Pinterest and Instagram, which connect but cannot
-//! publish text.
+//! with `Idempotency-Key`), and YouTube, Pinterest, Instagram and TikTok, which connect but
+//! cannot publish text.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -251,6 +251,33 @@ async fn an_instagram_account_keeps_a_long_lived_token_fresh_but_is_refused_as_a
     assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
     assert_eq!(account_of(&app, &client, account_id).await["status"], "connected");
 
+    let body = json!({"content": "text alone", "targets": [{"account_id": account_id}]});
+    let refused = client.http.post(app.url("/v1/posts")).bearer_auth(&client.key).json(&body).send().await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_tiktok_account_connects_with_client_key_and_rotates_its_refresh_token() {
+    let (app, fake, client) = app_with_fake().await;
+    let started =
+        client.http.post(app.url("/v1/connect/tiktok")).bearer_auth(&client.key).json(&json!({})).send().await.unwrap();
+    let url = started.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+    let query = crate::connect::query_of(&url);
+    assert_eq!(query["client_key"], "fake-client", "TikTok's name for the client id");
+    assert!(!query.contains_key("client_id"));
+    let (_, callback) = crate::connect::authorize_on(&app, &client, "tiktok", json!({}), "").await;
+    let page = client.http.get(&callback).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("1 account(s) connected"));
+    assert_eq!(fake.last_client_id.lock().unwrap().as_deref(), Some("fake-client (in the body)"));
+    let account = get_json(&app, &client, "/v1/accounts?platform=tiktok").await["data"][0].clone();
+    assert_eq!(account["platform_user_id"], "723f24d7-e717-40f8");
+
+    let account_id = account["id"].as_str().unwrap();
+    refresh(&app, &client, account_id).await;
+    refreshes_settled(&app).await;
+    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
+    assert_eq!(account_of(&app, &client, account_id).await["status"], "connected");
     let body = json!({"content": "text alone", "targets": [{"account_id": account_id}]});
     let refused = client.http.post(app.url("/v1/posts")).bearer_auth(&client.key).json(&body).send().await.unwrap();
     assert_eq!(refused.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);

@@ -21,6 +21,7 @@ pub mod oauth;
 pub mod pinterest;
 pub mod sandbox;
 pub mod threads;
+pub mod tiktok;
 pub mod x;
 pub mod youtube;
 
@@ -462,6 +463,11 @@ impl Platforms {
                     let oauth = oauth::OAuthClient::new("Instagram", endpoints, http.clone());
                     Some(Arc::new(instagram::InstagramAdapter::new(oauth)))
                 }
+                "tiktok" => Some(Arc::new(tiktok::TikTokAdapter::new(oauth::OAuthClient::new(
+                    "TikTok",
+                    endpoints,
+                    http.clone(),
+                )))),
                 "youtube" => {
                     let oauth = oauth::OAuthClient::new("YouTube", endpoints, http.clone());
                     Some(Arc::new(youtube::YouTubeAdapter::new(oauth)))
