@@ -15,7 +15,20 @@ use serde_json::{Value, json};
 use crate::connect::Client;
 use crate::connect::get_json;
 use crate::credentials::{account_of, app_with_fake, refresh, refreshes_settled};
+use crate::fake_oauth::FakeOAuth;
 use crate::harness::TestApp;
+
+/// A refresh of `account_id` makes one token request and leaves it connected, and a post of
+/// text alone to it is refused (its platform needs media).
+async fn refreshes_once_and_refuses_text(app: &TestApp, fake: &FakeOAuth, client: &Client, account_id: &str) {
+    refresh(app, client, account_id).await;
+    refreshes_settled(app).await;
+    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
+    assert_eq!(account_of(app, client, account_id).await["status"], "connected");
+    let body = json!({"content": "text alone", "targets": [{"account_id": account_id}]});
+    let refused = client.http.post(app.url("/v1/posts")).bearer_auth(&client.key).json(&body).send().await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+}
 
 /// Creates a post from `body` and waits (up to 10 s) for its first delivery to be published;
 /// returns that delivery.
@@ -245,15 +258,7 @@ async fn an_instagram_account_keeps_a_long_lived_token_fresh_but_is_refused_as_a
     let account = get_json(&app, &client, "/v1/accounts?platform=instagram").await["data"][0].clone();
     let expires: chrono::DateTime<chrono::Utc> = account["expires_at"].as_str().unwrap().parse().unwrap();
     assert!(expires - chrono::Utc::now() > chrono::Duration::days(59), "exchanged for the long-lived token");
-    let account_id = account["id"].as_str().unwrap();
-    refresh(&app, &client, account_id).await;
-    refreshes_settled(&app).await;
-    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
-    assert_eq!(account_of(&app, &client, account_id).await["status"], "connected");
-
-    let body = json!({"content": "text alone", "targets": [{"account_id": account_id}]});
-    let refused = client.http.post(app.url("/v1/posts")).bearer_auth(&client.key).json(&body).send().await.unwrap();
-    assert_eq!(refused.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    refreshes_once_and_refuses_text(&app, &fake, &client, account["id"].as_str().unwrap()).await;
     app.stop().await.unwrap();
 }
 
@@ -273,13 +278,6 @@ async fn a_tiktok_account_connects_with_client_key_and_rotates_its_refresh_token
     let account = get_json(&app, &client, "/v1/accounts?platform=tiktok").await["data"][0].clone();
     assert_eq!(account["platform_user_id"], "723f24d7-e717-40f8");
 
-    let account_id = account["id"].as_str().unwrap();
-    refresh(&app, &client, account_id).await;
-    refreshes_settled(&app).await;
-    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
-    assert_eq!(account_of(&app, &client, account_id).await["status"], "connected");
-    let body = json!({"content": "text alone", "targets": [{"account_id": account_id}]});
-    let refused = client.http.post(app.url("/v1/posts")).bearer_auth(&client.key).json(&body).send().await.unwrap();
-    assert_eq!(refused.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    refreshes_once_and_refuses_text(&app, &fake, &client, account["id"].as_str().unwrap()).await;
     app.stop().await.unwrap();
 }
