@@ -43,15 +43,25 @@ async fn main() {
     let mut keyring = herald_shared::crypto::Keyring::default();
     keyring.push_base64(key.expose_secret()).unwrap();
 
-    // The fake platform: every publish answers 201 after 50 ms.
+    // The fake platform: every publish answers 201 after 50 ms, and is counted (a delivery
+    // published twice would show as more calls than posts).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let platform = format!("http://{}", listener.local_addr().unwrap());
+    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = calls.clone();
     let fake = Router::new().route(
         "/api/posts",
-        post(|| async {
-            tokio::time::sleep(PLATFORM_LATENCY).await;
-            let id = Uuid::now_v7();
-            (axum::http::StatusCode::CREATED, Json(json!({ "id": id, "url": format!("https://fake.example/{id}") })))
+        post(move || {
+            let counted = counted.clone();
+            async move {
+                tokio::time::sleep(PLATFORM_LATENCY).await;
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let id = Uuid::now_v7();
+                (
+                    axum::http::StatusCode::CREATED,
+                    Json(json!({ "id": id, "url": format!("https://fake.example/{id}") })),
+                )
+            }
         }),
     );
     tokio::spawn(async move { axum::serve(listener, fake).await });
@@ -175,6 +185,7 @@ async fn main() {
     println!("|---|---|");
     println!("| setup (accounts, posts, jobs) | {setup_secs:.1} s |");
     println!("| published | {published} of {posts} |");
+    println!("| publish calls the platform received | {} |", calls.load(std::sync::atomic::Ordering::Relaxed));
     println!("| seconds from due to last published | {seconds_to_last:.2} |");
     println!("| deliveries/s | {per_second:.0} |");
     println!("| dispatch lag p50 (due -> publishing) | {lag_p50:.0} ms |");
