@@ -1,9 +1,11 @@
 //! herald's HTTP API (axum).
 //!
-//! The api validates commands and appends them as events (later issues add the routes); this
-//! crate holds the server itself: the shared state, the middleware every request goes through
-//! (request id, span, metrics, panic catching, body limit), the problem-JSON errors and the
-//! operational routes (`/healthz`, `/readyz`, `/metrics`).
+//! The api validates commands and appends them as events, queueing in the same transaction the
+//! jobs they cause. This crate holds the server: the shared state, the middleware every request
+//! goes through (request id, span, metrics, panic catching, body limit, then for `/v1` the key,
+//! its scopes and limits, and `Idempotency-Key`), the problem-JSON errors, the routes (one file
+//! a resource in `routes/`), the OpenAPI document built from them, and the sandbox platform's
+//! server side.
 
 pub mod auth;
 pub mod error;
