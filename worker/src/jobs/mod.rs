@@ -34,7 +34,8 @@ impl Context {
     pub fn new(pool: PgPool, config: Arc<Config>) -> anyhow::Result<Self> {
         let keyring = config.keyring()?;
         let platforms = Platforms::from_config(&config);
-        let limiter = herald_shared::db::relaxed_commit_pool(&pool, config.database_max_connections);
+        // A limiter decision is one short statement: a quarter of the pool's size is plenty.
+        let limiter = herald_shared::db::relaxed_commit_pool(&pool, (config.database_max_connections / 4).max(2));
         Ok(Self { pool, limiter, config, keyring, platforms })
     }
 }

@@ -38,7 +38,7 @@ pub(crate) async fn run<C>(shared: Arc<Shared<C>>, stop: CancellationToken) {
 async fn extend_held<C>(shared: &Shared<C>) {
     let held = shared.held();
     let settings = &shared.settings;
-    match queue::extend_leases(&shared.pool, settings.worker_id, &held, settings.queue.lease()).await {
+    match queue::extend_leases(&shared.lease_pool, settings.worker_id, &held, settings.queue.lease()).await {
         Ok(extended) if (extended as usize) < held.len() => {
             // Either the outcome was written meanwhile, or the lease had already expired and the
             // job was rescued; the completion of the latter will change nothing.
@@ -51,7 +51,7 @@ async fn extend_held<C>(shared: &Shared<C>) {
 
 async fn rescue_expired<C>(shared: &Shared<C>) {
     loop {
-        match maintenance::rescue_expired(&shared.pool, RESCUE_BATCH).await {
+        match maintenance::rescue_expired(&shared.lease_pool, RESCUE_BATCH).await {
             Ok(rescued) => {
                 if rescued.revived + rescued.failed > 0 {
                     tracing::warn!(

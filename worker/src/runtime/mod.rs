@@ -77,6 +77,10 @@ struct Shared<C> {
     /// crash leaves its jobs available (or rescued after the lease), the same as a worker that
     /// died, so claims need not wait for the WAL flush. Enqueues and outcomes stay synchronous.
     claim_pool: PgPool,
+    /// Connections of their own for extending leases and rescuing: when jobs keep every
+    /// connection of `pool` busy, leases must still be extended on time, or running jobs lose
+    /// them and are rescued while they run.
+    lease_pool: PgPool,
     context: Arc<C>,
     registry: Registry<C>,
     settings: Settings,
@@ -127,9 +131,13 @@ impl<C: Send + Sync + 'static> Runtime<C> {
         let queues = registry.queues();
         let wakes = queues.keys().map(|queue| (*queue, Arc::new(Notify::new()))).collect();
         let claim_pool = herald_shared::db::relaxed_commit_pool(&pool, u32::try_from(queues.len()).unwrap_or(u32::MAX));
+        let lease_pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_lazy_with(pool.connect_options().as_ref().clone());
         let shared = Shared {
             pool,
             claim_pool,
+            lease_pool,
             context: Arc::new(context),
             registry,
             settings,
