@@ -229,8 +229,9 @@ fn problem(description: &str, retry_after: bool) -> ResponseDoc {
 
 /// The scopes each `/v1` operation declares, by (method, route template), read from the
 /// document: the annotation on the handler is the one place a route's scope is written.
-static REQUIRED_SCOPES: LazyLock<HashMap<(String, String), Vec<String>>> = LazyLock::new(|| {
-    let mut scopes = HashMap::new();
+/// Keyed by route template, then method, so a request's lookup borrows its strings.
+static REQUIRED_SCOPES: LazyLock<HashMap<String, Vec<(&'static str, Vec<String>)>>> = LazyLock::new(|| {
+    let mut scopes: HashMap<String, Vec<(&'static str, Vec<String>)>> = HashMap::new();
     for (path, item) in &DOCUMENT.paths.paths {
         let operations = [
             ("GET", &item.get),
@@ -250,7 +251,7 @@ static REQUIRED_SCOPES: LazyLock<HashMap<(String, String), Vec<String>>> = LazyL
                 .filter_map(|names| serde_json::from_value::<Vec<String>>(names).ok())
                 .flatten()
                 .collect();
-            scopes.insert((method.to_owned(), path.clone()), needed);
+            scopes.entry(path.clone()).or_default().push((method, needed));
         }
     }
     scopes
@@ -259,7 +260,8 @@ static REQUIRED_SCOPES: LazyLock<HashMap<(String, String), Vec<String>>> = LazyL
 /// The scopes a key needs for `method` on the route `template` (as axum matched it), or `None`
 /// for a route that declares none: the caller must then refuse (fail closed).
 pub fn required_scopes(method: &Method, template: &str) -> Option<&'static [String]> {
-    REQUIRED_SCOPES.get(&(method.as_str().to_owned(), template.to_owned())).map(Vec::as_slice)
+    let methods = REQUIRED_SCOPES.get(template)?;
+    methods.iter().find(|(declared, _)| *declared == method.as_str()).map(|(_, needed)| needed.as_slice())
 }
 
 /// The document, built once from the routes.
