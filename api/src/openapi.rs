@@ -229,9 +229,12 @@ fn problem(description: &str, retry_after: bool) -> ResponseDoc {
 
 /// The scopes each `/v1` operation declares, by (method, route template), read from the
 /// document: the annotation on the handler is the one place a route's scope is written.
+/// Each method of a route with the scopes it declares.
+type MethodScopes = Vec<(&'static str, Vec<String>)>;
+
 /// Keyed by route template, then method, so a request's lookup borrows its strings.
-static REQUIRED_SCOPES: LazyLock<HashMap<String, Vec<(&'static str, Vec<String>)>>> = LazyLock::new(|| {
-    let mut scopes: HashMap<String, Vec<(&'static str, Vec<String>)>> = HashMap::new();
+static REQUIRED_SCOPES: LazyLock<HashMap<String, MethodScopes>> = LazyLock::new(|| {
+    let mut scopes: HashMap<String, MethodScopes> = HashMap::new();
     for (path, item) in &DOCUMENT.paths.paths {
         let operations = [
             ("GET", &item.get),
