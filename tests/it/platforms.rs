@@ -18,13 +18,27 @@ use crate::credentials::{account_of, app_with_fake, refresh, refreshes_settled};
 use crate::fake_oauth::FakeOAuth;
 use crate::harness::TestApp;
 
-/// A refresh of `account_id` makes one token request and leaves it connected, and a post of
-/// text alone to it is refused (its platform needs media).
-async fn refreshes_once_and_refuses_text(app: &TestApp, fake: &FakeOAuth, client: &Client, account_id: &str) {
+/// Connects the fake's accounts on `platform` through the whole OAuth flow; how many the result
+/// page says were connected.
+async fn connect(app: &TestApp, client: &Client, platform: &str) -> usize {
+    let (_, callback) = crate::connect::authorize_on(app, client, platform, json!({}), "").await;
+    let page = client.http.get(&callback).send().await.unwrap().text().await.unwrap();
+    let count = page.split(" account(s) connected").next().and_then(|head| head.rsplit('>').next());
+    count.and_then(|count| count.trim().parse().ok()).unwrap_or_else(|| panic!("no accounts connected: {page}"))
+}
+
+/// A refresh of `account_id` makes one token request and leaves the account connected.
+async fn refreshes_once(app: &TestApp, fake: &FakeOAuth, client: &Client, account_id: &str) {
     refresh(app, client, account_id).await;
     refreshes_settled(app).await;
     assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
     assert_eq!(account_of(app, client, account_id).await["status"], "connected");
+}
+
+/// A refresh of `account_id` makes one token request and leaves it connected, and a post of
+/// text alone to it is refused (its platform needs media).
+async fn refreshes_once_and_refuses_text(app: &TestApp, fake: &FakeOAuth, client: &Client, account_id: &str) {
+    refreshes_once(app, fake, client, account_id).await;
     let body = json!({"content": "text alone", "targets": [{"account_id": account_id}]});
     let refused = client.http.post(app.url("/v1/posts")).bearer_auth(&client.key).json(&body).send().await.unwrap();
     assert_eq!(refused.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
@@ -58,10 +72,7 @@ async fn an_x_account_connects_with_x_shapes_and_refreshes() {
     assert_eq!(account["username"], "ada");
     assert_eq!(account["display_name"], "Ada Lovelace");
     let account_id = account["id"].as_str().unwrap();
-    refresh(&app, &client, account_id).await;
-    refreshes_settled(&app).await;
-    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
-    assert_eq!(account_of(&app, &client, account_id).await["status"], "connected");
+    refreshes_once(&app, &fake, &client, account_id).await;
     app.stop().await.unwrap();
 }
 
@@ -69,9 +80,7 @@ async fn an_x_account_connects_with_x_shapes_and_refreshes() {
 async fn a_linkedin_member_and_their_organisation_connect_and_the_organisation_publishes() {
     let (app, fake, client) = app_with_fake().await;
     // LinkedIn web apps take no PKCE (the helper checks the URL has none).
-    let (_, callback) = crate::connect::authorize_on(&app, &client, "linkedin", json!({}), "").await;
-    let page = client.http.get(&callback).send().await.unwrap();
-    assert!(page.text().await.unwrap().contains("2 account(s) connected"));
+    assert_eq!(connect(&app, &client, "linkedin").await, 2);
     assert_eq!(fake.last_client_id.lock().unwrap().as_deref(), Some("fake-client (in the body)"), "client_secret_post");
 
     let listed = get_json(&app, &client, "/v1/accounts?platform=linkedin").await;
@@ -115,10 +124,7 @@ async fn a_bluesky_app_password_opens_a_session_that_refreshes_and_publishes() {
     assert!(found.is_empty(), "the app password is stored nowhere: {found:?}");
 
     let account_id = account["id"].as_str().unwrap();
-    refresh(&app, &client, account_id).await;
-    refreshes_settled(&app).await;
-    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
-    assert_eq!(account_of(&app, &client, account_id).await["status"], "connected");
+    refreshes_once(&app, &fake, &client, account_id).await;
 
     let delivery =
         publish_one(&app, &client, json!({"content": "hello from herald", "targets": [{"account_id": account_id}]}))
@@ -131,9 +137,7 @@ async fn a_bluesky_app_password_opens_a_session_that_refreshes_and_publishes() {
 #[tokio::test]
 async fn facebook_pages_connect_with_their_own_tokens_and_publish() {
     let (app, _fake, client) = app_with_fake().await;
-    let (_, callback) = crate::connect::authorize_on(&app, &client, "facebook", json!({}), "").await;
-    let page = client.http.get(&callback).send().await.unwrap();
-    assert!(page.text().await.unwrap().contains("2 account(s) connected"), "both Pages, not the person");
+    assert_eq!(connect(&app, &client, "facebook").await, 2, "both Pages, not the person");
 
     let listed = get_json(&app, &client, "/v1/accounts?platform=facebook").await;
     let bakery =
@@ -151,19 +155,14 @@ async fn facebook_pages_connect_with_their_own_tokens_and_publish() {
 #[tokio::test]
 async fn a_threads_account_keeps_a_long_lived_token_fresh_and_publishes_in_two_steps() {
     let (app, fake, client) = app_with_fake().await;
-    let (_, callback) = crate::connect::authorize_on(&app, &client, "threads", json!({}), "").await;
-    let page = client.http.get(&callback).send().await.unwrap();
-    assert!(page.text().await.unwrap().contains("1 account(s) connected"));
+    assert_eq!(connect(&app, &client, "threads").await, 1);
     let account = get_json(&app, &client, "/v1/accounts?platform=threads").await["data"][0].clone();
     assert_eq!(account["platform_user_id"], "17841400001");
     let expires: chrono::DateTime<chrono::Utc> = account["expires_at"].as_str().unwrap().parse().unwrap();
     assert!(expires - chrono::Utc::now() > chrono::Duration::days(59), "the long-lived token");
 
     let account_id = account["id"].as_str().unwrap();
-    refresh(&app, &client, account_id).await;
-    refreshes_settled(&app).await;
-    assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
-    assert_eq!(account_of(&app, &client, account_id).await["status"], "connected");
+    refreshes_once(&app, &fake, &client, account_id).await;
 
     let delivery =
         publish_one(&app, &client, json!({"content": "threads, from herald", "targets": [{"account_id": account_id}]}))
@@ -176,9 +175,7 @@ async fn a_threads_account_keeps_a_long_lived_token_fresh_and_publishes_in_two_s
 #[tokio::test]
 async fn a_mastodon_account_publishes_with_an_idempotency_key() {
     let (app, fake, client) = app_with_fake().await;
-    let (_, callback) = crate::connect::authorize_on(&app, &client, "mastodon", json!({}), "").await;
-    let page = client.http.get(&callback).send().await.unwrap();
-    assert!(page.text().await.unwrap().contains("1 account(s) connected"));
+    assert_eq!(connect(&app, &client, "mastodon").await, 1);
     let account = get_json(&app, &client, "/v1/accounts?platform=mastodon").await["data"][0].clone();
     assert_eq!(account["platform_user_id"], "109348");
 
@@ -200,9 +197,7 @@ async fn a_mastodon_account_publishes_with_an_idempotency_key() {
 #[tokio::test]
 async fn youtube_channels_and_pinterest_accounts_connect_but_are_refused_as_text_targets() {
     let (app, _fake, client) = app_with_fake().await;
-    let (_, callback) = crate::connect::authorize_on(&app, &client, "youtube", json!({}), "").await;
-    let page = client.http.get(&callback).send().await.unwrap();
-    assert!(page.text().await.unwrap().contains("2 account(s) connected"), "both channels");
+    assert_eq!(connect(&app, &client, "youtube").await, 2, "both channels");
     let started = client
         .http
         .post(app.url("/v1/connect/youtube"))
@@ -252,9 +247,7 @@ async fn youtube_channels_and_pinterest_accounts_connect_but_are_refused_as_text
 #[tokio::test]
 async fn an_instagram_account_keeps_a_long_lived_token_fresh_but_is_refused_as_a_text_target() {
     let (app, fake, client) = app_with_fake().await;
-    let (_, callback) = crate::connect::authorize_on(&app, &client, "instagram", json!({}), "").await;
-    let page = client.http.get(&callback).send().await.unwrap();
-    assert!(page.text().await.unwrap().contains("1 account(s) connected"));
+    assert_eq!(connect(&app, &client, "instagram").await, 1);
     let account = get_json(&app, &client, "/v1/accounts?platform=instagram").await["data"][0].clone();
     let expires: chrono::DateTime<chrono::Utc> = account["expires_at"].as_str().unwrap().parse().unwrap();
     assert!(expires - chrono::Utc::now() > chrono::Duration::days(59), "exchanged for the long-lived token");
@@ -271,9 +264,7 @@ async fn a_tiktok_account_connects_with_client_key_and_rotates_its_refresh_token
     let query = crate::connect::query_of(&url);
     assert_eq!(query["client_key"], "fake-client", "TikTok's name for the client id");
     assert!(!query.contains_key("client_id"));
-    let (_, callback) = crate::connect::authorize_on(&app, &client, "tiktok", json!({}), "").await;
-    let page = client.http.get(&callback).send().await.unwrap();
-    assert!(page.text().await.unwrap().contains("1 account(s) connected"));
+    assert_eq!(connect(&app, &client, "tiktok").await, 1);
     assert_eq!(fake.last_client_id.lock().unwrap().as_deref(), Some("fake-client (in the body)"));
     let account = get_json(&app, &client, "/v1/accounts?platform=tiktok").await["data"][0].clone();
     assert_eq!(account["platform_user_id"], "723f24d7-e717-40f8");
