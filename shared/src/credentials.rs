@@ -169,8 +169,9 @@ pub async fn wipe_account_tokens(
     }))
 }
 
-/// Opens a token [`wipe_account_tokens`] handed over for revocation.
-pub fn open_wiped_token(
+/// Opens an account's token sealed in `column` of `account_credentials`: one read beside other
+/// rows (a batch of publish jobs), or one [`wipe_account_tokens`] handed over for revocation.
+pub fn open_account_token(
     keyring: &Keyring,
     account_id: Uuid,
     column: &str,

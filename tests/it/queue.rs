@@ -654,3 +654,31 @@ async fn limits_taken_together_are_all_or_nothing() {
         Decision::Allowed { remaining: 1, .. }
     ));
 }
+
+#[tokio::test]
+async fn a_batch_of_requests_is_decided_in_order_each_all_or_nothing() {
+    let db = TestDb::new().await;
+    let pool = db.pool_for_test().await;
+    let shared = Rate::per(3, Duration::from_secs(60));
+    let own = Rate::per(1, Duration::from_secs(60));
+    let keys: Vec<String> = (0..5).map(|index| format!("own:{index}")).collect();
+    let requests: Vec<Vec<(&str, Rate)>> =
+        keys.iter().map(|key| vec![("shared", shared), (key.as_str(), own)]).collect();
+    let requests: Vec<&[(&str, Rate)]> = requests.iter().map(Vec::as_slice).collect();
+    let decisions = rate_limit::acquire_many(&pool, &requests).await.unwrap();
+    // The shared limit admits the first three, in order; the other two wait for it.
+    let remaining: Vec<Option<u32>> = decisions
+        .iter()
+        .map(|decision| match decision {
+            Decision::Allowed { remaining, .. } => Some(*remaining),
+            Decision::RetryAt(_) => None,
+        })
+        .collect();
+    assert_eq!(remaining, [Some(0), Some(0), Some(0), None, None]);
+    // The refused requests charged nothing: their own keys are untouched, the admitted ones spent.
+    assert!(matches!(rate_limit::acquire(&pool, "own:4", own).await.unwrap(), Decision::Allowed { .. }));
+    assert!(matches!(rate_limit::acquire(&pool, "own:0", own).await.unwrap(), Decision::RetryAt(_)));
+    // A later batch sees what this one took.
+    let again = rate_limit::acquire_many(&pool, &[&[("shared", shared)]]).await.unwrap();
+    assert!(matches!(again[..], [Decision::RetryAt(_)]));
+}

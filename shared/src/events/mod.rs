@@ -12,6 +12,8 @@ pub mod group_commit;
 pub mod reader;
 pub mod store;
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -19,7 +21,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 pub use group_commit::GroupCommitter;
-pub use store::{AppendError, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent, StreamId, append, load_stream};
+pub use store::{
+    AppendError, EventMetadata, ExpectedVersion, NewEvent, RecordedEvent, StreamId, append, load_stream, load_streams,
+};
 
 /// An event type of one aggregate: a serde enum with a stable type name per variant and a schema
 /// version, so events written by older code still load.
@@ -157,11 +161,62 @@ pub async fn load<A: Aggregate>(
     let mut state = A::default();
     let mut version = 0;
     for stored in load_stream(tx, stream).await? {
-        let event = A::Event::decode(&stored.event_type, stored.schema_version, stored.payload)?;
-        state = state.evolve(&event);
         version = stored.version;
+        state = fold(state, stored)?;
     }
     Ok((state, version))
+}
+
+/// The current state and version of each aggregate in `ids`, in one query. An id without
+/// events is the default state at version 0.
+pub async fn load_many<A: Aggregate>(
+    tx: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, (A, i64)>, ExecuteError<A::Rejection>> {
+    let streams: Vec<String> = ids.iter().map(|id| StreamId::new(A::KIND, *id).to_string()).collect();
+    let mut loaded: HashMap<Uuid, (A, i64)> = ids.iter().map(|id| (*id, (A::default(), 0))).collect();
+    for stored in load_streams(tx, &streams).await? {
+        let id = stored
+            .stream_id
+            .split_once(':')
+            .and_then(|(_, id)| Uuid::parse_str(id).ok())
+            .ok_or_else(|| sqlx::Error::Protocol(format!("stream {} is not a {}", stored.stream_id, A::KIND)))?;
+        if let Some((state, version)) = loaded.get_mut(&id) {
+            *version = stored.version;
+            *state = fold(std::mem::take(state), stored)?;
+        }
+    }
+    Ok(loaded)
+}
+
+/// `state` after one stored event.
+fn fold<A: Aggregate>(state: A, stored: RecordedEvent) -> Result<A, serde_json::Error> {
+    let event = A::Event::decode(&stored.event_type, stored.schema_version, stored.payload)?;
+    Ok(state.evolve(&event))
+}
+
+/// Decides `command` on `current` (a state and version the caller loaded, [`load_many`] or an
+/// earlier call) and appends the events through the group committer, expecting that version:
+/// many jobs' writes share one transaction. On success `current` moves to the new state and
+/// version. A [`ExecuteError::Conflict`] means the stream moved since it was loaded: load it
+/// again and decide again.
+pub async fn execute_loaded<A: Aggregate>(
+    committer: &GroupCommitter,
+    id: Uuid,
+    current: &mut (A, i64),
+    command: A::Command,
+    metadata: EventMetadata,
+) -> Result<Vec<RecordedEvent>, ExecuteError<A::Rejection>> {
+    let events = current.0.decide(command).map_err(ExecuteError::Rejected)?;
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let encoded = events.iter().map(DomainEvent::encode).collect::<Result<Vec<_>, _>>()?;
+    let expected = if current.1 == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(current.1) };
+    let recorded = committer.append(StreamId::new(A::KIND, id), expected, encoded, metadata).await?;
+    current.0 = events.iter().fold(std::mem::take(&mut current.0), A::evolve);
+    current.1 = recorded.last().map_or(current.1, |event| event.version);
+    Ok(recorded)
 }
 
 /// Decides a command that creates aggregate `id` (a fresh id: nothing to load) and appends its
@@ -172,7 +227,5 @@ pub async fn create<A: Aggregate>(
     command: A::Command,
     metadata: EventMetadata,
 ) -> Result<Vec<RecordedEvent>, ExecuteError<A::Rejection>> {
-    let events = A::default().decide(command).map_err(ExecuteError::Rejected)?;
-    let encoded = events.iter().map(DomainEvent::encode).collect::<Result<Vec<_>, _>>()?;
-    Ok(committer.append(StreamId::new(A::KIND, id), ExpectedVersion::NoStream, encoded, metadata).await?)
+    execute_loaded(committer, id, &mut (A::default(), 0), command, metadata).await
 }

@@ -220,12 +220,17 @@ async fn current_version(tx: &mut PgConnection, stream: &StreamId) -> Result<Opt
 
 /// Every event of `stream`, oldest first.
 pub async fn load_stream(tx: &mut PgConnection, stream: &StreamId) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    load_streams(tx, &[stream.to_string()]).await
+}
+
+/// Every event of each of `streams`, by stream, oldest first.
+pub async fn load_streams(tx: &mut PgConnection, streams: &[String]) -> Result<Vec<RecordedEvent>, sqlx::Error> {
     sqlx::query_as!(
         RecordedEvent,
         r#"SELECT position, stream_id, version, event_type, schema_version, payload, metadata, project_id,
                   recorded_at, transaction_id::text::bigint AS "transaction_id!"
-           FROM events WHERE stream_id = $1 ORDER BY version"#,
-        stream.as_str(),
+           FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, version"#,
+        streams,
     )
     .fetch_all(tx)
     .await

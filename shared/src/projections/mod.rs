@@ -12,6 +12,8 @@ mod post;
 mod project;
 pub mod rebuild;
 
+use std::collections::HashSet;
+
 use sqlx::PgConnection;
 
 use crate::events::RecordedEvent;
@@ -30,20 +32,57 @@ pub async fn apply(tx: &mut PgConnection, event: &RecordedEvent) -> Result<(), P
     }
 }
 
-/// Updates the read models for `events`, in order, applying runs of `post.created` set-wise
-/// (the hot path of a busy api; see the group committer).
+/// Updates the read models for `events`, in order, applying runs of `post.created` and of
+/// `delivery.*` events set-wise (the hot paths of a busy api and a busy worker; see the group
+/// committer). A run of delivery changes ends where a delivery or a post repeats, so every row
+/// still sees its events in order.
 pub async fn apply_all(tx: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
     let mut created_posts: Vec<&RecordedEvent> = Vec::new();
+    let mut delivery_changes = DeliveryRun::default();
     for event in events {
         if event.event_type == post::CREATED {
+            delivery_changes.flush(tx).await?;
             created_posts.push(event);
             continue;
         }
         post::insert_created(tx, &created_posts).await?;
         created_posts.clear();
-        apply(tx, event).await?;
+        match post::delivery_change(event)? {
+            Some(change) => delivery_changes.push(tx, change).await?,
+            None => {
+                delivery_changes.flush(tx).await?;
+                apply(tx, event).await?;
+            }
+        }
     }
-    post::insert_created(tx, &created_posts).await
+    post::insert_created(tx, &created_posts).await?;
+    delivery_changes.flush(tx).await?;
+    Ok(())
+}
+
+/// Delivery changes waiting to be applied together, each delivery and post at most once.
+#[derive(Default)]
+struct DeliveryRun {
+    changes: Vec<post::DeliveryChange>,
+    rows: HashSet<uuid::Uuid>,
+}
+
+impl DeliveryRun {
+    async fn push(&mut self, tx: &mut PgConnection, change: post::DeliveryChange) -> Result<(), sqlx::Error> {
+        if self.rows.contains(&change.delivery_id) || self.rows.contains(&change.post_id) {
+            self.flush(tx).await?;
+        }
+        self.rows.extend([change.delivery_id, change.post_id]);
+        self.changes.push(change);
+        Ok(())
+    }
+
+    async fn flush(&mut self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        post::apply_delivery_changes(tx, &self.changes).await?;
+        self.changes.clear();
+        self.rows.clear();
+        Ok(())
+    }
 }
 
 /// A projection could not apply an event.

@@ -131,6 +131,128 @@ impl DeliveryRows {
     }
 }
 
+/// What one `delivery.*` event changes in `deliveries` (and in `posts`, when it moves the post's
+/// status). A busy worker records these by the thousand, so they are applied set-wise.
+#[derive(Debug)]
+pub struct DeliveryChange {
+    pub delivery_id: Uuid,
+    pub post_id: Uuid,
+    status: DeliveryStatus,
+    attempts: Option<i32>,
+    published: Option<(String, Option<String>, DateTime<Utc>)>,
+    last_error: Option<Value>,
+    post_status: Option<&'static str>,
+    at: DateTime<Utc>,
+}
+
+/// The change a `delivery.*` event makes; `None` for any other event.
+pub fn delivery_change(recorded: &RecordedEvent) -> Result<Option<DeliveryChange>, ProjectionError> {
+    if !recorded.event_type.starts_with("delivery.") {
+        return Ok(None);
+    }
+    let post_id = stream_uuid(&recorded.stream_id)?;
+    let event = Event::decode(&recorded.event_type, recorded.schema_version, recorded.payload.clone())?;
+    let change = |delivery_id, status| DeliveryChange {
+        delivery_id,
+        post_id,
+        status,
+        attempts: None,
+        published: None,
+        last_error: None,
+        post_status: None,
+        at: recorded.recorded_at,
+    };
+    Ok(Some(match event {
+        Event::DeliveryQueued { delivery_id, .. } => change(delivery_id, DeliveryStatus::Queued),
+        Event::DeliveryPublishing { delivery_id, attempt } => DeliveryChange {
+            attempts: Some(attempt),
+            post_status: Some("publishing"),
+            ..change(delivery_id, DeliveryStatus::Publishing)
+        },
+        Event::DeliveryPublished { delivery_id, platform_post_id, platform_url, published_at, post_status } => {
+            DeliveryChange {
+                published: Some((platform_post_id, platform_url, published_at)),
+                post_status: Some(post_status.as_str()),
+                ..change(delivery_id, DeliveryStatus::Published)
+            }
+        }
+        Event::DeliveryRetrying { delivery_id, error, .. } => DeliveryChange {
+            last_error: Some(serde_json::to_value(error)?),
+            ..change(delivery_id, DeliveryStatus::Queued)
+        },
+        Event::DeliveryFailed { delivery_id, error, post_status } => DeliveryChange {
+            last_error: Some(serde_json::to_value(error)?),
+            post_status: Some(post_status.as_str()),
+            ..change(delivery_id, DeliveryStatus::Failed)
+        },
+        Event::DeliveryUnknown { delivery_id, error, post_status } => DeliveryChange {
+            last_error: Some(serde_json::to_value(error)?),
+            post_status: Some(post_status.as_str()),
+            ..change(delivery_id, DeliveryStatus::Unknown)
+        },
+        _ => return Err(ProjectionError::Invalid("a delivery.* event of no known kind")),
+    }))
+}
+
+/// Applies `changes` in two statements. Each delivery and each post appears at most once (the
+/// caller starts a new set where one repeats, so the order of events is kept).
+pub async fn apply_delivery_changes(tx: &mut PgConnection, changes: &[DeliveryChange]) -> Result<(), sqlx::Error> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = changes.iter().map(|change| change.delivery_id).collect();
+    let statuses: Vec<&str> = changes.iter().map(|change| change.status.as_str()).collect();
+    let attempts: Vec<Option<i32>> = changes.iter().map(|change| change.attempts).collect();
+    let post_ids: Vec<Option<String>> =
+        changes.iter().map(|change| change.published.as_ref().map(|(id, _, _)| id.clone())).collect();
+    let urls: Vec<Option<String>> =
+        changes.iter().map(|change| change.published.as_ref().and_then(|(_, url, _)| url.clone())).collect();
+    let published_at: Vec<Option<DateTime<Utc>>> =
+        changes.iter().map(|change| change.published.as_ref().map(|(_, _, at)| *at)).collect();
+    let errors: Vec<Option<Value>> = changes.iter().map(|change| change.last_error.clone()).collect();
+    let at: Vec<DateTime<Utc>> = changes.iter().map(|change| change.at).collect();
+    sqlx::query!(
+        r#"UPDATE deliveries d
+           SET status = c.status, attempts = COALESCE(c.attempts, d.attempts),
+               platform_post_id = CASE WHEN c.published THEN c.platform_post_id ELSE d.platform_post_id END,
+               platform_url = CASE WHEN c.published THEN c.platform_url ELSE d.platform_url END,
+               published_at = CASE WHEN c.published THEN c.published_at ELSE d.published_at END,
+               last_error = COALESCE(c.last_error, d.last_error), updated_at = c.at
+           FROM (SELECT *, published_at IS NOT NULL AS published
+                 FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::timestamptz[], $7::jsonb[],
+                             $8::timestamptz[])
+                      AS c(id, status, attempts, platform_post_id, platform_url, published_at, last_error, at)) c
+           WHERE d.id = c.id"#,
+        &ids,
+        &statuses as &[&str],
+        &attempts as &[Option<i32>],
+        &post_ids as &[Option<String>],
+        &urls as &[Option<String>],
+        &published_at as &[Option<DateTime<Utc>>],
+        &errors as &[Option<Value>],
+        &at,
+    )
+    .execute(&mut *tx)
+    .await?;
+    let moved: Vec<&DeliveryChange> = changes.iter().filter(|change| change.post_status.is_some()).collect();
+    if !moved.is_empty() {
+        let posts: Vec<Uuid> = moved.iter().map(|change| change.post_id).collect();
+        let statuses: Vec<&str> = moved.iter().filter_map(|change| change.post_status).collect();
+        let at: Vec<DateTime<Utc>> = moved.iter().map(|change| change.at).collect();
+        sqlx::query!(
+            "UPDATE posts p SET status = c.status, updated_at = c.at
+             FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS c(id, status, at)
+             WHERE p.id = c.id",
+            &posts,
+            &statuses as &[&str],
+            &at,
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
 pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<(), ProjectionError> {
     let post_id = stream_uuid(&recorded.stream_id)?;
     let at = recorded.recorded_at;
@@ -198,45 +320,15 @@ pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<()
             .execute(&mut *tx)
             .await?;
         }
-        Event::DeliveryQueued { delivery_id, .. } => {
-            set_delivery_status(tx, &[delivery_id], DeliveryStatus::Queued, at).await?;
-        }
-        Event::DeliveryPublishing { delivery_id, attempt } => {
-            sqlx::query!(
-                "UPDATE deliveries SET status = 'publishing', attempts = $2, updated_at = $3 WHERE id = $1",
-                delivery_id,
-                attempt,
-                at,
-            )
-            .execute(&mut *tx)
-            .await?;
-            set_post_status(tx, post_id, "publishing", at).await?;
-        }
-        Event::DeliveryPublished { delivery_id, platform_post_id, platform_url, published_at, post_status } => {
-            sqlx::query!(
-                "UPDATE deliveries SET status = 'published', platform_post_id = $2, platform_url = $3,
-                        published_at = $4, updated_at = $5
-                 WHERE id = $1",
-                delivery_id,
-                platform_post_id,
-                platform_url,
-                published_at,
-                at,
-            )
-            .execute(&mut *tx)
-            .await?;
-            set_post_status(tx, post_id, post_status.as_str(), at).await?;
-        }
-        Event::DeliveryRetrying { delivery_id, error, .. } => {
-            set_delivery_error(tx, delivery_id, DeliveryStatus::Queued, serde_json::to_value(error)?, at).await?;
-        }
-        Event::DeliveryFailed { delivery_id, error, post_status } => {
-            set_delivery_error(tx, delivery_id, DeliveryStatus::Failed, serde_json::to_value(error)?, at).await?;
-            set_post_status(tx, post_id, post_status.as_str(), at).await?;
-        }
-        Event::DeliveryUnknown { delivery_id, error, post_status } => {
-            set_delivery_error(tx, delivery_id, DeliveryStatus::Unknown, serde_json::to_value(error)?, at).await?;
-            set_post_status(tx, post_id, post_status.as_str(), at).await?;
+        Event::DeliveryQueued { .. }
+        | Event::DeliveryPublishing { .. }
+        | Event::DeliveryPublished { .. }
+        | Event::DeliveryRetrying { .. }
+        | Event::DeliveryFailed { .. }
+        | Event::DeliveryUnknown { .. } => {
+            if let Some(change) = delivery_change(recorded)? {
+                apply_delivery_changes(tx, &[change]).await?;
+            }
         }
     }
     Ok(())
@@ -251,25 +343,6 @@ async fn set_delivery_status(
     sqlx::query!("UPDATE deliveries SET status = $2, updated_at = $3 WHERE id = ANY($1)", ids, status.as_str(), at)
         .execute(tx)
         .await?;
-    Ok(())
-}
-
-async fn set_delivery_error(
-    tx: &mut PgConnection,
-    id: Uuid,
-    status: DeliveryStatus,
-    error: Value,
-    at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE deliveries SET status = $2, last_error = $3, updated_at = $4 WHERE id = $1",
-        id,
-        status.as_str(),
-        error,
-        at,
-    )
-    .execute(tx)
-    .await?;
     Ok(())
 }
 

@@ -10,11 +10,17 @@ use std::sync::Arc;
 
 use herald_shared::Config;
 use herald_shared::crypto::Keyring;
+use herald_shared::events::GroupCommitter;
 use herald_shared::jobs::{ExchangeCode, PruneExpired, PublishDelivery, RefreshCredentials, RevokeGrant};
 use herald_shared::platforms::Platforms;
 use sqlx::PgPool;
 
 use crate::runtime::Registry;
+
+/// Batches of each kind (reads, limiter decisions, commits) a worker has in flight at once.
+const BATCH_LANES: usize = 2;
+/// The most appends one commit of the group committer carries.
+const COMMIT_BATCH: usize = 500;
 
 /// What every job may use.
 pub struct Context {
@@ -25,18 +31,26 @@ pub struct Context {
     pub limiter: PgPool,
     pub config: Arc<Config>,
     /// Seals and opens tokens, codes and client secrets.
-    pub keyring: Keyring,
+    pub keyring: Arc<Keyring>,
     /// The platform adapters and managed apps.
     pub platforms: Platforms,
+    /// Appends many jobs' events in one transaction each time (synchronous commits).
+    pub committer: GroupCommitter,
+    /// The publish jobs' batched reads and limiter decisions.
+    pub publishing: publish::Batches,
 }
 
 impl Context {
     pub fn new(pool: PgPool, config: Arc<Config>) -> anyhow::Result<Self> {
-        let keyring = config.keyring()?;
+        let keyring = Arc::new(config.keyring()?);
         let platforms = Platforms::from_config(&config);
         // A limiter decision is one short statement: a quarter of the pool's size is plenty.
         let limiter = herald_shared::db::relaxed_commit_pool(&pool, (config.database_max_connections / 4).max(2));
-        Ok(Self { pool, limiter, config, keyring, platforms })
+        // Two of each at once: while one batch waits for its answer or its commit, the next
+        // fills. More would only queue on the same rows.
+        let committer = GroupCommitter::spawn(pool.clone(), BATCH_LANES, COMMIT_BATCH);
+        let publishing = publish::Batches::spawn(pool.clone(), limiter.clone(), keyring.clone(), BATCH_LANES);
+        Ok(Self { pool, limiter, config, keyring, platforms, committer, publishing })
     }
 }
 

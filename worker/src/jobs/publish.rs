@@ -16,17 +16,30 @@
 //!    with backoff; no answer (a timeout) → stays `publishing`, so the retry looks it up;
 //!    a dead grant → the account `needs_reconnect`, the delivery fails `reconnect_required`;
 //!    refused → failed with the platform's reason.
+//!
+//! Hundreds of these run at once in a worker, so their database work is shared: the rows a job
+//! needs and its limiter decision come from [`Batches`] (one statement for every job asking at
+//! that moment), and its events go through the group committer (one transaction for every job
+//! recording at that moment, still committed before the platform is called). Each job keeps
+//! the post's state it loaded and decides on it; a write that lost a race loads again.
 
-use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use herald_shared::batch::Batcher;
 use herald_shared::credentials;
+use herald_shared::crypto::Keyring;
 use herald_shared::domain::account::{self, Account};
 use herald_shared::domain::post::{self, DeliveryError, DeliveryStatus, Post};
 use herald_shared::events::store::StreamId;
-use herald_shared::events::{EventMetadata, ExecuteError, execute, load};
+use herald_shared::events::{EventMetadata, ExecuteError, execute, execute_loaded, load, load_many};
 use herald_shared::jobs::{PublishDelivery, RefreshCredentials};
 use herald_shared::platforms::{self, LookUp, Platform, PlatformError, Publication, TokenSet};
 use herald_shared::queue::RetryPolicy;
-use herald_shared::rate_limit::{self, Decision};
+use herald_shared::rate_limit::{self, Decision, Rate};
+use secrecy::SecretString;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::Context;
@@ -55,12 +68,106 @@ impl Perform<Context> for PublishDelivery {
     }
 }
 
+/// The most jobs one batched read or limiter call serves.
+const MAX_BATCH: usize = 500;
+
+/// The batched reads and limiter decisions of every publish job in this worker.
+#[derive(Clone)]
+pub struct Batches {
+    loads: Batcher<(Uuid, Uuid), Loaded>,
+    limits: Batcher<Vec<(String, Rate)>, Decision>,
+}
+
+impl Batches {
+    /// Reads on `pool`, limiter decisions on `limiter`, each in `lanes` batches at once.
+    pub fn spawn(pool: PgPool, limiter: PgPool, keyring: Arc<Keyring>, lanes: usize) -> Self {
+        let loads = Batcher::spawn(lanes, MAX_BATCH, move |requests: Vec<(Uuid, Uuid)>| {
+            let (pool, keyring) = (pool.clone(), keyring.clone());
+            async move { load_batch(&pool, &keyring, requests).await }
+        });
+        let limits = Batcher::spawn(lanes, MAX_BATCH, move |requests: Vec<Vec<(String, Rate)>>| {
+            let limiter = limiter.clone();
+            async move {
+                let requests: Vec<Vec<(&str, Rate)>> = requests
+                    .iter()
+                    .map(|limits| limits.iter().map(|(key, rate)| (key.as_str(), *rate)).collect())
+                    .collect();
+                let requests: Vec<&[(&str, Rate)]> = requests.iter().map(Vec::as_slice).collect();
+                Ok(rate_limit::acquire_many(&limiter, &requests).await?)
+            }
+        });
+        Self { loads, limits }
+    }
+}
+
+/// What one job needs before it can decide anything: the post (state and version) and the
+/// target account with its token.
+struct Loaded {
+    post: Option<(Post, i64)>,
+    account: Option<AccountRow>,
+}
+
+#[derive(Clone)]
 struct AccountRow {
-    project_id: Uuid,
     platform: String,
     platform_user_id: String,
     status: String,
     app_id: Option<Uuid>,
+    /// The project's own app's client id (the per-app limit's key), when it has one.
+    app_client_id: Option<String>,
+    access_token: Option<SecretString>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// Loads the posts and target accounts of `requests` (post id, delivery id): two statements.
+async fn load_batch(pool: &PgPool, keyring: &Keyring, requests: Vec<(Uuid, Uuid)>) -> anyhow::Result<Vec<Loaded>> {
+    let mut connection = pool.acquire().await?;
+    let post_ids: Vec<Uuid> = requests.iter().map(|(post_id, _)| *post_id).collect();
+    let posts = load_many::<Post>(&mut connection, &post_ids).await?;
+    let target = |post_id: &Uuid, delivery_id: &Uuid| {
+        let (post, _) = posts.get(post_id)?;
+        post.deliveries.iter().find(|delivery| delivery.id == *delivery_id).map(|delivery| delivery.account_id)
+    };
+    let account_ids: Vec<Uuid> =
+        requests.iter().filter_map(|(post_id, delivery_id)| target(post_id, delivery_id)).collect();
+    let rows = sqlx::query!(
+        r#"SELECT a.id AS "id!", a.platform AS "platform!",
+                  a.platform_user_id AS "platform_user_id!", a.status AS "status!", a.app_id,
+                  o.client_id AS "app_client_id?", c.access_token AS "access_token?", c.expires_at AS "expires_at?"
+           FROM accounts a
+           LEFT JOIN oauth_apps o ON o.id = a.app_id AND o.project_id = a.project_id AND o.platform = a.platform
+                                 AND o.deleted_at IS NULL
+           LEFT JOIN account_credentials c ON c.account_id = a.id
+           WHERE a.id = ANY($1)"#,
+        &account_ids,
+    )
+    .fetch_all(&mut *connection)
+    .await?;
+    drop(connection);
+    let mut accounts = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let access_token = row
+            .access_token
+            .map(|sealed| credentials::open_account_token(keyring, row.id, "access_token", &sealed))
+            .transpose()?;
+        let account = AccountRow {
+            platform: row.platform,
+            platform_user_id: row.platform_user_id,
+            status: row.status,
+            app_id: row.app_id,
+            app_client_id: row.app_client_id,
+            access_token,
+            expires_at: row.expires_at,
+        };
+        accounts.insert(row.id, account);
+    }
+    Ok(requests
+        .iter()
+        .map(|(post_id, delivery_id)| Loaded {
+            post: posts.get(post_id).cloned(),
+            account: target(post_id, delivery_id).and_then(|account_id| accounts.get(&account_id).cloned()),
+        })
+        .collect())
 }
 
 /// Everything one attempt needs, loaded before the platform is called.
@@ -68,6 +175,8 @@ struct Attempt<'a> {
     job: &'a PublishDelivery,
     run: JobRun,
     metadata: EventMetadata,
+    /// The post as this attempt last saw it, and its version: commands are decided on it.
+    post: (Post, i64),
     account_id: Uuid,
     content: String,
     options: serde_json::Value,
@@ -84,19 +193,26 @@ impl Attempt<'_> {
         }
     }
 
-    /// Records `command` on the post, in its own transaction. A delivery that moved meanwhile
-    /// (canceled, retried by a person) is left as it is; true if it was recorded.
-    async fn record(&self, context: &Context, command: post::Command) -> anyhow::Result<bool> {
+    /// Records `command` on the post through the group committer. A delivery that moved
+    /// meanwhile (canceled, retried by a person) is left as it is; true if it was recorded.
+    async fn record(&mut self, context: &Context, command: post::Command) -> anyhow::Result<bool> {
         // The post's other deliveries are published concurrently and append to the same stream:
-        // a lost race is decided again on the new state.
+        // a lost race is decided again on the state loaded anew.
         for _ in 0..MAX_RACES {
-            let mut tx = context.pool.begin().await?;
-            match execute::<Post>(&mut tx, self.job.post_id, command.clone(), &self.metadata).await {
-                Ok(_) => {
-                    tx.commit().await?;
-                    return Ok(true);
+            let recorded = execute_loaded::<Post>(
+                &context.committer,
+                self.job.post_id,
+                &mut self.post,
+                command.clone(),
+                self.metadata.clone(),
+            )
+            .await;
+            match recorded {
+                Ok(_) => return Ok(true),
+                Err(ExecuteError::Conflict { .. }) => {
+                    let mut connection = context.pool.acquire().await?;
+                    self.post = load::<Post>(&mut connection, &StreamId::new("post", self.job.post_id)).await?;
                 }
-                Err(ExecuteError::Conflict { .. }) => continue,
                 Err(ExecuteError::Rejected(rejection)) => {
                     tracing::info!(%rejection, "the delivery moved; not recorded");
                     return Ok(false);
@@ -107,7 +223,7 @@ impl Attempt<'_> {
         anyhow::bail!("the post kept changing; {MAX_RACES} tries lost the race")
     }
 
-    async fn fail(&self, context: &Context, code: &str, message: String) -> anyhow::Result<Outcome> {
+    async fn fail(&mut self, context: &Context, code: &str, message: String) -> anyhow::Result<Outcome> {
         let error = DeliveryError { code: code.to_owned(), message: message.clone(), platform_request_id: None };
         self.record(context, post::Command::RecordFailed { delivery_id: self.job.delivery_id, error }).await?;
         Ok(Outcome::Fail(message))
@@ -115,9 +231,8 @@ impl Attempt<'_> {
 }
 
 async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyhow::Result<Outcome> {
-    // Reads need no transaction: one connection, no BEGIN and COMMIT round trips.
-    let mut connection = context.pool.acquire().await?;
-    let (post, _) = load::<Post>(&mut connection, &StreamId::new("post", job.post_id)).await?;
+    let Loaded { post, account } = context.publishing.loads.call((job.post_id, job.delivery_id)).await?;
+    let Some((post, version)) = post else { return Ok(Outcome::Done) };
     let Some(delivery) = post.deliveries.iter().find(|delivery| delivery.id == job.delivery_id) else {
         return Ok(Outcome::Done);
     };
@@ -127,7 +242,8 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         // Canceled, edited, finished or retried under a new generation: nothing to do here.
         return Ok(Outcome::Done);
     }
-    let attempt = Attempt {
+    let was_publishing = delivery.status == DeliveryStatus::Publishing;
+    let mut attempt = Attempt {
         job,
         run,
         metadata: EventMetadata {
@@ -139,16 +255,8 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         content: delivery.content.clone().unwrap_or_else(|| post.content.clone()),
         options: delivery.options.clone(),
         reference: format!("{}:{}", job.delivery_id, job.generation),
+        post: (post, version),
     };
-    let was_publishing = delivery.status == DeliveryStatus::Publishing;
-    let account = sqlx::query_as!(
-        AccountRow,
-        "SELECT project_id, platform, platform_user_id, status, app_id FROM accounts WHERE id = $1",
-        attempt.account_id
-    )
-    .fetch_optional(&mut *connection)
-    .await?;
-    drop(connection);
     let Some(account) = account else {
         return attempt.fail(context, "account_missing", "the target account no longer exists".into()).await;
     };
@@ -161,7 +269,7 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         // The attempt that started it may still be waiting for the platform (its job's lease
         // ran out under load, not its worker): a look-up now could miss a post about to be
         // made. No call outlives the platform timeout, so look only after that.
-        let started: Option<chrono::DateTime<Utc>> =
+        let started: Option<DateTime<Utc>> =
             sqlx::query_scalar!("SELECT updated_at FROM deliveries WHERE id = $1", job.delivery_id)
                 .fetch_optional(&context.pool)
                 .await?;
@@ -169,33 +277,30 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         if Utc::now() < settled {
             return Ok(Outcome::RetryAt(settled, "an earlier attempt may still be waiting for the platform".into()));
         }
-        return reconcile(context, &attempt, &account, adapter.as_ref()).await;
+        return reconcile(context, &mut attempt, &account, adapter.as_ref()).await;
     }
     if account.status != "connected" {
         return attempt.fail(context, "reconnect_required", format!("the account is {}", account.status)).await;
     }
-    let tokens = match fresh_tokens(context, &attempt, &account).await? {
+    let tokens = match fresh_tokens(context, &mut attempt, &account).await? {
         Ok(tokens) => tokens,
         Err(outcome) => return Ok(outcome),
     };
 
-    // The platform's limits, per account and per app, shared by every worker.
-    let client = {
-        let mut connection = context.pool.acquire().await?;
-        let client = context
-            .platforms
-            .client_for(&mut connection, &context.keyring, account.project_id, &account.platform, account.app_id)
-            .await;
-        match client {
-            Ok(client) => client,
-            Err(error) => return attempt.fail(context, "app_missing", format!("no OAuth app: {error}")).await,
-        }
+    // The platform's limits, per account and per app (the project's own, or the managed one),
+    // shared by every worker.
+    let client_id = match account.app_id {
+        Some(_) => account.app_client_id.clone(),
+        None => context.platforms.managed_app(&account.platform).map(|app| app.client_id.clone()),
+    };
+    let Some(client_id) = client_id else {
+        return attempt.fail(context, "app_missing", "the account's OAuth app is gone".into()).await;
     };
     let (per_account, per_app) = platforms::publish_rates(&account.platform);
     let account_key = format!("publish:account:{}", attempt.account_id);
-    let app_key = format!("publish:app:{}:{}", account.platform, client.client_id);
-    let limits = [(account_key.as_str(), per_account), (app_key.as_str(), per_app)];
-    if let Decision::RetryAt(at) = rate_limit::acquire_all(&context.limiter, &limits).await? {
+    let app_key = format!("publish:app:{}:{client_id}", account.platform);
+    let limits = vec![(account_key.clone(), per_account), (app_key, per_app)];
+    if let Decision::RetryAt(at) = context.publishing.limits.call(limits).await? {
         return Ok(Outcome::RetryAt(at, "waiting for the platform's publish limit".into()));
     }
 
@@ -206,13 +311,13 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
     }
 
     let answer = adapter.publish(&tokens, &attempt.publication(&account)).await;
-    record_answer(context, &attempt, &account_key, answer).await
+    record_answer(context, &mut attempt, &account_key, answer).await
 }
 
 /// What the platform answered, recorded.
 async fn record_answer(
     context: &Context,
-    attempt: &Attempt<'_>,
+    attempt: &mut Attempt<'_>,
     account_key: &str,
     answer: Result<platforms::Published, PlatformError>,
 ) -> anyhow::Result<Outcome> {
@@ -263,7 +368,7 @@ async fn record_answer(
 
 async fn record_published(
     context: &Context,
-    attempt: &Attempt<'_>,
+    attempt: &mut Attempt<'_>,
     published: platforms::Published,
 ) -> anyhow::Result<Outcome> {
     let command = post::Command::RecordPublished {
@@ -280,7 +385,7 @@ async fn record_published(
 /// find out what happened before anything is sent again.
 async fn reconcile(
     context: &Context,
-    attempt: &Attempt<'_>,
+    attempt: &mut Attempt<'_>,
     account: &AccountRow,
     adapter: &dyn Platform,
 ) -> anyhow::Result<Outcome> {
@@ -320,17 +425,18 @@ async fn reconcile(
     }
 }
 
-/// The account's access token, refreshed first (serialised, as the refresh job does) when it
-/// expires within the platform's margin. `Err` is the outcome to end the attempt with.
+/// The account's access token (as loaded with it), refreshed first (serialised, as the refresh
+/// job does) when it expires within the platform's margin. `Err` is the outcome to end the
+/// attempt with.
 async fn fresh_tokens(
     context: &Context,
-    attempt: &Attempt<'_>,
+    attempt: &mut Attempt<'_>,
     account: &AccountRow,
 ) -> anyhow::Result<Result<TokenSet, Outcome>> {
-    let Some(mut stored) = access_token(context, attempt.account_id).await? else {
-        return Ok(Err(attempt.fail(context, "reconnect_required", "the account has no credentials".into()).await?));
-    };
-    if stored.1.is_some_and(|at| at - Utc::now() < platforms::refresh_margin(&account.platform)) {
+    let mut stored = account.access_token.clone().map(|token| (token, account.expires_at));
+    if stored.as_ref().is_some_and(|(_, expires_at)| {
+        expires_at.is_some_and(|at| at - Utc::now() < platforms::refresh_margin(&account.platform))
+    }) {
         let job = RefreshCredentials { account_id: attempt.account_id, seen_version: None };
         match super::refresh::refresh(&job, context, attempt.run).await? {
             Outcome::Done => {}
@@ -340,23 +446,13 @@ async fn fresh_tokens(
                 return Ok(Err(attempt.fail(context, "reconnect_required", reason).await?));
             }
         }
-        let Some(refreshed) = access_token(context, attempt.account_id).await? else {
-            return Ok(Err(attempt
-                .fail(context, "reconnect_required", "the account has no credentials".into())
-                .await?));
-        };
-        stored = refreshed;
+        let mut connection = context.pool.acquire().await?;
+        let refreshed =
+            credentials::load_account_tokens(&mut connection, &context.keyring, attempt.account_id, false).await?;
+        stored = refreshed.and_then(|refreshed| Some((refreshed.access_token?, refreshed.expires_at)));
     }
-    let (access_token, expires_at) = stored;
+    let Some((access_token, expires_at)) = stored else {
+        return Ok(Err(attempt.fail(context, "reconnect_required", "the account has no credentials".into()).await?));
+    };
     Ok(Ok(TokenSet { access_token, refresh_token: None, expires_at, scopes: Vec::new() }))
-}
-
-/// The account's access token and its expiry, if it has one.
-async fn access_token(
-    context: &Context,
-    account_id: Uuid,
-) -> anyhow::Result<Option<(secrecy::SecretString, Option<chrono::DateTime<Utc>>)>> {
-    let mut connection = context.pool.acquire().await?;
-    let stored = credentials::load_account_tokens(&mut connection, &context.keyring, account_id, false).await?;
-    Ok(stored.and_then(|stored| Some((stored.access_token?, stored.expires_at))))
 }

@@ -38,7 +38,8 @@ async fn revoke(job: &RevokeGrant, context: &Context) -> anyhow::Result<Outcome>
             Err(outcome) => return Ok(outcome),
         };
     drop(tx);
-    let token = credentials::open_wiped_token(&context.keyring, job.account_id, &job.token_column, &job.sealed_token)?;
+    let token =
+        credentials::open_account_token(&context.keyring, job.account_id, &job.token_column, &job.sealed_token)?;
     match adapter.revoke(&client, &token).await {
         Ok(()) => Ok(Outcome::Done),
         Err(error) if error.is_transient() => Ok(Outcome::Retry(error.to_string())),
