@@ -373,7 +373,7 @@ fn events_round_trip_through_their_stored_form() {
     let stored = event.encode().unwrap();
     assert_eq!(stored.event_type, "post.created");
     assert_eq!(stored.schema_version, 2);
-    assert_eq!(Event::decode(&stored.event_type, stored.schema_version, stored.payload).unwrap(), event);
+    assert_eq!(Event::decode(&stored.event_type, stored.schema_version, &stored.payload).unwrap(), event);
 }
 
 #[test]
@@ -386,7 +386,7 @@ fn a_version_1_post_created_event_is_upcast() {
         "scheduled_at": "2027-01-15T08:00:00Z",
         "status": "scheduled",
     });
-    let event = Event::decode("post.created", 1, v1).unwrap();
+    let event = Event::decode("post.created", 1, &v1).unwrap();
     let post = given(&[event]);
     assert_eq!(post.content, "from the old days");
     assert_eq!(post.deliveries.len(), 1);

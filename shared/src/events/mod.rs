@@ -52,14 +52,14 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Sized {
         })
     }
 
-    /// Reads a stored event, upcasting it first when it was written at an older version.
-    fn decode(event_type: &str, version: i32, payload: Value) -> Result<Self, serde_json::Error> {
-        let payload = if version < Self::schema_version(event_type) {
-            Self::upcast(event_type, version, payload)
+    /// Reads a stored event, upcasting it first when it was written at an older version. Reads
+    /// from the stored value in place: only an old payload is copied, to be upcast.
+    fn decode(event_type: &str, version: i32, payload: &Value) -> Result<Self, serde_json::Error> {
+        if version < Self::schema_version(event_type) {
+            serde_json::from_value(Self::upcast(event_type, version, payload.clone()))
         } else {
-            payload
-        };
-        serde_json::from_value(payload)
+            Self::deserialize(payload)
+        }
     }
 }
 
@@ -191,7 +191,7 @@ pub async fn load_many<A: Aggregate>(
 
 /// `state` after one stored event.
 fn fold<A: Aggregate>(state: A, stored: RecordedEvent) -> Result<A, serde_json::Error> {
-    let event = A::Event::decode(&stored.event_type, stored.schema_version, stored.payload)?;
+    let event = A::Event::decode(&stored.event_type, stored.schema_version, &stored.payload)?;
     Ok(state.evolve(&event))
 }
 

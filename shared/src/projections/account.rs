@@ -9,7 +9,7 @@ use crate::events::{DomainEvent, RecordedEvent};
 pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<(), ProjectionError> {
     let id = stream_uuid(&recorded.stream_id)?;
     let at = recorded.recorded_at;
-    match Event::decode(&recorded.event_type, recorded.schema_version, recorded.payload.clone())? {
+    match Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)? {
         Event::Connected(grant) => {
             sqlx::query!(
                 "INSERT INTO accounts (id, project_id, platform, platform_user_id, kind, username, display_name,

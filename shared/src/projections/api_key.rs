@@ -9,7 +9,7 @@ use crate::events::{DomainEvent, RecordedEvent};
 pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<(), ProjectionError> {
     let id = stream_uuid(&recorded.stream_id)?;
     let at = recorded.recorded_at;
-    match Event::decode(&recorded.event_type, recorded.schema_version, recorded.payload.clone())? {
+    match Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)? {
         Event::Created(spec) => {
             let key_hash = hex::decode(&spec.key_hash).map_err(|_| ProjectionError::Invalid("key_hash is not hex"))?;
             sqlx::query!(

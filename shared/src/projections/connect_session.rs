@@ -10,7 +10,7 @@ pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<()
     let id = stream_uuid(&recorded.stream_id)?;
     let at = recorded.recorded_at;
     let (status, account_ids, error) =
-        match Event::decode(&recorded.event_type, recorded.schema_version, recorded.payload.clone())? {
+        match Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)? {
             Event::Started(spec) => {
                 let state_hash =
                     hex::decode(&spec.state_hash).map_err(|_| ProjectionError::Invalid("state_hash is not hex"))?;

@@ -9,7 +9,7 @@ use crate::events::{DomainEvent, RecordedEvent};
 pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<(), ProjectionError> {
     let id = stream_uuid(&recorded.stream_id)?;
     let at = recorded.recorded_at;
-    match Event::decode(&recorded.event_type, recorded.schema_version, recorded.payload.clone())? {
+    match Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)? {
         Event::Registered { project_id, platform, name, image_url, client_id } => {
             sqlx::query!(
                 "INSERT INTO oauth_apps (id, project_id, platform, name, image_url, client_id, created_at, updated_at)

@@ -22,7 +22,7 @@ pub async fn insert_created(tx: &mut PgConnection, events: &[&RecordedEvent]) ->
     for recorded in events {
         let post_id = stream_uuid(&recorded.stream_id)?;
         let Event::Created { project_id, content, targets, scheduled_at, status, requires_approval, external_id } =
-            Event::decode(&recorded.event_type, recorded.schema_version, recorded.payload.clone())?
+            Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)?
         else {
             return Err(ProjectionError::Invalid("expected post.created"));
         };
@@ -151,7 +151,7 @@ pub fn delivery_change(recorded: &RecordedEvent) -> Result<Option<DeliveryChange
         return Ok(None);
     }
     let post_id = stream_uuid(&recorded.stream_id)?;
-    let event = Event::decode(&recorded.event_type, recorded.schema_version, recorded.payload.clone())?;
+    let event = Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)?;
     let change = |delivery_id, status| DeliveryChange {
         delivery_id,
         post_id,
@@ -256,7 +256,7 @@ pub async fn apply_delivery_changes(tx: &mut PgConnection, changes: &[DeliveryCh
 pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<(), ProjectionError> {
     let post_id = stream_uuid(&recorded.stream_id)?;
     let at = recorded.recorded_at;
-    let event = Event::decode(&recorded.event_type, recorded.schema_version, recorded.payload.clone())?;
+    let event = Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)?;
     match event {
         Event::Created { .. } => insert_created(tx, &[recorded]).await?,
         Event::Updated { content, targets, scheduled_at, generation } => {

@@ -9,7 +9,7 @@ use crate::events::{DomainEvent, RecordedEvent};
 pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<(), ProjectionError> {
     let id = stream_uuid(&recorded.stream_id)?;
     let at = recorded.recorded_at;
-    match Event::decode(&recorded.event_type, recorded.schema_version, recorded.payload.clone())? {
+    match Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)? {
         Event::Created { name } => {
             sqlx::query!(
                 "INSERT INTO projects (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)",
