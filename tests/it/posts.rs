@@ -190,6 +190,10 @@ async fn failures_are_retried_rate_limits_waited_out_and_dead_grants_reported() 
     let dead = create(&app, &client, json!({"content": "[fail:401]", "targets": [{"account_id": accounts[2]}]})).await;
     let dead = wait_for(&app, &client, dead["id"].as_str().unwrap(), &["failed"], Duration::from_secs(10)).await;
     assert_eq!(dead["deliveries"][0]["last_error"]["code"], "reconnect_required");
+    // The platform's request id for the refusal, to quote to its support.
+    let results = get_json(&app, &client, &format!("/v1/posts/{}/results", dead["id"].as_str().unwrap())).await;
+    let quoted = results["data"][0]["last_error"]["platform_request_id"].as_str().unwrap_or_default().to_owned();
+    assert!(!quoted.is_empty(), "no platform request id in {results}");
     let account = get_json(&app, &client, &format!("/v1/accounts/{}", accounts[2])).await;
     assert_eq!(account["status"], "needs_reconnect");
     let refused = send(

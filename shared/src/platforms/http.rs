@@ -10,6 +10,28 @@ use serde::de::DeserializeOwned;
 
 use super::PlatformError;
 
+/// The headers platforms name their request ids in, first found wins: `x-request-id` (Mastodon,
+/// the sandbox and most others), `x-fb-trace-id` (Facebook, Instagram, Threads), `x-li-uuid`
+/// (LinkedIn), `x-transaction-id` (X).
+const REQUEST_ID_HEADERS: [&str; 4] = ["x-request-id", "x-fb-trace-id", "x-li-uuid", "x-transaction-id"];
+
+tokio::task_local! {
+    /// The request id of the last answer [`send`] received inside [`with_request_id`].
+    static LAST_REQUEST_ID: std::cell::RefCell<Option<String>>;
+}
+
+/// Runs `call` (an adapter's publish, say) and returns, beside its result, the request id the
+/// platform put on the last answer it sent: what a person quotes to the platform's support
+/// about a failed delivery. Adapters need not carry it: every answer passes through [`send`].
+pub async fn with_request_id<T>(call: impl Future<Output = T>) -> (T, Option<String>) {
+    LAST_REQUEST_ID
+        .scope(std::cell::RefCell::new(None), async {
+            let result = call.await;
+            (result, LAST_REQUEST_ID.with(|last| last.borrow_mut().take()))
+        })
+        .await
+}
+
 /// How much of an error body a reason quotes.
 const REASON_BODY_CHARS: usize = 300;
 
@@ -33,6 +55,12 @@ pub async fn send(platform: &str, request: RequestBuilder) -> Result<Response, P
             PlatformError::Ambiguous(format!("no answer from {platform}: {}", without_url(&error)))
         }
     })?;
+    let request_id = REQUEST_ID_HEADERS
+        .iter()
+        .find_map(|name| response.headers().get(*name)?.to_str().ok())
+        .map(|id| id.chars().take(200).collect::<String>());
+    // Outside `with_request_id` there is nowhere to keep it, and nothing asks.
+    let _ = LAST_REQUEST_ID.try_with(|last| *last.borrow_mut() = request_id);
     if response.status().is_success() {
         return Ok(response);
     }

@@ -181,6 +181,8 @@ struct Attempt<'a> {
     content: String,
     options: serde_json::Value,
     reference: String,
+    /// The request id of the platform's answer to the publish, quoted in a failure.
+    platform_request_id: Option<String>,
 }
 
 impl Attempt<'_> {
@@ -223,8 +225,17 @@ impl Attempt<'_> {
         anyhow::bail!("the post kept changing; {MAX_RACES} tries lost the race")
     }
 
+    /// A delivery error, quoting the platform's request id when it answered.
+    fn error(&self, code: &str, message: &str) -> DeliveryError {
+        DeliveryError {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            platform_request_id: self.platform_request_id.clone(),
+        }
+    }
+
     async fn fail(&mut self, context: &Context, code: &str, message: String) -> anyhow::Result<Outcome> {
-        let error = DeliveryError { code: code.to_owned(), message: message.clone(), platform_request_id: None };
+        let error = self.error(code, &message);
         self.record(context, post::Command::RecordFailed { delivery_id: self.job.delivery_id, error }).await?;
         Ok(Outcome::Fail(message))
     }
@@ -256,6 +267,7 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         options: delivery.options.clone(),
         reference: format!("{}:{}", job.delivery_id, job.generation),
         post: (post, version),
+        platform_request_id: None,
     };
     let Some(account) = account else {
         return attempt.fail(context, "account_missing", "the target account no longer exists".into()).await;
@@ -310,7 +322,9 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         return Ok(Outcome::Done);
     }
 
-    let answer = adapter.publish(&tokens, &attempt.publication(&account)).await;
+    let (answer, request_id) =
+        platforms::http::with_request_id(adapter.publish(&tokens, &attempt.publication(&account))).await;
+    attempt.platform_request_id = request_id;
     record_answer(context, &mut attempt, &account_key, answer).await
 }
 
@@ -322,23 +336,22 @@ async fn record_answer(
     answer: Result<platforms::Published, PlatformError>,
 ) -> anyhow::Result<Outcome> {
     let delivery_id = attempt.job.delivery_id;
-    let error = |code: &str, message: &str| DeliveryError {
-        code: code.to_owned(),
-        message: message.to_owned(),
-        platform_request_id: None,
-    };
     match answer {
         Ok(published) => record_published(context, attempt, published).await,
         Err(PlatformError::RateLimited { until, reason }) => {
             rate_limit::block_until(&context.limiter, account_key, until).await?;
-            let retrying =
-                post::Command::RecordRetrying { delivery_id, error: error("rate_limited", &reason), retry_at: until };
+            let retrying = post::Command::RecordRetrying {
+                delivery_id,
+                error: attempt.error("rate_limited", &reason),
+                retry_at: until,
+            };
             attempt.record(context, retrying).await?;
             Ok(Outcome::RetryAt(until, reason))
         }
         Err(PlatformError::Transient(reason)) if attempt.run.attempt < attempt.run.max_attempts => {
             let retry_at = Utc::now();
-            let retrying = post::Command::RecordRetrying { delivery_id, error: error("transient", &reason), retry_at };
+            let retrying =
+                post::Command::RecordRetrying { delivery_id, error: attempt.error("transient", &reason), retry_at };
             attempt.record(context, retrying).await?;
             Ok(Outcome::Retry(reason))
         }
@@ -348,7 +361,8 @@ async fn record_answer(
             Ok(Outcome::Retry(reason))
         }
         Err(PlatformError::Ambiguous(reason)) => {
-            let unknown = post::Command::RecordUnknown { delivery_id, error: error("outcome_unknown", &reason) };
+            let unknown =
+                post::Command::RecordUnknown { delivery_id, error: attempt.error("outcome_unknown", &reason) };
             attempt.record(context, unknown).await?;
             Ok(Outcome::Unknown(reason))
         }
@@ -394,22 +408,20 @@ async fn reconcile(
         Ok(tokens) => tokens,
         Err(outcome) => return Ok(outcome),
     };
-    match adapter.look_up(&tokens, &attempt.publication(account)).await {
+    let (looked_up, request_id) =
+        platforms::http::with_request_id(adapter.look_up(&tokens, &attempt.publication(account))).await;
+    attempt.platform_request_id = request_id;
+    match looked_up {
         Ok(LookUp::Found(published)) => record_published(context, attempt, published).await,
         Ok(LookUp::NotFound) => {
-            let error = DeliveryError {
-                code: "not_published".into(),
-                message: "the earlier attempt made no post; trying again".into(),
-                platform_request_id: None,
-            };
+            let error = attempt.error("not_published", "the earlier attempt made no post; trying again");
             let retry_at = Utc::now();
             attempt.record(context, post::Command::RecordRetrying { delivery_id, error, retry_at }).await?;
             Ok(Outcome::RetryAt(retry_at, "the earlier attempt made no post".into()))
         }
         Ok(LookUp::CannotTell) => {
             let message = "an attempt got no answer and the platform cannot say whether it posted; retry with force to post again";
-            let error =
-                DeliveryError { code: "outcome_unknown".into(), message: message.into(), platform_request_id: None };
+            let error = attempt.error("outcome_unknown", message);
             attempt.record(context, post::Command::RecordUnknown { delivery_id, error }).await?;
             Ok(Outcome::Unknown(message.into()))
         }
@@ -417,8 +429,7 @@ async fn reconcile(
         Err(PlatformError::RateLimited { until, reason }) => Ok(Outcome::RetryAt(until, reason)),
         Err(error) => {
             let message = format!("looking the post up failed: {error}");
-            let error =
-                DeliveryError { code: "outcome_unknown".into(), message: message.clone(), platform_request_id: None };
+            let error = attempt.error("outcome_unknown", &message);
             attempt.record(context, post::Command::RecordUnknown { delivery_id, error }).await?;
             Ok(Outcome::Unknown(message))
         }
