@@ -9,6 +9,11 @@
 //! not depend on how long setup took). Then it starts the worker and measures from the due
 //! instant: seconds to the last `delivery.published`, deliveries/s, dispatch lag (due →
 //! `delivery.publishing` recorded) p50/p99, and the worker's peak RSS.
+//!
+//! With every post due at once, a delivery's lag is mostly its place in line: the last starts
+//! about `posts / deliveries_per_s` after the due instant. So a second phase measures the
+//! dispatch path itself: 3,000 more posts, due one after another at 500 a second (a tenth of the
+//! worker's capacity), reported as `steady_lag_p50_ms` and `steady_lag_p99_ms`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -33,6 +38,9 @@ const ACCOUNTS: usize = 1_000;
 const PER_TRANSACTION: usize = 1_000;
 const PLATFORM_LATENCY: Duration = Duration::from_millis(50);
 const LEAD: Duration = Duration::from_secs(3);
+/// The second phase: posts due one after another, under the worker's capacity.
+const STEADY_POSTS: usize = 3_000;
+const STEADY_PER_SECOND: f64 = 500.0;
 
 #[tokio::main]
 async fn main() {
@@ -99,32 +107,8 @@ async fn main() {
     }
     tx.commit().await.unwrap();
 
-    let later = Utc::now() + chrono::Duration::hours(1);
-    for batch in 0..posts.div_ceil(PER_TRANSACTION) {
-        let mut tx = pool.begin().await.unwrap();
-        for index in batch * PER_TRANSACTION..((batch + 1) * PER_TRANSACTION).min(posts) {
-            let id = Uuid::now_v7();
-            let target = Target {
-                delivery_id: Uuid::now_v7(),
-                account_id: accounts[index % ACCOUNTS],
-                content: None,
-                options: Value::Null,
-            };
-            let command = post::Command::Create {
-                project_id,
-                content: format!("bench post {index}"),
-                targets: vec![target],
-                scheduled_at: Some(later),
-                draft: false,
-                requires_approval: false,
-                external_id: None,
-                now: Utc::now(),
-            };
-            let created = execute::<Post>(&mut tx, id, command, &metadata).await.unwrap();
-            herald_shared::posts::queue_pending(&mut tx, id, &created.state, &metadata).await.unwrap();
-        }
-        tx.commit().await.unwrap();
-    }
+    let bench = Bench { pool: pool.clone(), project_id, metadata, accounts };
+    bench.create_posts(0..posts).await;
     let setup_secs = setup.elapsed().as_secs_f64();
     let due = Utc::now() + chrono::Duration::from_std(LEAD).unwrap();
     sqlx::query("UPDATE jobs SET run_at = $1 WHERE kind = 'delivery.publish'").bind(due).execute(&pool).await.unwrap();
@@ -168,8 +152,6 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let rss_mb = peak_rss.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0;
-    worker.kill().await.ok();
 
     let last: chrono::DateTime<Utc> =
         sqlx::query_scalar("SELECT max(published_at) FROM deliveries").fetch_one(&pool).await.unwrap();
@@ -183,10 +165,54 @@ async fn main() {
             .await
             .unwrap();
     let mut lags: Vec<Duration> = starts.iter().map(|at| (*at - due).to_std().unwrap_or_default()).collect();
+    let burst_calls = calls.load(std::sync::atomic::Ordering::Relaxed);
     let seconds_to_last = (last - due).num_milliseconds() as f64 / 1000.0;
     let per_second = published as f64 / seconds_to_last.max(0.001);
     let lag_p50 = common::percentile_ms(&mut lags, 50.0);
     let lag_p99 = common::percentile_ms(&mut lags, 99.0);
+
+    // The same worker, now under its capacity: posts due one after another, 500 a second. Their
+    // lag is the dispatch path's own (claim, read, limiter, commit), without a queue before it.
+    bench.create_posts(posts..posts + STEADY_POSTS).await;
+    let first_due = Utc::now() + chrono::Duration::from_std(LEAD).unwrap();
+    sqlx::query(
+        "WITH spread AS (
+             SELECT id, (payload->>'post_id')::uuid AS post_id,
+                    $1::timestamptz + (row_number() OVER (ORDER BY id) - 1) * $2::float8 * interval '1 ms' AS due
+             FROM jobs WHERE kind = 'delivery.publish' AND state = 'available'
+         ), moved AS (
+             UPDATE jobs SET run_at = spread.due FROM spread WHERE jobs.id = spread.id RETURNING spread.post_id, spread.due
+         )
+         UPDATE posts SET scheduled_at = moved.due FROM moved WHERE posts.id = moved.post_id",
+    )
+    .bind(first_due)
+    .bind(1000.0 / STEADY_PER_SECOND)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while (calls.load(std::sync::atomic::Ordering::Relaxed) as usize) < posts + STEADY_POSTS
+        && std::time::Instant::now() < deadline
+    {
+        peak_rss.fetch_max(peak_rss_kb(worker_pid), std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let steady: Vec<f64> = sqlx::query_scalar(
+        "SELECT (EXTRACT(epoch FROM e.recorded_at - p.scheduled_at) * 1000)::float8
+         FROM events e JOIN deliveries d ON d.id = (e.payload->>'delivery_id')::uuid JOIN posts p ON p.id = d.post_id
+         WHERE e.event_type = 'delivery.publishing' AND p.scheduled_at > $1",
+    )
+    .bind(due)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut steady_lags: Vec<Duration> =
+        steady.iter().map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0)).collect();
+    let steady_lag_p50 = common::percentile_ms(&mut steady_lags, 50.0);
+    let steady_lag_p99 = common::percentile_ms(&mut steady_lags, 99.0);
+    let rss_mb = peak_rss.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0;
+    worker.kill().await.ok();
 
     println!("publish bench: {posts} posts, one sandbox target each, {ACCOUNTS} accounts, one worker process");
     println!("(publish concurrency {concurrency}), a fake platform answering in {} ms\n", PLATFORM_LATENCY.as_millis());
@@ -194,11 +220,18 @@ async fn main() {
     println!("|---|---|");
     println!("| setup (accounts, posts, jobs) | {setup_secs:.1} s |");
     println!("| published | {published} of {posts} |");
-    println!("| publish calls the platform received | {} |", calls.load(std::sync::atomic::Ordering::Relaxed));
+    println!("| publish calls the platform received | {burst_calls} |");
     println!("| seconds from due to last published | {seconds_to_last:.2} |");
     println!("| deliveries/s | {per_second:.0} |");
     println!("| dispatch lag p50 (due -> publishing) | {lag_p50:.0} ms |");
     println!("| dispatch lag p99 | {lag_p99:.0} ms |");
+    println!(
+        "| then, under capacity: {STEADY_POSTS} posts due {STEADY_PER_SECOND:.0}/s, started | {} (platform calls: {}) |",
+        steady.len(),
+        calls.load(std::sync::atomic::Ordering::Relaxed) - burst_calls
+    );
+    println!("| under capacity: dispatch lag p50 | {steady_lag_p50:.0} ms |");
+    println!("| under capacity: dispatch lag p99 | {steady_lag_p99:.0} ms |");
     println!("| worker peak RSS | {rss_mb:.0} MB |");
     println!(
         "{}",
@@ -208,6 +241,8 @@ async fn main() {
             ("lag_p50_ms", lag_p50),
             ("lag_p99_ms", lag_p99),
             ("worker_rss_mb", rss_mb),
+            ("steady_lag_p50_ms", steady_lag_p50),
+            ("steady_lag_p99_ms", steady_lag_p99),
         ])
     );
 }
@@ -220,4 +255,46 @@ fn peak_rss_kb(pid: u32) -> u64 {
             status.lines().find_map(|line| line.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Creates posts through the domain, as `POST /v1/posts` does.
+struct Bench {
+    pool: sqlx::PgPool,
+    project_id: Uuid,
+    metadata: EventMetadata,
+    accounts: Vec<Uuid>,
+}
+
+impl Bench {
+    /// Posts `indexes`, one target each (the accounts in turn), due in an hour, each with its
+    /// publish job queued, 1,000 per transaction.
+    async fn create_posts(&self, indexes: std::ops::Range<usize>) {
+        let later = Utc::now() + chrono::Duration::hours(1);
+        let indexes: Vec<usize> = indexes.collect();
+        for chunk in indexes.chunks(PER_TRANSACTION) {
+            let mut tx = self.pool.begin().await.unwrap();
+            for index in chunk {
+                let id = Uuid::now_v7();
+                let target = Target {
+                    delivery_id: Uuid::now_v7(),
+                    account_id: self.accounts[index % self.accounts.len()],
+                    content: None,
+                    options: Value::Null,
+                };
+                let command = post::Command::Create {
+                    project_id: self.project_id,
+                    content: format!("bench post {index}"),
+                    targets: vec![target],
+                    scheduled_at: Some(later),
+                    draft: false,
+                    requires_approval: false,
+                    external_id: None,
+                    now: Utc::now(),
+                };
+                let created = execute::<Post>(&mut tx, id, command, &self.metadata).await.unwrap();
+                herald_shared::posts::queue_pending(&mut tx, id, &created.state, &self.metadata).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+    }
 }

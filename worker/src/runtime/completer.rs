@@ -101,8 +101,8 @@ async fn flush<C>(shared: &Shared<C>, batch: &mut Vec<Completion>, drained: &Can
     let mut tries_left_after_shutdown = 3;
     let written = loop {
         let written = async {
-            let mut written = queue::finish(&shared.pool, &finished).await?
-                + queue::reschedule(&shared.pool, &rescheduled).await?;
+            let mut written =
+                queue::finish(&shared.pool, &finished).await? + queue::reschedule(&shared.pool, &rescheduled).await?;
             if written < ids.len() as u64 {
                 // The guarded statements find each job by its row version; a lease extension
                 // committed in the same instant moved some rows to a new one, which looks like a
