@@ -7,6 +7,9 @@
 //!   `evolve(State, &Event)`, implemented in [`crate::domain`].
 //! - [`execute`] ties them together: load, decide, append, project, all in the caller's
 //!   transaction, so a read after a write sees it and no write happens twice.
+//! - [`execute_loaded`] is the same for many concurrent writers: each decides on the state it
+//!   loaded ([`load_many`] reads many streams in one query) and appends through the
+//!   [`GroupCommitter`], so a busy worker's jobs share transactions.
 
 pub mod group_commit;
 pub mod reader;
