@@ -134,6 +134,23 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "idempotency_conflict", "Idempotency conflict", detail)
     }
 
+    /// 409: the first request with this `Idempotency-Key` is still being served.
+    pub fn idempotency_in_progress(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "idempotency_in_progress", "Idempotent request in progress", detail)
+    }
+
+    /// 409: the first request with this `Idempotency-Key` acted, but its response was not kept
+    /// (its process stopped between committing and answering, or the answer could not be stored).
+    pub fn idempotency_response_lost(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "idempotency_response_lost", "Idempotent response lost", detail)
+    }
+
+    /// 409: this request held its `Idempotency-Key` so long that a retry took the key over; this
+    /// request acted not at all.
+    pub fn idempotency_taken_over(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "idempotency_taken_over", "Idempotency key taken over", detail)
+    }
+
     /// 413: the body is larger than the configured limit.
     pub fn payload_too_large(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large", detail)

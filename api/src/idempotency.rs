@@ -1,11 +1,25 @@
 //! `Idempotency-Key` on every POST, PATCH and DELETE under `/v1`.
 //!
-//! The first request with a key claims it (an insert), runs, and stores its response. A later
-//! request with the same key and the same method, path and body gets that response again,
+//! The first request with a key claims it (an insert that names the claim), runs, and stores its
+//! response, sealed with the encryption keyring (a new API key's secret is in its response). A
+//! later request with the same key and the same method, path and body gets that response again,
 //! marked `Idempotent-Replayed: true`, without acting; with another body it gets a 409
 //! `idempotency_conflict`. A request that arrives while the first is still running waits for it
-//! and then replays it, so two racing requests act once. Keys last 24 hours; a 5xx response is
-//! not kept, so the client can try again.
+//! and then replays it, so two racing requests act once. Keys last 24 hours; a 5xx response
+//! from a request that changed nothing is not kept, so the client can try again.
+//!
+//! **Crashes.** Claiming the key, committing the effect and storing the response are three
+//! writes, and a process can die between any two. So a write handler opens its transaction with
+//! [`begin`], which marks the claim applied *inside* that transaction, fenced on the claim: the
+//! mark commits exactly when the effect does. A retry that finds a claim older than
+//! [`ABANDONED_AFTER`] without a response then knows which side of the commit the first request
+//! died on:
+//! - not applied: nothing happened; the retry takes the claim over and acts. Should the first
+//!   request still be alive, its fence no longer matches and it is refused before acting
+//!   (`idempotency_taken_over`); if it is already inside its transaction, the takeover waits on
+//!   the row it locked and then finds it applied.
+//! - applied: the effect committed but its response is gone; the retry gets a 409
+//!   `idempotency_response_lost` instead of a second effect.
 
 use std::time::Duration;
 
@@ -14,7 +28,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use herald_shared::credentials;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -22,8 +40,50 @@ use crate::error::ApiError;
 
 /// How long a retry waits for the first request to finish.
 const WAIT_FOR_FIRST: Duration = Duration::from_secs(10);
+/// A claim this old without a response belongs to a request that died (or is so slow that a
+/// retry may take its place).
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(30);
 /// The longest key accepted.
 const MAX_KEY_LEN: usize = 255;
+
+/// The key the request being served holds.
+#[derive(Clone, Debug)]
+struct Claim {
+    project_id: Uuid,
+    key: String,
+    /// Which request holds the key: a new one on every claim and takeover.
+    token: Uuid,
+}
+
+tokio::task_local! {
+    /// Set while a claimed request's handler runs, for [`begin`] to fence its transaction on.
+    static CLAIM: Claim;
+}
+
+/// Begins the transaction a write handler records its effect in. When the request holds an
+/// `Idempotency-Key`, the transaction first marks the claim applied, so the mark commits exactly
+/// when the effect does; a request whose claim a retry took over is refused here, before acting.
+pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, ApiError> {
+    let mut tx = pool.begin().await?;
+    let Ok(claim) = CLAIM.try_with(Claim::clone) else {
+        return Ok(tx);
+    };
+    let fenced = sqlx::query!(
+        "UPDATE idempotency_keys SET applied_at = now()
+         WHERE project_id = $1 AND idempotency_key = $2 AND claim = $3 AND status IS NULL",
+        claim.project_id,
+        claim.key,
+        claim.token,
+    )
+    .execute(&mut *tx)
+    .await?;
+    if fenced.rows_affected() == 0 {
+        return Err(ApiError::idempotency_taken_over(
+            "this request ran so long that a retry with its Idempotency-Key took over; this one did nothing",
+        ));
+    }
+    Ok(tx)
+}
 
 pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match replay_or_run(&state, request, next).await {
@@ -55,95 +115,183 @@ async fn replay_or_run(state: &AppState, request: Request, next: Next) -> Result
     fingerprint.update(&body);
     let fingerprint = fingerprint.finalize().to_vec();
 
-    let internal = |error: sqlx::Error| ApiError::internal(&error).into_response();
-    // Claim the key, or take over one older than the window.
-    let claimed = sqlx::query_scalar!(
-        r#"INSERT INTO idempotency_keys AS k (project_id, idempotency_key, fingerprint)
-           VALUES ($1, $2, $3)
-           ON CONFLICT (project_id, idempotency_key) DO UPDATE
-               SET fingerprint = excluded.fingerprint, status = NULL, content_type = NULL, body = NULL,
-                   created_at = now()
-               WHERE k.created_at < now() - make_interval(secs => $4)
-           RETURNING true AS "claimed!""#,
-        caller.project_id,
-        key,
-        fingerprint,
-        herald_shared::keys::IDEMPOTENCY_WINDOW.as_secs_f64(),
-    )
-    .fetch_optional(&state.pool)
-    .await
-    .map_err(internal)?
-    .is_some();
+    let token = match wait_for_claim(state, caller.project_id, &key, &fingerprint).await? {
+        Turn::Act(token) => token,
+        Turn::Replay(response) => return Ok(response),
+    };
+    let claim = Claim { project_id: caller.project_id, key, token };
+    let response = CLAIM.scope(claim.clone(), next.run(Request::from_parts(parts, Body::from(body)))).await;
+    Ok(remember(state, &claim, response).await)
+}
 
-    if claimed {
-        let response = next.run(Request::from_parts(parts, Body::from(body))).await;
-        return Ok(remember(state, &caller, &key, response).await);
-    }
+/// What a request with a key does: act under its claim, or answer as the first request did.
+enum Turn {
+    Act(Uuid),
+    Replay(Response),
+}
+
+/// Claims the key, takes over an abandoned claim, or waits for the first request's response.
+async fn wait_for_claim(state: &AppState, project_id: Uuid, key: &str, fingerprint: &[u8]) -> Result<Turn, Response> {
+    let internal = |error: sqlx::Error| ApiError::internal(&error).into_response();
     let deadline = tokio::time::Instant::now() + WAIT_FOR_FIRST;
     loop {
-        let first = sqlx::query!(
-            "SELECT fingerprint, status, content_type, body FROM idempotency_keys
-             WHERE project_id = $1 AND idempotency_key = $2",
-            caller.project_id,
+        // Claim the key, or take over one older than the window.
+        let claimed = sqlx::query_scalar!(
+            r#"INSERT INTO idempotency_keys AS k (project_id, idempotency_key, fingerprint)
+               VALUES ($1, $2, $3)
+               ON CONFLICT (project_id, idempotency_key) DO UPDATE
+                   SET fingerprint = excluded.fingerprint, claim = excluded.claim, applied_at = NULL,
+                       status = NULL, content_type = NULL, sealed_body = NULL, created_at = now()
+                   WHERE k.created_at < now() - make_interval(secs => $4)
+               RETURNING claim"#,
+            project_id,
             key,
+            fingerprint,
+            herald_shared::keys::IDEMPOTENCY_WINDOW.as_secs_f64(),
         )
         .fetch_optional(&state.pool)
         .await
         .map_err(internal)?;
-        let Some(first) = first else {
-            // The first request failed with a 5xx and gave the key back: try again from the top.
-            return Err(ApiError::conflict("the first request with this Idempotency-Key failed; retry").into_response());
-        };
-        if first.fingerprint != fingerprint {
-            return Err(ApiError::idempotency_conflict(
-                "this Idempotency-Key was used with another method, path or body",
-            )
-            .into_response());
+        if let Some(token) = claimed {
+            return Ok(Turn::Act(token));
         }
-        if let Some(status) = first.status {
-            return Ok(replayed(status, first.content_type, first.body.unwrap_or_default()));
+        let first = sqlx::query!(
+            r#"SELECT fingerprint, claim, status, content_type, sealed_body, applied_at IS NOT NULL AS "applied!",
+                      created_at < now() - make_interval(secs => $3) AS "abandoned!"
+               FROM idempotency_keys WHERE project_id = $1 AND idempotency_key = $2"#,
+            project_id,
+            key,
+            ABANDONED_AFTER.as_secs_f64(),
+        )
+        .fetch_optional(&state.pool)
+        .await
+        .map_err(internal)?;
+        // No record: the first request failed with a 5xx and gave the key back, and the next
+        // round claims it.
+        if let Some(first) = first {
+            if first.fingerprint != fingerprint {
+                return Err(ApiError::idempotency_conflict(
+                    "this Idempotency-Key was used with another method, path or body",
+                )
+                .into_response());
+            }
+            if let Some(status) = first.status {
+                return Ok(Turn::Replay(replay(state, first.claim, status, first.content_type, first.sealed_body)));
+            }
+            if first.abandoned && first.applied {
+                return Err(ApiError::idempotency_response_lost(
+                    "the first request with this Idempotency-Key acted, but its server stopped before answering; \
+                     look the result up instead of retrying",
+                )
+                .into_response());
+            }
+            if first.abandoned {
+                // Waits on the row while the first request's transaction holds it, and then
+                // finds it applied.
+                let taken = sqlx::query_scalar!(
+                    "UPDATE idempotency_keys SET claim = gen_random_uuid(), created_at = now()
+                     WHERE project_id = $1 AND idempotency_key = $2 AND claim = $3
+                       AND applied_at IS NULL AND status IS NULL
+                     RETURNING claim",
+                    project_id,
+                    key,
+                    first.claim,
+                )
+                .fetch_optional(&state.pool)
+                .await
+                .map_err(internal)?;
+                if let Some(token) = taken {
+                    tracing::warn!("took over an Idempotency-Key whose first request never committed");
+                    return Ok(Turn::Act(token));
+                }
+            }
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(
-                ApiError::conflict("the first request with this Idempotency-Key is still running").into_response()
-            );
+            return Err(ApiError::idempotency_in_progress(
+                "the first request with this Idempotency-Key is still running",
+            )
+            .into_response());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
-
-/// Stores `response` for replays (a 5xx gives the key back instead) and returns it.
-async fn remember(state: &AppState, caller: &Caller, key: &str, response: Response) -> Response {
+/// Keeps `response` for replays and returns it. A 5xx from a request that changed nothing gives
+/// the key back instead, so the client can try again; one after its effect committed is kept
+/// without a body, so a retry learns the effect happened.
+async fn remember(state: &AppState, claim: &Claim, response: Response) -> Response {
     let (parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return ApiError::internal(&"the response body could not be read").into_response();
     };
-    let stored = if parts.status.is_server_error() {
-        sqlx::query!(
-            "DELETE FROM idempotency_keys WHERE project_id = $1 AND idempotency_key = $2",
-            caller.project_id,
-            key
-        )
-        .execute(&state.pool)
-        .await
+    let status = i16::try_from(parts.status.as_u16()).unwrap_or(500);
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+    let sealed = if parts.status.is_server_error() {
+        None
     } else {
-        let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
-        sqlx::query!(
-            "UPDATE idempotency_keys SET status = $3, content_type = $4, body = $5
-             WHERE project_id = $1 AND idempotency_key = $2",
-            caller.project_id,
-            key,
-            i16::try_from(parts.status.as_u16()).unwrap_or(500),
-            content_type,
-            bytes.as_ref(),
+        // `/v1` answers JSON, which is text; anything else is kept without its body.
+        String::from_utf8(bytes.to_vec()).ok().and_then(|text| {
+            credentials::seal_idempotent_response(&state.keyring, claim.token, &SecretString::from(text))
+                .inspect_err(|error| tracing::warn!(%error, "cannot seal the response of an idempotent request"))
+                .ok()
+        })
+    };
+    let given_back = parts.status.is_server_error() && {
+        let deleted = sqlx::query!(
+            "DELETE FROM idempotency_keys
+             WHERE project_id = $1 AND idempotency_key = $2 AND claim = $3 AND applied_at IS NULL",
+            claim.project_id,
+            claim.key,
+            claim.token,
         )
         .execute(&state.pool)
-        .await
+        .await;
+        matches!(deleted, Ok(done) if done.rows_affected() == 1)
     };
-    if let Err(error) = stored {
-        tracing::warn!(%error, "cannot record the response of an idempotent request");
+    if !given_back {
+        let stored = sqlx::query!(
+            "UPDATE idempotency_keys SET status = $4, content_type = $5, sealed_body = $6
+             WHERE project_id = $1 AND idempotency_key = $2 AND claim = $3",
+            claim.project_id,
+            claim.key,
+            claim.token,
+            status,
+            content_type,
+            sealed,
+        )
+        .execute(&state.pool)
+        .await;
+        if let Err(error) = stored {
+            tracing::warn!(%error, "cannot record the response of an idempotent request");
+        }
     }
     Response::from_parts(parts, Body::from(bytes))
+}
+
+/// The first request's response again, or why it cannot be had.
+fn replay(
+    state: &AppState,
+    claim: Uuid,
+    status: i16,
+    content_type: Option<String>,
+    sealed_body: Option<String>,
+) -> Response {
+    let lost = || {
+        ApiError::idempotency_response_lost(
+            "the first request with this Idempotency-Key acted, but its response was not kept; \
+             look the result up instead of retrying",
+        )
+        .into_response()
+    };
+    let Some(sealed) = sealed_body else {
+        return lost();
+    };
+    match credentials::open_idempotent_response(&state.keyring, claim, &sealed) {
+        Ok(body) => replayed(status, content_type, body.expose_secret().as_bytes().to_vec()),
+        Err(error) => {
+            tracing::warn!(%error, "cannot open the kept response of an idempotent request");
+            lost()
+        }
+    }
 }
 
 fn replayed(status: i16, content_type: Option<String>, body: Vec<u8>) -> Response {

@@ -62,8 +62,10 @@ const EDGE_PROBLEMS: &[(&str, &str)] = &[
 /// What any `/v1` write may also answer.
 const WRITE_PROBLEMS: &[(&str, &str)] = &[(
     "409",
-    "The state changed underneath the request (`conflict`), or an `Idempotency-Key` was reused with another body \
-     (`idempotency_conflict`).",
+    "The state changed underneath the request (`conflict`); an `Idempotency-Key` was reused with another body \
+     (`idempotency_conflict`), its first request is still running (`idempotency_in_progress`) or acted without \
+     its response being kept (`idempotency_response_lost`), or a retry took this request's key over \
+     (`idempotency_taken_over`).",
 )];
 
 /// What any operation with a body may also answer.

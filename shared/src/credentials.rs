@@ -280,6 +280,17 @@ pub async fn load_app_secret(
     Ok(sealed.map(|sealed| open(keyring, "oauth_app_secrets", app_id, "client_secret", &sealed)).transpose()?)
 }
 
+/// Seals the response kept for an `Idempotency-Key` (it can carry a secret: a new API key's) for
+/// the claim that made it.
+pub fn seal_idempotent_response(keyring: &Keyring, claim: Uuid, body: &SecretString) -> Result<String, CryptoError> {
+    seal(keyring, "idempotency_keys", claim, "sealed_body", body)
+}
+
+/// Opens what [`seal_idempotent_response`] sealed.
+pub fn open_idempotent_response(keyring: &Keyring, claim: Uuid, sealed: &str) -> Result<SecretString, CryptoError> {
+    open(keyring, "idempotency_keys", claim, "sealed_body", sealed)
+}
+
 /// Every sealed column: (table, key column, sealed column). Re-encryption walks these.
 const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
     ("account_credentials", "account_id", "access_token"),
@@ -287,6 +298,7 @@ const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
     ("connect_session_secrets", "session_id", "pkce_verifier"),
     ("connect_session_secrets", "session_id", "code"),
     ("oauth_app_secrets", "app_id", "client_secret"),
+    ("idempotency_keys", "claim", "sealed_body"),
 ];
 
 /// What [`reencrypt_all`] did, per column (`table.column`).

@@ -229,7 +229,8 @@ pub async fn create_key(
     Ok(created)
 }
 
-async fn create_key_in(
+/// [`create_key`] inside the caller's transaction.
+pub async fn create_key_in(
     tx: &mut sqlx::PgConnection,
     project_id: Uuid,
     request: KeyRequest,
@@ -295,20 +296,30 @@ pub async fn revoke_key(
     metadata: &EventMetadata,
 ) -> Result<(), KeyError> {
     let mut tx = pool.begin().await?;
+    revoke_key_in(&mut tx, project_id, key_id, metadata).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`revoke_key`] inside the caller's transaction.
+pub async fn revoke_key_in(
+    tx: &mut sqlx::PgConnection,
+    project_id: Uuid,
+    key_id: Uuid,
+    metadata: &EventMetadata,
+) -> Result<(), KeyError> {
     let owner =
         sqlx::query_scalar!("SELECT project_id FROM api_keys WHERE id = $1", key_id).fetch_optional(&mut *tx).await?;
     if owner != Some(project_id) {
         return Err(KeyError::NoSuchKey);
     }
     let metadata = EventMetadata { project_id: Some(project_id), ..metadata.clone() };
-    match execute::<ApiKey>(&mut tx, key_id, api_key::Command::Revoke, &metadata).await {
-        Ok(_) => {}
-        Err(ExecuteError::Rejected(api_key::Rejection::AlreadyRevoked)) => return Err(KeyError::AlreadyRevoked),
-        Err(ExecuteError::Rejected(_)) => return Err(KeyError::NoSuchKey),
-        Err(other) => return Err(other.into()),
+    match execute::<ApiKey>(tx, key_id, api_key::Command::Revoke, &metadata).await {
+        Ok(_) => Ok(()),
+        Err(ExecuteError::Rejected(api_key::Rejection::AlreadyRevoked)) => Err(KeyError::AlreadyRevoked),
+        Err(ExecuteError::Rejected(_)) => Err(KeyError::NoSuchKey),
+        Err(other) => Err(other.into()),
     }
-    tx.commit().await?;
-    Ok(())
 }
 
 /// The keys of `project_id`, newest first, revoked ones included.

@@ -552,6 +552,12 @@ async fn an_idempotent_retry_returns_the_first_response_without_acting_again() {
     assert_eq!(again.json::<Value>().await.unwrap(), first, "the same answer, the same key");
     assert_eq!(key_count(&app, &acme).await, 2, "the admin key and one more");
 
+    let secret = first["key"].as_str().unwrap();
+    let kept: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT sealed_body FROM idempotency_keys").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert!(kept.iter().flatten().all(|body| !body.contains(secret)), "the kept response is sealed");
+
     let other_body = create_key_request(&app, &acme.admin_key, "retry-1", "another name").await;
     problem(other_body, StatusCode::CONFLICT, "idempotency_conflict").await;
 
@@ -574,5 +580,43 @@ async fn racing_requests_with_one_idempotency_key_act_once() {
     let (one, two): (Value, Value) = (one.json().await.unwrap(), two.json().await.unwrap());
     assert_eq!(one, two);
     assert_eq!(key_count(&app, &acme).await, 2, "one key created, not two");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retry_after_a_crash_acts_only_if_the_first_request_never_committed() {
+    let app = TestApp::spawn().await;
+    let acme = project(&app, "Acme").await;
+    let template = create_key_request(&app, &acme.admin_key, "template", "ci").await;
+    assert_eq!(template.status(), StatusCode::CREATED);
+    // Two claims for the same request, as a process leaves them when it dies a minute ago:
+    // one before its transaction committed, one after it committed but before it answered.
+    for (key, applied) in [("died-before-commit", false), ("died-after-commit", true)] {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (project_id, idempotency_key, fingerprint, created_at, applied_at)
+             SELECT project_id, $1, fingerprint, now() - interval '1 minute',
+                    CASE WHEN $2 THEN now() - interval '1 minute' END
+             FROM idempotency_keys WHERE idempotency_key = 'template'",
+        )
+        .bind(key)
+        .bind(applied)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+    assert_eq!(key_count(&app, &acme).await, 2);
+
+    let retried = create_key_request(&app, &acme.admin_key, "died-before-commit", "ci").await;
+    assert_eq!(retried.status(), StatusCode::CREATED, "nothing happened the first time: the retry acts");
+    assert!(retried.headers().get("idempotent-replayed").is_none());
+    let retried: Value = retried.json().await.unwrap();
+    assert_eq!(key_count(&app, &acme).await, 3);
+    let again = create_key_request(&app, &acme.admin_key, "died-before-commit", "ci").await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), retried);
+
+    let lost = create_key_request(&app, &acme.admin_key, "died-after-commit", "ci").await;
+    problem(lost, StatusCode::CONFLICT, "idempotency_response_lost").await;
+    assert_eq!(key_count(&app, &acme).await, 3, "the first request acted; the retry does not act again");
     app.stop().await.unwrap();
 }

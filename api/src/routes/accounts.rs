@@ -176,7 +176,7 @@ async fn update(
     if body.external_id.as_ref().is_some_and(|external_id| external_id.is_empty() || external_id.len() > 255) {
         return Err(ApiError::validation(vec![FieldError::new("external_id", "must be 1 to 255 characters, or null")]));
     }
-    let mut tx = state.pool.begin().await?;
+    let mut tx = crate::idempotency::begin(&state.pool).await?;
     let command = account::Command::SetExternalId { external_id: body.external_id };
     match execute::<Account>(&mut tx, id, command, &caller.event_metadata()).await {
         Ok(_) | Err(ExecuteError::Rejected(account::Rejection::Unchanged)) => {}
@@ -198,7 +198,7 @@ async fn disconnect(
     Path(id): Path<Uuid>,
 ) -> Result<ApiJson<AccountView>, ApiError> {
     load(&state, &caller, id).await?;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = crate::idempotency::begin(&state.pool).await?;
     execute::<Account>(&mut tx, id, account::Command::Disconnect, &caller.event_metadata())
         .await
         .map_err(account_error)?;
@@ -231,7 +231,9 @@ async fn refresh(
         .ok_or_else(|| ApiError::conflict("the account has no credentials; reconnect it"))?;
     let job = NewJob::of(&RefreshCredentials { account_id: id, seen_version: Some(version) })
         .map_err(|error| ApiError::internal(&error))?;
-    queue::enqueue(&state.pool, job).await?;
+    let mut tx = crate::idempotency::begin(&state.pool).await?;
+    queue::enqueue(&mut *tx, job).await?;
+    tx.commit().await?;
     Ok((StatusCode::ACCEPTED, ApiJson(account)))
 }
 

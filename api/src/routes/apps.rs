@@ -169,7 +169,7 @@ async fn register(
     }
     caller.reaches_platform(&body.platform)?;
     let id = Uuid::now_v7();
-    let mut tx = state.pool.begin().await?;
+    let mut tx = crate::idempotency::begin(&state.pool).await?;
     let command = oauth_app::Command::Register {
         project_id: caller.project_id,
         platform: body.platform,
@@ -215,7 +215,7 @@ async fn update(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let mut tx = state.pool.begin().await?;
+    let mut tx = crate::idempotency::begin(&state.pool).await?;
     let command = oauth_app::Command::Update {
         name: body.name,
         image_url: body.image_url,
@@ -240,7 +240,7 @@ async fn update(
     responses((status = 204, description = "Deleted")))]
 async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
     load(&state, &caller, id).await?;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = crate::idempotency::begin(&state.pool).await?;
     // Lock the app's row so no connect completes through it between the count and the delete.
     sqlx::query!("SELECT id FROM oauth_apps WHERE id = $1 FOR UPDATE", id).fetch_one(&mut *tx).await?;
     let accounts_using = sqlx::query_scalar!(

@@ -154,7 +154,7 @@ async fn start(
             )]));
         }
     };
-    let mut tx = state.pool.begin().await?;
+    let mut tx = crate::idempotency::begin(&state.pool).await?;
     let client = client_for(&state, &mut tx, caller.project_id, &platform, body.app_id).await?;
 
     let session_id = Uuid::now_v7();

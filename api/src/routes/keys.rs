@@ -229,9 +229,11 @@ async fn create(
         allowed_origins: body.allowed_origins,
     };
     let max = state.config.max_live_keys;
-    let (id, secret) = keys::create_key(&state.pool, caller.project_id, request, max, &caller.event_metadata())
+    let mut tx = crate::idempotency::begin(&state.pool).await?;
+    let (id, secret) = keys::create_key_in(&mut tx, caller.project_id, request, max, &caller.event_metadata())
         .await
         .map_err(key_error)?;
+    tx.commit().await?;
     let view = load(&state, caller.project_id, id).await?;
     Ok((StatusCode::CREATED, ApiJson(Created { view, key: keys::reveal(&secret).to_owned() })))
 }
@@ -244,7 +246,9 @@ async fn revoke(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<ApiJson<KeyView>, ApiError> {
-    keys::revoke_key(&state.pool, caller.project_id, id, &caller.event_metadata()).await.map_err(key_error)?;
+    let mut tx = crate::idempotency::begin(&state.pool).await?;
+    keys::revoke_key_in(&mut tx, caller.project_id, id, &caller.event_metadata()).await.map_err(key_error)?;
+    tx.commit().await?;
     Ok(ApiJson(load(&state, caller.project_id, id).await?))
 }
 

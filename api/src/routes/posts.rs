@@ -263,7 +263,7 @@ async fn create(
     }
     let id = Uuid::now_v7();
     let metadata = caller.event_metadata();
-    let mut tx = state.pool.begin().await?;
+    let mut tx = crate::idempotency::begin(&state.pool).await?;
     let command = post::Command::Create {
         project_id: caller.project_id,
         content: body.content,
@@ -397,7 +397,7 @@ async fn show(
 async fn change(state: &AppState, caller: &Caller, id: Uuid, command: post::Command) -> Result<PostView, ApiError> {
     load_view(state, caller, id).await?;
     let metadata = caller.event_metadata();
-    let mut tx = state.pool.begin().await?;
+    let mut tx = crate::idempotency::begin(&state.pool).await?;
     let executed = execute::<Post>(&mut tx, id, command, &metadata).await.map_err(post_error)?;
     herald_shared::posts::queue_pending(&mut tx, id, &executed.state, &metadata).await.map_err(post_error)?;
     tx.commit().await?;
