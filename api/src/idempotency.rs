@@ -23,7 +23,7 @@
 
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -42,7 +42,7 @@ use crate::error::ApiError;
 const WAIT_FOR_FIRST: Duration = Duration::from_secs(10);
 /// A claim this old without a response belongs to a request that died (or is so slow that a
 /// retry may take its place).
-pub const ABANDONED_AFTER: Duration = Duration::from_secs(30);
+const ABANDONED_AFTER: Duration = Duration::from_secs(30);
 /// The longest key accepted.
 const MAX_KEY_LEN: usize = 255;
 
@@ -179,11 +179,7 @@ async fn wait_for_claim(state: &AppState, project_id: Uuid, key: &str, fingerpri
                 return Ok(Turn::Replay(replay(state, first.claim, status, first.content_type, first.sealed_body)));
             }
             if first.abandoned && first.applied {
-                return Err(ApiError::idempotency_response_lost(
-                    "the first request with this Idempotency-Key acted, but its server stopped before answering; \
-                     look the result up instead of retrying",
-                )
-                .into_response());
+                return Err(response_lost());
             }
             if first.abandoned {
                 // Waits on the row while the first request's transaction holds it, and then
@@ -215,6 +211,7 @@ async fn wait_for_claim(state: &AppState, project_id: Uuid, key: &str, fingerpri
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
 /// Keeps `response` for replays and returns it. A 5xx from a request that changed nothing gives
 /// the key back instead, so the client can try again; one after its effect committed is kept
 /// without a body, so a retry learns the effect happened.
@@ -275,32 +272,31 @@ fn replay(
     content_type: Option<String>,
     sealed_body: Option<String>,
 ) -> Response {
-    let lost = || {
-        ApiError::idempotency_response_lost(
-            "the first request with this Idempotency-Key acted, but its response was not kept; \
-             look the result up instead of retrying",
-        )
-        .into_response()
-    };
     let Some(sealed) = sealed_body else {
-        return lost();
+        return response_lost();
     };
-    match credentials::open_idempotent_response(&state.keyring, claim, &sealed) {
-        Ok(body) => replayed(status, content_type, body.expose_secret().as_bytes().to_vec()),
+    let body = match credentials::open_idempotent_response(&state.keyring, claim, &sealed) {
+        Ok(body) => body,
         Err(error) => {
             tracing::warn!(%error, "cannot open the kept response of an idempotent request");
-            lost()
+            return response_lost();
         }
-    }
-}
-
-fn replayed(status: i16, content_type: Option<String>, body: Vec<u8>) -> Response {
+    };
     let status = u16::try_from(status).ok().and_then(|status| StatusCode::from_u16(status).ok());
-    let mut response = Response::new(Body::from(Bytes::from(body)));
+    let mut response = Response::new(Body::from(body.expose_secret().to_owned()));
     *response.status_mut() = status.unwrap_or(StatusCode::OK);
     if let Some(content_type) = content_type.and_then(|value| HeaderValue::from_str(&value).ok()) {
         response.headers_mut().insert(header::CONTENT_TYPE, content_type);
     }
     response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     response
+}
+
+/// The first request acted, and its response is not to be had.
+fn response_lost() -> Response {
+    ApiError::idempotency_response_lost(
+        "the first request with this Idempotency-Key acted, but its response was not kept \
+         (its server stopped before answering); look the result up instead of retrying",
+    )
+    .into_response()
 }
