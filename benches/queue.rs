@@ -7,6 +7,9 @@
 //! 3. Pickup latency at low load: one job at a time, from the enqueue's commit to the job
 //!    starting, woken by NOTIFY.
 //! 4. The same drain behind a 1,000,000-job backlog.
+//! 5. What an idle `herald dev` (api, scheduler and worker in one process, nothing to do) costs
+//!    the database: statements a second, counted by `pg_stat_statements` over a quiet window
+//!    (transactions a second from `pg_stat_database` where the server has not loaded it).
 // A benchmark that cannot set up should stop loudly; it is never shipped code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -35,6 +38,9 @@ fn count(variable: &str, default: usize) -> usize {
     std::env::var(variable).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
 }
 const ENQUEUE_CHUNK: usize = 10_000;
+/// How long the idle `herald dev` settles, then how long its statements are counted.
+const IDLE_SETTLE: Duration = Duration::from_secs(5);
+const IDLE_WINDOW: Duration = Duration::from_secs(20);
 const PICKUP_SAMPLES: usize = 200;
 
 /// Does nothing; tells the bench when it started if asked.
@@ -146,6 +152,52 @@ async fn pickup(pool: &PgPool) -> (f64, f64) {
     (common::percentile_ms(&mut samples, 50.0), common::percentile_ms(&mut samples, 99.0))
 }
 
+/// What an idle database user costs: how it was counted, and the count a second.
+struct IdleCost {
+    counted: &'static str,
+    per_second: f64,
+}
+
+/// Starts the real `herald dev` on a database of its own, lets it settle, and counts what it
+/// asks of the database while it has nothing to do.
+async fn idle_cost() -> IdleCost {
+    let (pool, url) = common::fresh_database("herald_bench_idle").await;
+    let data_dir = std::env::temp_dir().join(format!("herald-bench-idle-{}", std::process::id()));
+    let mut herald = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("dev")
+        .env("DATABASE_URL", &url)
+        .env("HERALD_LISTEN", "127.0.0.1:0")
+        .env("HERALD_DATA_DIR", &data_dir)
+        .env("HERALD_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start herald dev");
+    tokio::time::sleep(IDLE_SETTLE).await;
+    let tracked = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&pool).await.is_ok()
+        && sqlx::query("SELECT pg_stat_statements_reset()").execute(&pool).await.is_ok();
+    let transactions =
+        "SELECT (xact_commit + xact_rollback)::float8 FROM pg_stat_database WHERE datname = current_database()";
+    let before: f64 = if tracked { 0.0 } else { sqlx::query_scalar(transactions).fetch_one(&pool).await.unwrap() };
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let count = if tracked {
+        // Every statement of this database but the bench's own look-ups.
+        let statements = "SELECT coalesce(sum(calls), 0)::float8 FROM pg_stat_statements
+                          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                            AND query NOT ILIKE '%pg_stat%'";
+        sqlx::query_scalar::<_, f64>(statements).fetch_one(&pool).await.unwrap()
+    } else {
+        // pg_stat_database is flushed by each backend at most once a second: wait for it.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        sqlx::query_scalar::<_, f64>(transactions).fetch_one(&pool).await.unwrap() - before
+    };
+    let _ = tokio::process::Command::new("kill").arg("-TERM").arg(herald.id().unwrap().to_string()).status().await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), herald.wait()).await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let counted = if tracked { "statements (pg_stat_statements)" } else { "transactions (pg_stat_database)" };
+    IdleCost { counted, per_second: count / IDLE_WINDOW.as_secs_f64() }
+}
+
 #[tokio::main]
 async fn main() {
     let (pool, _url) = common::fresh_database("herald_bench_queue").await;
@@ -166,6 +218,7 @@ async fn main() {
     sqlx::query("TRUNCATE finished_jobs").execute(&pool).await.unwrap();
     let backlog_enqueue_rate = enqueue_bulk(&pool, backlog).await;
     let backlog_drain_rate = drain(&pool, backlog).await;
+    let idle = idle_cost().await;
 
     println!("| measure | jobs | jobs/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|");
@@ -176,6 +229,12 @@ async fn main() {
     println!("| drain backlog | {backlog} | {backlog_drain_rate:.0} | | |");
     println!("\n1M-backlog drain is {:.1}% of the 100k drain", 100.0 * backlog_drain_rate / drain_rate);
     println!(
+        "an idle `herald dev` (api, scheduler, worker): {:.2} {} a second over {} s",
+        idle.per_second,
+        idle.counted,
+        IDLE_WINDOW.as_secs()
+    );
+    println!(
         "{}",
         common::result_line(&[
             ("enqueue_jobs_per_s", enqueue_rate),
@@ -183,6 +242,7 @@ async fn main() {
             ("drain_1m_jobs_per_s", backlog_drain_rate),
             ("pickup_p50_ms", pickup_p50),
             ("pickup_p99_ms", pickup_p99),
+            ("idle_statements_per_s", idle.per_second),
         ])
     );
 }

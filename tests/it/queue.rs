@@ -682,3 +682,47 @@ async fn a_batch_of_requests_is_decided_in_order_each_all_or_nothing() {
     let again = rate_limit::acquire_many(&pool, &[&[("shared", shared)]]).await.unwrap();
     assert!(matches!(again[..], [Decision::RetryAt(_)]));
 }
+
+#[tokio::test]
+async fn an_empty_queue_has_no_next_due_job() {
+    let db = TestDb::new().await;
+    let pool = db.pool_for_test().await;
+    let kinds = vec![Scripted::KIND.to_owned()];
+    assert_eq!(queue::next_due_in(&pool, "scripted", &kinds).await.unwrap(), None, "nothing waits: not `due now`");
+    assert!(queue::next_due_by_queue(&pool, &kinds).await.unwrap().is_empty());
+    let later = Utc::now() + chrono::Duration::seconds(60);
+    enqueue(&pool, NewJob::of(&Scripted::Done).unwrap().run_at(later)).await.unwrap();
+    let due = queue::next_due_by_queue(&pool, &kinds).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].0, "scripted");
+    assert!(due[0].1 > Duration::from_secs(55) && due[0].1 <= Duration::from_secs(60), "{due:?}");
+}
+
+#[tokio::test]
+async fn an_idle_worker_rests_and_still_runs_what_comes_due() {
+    let db = TestDb::new().await;
+    let pool = db.pool_for_test().await;
+    create_probe_table(&pool).await;
+    // Two queues, a 200 ms poll: resting, the worker may claim once per queue at start, once
+    // more when its listener connects (anything may have been missed before), and never on a
+    // timer of its own. Spinning, as it did when an empty queue read as "due now", it claims
+    // every 10 ms.
+    let runtime = RunningRuntime::start(&pool, queue_settings(4, 30, 200));
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let claims = runtime.stats.claims.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(claims <= 6, "an idle worker made {claims} claims in 1.2 s");
+
+    // A job due further off than the dispatcher looks ahead is woken by the poll, on time.
+    let due = Utc::now() + chrono::Duration::milliseconds(700);
+    enqueue(&pool, NewJob::of(&Scripted::Done).unwrap().run_at(due)).await.unwrap();
+    runtime
+        .wait_until("the scheduled job ran", |stats| stats.succeeded.load(std::sync::atomic::Ordering::Relaxed) == 1)
+        .await;
+    let started_at: DateTime<Utc> =
+        sqlx::query_scalar("SELECT started_at FROM finished_jobs WHERE state = 'succeeded'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(started_at >= due, "not before it was due");
+    runtime.stop().await;
+}

@@ -159,6 +159,11 @@ impl LocalPostgres {
         matches!(status, Ok(status) if status.success())
     }
 
+    /// Whether the server's package ships the loadable module `name`.
+    fn has_library(&self, name: &str) -> bool {
+        self.bin_dir.parent().is_some_and(|root| root.join("lib").join(format!("{name}.so")).is_file())
+    }
+
     async fn start_server(&self, durability: Durability) -> Result<()> {
         let data_dir = self.data_dir.display().to_string();
         let log = self.data_dir.join("server.log").display().to_string();
@@ -167,8 +172,17 @@ impl LocalPostgres {
              -c shared_buffers=256MB -c max_locks_per_transaction=256",
             self.socket_dir.display()
         );
-        if durability == Durability::Throwaway {
-            options.push_str(" -c fsync=off -c full_page_writes=off -c synchronous_commit=off");
+        match durability {
+            Durability::Throwaway => {
+                options.push_str(" -c fsync=off -c full_page_writes=off -c synchronous_commit=off");
+            }
+            // pg_stat_statements, as managed PostgreSQL services load it by default: what an
+            // operator reaches for first, and how `make bench-queue` counts an idle herald's
+            // statements. Loaded only where the server ships it.
+            Durability::Durable if self.has_library("pg_stat_statements") => {
+                options.push_str(" -c shared_preload_libraries=pg_stat_statements");
+            }
+            Durability::Durable => {}
         }
         let output = self
             .command("pg_ctl", &["start", "-D", &data_dir, "-l", &log, "-w", "-t", "60", "-o", &options])

@@ -67,13 +67,38 @@ pub async fn next_due_in<'e>(
     queue: &str,
     kinds: &[String],
 ) -> Result<Option<Duration>, sqlx::Error> {
+    // Not `GREATEST(0, ...)` in SQL: GREATEST ignores NULLs, so an empty queue would read as a
+    // job due now and every idle dispatcher would spin.
     let millis = sqlx::query_scalar!(
-        r#"SELECT GREATEST(0, EXTRACT(epoch FROM min(run_at) - now()) * 1000)::float8 AS millis
+        r#"SELECT (EXTRACT(epoch FROM min(run_at) - now()) * 1000)::float8 AS millis
            FROM jobs WHERE state = 'available' AND queue = $1 AND kind = ANY($2)"#,
         queue,
         kinds,
     )
     .fetch_one(executor)
     .await?;
-    Ok(millis.map(|millis| Duration::from_secs_f64(millis / 1000.0)))
+    Ok(millis.map(until))
+}
+
+/// For every queue with a job of `kinds` waiting, how long until its next one is due (zero if
+/// one is due already), in one statement however many queues there are: what an idle worker
+/// polls with.
+pub async fn next_due_by_queue<'e>(
+    executor: impl PgExecutor<'e>,
+    kinds: &[String],
+) -> Result<Vec<(String, Duration)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT queue, (EXTRACT(epoch FROM min(run_at) - now()) * 1000)::float8 AS "millis!"
+           FROM jobs WHERE state = 'available' AND kind = ANY($1)
+           GROUP BY queue"#,
+        kinds,
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.queue, until(row.millis))).collect())
+}
+
+/// Milliseconds from now, negative for the past, as a wait.
+fn until(millis: f64) -> Duration {
+    Duration::from_secs_f64(millis.max(0.0) / 1000.0)
 }

@@ -31,7 +31,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-pub use claim::{ClaimedJob, claim, next_due_in};
+pub use claim::{ClaimedJob, claim, next_due_by_queue, next_due_in};
 pub use complete::{FinalState, Finished, Rescheduled, extend_leases, finish, reschedule};
 pub use enqueue::{Enqueued, enqueue, enqueue_many};
 pub use retry::RetryPolicy;

@@ -61,9 +61,10 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
         tracing::debug!(queue = self.queue, concurrency = self.concurrency, kinds = ?self.kinds, "dispatching");
         let mut buffer: VecDeque<ClaimedJob> = VecDeque::new();
         let mut claiming: Option<ClaimFuture> = None;
-        // Claim as soon as there is room, or wait until `next_look`.
+        // Claim as soon as there is room, or wait until `next_look`, or (none) until woken: by a
+        // `NOTIFY`, or by the worker's one poll for every queue ([`super::poll`]).
         let mut due_now = true;
-        let mut next_look = Instant::now();
+        let mut next_look: Option<Instant> = None;
         loop {
             while !buffer.is_empty() {
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else { break };
@@ -98,13 +99,13 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
                             buffer.extend(jobs);
                             if !full {
                                 due_now = false;
-                                next_look = Instant::now() + self.until_next_due().await;
+                                next_look = self.until_next_due().await.map(|wait| Instant::now() + wait);
                             }
                         }
                         Err(error) => {
                             tracing::warn!(%error, queue = self.queue, "cannot claim jobs");
                             due_now = false;
-                            next_look = Instant::now() + ERROR_PAUSE;
+                            next_look = Some(Instant::now() + ERROR_PAUSE);
                         }
                     }
                 }
@@ -114,7 +115,7 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
                     }
                 }
                 _ = self.wake.notified() => due_now = true,
-                _ = tokio::time::sleep_until(next_look), if !due_now => due_now = true,
+                _ = sleep_until(next_look), if !due_now => due_now = true,
             }
         }
         self.drain(buffer, claiming).await;
@@ -134,6 +135,7 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
                 shared.settings.queue.lease(),
             )
             .await;
+            shared.stats.claims.fetch_add(1, Ordering::Relaxed);
             if let Ok(jobs) = &claimed {
                 shared.hold(jobs.iter().map(|job| (job.id, job.attempt)));
                 shared.stats.claimed.fetch_add(jobs.len() as u64, Ordering::Relaxed);
@@ -143,16 +145,18 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
         })
     }
 
-    /// How long to wait before looking again: until the next job is due, at most the poll
-    /// interval, and not at once when the due jobs were all taken by other workers.
-    async fn until_next_due(&self) -> Duration {
+    /// How long to wait before looking again after a claim that was not full: until the next
+    /// job is due if that is within the poll interval (not at once when the due jobs were all
+    /// taken by other workers); `None` when nothing is due that soon, and then the worker's
+    /// poll wakes this queue once something is.
+    async fn until_next_due(&self) -> Option<Duration> {
         let poll = self.shared.settings.queue.poll_interval();
         match queue::next_due_in(&self.shared.pool, self.queue, &self.kinds).await {
-            Ok(Some(due_in)) => due_in.clamp(CONTENDED_PAUSE, poll),
-            Ok(None) => poll,
+            Ok(Some(due_in)) if due_in < poll => Some(due_in.max(CONTENDED_PAUSE)),
+            Ok(_) => None,
             Err(error) => {
                 tracing::warn!(%error, queue = self.queue, "cannot read the next due job");
-                poll
+                Some(poll)
             }
         }
     }
@@ -241,6 +245,14 @@ pub(crate) fn resolve(run: JobRun, outcome: Outcome, policy: &RetryPolicy) -> co
                 Rescheduled { id: run.id, attempt: run.attempt, run_at, refund_attempt: true, error: Some(reason) };
             completer::Outcome::Reschedule(wait, Reason::Retry)
         }
+    }
+}
+
+/// Sleeps until `at`, or for ever when there is no time to wake at.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -5,8 +5,10 @@
 //! jobs per statement, and its safety from attempt-guarded completions. Per process:
 //!
 //! - a [`dispatcher`] per queue keeps a buffer of claimed jobs filled (claiming again at once
-//!   after a full claim, otherwise waiting for a `NOTIFY`, the next due job or the poll
-//!   interval) and runs up to that queue's concurrency of them;
+//!   after a full claim, otherwise waiting for a `NOTIFY`, the next due job within the poll
+//!   interval, or the [`poll`]) and runs up to that queue's concurrency of them;
+//! - one [`poll`] per process asks, once per poll interval and in one statement for every
+//!   queue, which queues have jobs due soon, and wakes those: an idle worker rests;
 //! - one [`completer`] flushes outcomes in batches: whatever has finished while the previous
 //!   flush ran goes in the next, so a busy worker writes few statements and an idle one adds no
 //!   delay;
@@ -20,6 +22,7 @@
 mod completer;
 mod dispatcher;
 mod leases;
+mod poll;
 pub mod registry;
 
 use std::collections::HashMap;
@@ -49,6 +52,9 @@ pub struct Settings {
 /// Counters since the runtime started (for tests, benchmarks and logs).
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Claim statements made.
+    pub claims: AtomicU64,
+    /// Jobs those claims took.
     pub claimed: AtomicU64,
     pub succeeded: AtomicU64,
     pub retried: AtomicU64,
@@ -164,6 +170,7 @@ impl<C: Send + Sync + 'static> Runtime<C> {
             tokio::spawn(listener::run(shared.pool.clone(), move |which| shared.wake(which), background.clone()))
         };
         let keeping_leases = tokio::spawn(leases::run(shared.clone(), background.clone()));
+        let polling = tokio::spawn(poll::run(shared.clone(), background.clone()));
         let drained = CancellationToken::new();
         let completing = tokio::spawn(completer::run(shared.clone(), completed, drained.clone()));
 
@@ -185,6 +192,6 @@ impl<C: Send + Sync + 'static> Runtime<C> {
             tracing::error!(%error, "the completer stopped unexpectedly");
         }
         background.cancel();
-        let _ = tokio::join!(listening, keeping_leases);
+        let _ = tokio::join!(listening, keeping_leases, polling);
     }
 }
