@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use herald_shared::domain::api_key::Reach;
 use herald_shared::rate_limit::{self, Decision, Rate};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -50,27 +51,41 @@ impl Caller {
         }
     }
 
+    /// What this key reaches, to compare with what a request touches or another key reaches.
+    pub fn reach(&self) -> Reach<'_> {
+        Reach {
+            test_only: self.environment == "test",
+            scopes: &self.scopes,
+            platforms: self.platforms.as_deref(),
+            accounts: self.accounts.as_deref(),
+        }
+    }
+
     /// A 403 unless the key may act on `platform`: a test key reaches only the sandbox, and a
     /// key with a platform list only those.
     pub fn reaches_platform(&self, platform: &str) -> Result<(), ApiError> {
+        if self.reach().reaches_platform(platform) {
+            return Ok(());
+        }
         if self.environment == "test" && platform != "sandbox" {
             return Err(ApiError::forbidden("a test key (hk_test_) reaches only the sandbox platform"));
         }
-        if let Some(platforms) = &self.platforms
-            && !platforms.iter().any(|allowed| allowed == platform)
-        {
-            return Err(ApiError::forbidden(format!("this key may not act on {platform}")));
-        }
-        Ok(())
+        Err(ApiError::forbidden(format!("this key may not act on {platform}")))
     }
 
     /// True if this key may see the account `id` on `platform` (its platform list, its account
     /// list of ids or external ids, and a test key's sandbox-only rule).
     pub fn reaches_account(&self, platform: &str, id: Uuid, external_id: Option<&str>) -> bool {
-        self.reaches_platform(platform).is_ok()
-            && self.accounts.as_ref().is_none_or(|allowed| {
-                allowed.iter().any(|entry| *entry == id.to_string() || external_id == Some(entry.as_str()))
-            })
+        self.reach().reaches_account(platform, id, external_id)
+    }
+
+    /// A 403 naming what `other` reaches beyond this key, if anything: a key creates, sees and
+    /// revokes only keys within its own reach.
+    pub fn covers(&self, other: &Reach<'_>) -> Result<(), ApiError> {
+        match self.reach().lacks(other) {
+            None => Ok(()),
+            Some(lack) => Err(ApiError::forbidden(lack)),
+        }
     }
 
     /// The actor recorded in event metadata.

@@ -70,7 +70,7 @@ async fn requests_without_a_usable_key_are_401_problems() {
 
 /// Every `/v1` operation in the OpenAPI document, with the scopes it declares. The document is
 /// built from the router, so these lists grow with every new route.
-async fn documented_operations(app: &TestApp) -> Vec<(String, String, Vec<String>)> {
+pub(crate) async fn documented_operations(app: &TestApp) -> Vec<(String, String, Vec<String>)> {
     let document: Value = app.http.get(app.url("/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
     let mut operations = Vec::new();
     for (path, item) in document["paths"].as_object().unwrap() {
@@ -101,7 +101,7 @@ fn concrete(template: &str, id: &str) -> String {
     template.replace("{id}", id).replace("{platform}", "sandbox")
 }
 
-fn request(app: &TestApp, method: &str, path: &str, key: &str) -> reqwest::RequestBuilder {
+pub(crate) fn request(app: &TestApp, method: &str, path: &str, key: &str) -> reqwest::RequestBuilder {
     let request = app.http.request(method.parse().unwrap(), app.url(path)).bearer_auth(key);
     if matches!(method, "POST" | "PATCH" | "PUT") { request.json(&json!({})) } else { request }
 }

@@ -202,6 +202,7 @@ async fn start(
         let outcome = wait_for_outcome(&state, session_id).await;
         let (status, account_ids) =
             outcome.map_or(("pending".to_owned(), Vec::new()), |view| (view.status, view.account_ids));
+        let account_ids = reachable(&state, &caller, account_ids).await?;
         let started =
             Started { url: None, session_id, expires_at, status: Some(status), account_ids: Some(account_ids) };
         return Ok((StatusCode::CREATED, ApiJson(started)));
@@ -422,9 +423,34 @@ async fn session(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<ApiJson<SessionView>, ApiError> {
-    let view = load_session(&state, Some(caller.project_id), id).await?;
+    let mut view = load_session(&state, Some(caller.project_id), id).await?;
     caller.reaches_platform(&view.platform).map_err(|_| ApiError::not_found("no such session"))?;
+    view.account_ids = reachable(&state, &caller, std::mem::take(&mut view.account_ids)).await?;
     Ok(ApiJson(view))
+}
+
+/// The accounts of `ids` within the caller's reach, in their order: a grant may reach accounts
+/// a key limited to some accounts must not learn of.
+async fn reachable(state: &AppState, caller: &Caller, ids: Vec<Uuid>) -> Result<Vec<Uuid>, ApiError> {
+    if caller.accounts.is_none() && caller.platforms.is_none() && caller.environment != "test" {
+        return Ok(ids);
+    }
+    let accounts = sqlx::query!(
+        "SELECT id, platform, external_id FROM accounts WHERE id = ANY($1) AND project_id = $2",
+        &ids,
+        caller.project_id
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(ids
+        .into_iter()
+        .filter(|id| {
+            accounts.iter().any(|account| {
+                account.id == *id
+                    && caller.reaches_account(&account.platform, account.id, account.external_id.as_deref())
+            })
+        })
+        .collect())
 }
 
 async fn load_session(state: &AppState, project_id: Option<Uuid>, id: Uuid) -> Result<SessionView, ApiError> {

@@ -14,6 +14,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, page_limit};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::feed_reach::FeedReach;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(feed))
@@ -25,7 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 struct FeedQuery {
     /// A cursor from this feed; absent: from the beginning.
     after: Option<String>,
-    /// Comma-separated event types, e.g. `api_key.created,api_key.revoked`.
+    /// Comma-separated event types, e.g. `post.created,delivery.published`.
     types: Option<String>,
     /// 1 to 1000, default 100.
     limit: Option<i64>,
@@ -55,7 +56,9 @@ struct Feed {
     next_cursor: String,
 }
 
-/// The project's events in log order, without gaps or repeats. Needs `events:read`. Poll with
+/// The project's events in log order, without gaps or repeats, as far as the key may read what
+/// they are about (a post's events only when every target is within reach, an account's when it
+/// is, a key's when it lies within this key's reach). Needs `events:read`. Poll with
 /// the last `next_cursor`: an empty page means nothing new yet.
 #[utoipa::path(get, security(("api_key" = ["events:read"])), path = "/v1/events", tag = "events", params(FeedQuery),
     responses((status = 200, description = "A page of events", body = Feed)))]
@@ -79,24 +82,38 @@ async fn feed(
         .as_deref()
         .map(|types| types.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect());
     let filter = Filter { project_id: Some(caller.project_id), event_types };
-    let events = read_after(&state.pool, cursor, &filter, limit).await.map_err(|error| ApiError::internal(&error))?;
-    let next_cursor = events.last().map_or(cursor, Cursor::after).encode();
-    let data = events
-        .into_iter()
-        .map(|event| {
-            let cursor = Cursor::after(&event).encode();
-            FeedEvent {
-                position: event.position,
-                r#type: event.event_type,
-                stream: event.stream_id,
-                version: event.version,
-                recorded_at: event.recorded_at,
-                payload: without_secrets(event.payload),
-                cursor,
+    // Read on past what the key may not see until the page is full or the log is read to the
+    // safe horizon; the cursor moves past the unseen events too, so none is looked at twice.
+    let mut shown = Vec::new();
+    let mut next_cursor = cursor;
+    'reading: loop {
+        let events =
+            read_after(&state.pool, next_cursor, &filter, limit).await.map_err(|error| ApiError::internal(&error))?;
+        let exhausted = events.len() < limit as usize;
+        let reach = FeedReach::of(&state.pool, &caller, &events).await?;
+        for event in events {
+            next_cursor = Cursor::after(&event);
+            if reach.shows(&event) {
+                let payload = reach.redact(without_secrets(event.payload));
+                shown.push(FeedEvent {
+                    position: event.position,
+                    r#type: event.event_type,
+                    stream: event.stream_id,
+                    version: event.version,
+                    recorded_at: event.recorded_at,
+                    payload,
+                    cursor: next_cursor.encode(),
+                });
+                if shown.len() == limit as usize {
+                    break 'reading;
+                }
             }
-        })
-        .collect();
-    Ok(ApiJson(Feed { data, next_cursor }))
+        }
+        if exhausted {
+            break;
+        }
+    }
+    Ok(ApiJson(Feed { data: shown, next_cursor: next_cursor.encode() }))
 }
 
 /// Removes what a client must never see, wherever it sits in a payload.

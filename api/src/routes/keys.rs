@@ -4,7 +4,9 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use herald_shared::domain::api_key::Reach;
 use herald_shared::keys::{self, Environment, KeyError, KeyRequest};
+use herald_shared::platforms;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -107,6 +109,28 @@ struct ListQuery {
     cursor: Option<Uuid>,
 }
 
+/// How many keys a list reads at a time while it filters by reach.
+const KEY_BATCH: i64 = 200;
+
+impl KeyView {
+    fn reach(&self) -> Reach<'_> {
+        Reach {
+            test_only: self.environment == Environment::Test.as_str(),
+            scopes: &self.scopes,
+            platforms: self.platforms.as_deref(),
+            accounts: self.accounts.as_deref(),
+        }
+    }
+}
+
+/// Key `key_id` of the caller's project, if it lies within the caller's reach: 404 when there is
+/// no such key, 403 naming what the key reaches beyond the caller's.
+async fn load_within(state: &AppState, caller: &Caller, key_id: Uuid) -> Result<KeyView, ApiError> {
+    let key = load(state, caller.project_id, key_id).await?;
+    caller.covers(&key.reach())?;
+    Ok(key)
+}
+
 async fn load(state: &AppState, project_id: Uuid, key_id: Uuid) -> Result<KeyView, ApiError> {
     sqlx::query_as!(
         KeyView,
@@ -133,22 +157,35 @@ async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<ApiJson<Page>, ApiError> {
     let limit = page_limit(query.limit, 50, 100)?;
-    let data = sqlx::query_as!(
-        KeyView,
-        r#"SELECT k.id, k.name, k.description, k.prefix, k.environment, k.scopes, k.platforms, k.accounts,
-                  k.expires_at, k.requests_per_minute, k.requests_per_day, k.allowed_ips, k.allowed_origins,
-                  k.created_at, u.last_used_at AS "last_used_at?", k.revoked_at
-           FROM api_keys k LEFT JOIN api_key_usage u ON u.key_id = k.id
-           WHERE k.project_id = $1 AND ($2::uuid IS NULL OR k.id < $2)
-           ORDER BY k.id DESC
-           LIMIT $3"#,
-        caller.project_id,
-        query.cursor,
-        limit + 1,
-    )
-    .fetch_all(&state.pool)
-    .await
-    .map_err(|error| ApiError::internal(&error))?;
+    // Reach is compared in Rust (array containment per key would need the same rules twice),
+    // so read on until the page is full: a project holds few keys.
+    let mut data = Vec::new();
+    let mut cursor = query.cursor;
+    loop {
+        let batch = sqlx::query_as!(
+            KeyView,
+            r#"SELECT k.id, k.name, k.description, k.prefix, k.environment, k.scopes, k.platforms, k.accounts,
+                      k.expires_at, k.requests_per_minute, k.requests_per_day, k.allowed_ips, k.allowed_origins,
+                      k.created_at, u.last_used_at AS "last_used_at?", k.revoked_at
+               FROM api_keys k LEFT JOIN api_key_usage u ON u.key_id = k.id
+               WHERE k.project_id = $1 AND ($2::uuid IS NULL OR k.id < $2)
+               ORDER BY k.id DESC
+               LIMIT $3"#,
+            caller.project_id,
+            cursor,
+            KEY_BATCH,
+        )
+        .fetch_all(&state.pool)
+        .await
+        .map_err(|error| ApiError::internal(&error))?;
+        let exhausted = batch.len() < KEY_BATCH as usize;
+        cursor = batch.last().map(|key| key.id);
+        data.extend(batch.into_iter().filter(|key| caller.covers(&key.reach()).is_ok()));
+        if exhausted || data.len() > limit as usize {
+            break;
+        }
+    }
+    data.truncate(limit as usize + 1);
     let (data, next_cursor) = split_page(data, limit, |key| key.id.to_string());
     Ok(ApiJson(Page { data, next_cursor }))
 }
@@ -161,7 +198,7 @@ async fn show(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<ApiJson<KeyView>, ApiError> {
-    Ok(ApiJson(load(&state, caller.project_id, id).await?))
+    Ok(ApiJson(load_within(&state, &caller, id).await?))
 }
 
 /// Creates a key; the answer is the only place its secret is ever shown. Needs `keys:write`.
@@ -183,16 +220,30 @@ async fn create(
             Environment::Live
         }
     };
-    if caller.environment == "test" && environment == Environment::Live {
-        errors.push(FieldError::new("environment", "a test key can create only test keys"));
-    }
     if body.name.trim().is_empty() || body.name.len() > 100 {
         errors.push(FieldError::new("name", "must be 1 to 100 characters"));
     }
-    if let Err(message) = keys::expand_scopes(&body.scopes) {
-        errors.push(FieldError::new("scopes", message));
-    } else if body.scopes.is_empty() {
-        errors.push(FieldError::new("scopes", "a key needs at least one scope"));
+    let scopes = match keys::expand_scopes(&body.scopes) {
+        Err(message) => {
+            errors.push(FieldError::new("scopes", message));
+            Vec::new()
+        }
+        Ok(_) if body.scopes.is_empty() => {
+            errors.push(FieldError::new("scopes", "a key needs at least one scope"));
+            Vec::new()
+        }
+        Ok(scopes) => scopes,
+    };
+    if let Some(platforms) = &body.platforms {
+        check_list("platforms", platforms, &mut errors, |name| {
+            (!platforms::NAMES.contains(&name)).then(|| format!("unknown platform `{name}`"))
+        });
+    }
+    if let Some(accounts) = &body.accounts {
+        check_list("accounts", accounts, &mut errors, |entry| {
+            (entry.trim() != entry || entry.len() > 255 || entry.chars().any(char::is_control))
+                .then(|| "must be an account id or external id: 1 to 255 characters, no spaces around".to_owned())
+        });
     }
     let per_minute = body.requests_per_minute.unwrap_or(60);
     let per_day = body.requests_per_day.unwrap_or(10_000);
@@ -215,6 +266,12 @@ async fn create(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
+    caller.covers(&Reach {
+        test_only: environment == Environment::Test,
+        scopes: &scopes,
+        platforms: body.platforms.as_deref(),
+        accounts: body.accounts.as_deref(),
+    })?;
     let request = KeyRequest {
         name: body.name,
         description: body.description,
@@ -246,10 +303,31 @@ async fn revoke(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<ApiJson<KeyView>, ApiError> {
+    load_within(&state, &caller, id).await?;
     let mut tx = crate::idempotency::begin(&state.pool).await?;
     keys::revoke_key_in(&mut tx, caller.project_id, id, &caller.event_metadata()).await.map_err(key_error)?;
     tx.commit().await?;
     Ok(ApiJson(load(&state, caller.project_id, id).await?))
+}
+
+/// Checks a key's platform or account list: not empty (leave it out to reach every one), no
+/// repeats, and each entry by `bad`; one error per entry.
+fn check_list(field: &str, entries: &[String], errors: &mut Vec<FieldError>, bad: impl Fn(&str) -> Option<String>) {
+    if entries.is_empty() {
+        errors.push(FieldError::new(field, "must name at least one, or be left out to reach every one"));
+    }
+    for (index, entry) in entries.iter().enumerate() {
+        let problem = if entry.is_empty() {
+            Some("must not be empty".to_owned())
+        } else if entries[..index].contains(entry) {
+            Some(format!("`{entry}` is listed twice"))
+        } else {
+            bad(entry)
+        };
+        if let Some(problem) = problem {
+            errors.push(FieldError::new(format!("{field}[{index}]"), problem));
+        }
+    }
 }
 
 fn key_error(error: KeyError) -> ApiError {

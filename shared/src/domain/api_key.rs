@@ -120,6 +120,92 @@ impl Aggregate for ApiKey {
     }
 }
 
+/// What a key may reach: its environment, scopes, platforms and accounts. A key may create, see
+/// and revoke only keys whose reach lies within its own ([`Reach::lacks`]), so no key can widen
+/// itself through another.
+#[derive(Debug, Clone, Copy)]
+pub struct Reach<'a> {
+    /// A `hk_test_` key: the sandbox platform only.
+    pub test_only: bool,
+    /// Expanded, as stored.
+    pub scopes: &'a [String],
+    /// Only these platforms, when set.
+    pub platforms: Option<&'a [String]>,
+    /// Only these accounts (ids or external ids), when set.
+    pub accounts: Option<&'a [String]>,
+}
+
+/// The platform a test key is confined to.
+const SANDBOX: &str = "sandbox";
+
+impl<'a> Reach<'a> {
+    /// The reach of the key `spec` describes.
+    pub fn of(spec: &'a KeySpec) -> Self {
+        Reach {
+            test_only: spec.environment == "test",
+            scopes: &spec.scopes,
+            platforms: spec.platforms.as_deref(),
+            accounts: spec.accounts.as_deref(),
+        }
+    }
+
+    /// Whether this key may act on `platform`.
+    pub fn reaches_platform(&self, platform: &str) -> bool {
+        (!self.test_only || platform == SANDBOX)
+            && self.platforms.is_none_or(|allowed| allowed.iter().any(|name| name == platform))
+    }
+
+    /// Whether this key may see the account `id` (with `external_id`) on `platform`.
+    pub fn reaches_account(&self, platform: &str, id: Uuid, external_id: Option<&str>) -> bool {
+        self.reaches_platform(platform)
+            && self.accounts.is_none_or(|allowed| {
+                allowed.iter().any(|entry| *entry == id.to_string() || external_id == Some(entry.as_str()))
+            })
+    }
+
+    /// The platforms this key reaches, `None` for all of them.
+    fn effective_platforms(&self) -> Option<Vec<&'a str>> {
+        match (self.test_only, self.platforms) {
+            (false, None) => None,
+            (false, Some(platforms)) => Some(platforms.iter().map(String::as_str).collect()),
+            (true, None) => Some(vec![SANDBOX]),
+            (true, Some(platforms)) => Some(platforms.iter().map(String::as_str).filter(|p| *p == SANDBOX).collect()),
+        }
+    }
+
+    /// What `other` reaches that this key does not, said for a 403; `None` if `other` lies
+    /// wholly within this key's reach.
+    pub fn lacks(&self, other: &Reach<'_>) -> Option<String> {
+        if self.test_only && !other.test_only {
+            return Some("a test key (hk_test_) reaches only test keys".into());
+        }
+        if let Some(scope) = other.scopes.iter().find(|scope| !self.scopes.contains(scope)) {
+            return Some(format!("this key lacks the scope `{scope}`"));
+        }
+        if let Some(mine) = self.effective_platforms() {
+            match other.effective_platforms() {
+                None => return Some(format!("this key reaches only the platforms {}, not every one", mine.join(", "))),
+                Some(theirs) => {
+                    if let Some(platform) = theirs.iter().find(|platform| !mine.contains(platform)) {
+                        return Some(format!("this key does not reach the platform {platform}"));
+                    }
+                }
+            }
+        }
+        if let Some(mine) = self.accounts {
+            match other.accounts {
+                None => return Some("this key reaches only the accounts it lists, not every one".into()),
+                Some(theirs) => {
+                    if let Some(account) = theirs.iter().find(|account| !mine.contains(account)) {
+                        return Some(format!("this key does not reach the account `{account}`"));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +247,40 @@ mod tests {
         let zero = KeySpec { requests_per_minute: 0, ..spec() };
         assert_eq!(ApiKey::default().decide(Command::Create(Box::new(zero))), Err(Rejection::InvalidLimits));
         assert_eq!(ApiKey::default().decide(Command::Revoke), Err(Rejection::NotFound));
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|item| (*item).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_key_reaches_only_keys_within_its_own_reach() {
+        let all = strings(&["keys:read", "keys:write", "posts:read"]);
+        let x = strings(&["x"]);
+        let one_account = strings(&["acct-1"]);
+        let full = Reach { test_only: false, scopes: &all, platforms: None, accounts: None };
+        let on_x = Reach { platforms: Some(&x), ..full };
+        let on_one = Reach { accounts: Some(&one_account), ..full };
+        let test = Reach { test_only: true, ..full };
+        let fewer = strings(&["posts:read"]);
+        let narrow = Reach { scopes: &fewer, ..on_x };
+
+        for reach in [full, on_x, on_one, test, narrow] {
+            assert_eq!(full.lacks(&reach), None, "the unrestricted key reaches {reach:?}");
+            assert_eq!(reach.lacks(&reach), None, "{reach:?} reaches itself");
+        }
+        assert!(on_x.lacks(&full).unwrap().contains("platforms x"));
+        assert!(on_one.lacks(&full).unwrap().contains("accounts"));
+        assert!(test.lacks(&full).unwrap().contains("test"));
+        assert!(narrow.lacks(&on_x).unwrap().contains("`keys:read`"));
+        let sandbox = strings(&["sandbox", "x"]);
+        let on_sandbox_and_x = Reach { platforms: Some(&sandbox), ..full };
+        assert_eq!(on_sandbox_and_x.lacks(&test), None, "a test key reaches only the sandbox");
+        assert!(on_x.lacks(&test).unwrap().contains("sandbox"));
+        let other = strings(&["acct-2"]);
+        assert!(on_one.lacks(&Reach { accounts: Some(&other), ..full }).unwrap().contains("`acct-2`"));
+        assert!(test.reaches_platform("sandbox") && !test.reaches_platform("x"));
+        assert!(on_one.reaches_account("x", Uuid::from_u128(9), Some("acct-1")));
+        assert!(!on_one.reaches_account("x", Uuid::from_u128(9), Some("acct-2")));
     }
 }

@@ -1,0 +1,186 @@
+//! What a key may read of its project's event log: the feed shows an event only when the key
+//! could read what the event is about, through the route that shows it.
+//!
+//! - `post:<id>`: `posts:read`, and every target of the post within the key's reach (the rule of
+//!   `GET /v1/posts`: all or nothing);
+//! - `account:<id>` and `connect:<id>`: `connections:read`, and the account (the session's
+//!   platform) within reach; a completed session's `account_ids` keep only reachable accounts;
+//! - `key:<id>`: `keys:read`, and the key within the caller's own reach (as `GET /v1/keys`);
+//! - `app:<id>`: `apps:read`, and the app's platform within reach;
+//! - `project:<id>`: every key of the project.
+//!
+//! A page's subjects are looked up together, one query per kind, from the read models as they
+//! are when the feed is read.
+
+use std::collections::{HashMap, HashSet};
+
+use herald_shared::domain::api_key::Reach;
+use herald_shared::events::RecordedEvent;
+use herald_shared::keys::SCOPES;
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+
+/// What an event is about, from its stream id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    Post(Uuid),
+    Account(Uuid),
+    Connect(Uuid),
+    Key(Uuid),
+    App(Uuid),
+    Project,
+    Unknown,
+}
+
+fn subject(stream_id: &str) -> Subject {
+    let Some((kind, id)) = stream_id.split_once(':') else { return Subject::Unknown };
+    let Ok(id) = id.parse::<Uuid>() else { return Subject::Unknown };
+    match kind {
+        "post" => Subject::Post(id),
+        "account" => Subject::Account(id),
+        "connect" => Subject::Connect(id),
+        "key" => Subject::Key(id),
+        "app" => Subject::App(id),
+        "project" => Subject::Project,
+        _ => Subject::Unknown,
+    }
+}
+
+/// The page's subjects as the read models hold them, and whether the caller reaches each.
+#[derive(Debug, Default)]
+pub struct FeedReach {
+    /// Everything, for a key that reaches all of its project.
+    everything: bool,
+    visible: HashSet<Uuid>,
+    /// Accounts the caller reaches, for filtering `account_ids` inside payloads.
+    reachable_accounts: HashSet<Uuid>,
+}
+
+impl FeedReach {
+    /// Looks up, for `events`, what `caller` may read.
+    pub async fn of(pool: &PgPool, caller: &Caller, events: &[RecordedEvent]) -> Result<Self, sqlx::Error> {
+        let reach = caller.reach();
+        let unrestricted = !reach.test_only && reach.platforms.is_none() && reach.accounts.is_none();
+        if unrestricted && SCOPES.iter().all(|scope| caller.scopes.iter().any(|held| held == scope)) {
+            return Ok(FeedReach { everything: true, ..FeedReach::default() });
+        }
+        let holds = |scope: &str| caller.scopes.iter().any(|held| held == scope);
+        let mut wanted: HashMap<&str, Vec<Uuid>> = HashMap::new();
+        let mut accounts_in_payloads = Vec::new();
+        for event in events {
+            match subject(&event.stream_id) {
+                Subject::Post(id) if holds("posts:read") => wanted.entry("post").or_default().push(id),
+                Subject::Account(id) if holds("connections:read") => wanted.entry("account").or_default().push(id),
+                Subject::Connect(id) if holds("connections:read") => {
+                    wanted.entry("connect").or_default().push(id);
+                    accounts_in_payloads.extend(account_ids(&event.payload));
+                }
+                Subject::Key(id) if holds("keys:read") => wanted.entry("key").or_default().push(id),
+                Subject::App(id) if holds("apps:read") => wanted.entry("app").or_default().push(id),
+                _ => {}
+            }
+        }
+        let mut found = FeedReach::default();
+        let ids = |kind: &str| wanted.get(kind).cloned().unwrap_or_default();
+
+        let mut posts: HashMap<Uuid, bool> = HashMap::new();
+        for target in sqlx::query!(
+            "SELECT d.post_id, a.id, a.platform, a.external_id
+             FROM deliveries d JOIN accounts a ON a.id = d.account_id WHERE d.post_id = ANY($1)",
+            &ids("post")
+        )
+        .fetch_all(pool)
+        .await?
+        {
+            let reached = reach.reaches_account(&target.platform, target.id, target.external_id.as_deref());
+            *posts.entry(target.post_id).or_insert(true) &= reached;
+        }
+        found.visible.extend(posts.into_iter().filter(|(_, all_reached)| *all_reached).map(|(id, _)| id));
+
+        let mut account_lookup = ids("account");
+        account_lookup.extend(accounts_in_payloads);
+        for account in
+            sqlx::query!("SELECT id, platform, external_id FROM accounts WHERE id = ANY($1)", &account_lookup)
+                .fetch_all(pool)
+                .await?
+        {
+            if reach.reaches_account(&account.platform, account.id, account.external_id.as_deref()) {
+                found.reachable_accounts.insert(account.id);
+            }
+        }
+        found.visible.extend(ids("account").into_iter().filter(|id| found.reachable_accounts.contains(id)));
+
+        for session in sqlx::query!("SELECT id, platform FROM connect_sessions WHERE id = ANY($1)", &ids("connect"))
+            .fetch_all(pool)
+            .await?
+        {
+            if reach.reaches_platform(&session.platform) {
+                found.visible.insert(session.id);
+            }
+        }
+        for app in
+            sqlx::query!("SELECT id, platform FROM oauth_apps WHERE id = ANY($1)", &ids("app")).fetch_all(pool).await?
+        {
+            if reach.reaches_platform(&app.platform) {
+                found.visible.insert(app.id);
+            }
+        }
+        for key in sqlx::query!(
+            "SELECT id, environment, scopes, platforms, accounts FROM api_keys WHERE id = ANY($1)",
+            &ids("key")
+        )
+        .fetch_all(pool)
+        .await?
+        {
+            let theirs = Reach {
+                test_only: key.environment == "test",
+                scopes: &key.scopes,
+                platforms: key.platforms.as_deref(),
+                accounts: key.accounts.as_deref(),
+            };
+            if reach.lacks(&theirs).is_none() {
+                found.visible.insert(key.id);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Whether the caller may read `event`.
+    pub fn shows(&self, event: &RecordedEvent) -> bool {
+        if self.everything {
+            return true;
+        }
+        match subject(&event.stream_id) {
+            Subject::Post(id) | Subject::Account(id) | Subject::Connect(id) | Subject::Key(id) | Subject::App(id) => {
+                self.visible.contains(&id)
+            }
+            Subject::Project => true,
+            Subject::Unknown => false,
+        }
+    }
+
+    /// The payload as the caller may read it: accounts it does not reach leave `account_ids`.
+    pub fn redact(&self, mut payload: Value) -> Value {
+        if self.everything {
+            return payload;
+        }
+        if let Some(Value::Array(ids)) = payload.get_mut("account_ids") {
+            ids.retain(|id| {
+                id.as_str().and_then(|id| id.parse().ok()).is_some_and(|id| self.reachable_accounts.contains(&id))
+            });
+        }
+        payload
+    }
+}
+
+fn account_ids(payload: &Value) -> impl Iterator<Item = Uuid> + '_ {
+    payload
+        .get("account_ids")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|id| id.as_str()?.parse().ok())
+}
