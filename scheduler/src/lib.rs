@@ -72,21 +72,32 @@ async fn emit_prune(pool: &PgPool) {
     }
 }
 
-/// Queues a refresh for every connected account whose access token expires within its
-/// platform's margin. The dedup key (one per account) makes replicas and repeated sweeps
-/// harmless; each job carries the credentials version it saw, so it refreshes that one only.
+/// Queues a refresh for every pair about to expire within its platform's margin: each grant
+/// with a connected account that uses it (one job per grant, named after one of its accounts),
+/// and each account's own pair (accounts connected before grants existed). The dedup key (one
+/// per grant or account) makes replicas and repeated sweeps harmless; each job carries the
+/// version it saw, so it refreshes that one only.
 pub async fn emit_refreshes(pool: &PgPool) -> Result<usize> {
     let platforms: Vec<String> = herald_shared::platforms::NAMES.iter().map(|name| (*name).to_owned()).collect();
     let margins: Vec<f64> =
         platforms.iter().map(|name| herald_shared::platforms::refresh_margin(name).num_seconds() as f64).collect();
     let due = sqlx::query!(
-        r#"SELECT c.account_id, c.version
-           FROM account_credentials c
-           JOIN accounts a ON a.id = c.account_id
-           JOIN unnest($1::text[], $2::float8[]) AS m(platform, margin_secs) ON m.platform = a.platform
-           WHERE a.status = 'connected' AND c.refresh_token IS NOT NULL
-             AND c.expires_at < now() + make_interval(secs => m.margin_secs)
-           LIMIT 10000"#,
+        r#"(SELECT DISTINCT ON (g.id) c.account_id AS "account_id!", g.id AS grant_id, g.version AS "version!"
+            FROM grant_credentials g
+            JOIN account_credentials c ON c.grant_id = g.id AND c.access_token IS NULL
+            JOIN accounts a ON a.id = c.account_id AND a.status = 'connected'
+            JOIN unnest($1::text[], $2::float8[]) AS m(platform, margin_secs) ON m.platform = g.platform
+            WHERE g.refresh_token IS NOT NULL AND g.expires_at < now() + make_interval(secs => m.margin_secs)
+            ORDER BY g.id, c.account_id
+            LIMIT 10000)
+           UNION ALL
+           (SELECT c.account_id, NULL::uuid, c.version
+            FROM account_credentials c
+            JOIN accounts a ON a.id = c.account_id
+            JOIN unnest($1::text[], $2::float8[]) AS m(platform, margin_secs) ON m.platform = a.platform
+            WHERE a.status = 'connected' AND c.grant_id IS NULL AND c.refresh_token IS NOT NULL
+              AND c.expires_at < now() + make_interval(secs => m.margin_secs)
+            LIMIT 10000)"#,
         &platforms,
         &margins,
     )
@@ -94,7 +105,13 @@ pub async fn emit_refreshes(pool: &PgPool) -> Result<usize> {
     .await?;
     let jobs = due
         .iter()
-        .map(|row| NewJob::of(&RefreshCredentials { account_id: row.account_id, seen_version: Some(row.version) }))
+        .map(|row| {
+            NewJob::of(&RefreshCredentials {
+                account_id: row.account_id,
+                grant_id: row.grant_id,
+                seen_version: Some(row.version),
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let queued = queue::enqueue_many(pool, &jobs).await?;
     let fresh = queued.iter().filter(|outcome| matches!(outcome, Enqueued::Queued(_))).count();

@@ -3,8 +3,11 @@
 //! with `<table>:<row id>:<column>` as associated data, so a value copied into another row or
 //! column does not open. Values are [`SecretString`] in memory and never logged.
 //!
-//! An account's token pair is replaced by compare-and-set on `version`: a refresh writes only if
-//! nobody wrote since it read, so two refreshes can never leave the older pair behind.
+//! A token pair belongs to the grant (one authorization, which may reach several accounts), in
+//! `grant_credentials`; an account points at its grant, and holds a token of its own only where
+//! the platform issues one per account (Facebook Pages). A pair is replaced by compare-and-set
+//! on `version`: a refresh writes only if nobody wrote since it read, so two refreshes can never
+//! leave the older pair behind, and one grant is refreshed once for all its accounts.
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
@@ -35,28 +38,175 @@ fn open(keyring: &Keyring, table: &str, id: Uuid, column: &str, sealed: &str) ->
     keyring.open(sealed, &associated_data(table, id, column))
 }
 
-/// An account's tokens as stored, with the version a compare-and-set needs.
+/// Whose token pair a sealed token belongs to; its associated data names the owner's row, so a
+/// grant's token never opens as an account's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairOwner {
+    /// The pair of one authorization, shared by every account it reaches.
+    Grant(Uuid),
+    /// An account's own token (a Facebook Page's), or the pair of an account connected before
+    /// grants existed.
+    Account(Uuid),
+}
+
+impl PairOwner {
+    fn table(self) -> &'static str {
+        match self {
+            PairOwner::Grant(_) => "grant_credentials",
+            PairOwner::Account(_) => "account_credentials",
+        }
+    }
+
+    fn id(self) -> Uuid {
+        match self {
+            PairOwner::Grant(id) | PairOwner::Account(id) => id,
+        }
+    }
+
+    /// The grant, when the pair is one.
+    pub fn grant_id(self) -> Option<Uuid> {
+        match self {
+            PairOwner::Grant(id) => Some(id),
+            PairOwner::Account(_) => None,
+        }
+    }
+
+    fn seal(self, keyring: &Keyring, column: &str, value: &SecretString) -> Result<String, CryptoError> {
+        seal(keyring, self.table(), self.id(), column, value)
+    }
+
+    /// Opens a token of this owner's sealed in `column`.
+    pub fn open(self, keyring: &Keyring, column: &str, sealed: &str) -> Result<SecretString, CryptoError> {
+        open(keyring, self.table(), self.id(), column, sealed)
+    }
+}
+
+/// An account's usable tokens as stored, with the owner and version a compare-and-set needs.
 #[derive(Debug)]
 pub struct StoredTokens {
     pub access_token: Option<SecretString>,
     pub refresh_token: Option<SecretString>,
     pub expires_at: Option<DateTime<Utc>>,
     pub version: i64,
+    pub owner: PairOwner,
+    /// When the pair was last refreshed (grants keep it; an account's own pair does not).
+    pub refreshed_at: Option<DateTime<Utc>>,
 }
 
-/// Writes `tokens` for `account_id` (a connect or reconnect). A `None` refresh token keeps the
+/// The grant an exchange's tokens are stored for.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantRef<'a> {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub platform: &'a str,
+}
+
+/// Writes an authorization's pair (a connect or reconnect). A `None` refresh token keeps the
 /// stored one: a grant without one never erases it.
+pub async fn store_grant_tokens(
+    tx: &mut PgConnection,
+    keyring: &Keyring,
+    grant: GrantRef<'_>,
+    tokens: &TokenSet,
+) -> Result<(), CredentialError> {
+    let owner = PairOwner::Grant(grant.id);
+    let access = owner.seal(keyring, "access_token", &tokens.access_token)?;
+    let refresh = tokens.refresh_token.as_ref().map(|token| owner.seal(keyring, "refresh_token", token)).transpose()?;
+    sqlx::query!(
+        "INSERT INTO grant_credentials (id, project_id, platform, access_token, refresh_token, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (id) DO UPDATE
+             SET access_token = excluded.access_token,
+                 refresh_token = COALESCE(excluded.refresh_token, grant_credentials.refresh_token),
+                 expires_at = excluded.expires_at,
+                 version = grant_credentials.version + 1,
+                 updated_at = now()",
+        grant.id,
+        grant.project_id,
+        grant.platform,
+        access,
+        refresh,
+        tokens.expires_at,
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Points `account_id` at `grant_id`'s pair, with the token the platform issued for this account
+/// alone if it did (`own`). Returns the grant it used before, if another.
+pub async fn link_account(
+    tx: &mut PgConnection,
+    keyring: &Keyring,
+    account_id: Uuid,
+    grant_id: Uuid,
+    own: Option<&TokenSet>,
+) -> Result<Option<Uuid>, CredentialError> {
+    let owner = PairOwner::Account(account_id);
+    let access = own.map(|tokens| owner.seal(keyring, "access_token", &tokens.access_token)).transpose()?;
+    let refresh = own
+        .and_then(|tokens| tokens.refresh_token.as_ref())
+        .map(|token| owner.seal(keyring, "refresh_token", token))
+        .transpose()?;
+    let before =
+        sqlx::query_scalar!("SELECT grant_id FROM account_credentials WHERE account_id = $1 FOR UPDATE", account_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+    sqlx::query!(
+        "INSERT INTO account_credentials (account_id, grant_id, access_token, refresh_token, expires_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (account_id) DO UPDATE
+             SET grant_id = excluded.grant_id, access_token = excluded.access_token,
+                 refresh_token = excluded.refresh_token, expires_at = excluded.expires_at,
+                 version = account_credentials.version + 1, updated_at = now()",
+        account_id,
+        grant_id,
+        access,
+        refresh,
+        own.and_then(|tokens| tokens.expires_at),
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(before.filter(|before| *before != grant_id))
+}
+
+/// Forgets grant `grant_id`'s pair if no account uses it any more (every account it reached was
+/// reconnected through a newer grant).
+pub async fn forget_unused_grant(tx: &mut PgConnection, grant_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM grant_credentials g WHERE g.id = $1
+         AND NOT EXISTS (SELECT 1 FROM account_credentials c WHERE c.grant_id = g.id)",
+        grant_id
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The grants `account_ids` use now (accounts without one are left out).
+pub async fn grants_of(tx: &mut PgConnection, account_ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT grant_id AS "grant_id!" FROM account_credentials
+           WHERE account_id = ANY($1) AND grant_id IS NOT NULL ORDER BY account_id"#,
+        account_ids
+    )
+    .fetch_all(&mut *tx)
+    .await
+}
+
+/// Writes `tokens` as `account_id`'s own pair, outside any grant (accounts connected before
+/// grants existed, and benchmarks that make accounts directly). A `None` refresh token keeps the
+/// stored one.
 pub async fn store_account_tokens(
     tx: &mut PgConnection,
     keyring: &Keyring,
     account_id: Uuid,
     tokens: &TokenSet,
 ) -> Result<(), CredentialError> {
-    let access = seal(keyring, "account_credentials", account_id, "access_token", &tokens.access_token)?;
-    let refresh = match &tokens.refresh_token {
-        Some(token) => Some(seal(keyring, "account_credentials", account_id, "refresh_token", token)?),
-        None => None,
-    };
+    let owner = PairOwner::Account(account_id);
+    let access = owner.seal(keyring, "access_token", &tokens.access_token)?;
+    let refresh = tokens.refresh_token.as_ref().map(|token| owner.seal(keyring, "refresh_token", token)).transpose()?;
     sqlx::query!(
         "INSERT INTO account_credentials (account_id, access_token, refresh_token, expires_at)
          VALUES ($1, $2, $3, $4)
@@ -76,108 +226,210 @@ pub async fn store_account_tokens(
     Ok(())
 }
 
-/// Replaces the token pair only if the stored version is still `version`; true if it did.
-pub async fn replace_account_tokens(
+/// Replaces `owner`'s pair only if its version is still `version`; true if it did.
+pub async fn replace_tokens(
     tx: &mut PgConnection,
     keyring: &Keyring,
-    account_id: Uuid,
+    owner: PairOwner,
     version: i64,
     tokens: &TokenSet,
 ) -> Result<bool, CredentialError> {
-    let access = seal(keyring, "account_credentials", account_id, "access_token", &tokens.access_token)?;
-    let refresh = match &tokens.refresh_token {
-        Some(token) => Some(seal(keyring, "account_credentials", account_id, "refresh_token", token)?),
-        None => None,
+    let access = owner.seal(keyring, "access_token", &tokens.access_token)?;
+    let refresh = tokens.refresh_token.as_ref().map(|token| owner.seal(keyring, "refresh_token", token)).transpose()?;
+    let replaced = match owner {
+        PairOwner::Grant(id) => sqlx::query!(
+            "UPDATE grant_credentials
+             SET access_token = $3, refresh_token = COALESCE($4, refresh_token), expires_at = $5,
+                 version = version + 1, refreshed_at = now(), updated_at = now()
+             WHERE id = $1 AND version = $2",
+            id,
+            version,
+            access,
+            refresh,
+            tokens.expires_at,
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
+        PairOwner::Account(id) => sqlx::query!(
+            "UPDATE account_credentials
+             SET access_token = $3, refresh_token = COALESCE($4, refresh_token), expires_at = $5,
+                 version = version + 1, updated_at = now()
+             WHERE account_id = $1 AND version = $2",
+            id,
+            version,
+            access,
+            refresh,
+            tokens.expires_at,
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
     };
-    let replaced = sqlx::query!(
-        "UPDATE account_credentials
-         SET access_token = $3, refresh_token = COALESCE($4, refresh_token), expires_at = $5,
-             version = version + 1, updated_at = now()
-         WHERE account_id = $1 AND version = $2",
-        account_id,
-        version,
-        access,
-        refresh,
-        tokens.expires_at,
-    )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
     Ok(replaced == 1)
 }
 
-/// The account's tokens, opened. `lock` takes the row lock until the transaction ends, which
-/// serialises refreshes of one account across every worker.
+/// Where an account's usable pair lives: its own columns when it has a token of its own (or no
+/// grant), else its grant's.
+async fn pair_owner(tx: &mut PgConnection, account_id: Uuid) -> Result<Option<PairOwner>, sqlx::Error> {
+    let row = sqlx::query!(
+        "SELECT grant_id, access_token IS NOT NULL AS \"own!\" FROM account_credentials WHERE account_id = $1",
+        account_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(row.map(|row| match row.grant_id {
+        Some(grant_id) if !row.own => PairOwner::Grant(grant_id),
+        _ => PairOwner::Account(account_id),
+    }))
+}
+
+/// The owner and version of the pair `account_id` uses: what a refresh job is asked to refresh.
+pub async fn pair_version(tx: &mut PgConnection, account_id: Uuid) -> Result<Option<(PairOwner, i64)>, sqlx::Error> {
+    let Some(owner) = pair_owner(tx, account_id).await? else { return Ok(None) };
+    let version = match owner {
+        PairOwner::Grant(id) => {
+            sqlx::query_scalar!("SELECT version FROM grant_credentials WHERE id = $1", id)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+        PairOwner::Account(id) => {
+            sqlx::query_scalar!("SELECT version FROM account_credentials WHERE account_id = $1", id)
+                .fetch_optional(&mut *tx)
+                .await?
+        }
+    };
+    Ok(version.map(|version| (owner, version)))
+}
+
+/// The tokens `account_id` publishes with, opened. `lock` takes the owner's row lock until the
+/// transaction ends, which serialises refreshes of one pair (every account of a grant) across
+/// every worker.
 pub async fn load_account_tokens(
     tx: &mut PgConnection,
     keyring: &Keyring,
     account_id: Uuid,
     lock: bool,
 ) -> Result<Option<StoredTokens>, CredentialError> {
-    let row = if lock {
-        sqlx::query!(
+    let Some(owner) = pair_owner(tx, account_id).await? else { return Ok(None) };
+    let row = match (owner, lock) {
+        (PairOwner::Grant(id), true) => sqlx::query!(
+            "SELECT access_token, refresh_token, expires_at, version, refreshed_at FROM grant_credentials
+             WHERE id = $1 FOR UPDATE",
+            id
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| (row.access_token, row.refresh_token, row.expires_at, row.version, row.refreshed_at)),
+        (PairOwner::Grant(id), false) => sqlx::query!(
+            "SELECT access_token, refresh_token, expires_at, version, refreshed_at FROM grant_credentials WHERE id = $1",
+            id
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| (row.access_token, row.refresh_token, row.expires_at, row.version, row.refreshed_at)),
+        (PairOwner::Account(id), true) => sqlx::query!(
             "SELECT access_token, refresh_token, expires_at, version FROM account_credentials
              WHERE account_id = $1 FOR UPDATE",
-            account_id
+            id
         )
         .fetch_optional(&mut *tx)
         .await?
-        .map(|row| (row.access_token, row.refresh_token, row.expires_at, row.version))
-    } else {
-        sqlx::query!(
+        .map(|row| (row.access_token, row.refresh_token, row.expires_at, row.version, None)),
+        (PairOwner::Account(id), false) => sqlx::query!(
             "SELECT access_token, refresh_token, expires_at, version FROM account_credentials WHERE account_id = $1",
-            account_id
+            id
         )
         .fetch_optional(&mut *tx)
         .await?
-        .map(|row| (row.access_token, row.refresh_token, row.expires_at, row.version))
+        .map(|row| (row.access_token, row.refresh_token, row.expires_at, row.version, None)),
     };
-    let Some((access, refresh, expires_at, version)) = row else { return Ok(None) };
-    let access_token =
-        access.map(|sealed| open(keyring, "account_credentials", account_id, "access_token", &sealed)).transpose()?;
-    let refresh_token =
-        refresh.map(|sealed| open(keyring, "account_credentials", account_id, "refresh_token", &sealed)).transpose()?;
-    Ok(Some(StoredTokens { access_token, refresh_token, expires_at, version }))
+    let Some((access, refresh, expires_at, version, refreshed_at)) = row else { return Ok(None) };
+    let access_token = access.map(|sealed| owner.open(keyring, "access_token", &sealed)).transpose()?;
+    let refresh_token = refresh.map(|sealed| owner.open(keyring, "refresh_token", &sealed)).transpose()?;
+    Ok(Some(StoredTokens { access_token, refresh_token, expires_at, version, owner, refreshed_at }))
 }
 
-/// Forgets an account's tokens (a disconnect). The row stays, so a reconnect bumps the version.
-/// Returns the sealed token to revoke on the platform (the refresh token if there was one,
-/// else the access token) as `(column, sealed value)`: it leaves this table now and lives only
-/// in the revocation job, still sealed, until the platform has been told.
-pub async fn wipe_account_tokens(
-    tx: &mut PgConnection,
-    account_id: Uuid,
-) -> Result<Option<(String, String)>, sqlx::Error> {
+/// The connected accounts that use `owner`'s pair (a grant's: every account it reached that
+/// has no token of its own), and, with `all`, also those with a token of their own.
+pub async fn accounts_using(tx: &mut PgConnection, owner: PairOwner, all: bool) -> Result<Vec<Uuid>, sqlx::Error> {
+    match owner {
+        PairOwner::Account(id) => Ok(vec![id]),
+        PairOwner::Grant(id) => {
+            sqlx::query_scalar!(
+                "SELECT c.account_id FROM account_credentials c JOIN accounts a ON a.id = c.account_id
+                 WHERE c.grant_id = $1 AND a.status = 'connected' AND ($2 OR c.access_token IS NULL)
+                 ORDER BY c.account_id",
+                id,
+                all
+            )
+            .fetch_all(&mut *tx)
+            .await
+        }
+    }
+}
+
+/// A token to revoke on the platform, still sealed for its owner.
+#[derive(Debug)]
+pub struct Revocation {
+    pub owner: PairOwner,
+    /// `refresh_token` or `access_token`.
+    pub column: String,
+    pub sealed: String,
+}
+
+/// Forgets an account's tokens (a disconnect): its own are wiped and it leaves its grant. The
+/// grant's pair is forgotten too, and handed back for revocation, only when no other connected
+/// account uses the grant: disconnecting one page must not log out its siblings. The account's
+/// row stays, so a reconnect bumps the version. Call it after the account is marked
+/// disconnected, in the same transaction.
+pub async fn wipe_account_tokens(tx: &mut PgConnection, account_id: Uuid) -> Result<Option<Revocation>, sqlx::Error> {
     let old = sqlx::query!(
-        "SELECT access_token, refresh_token FROM account_credentials WHERE account_id = $1 FOR UPDATE",
+        "SELECT grant_id, access_token, refresh_token FROM account_credentials WHERE account_id = $1 FOR UPDATE",
         account_id
     )
     .fetch_optional(&mut *tx)
     .await?;
     sqlx::query!(
         "UPDATE account_credentials
-         SET access_token = NULL, refresh_token = NULL, expires_at = NULL, version = version + 1, updated_at = now()
+         SET access_token = NULL, refresh_token = NULL, expires_at = NULL, grant_id = NULL,
+             version = version + 1, updated_at = now()
          WHERE account_id = $1",
         account_id
     )
     .execute(&mut *tx)
     .await?;
-    Ok(old.and_then(|old| match (old.refresh_token, old.access_token) {
-        (Some(refresh), _) => Some(("refresh_token".to_owned(), refresh)),
-        (None, Some(access)) => Some(("access_token".to_owned(), access)),
-        (None, None) => None,
-    }))
+    let Some(old) = old else { return Ok(None) };
+    let Some(grant_id) = old.grant_id else {
+        return Ok(revocation(PairOwner::Account(account_id), old.refresh_token, old.access_token));
+    };
+    // Held until commit: two siblings disconnected at once both count the other, in turn.
+    let grant =
+        sqlx::query!("SELECT access_token, refresh_token FROM grant_credentials WHERE id = $1 FOR UPDATE", grant_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let others = accounts_using(tx, PairOwner::Grant(grant_id), true).await?;
+    if !others.is_empty() {
+        return Ok(None);
+    }
+    sqlx::query!(
+        "UPDATE account_credentials SET grant_id = NULL, version = version + 1, updated_at = now() WHERE grant_id = $1",
+        grant_id
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!("DELETE FROM grant_credentials WHERE id = $1", grant_id).execute(&mut *tx).await?;
+    Ok(grant.and_then(|grant| revocation(PairOwner::Grant(grant_id), grant.refresh_token, grant.access_token)))
 }
 
-/// Opens an account's token sealed in `column` of `account_credentials`: one read beside other
-/// rows (a batch of publish jobs), or one [`wipe_account_tokens`] handed over for revocation.
-pub fn open_account_token(
-    keyring: &Keyring,
-    account_id: Uuid,
-    column: &str,
-    sealed: &str,
-) -> Result<SecretString, CryptoError> {
-    open(keyring, "account_credentials", account_id, column, sealed)
+/// The token to revoke with: the refresh token if there is one (it reaches the whole grant),
+/// else the access token.
+fn revocation(owner: PairOwner, refresh: Option<String>, access: Option<String>) -> Option<Revocation> {
+    match (refresh, access) {
+        (Some(sealed), _) => Some(Revocation { owner, column: "refresh_token".into(), sealed }),
+        (None, Some(sealed)) => Some(Revocation { owner, column: "access_token".into(), sealed }),
+        (None, None) => None,
+    }
 }
 
 /// What a connect session keeps secret between its steps.
@@ -295,6 +547,8 @@ pub fn open_idempotent_response(keyring: &Keyring, claim: Uuid, sealed: &str) ->
 const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
     ("account_credentials", "account_id", "access_token"),
     ("account_credentials", "account_id", "refresh_token"),
+    ("grant_credentials", "id", "access_token"),
+    ("grant_credentials", "id", "refresh_token"),
     ("connect_session_secrets", "session_id", "pkce_verifier"),
     ("connect_session_secrets", "session_id", "code"),
     ("oauth_app_secrets", "app_id", "client_secret"),

@@ -48,7 +48,11 @@ impl Job for ExchangeCode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefreshCredentials {
     pub account_id: uuid::Uuid,
-    /// The credentials version that looked due; a job that finds a newer one has nothing to do.
+    /// The grant whose pair the account uses, when it does: one refresh per grant, however many
+    /// of its accounts ask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<uuid::Uuid>,
+    /// The pair's version that looked due; a job that finds a newer one has nothing to do.
     pub seen_version: Option<i64>,
 }
 
@@ -59,16 +63,25 @@ impl Job for RefreshCredentials {
     const MAX_ATTEMPTS: i32 = 8;
 
     fn dedup_key(&self) -> Option<String> {
-        Some(format!("refresh:{}", self.account_id))
+        Some(match self.grant_id {
+            Some(grant_id) => format!("refresh:grant:{grant_id}"),
+            None => format!("refresh:{}", self.account_id),
+        })
     }
 }
 
-/// Tells the platform to revoke a disconnected account's grant. Carries the token still sealed
-/// (`credentials::wipe_account_tokens` removed it from the account in the same transaction that
-/// queued this job). The value stays sealed in the job row until finished jobs are pruned.
+/// Tells the platform to revoke a grant whose last connected account was disconnected. Carries
+/// the token still sealed (`credentials::wipe_account_tokens` removed it in the same
+/// transaction that queued this job). The value stays sealed in the job row until finished jobs
+/// are pruned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokeGrant {
+    /// The account whose disconnect ended the grant (its project, platform and app say which
+    /// OAuth client revokes).
     pub account_id: uuid::Uuid,
+    /// The grant the token was sealed for; absent: the account's own pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<uuid::Uuid>,
     /// `refresh_token` or `access_token`: the associated data it was sealed for.
     pub token_column: String,
     pub sealed_token: String,

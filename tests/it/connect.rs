@@ -264,8 +264,14 @@ async fn a_disconnect_wipes_the_tokens_revokes_the_grant_and_a_reconnect_revives
             .await
             .unwrap();
     assert!(access.is_none() && refresh.is_none(), "the tokens are wiped at once");
+    // The grant's two pages go too (one of them only would leave the grant to the other).
+    for page in accounts(&app, &client).await.into_iter().filter(|account| account["kind"] != "person") {
+        let path = format!("/v1/accounts/{}/disconnect", page["id"].as_str().unwrap());
+        let disconnected = client.http.post(app.url(&path)).bearer_auth(&client.key).send().await.unwrap();
+        assert_eq!(disconnected.status(), StatusCode::OK);
+    }
 
-    // The revocation job tells the sandbox, which revokes the grant.
+    // The last disconnect's revocation job tells the sandbox, which revokes the grant.
     let mut revoked: Option<String> = None;
     for _ in 0..200 {
         revoked = sqlx::query_scalar("SELECT revoked_because FROM sandbox_grants WHERE revoked_at IS NOT NULL")

@@ -181,7 +181,7 @@ async fn a_new_key_and_secrets_reencrypt_move_every_secret_to_it() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("account_credentials.refresh_token: 1 re-encrypted"), "{stdout}");
+    assert!(stdout.contains("grant_credentials.refresh_token: 1 re-encrypted"), "{stdout}");
     assert!(stdout.contains("oauth_app_secrets.client_secret: 1 re-encrypted"), "{stdout}");
 
     // Only the new key is needed from now on.

@@ -14,7 +14,7 @@ use crate::harness::{TestApp, TestDb, test_config};
 
 /// The app with a short platform timeout (for "no answer" cases), a client key and the three
 /// sandbox accounts of user `ada`, person first.
-async fn app_with_accounts() -> (TestApp, Client, Vec<String>) {
+pub(crate) async fn app_with_accounts() -> (TestApp, Client, Vec<String>) {
     let db = TestDb::new().await;
     let mut config = test_config(&db);
     config.platform_timeout_secs = 1;
@@ -37,14 +37,20 @@ async fn send(app: &TestApp, client: &Client, method: &str, path: &str, body: Op
     request.send().await.unwrap()
 }
 
-async fn create(app: &TestApp, client: &Client, body: Value) -> Value {
+pub(crate) async fn create(app: &TestApp, client: &Client, body: Value) -> Value {
     let created = send(app, client, "POST", "/v1/posts", Some(body)).await;
     assert_eq!(created.status(), StatusCode::CREATED);
     created.json().await.unwrap()
 }
 
 /// Waits until the post's status is one of `wanted`; returns the post.
-async fn wait_for(app: &TestApp, client: &Client, post_id: &str, wanted: &[&str], within: Duration) -> Value {
+pub(crate) async fn wait_for(
+    app: &TestApp,
+    client: &Client,
+    post_id: &str,
+    wanted: &[&str],
+    within: Duration,
+) -> Value {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let post = get_json(app, client, &format!("/v1/posts/{post_id}")).await;
@@ -61,7 +67,7 @@ async fn wait_for(app: &TestApp, client: &Client, post_id: &str, wanted: &[&str]
 }
 
 /// How many posts the sandbox made with this text.
-async fn made(app: &TestApp, text: &str) -> i64 {
+pub(crate) async fn made(app: &TestApp, text: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM sandbox_posts WHERE text = $1")
         .bind(text)
         .fetch_one(&app.pool)

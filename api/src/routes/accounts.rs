@@ -186,8 +186,9 @@ async fn update(
     Ok(ApiJson(load(&state, &caller, id).await?))
 }
 
-/// Disconnects the account: its tokens are wiped at once and a job asks the platform to revoke
-/// the grant. A later connect of the same platform account revives it (same id). Needs
+/// Disconnects the account: its tokens are wiped at once, and when it was the last connected
+/// account of its grant a job asks the platform to revoke the grant (its siblings keep working
+/// otherwise). A later connect of the same platform account revives it (same id). Needs
 /// `connections:write`.
 #[utoipa::path(post, security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}/disconnect", tag = "accounts",
     params(("id" = Uuid, Path, description = "The account's id")),
@@ -202,9 +203,11 @@ async fn disconnect(
     execute::<Account>(&mut tx, id, account::Command::Disconnect, &caller.event_metadata())
         .await
         .map_err(account_error)?;
-    if let Some((token_column, sealed_token)) = credentials::wipe_account_tokens(&mut tx, id).await? {
-        let job = NewJob::of(&RevokeGrant { account_id: id, token_column, sealed_token })
-            .map_err(|error| ApiError::internal(&error))?;
+    if let Some(revocation) = credentials::wipe_account_tokens(&mut tx, id).await? {
+        let grant_id = revocation.owner.grant_id();
+        let revoke =
+            RevokeGrant { account_id: id, grant_id, token_column: revocation.column, sealed_token: revocation.sealed };
+        let job = NewJob::of(&revoke).map_err(|error| ApiError::internal(&error))?;
         queue::enqueue(&mut *tx, job).await?;
     }
     tx.commit().await?;
@@ -225,12 +228,14 @@ async fn refresh(
     if account.status != "connected" {
         return Err(ApiError::conflict(format!("the account is {}; reconnect it instead", account.status)));
     }
-    let version = sqlx::query_scalar!("SELECT version FROM account_credentials WHERE account_id = $1", id)
-        .fetch_optional(&state.pool)
+    let mut connection = state.pool.acquire().await?;
+    let (owner, version) = credentials::pair_version(&mut connection, id)
         .await?
         .ok_or_else(|| ApiError::conflict("the account has no credentials; reconnect it"))?;
-    let job = NewJob::of(&RefreshCredentials { account_id: id, seen_version: Some(version) })
-        .map_err(|error| ApiError::internal(&error))?;
+    drop(connection);
+    let job =
+        NewJob::of(&RefreshCredentials { account_id: id, grant_id: owner.grant_id(), seen_version: Some(version) })
+            .map_err(|error| ApiError::internal(&error))?;
     let mut tx = crate::idempotency::begin(&state.pool).await?;
     queue::enqueue(&mut *tx, job).await?;
     tx.commit().await?;

@@ -112,9 +112,9 @@ async fn exchange(job: &ExchangeCode, context: &Context, run: JobRun) -> anyhow:
             return give_up(context, session_id, &metadata, "the app was deleted during the connect".into()).await;
         }
     }
-    let mut account_ids = Vec::with_capacity(reached.len());
-    for granted in reached {
-        let existing = sqlx::query_scalar!(
+    let mut existing = Vec::with_capacity(reached.len());
+    for granted in &reached {
+        let id = sqlx::query_scalar!(
             "SELECT id FROM accounts WHERE project_id = $1 AND platform = $2 AND platform_user_id = $3",
             session.project_id,
             session.platform,
@@ -122,6 +122,12 @@ async fn exchange(job: &ExchangeCode, context: &Context, run: JobRun) -> anyhow:
         )
         .fetch_optional(&mut *tx)
         .await?;
+        existing.push(id);
+    }
+    let grant_id = store_grant(context, &mut tx, &session, &existing, &tokens).await?;
+    let mut account_ids = Vec::with_capacity(reached.len());
+    let mut superseded = Vec::new();
+    for (granted, existing) in reached.into_iter().zip(existing) {
         let account_id = existing.unwrap_or_else(Uuid::now_v7);
         let account_tokens: &TokenSet = granted.token.as_ref().unwrap_or(&tokens);
         let grant = Grant {
@@ -138,8 +144,12 @@ async fn exchange(job: &ExchangeCode, context: &Context, run: JobRun) -> anyhow:
             session_id,
         };
         execute::<Account>(&mut tx, account_id, account::Command::Connect(Box::new(grant)), &metadata).await?;
-        credentials::store_account_tokens(&mut tx, &context.keyring, account_id, account_tokens).await?;
+        let own = granted.token.as_ref();
+        superseded.extend(credentials::link_account(&mut tx, &context.keyring, account_id, grant_id, own).await?);
         account_ids.push(account_id);
+    }
+    for old in superseded {
+        credentials::forget_unused_grant(&mut tx, old).await?;
     }
     let complete = connect_session::Command::Complete { account_ids };
     execute::<ConnectSession>(&mut tx, session_id, complete, &metadata).await?;
@@ -161,4 +171,43 @@ async fn give_up(
     credentials::forget_session_secrets(&mut tx, session_id).await?;
     tx.commit().await?;
     Ok(Outcome::Fail(reason))
+}
+
+/// Stores the exchange's pair for the grant it belongs to, and says which. A reconnect of
+/// accounts that already share a grant renews that grant (so the siblings it did not reach this
+/// time keep working); otherwise a new grant is made. A pair without a refresh token (Google
+/// sends one only on first consent) keeps the one the accounts had.
+async fn store_grant(
+    context: &Context,
+    tx: &mut sqlx::PgConnection,
+    session: &PendingSession,
+    existing: &[Option<Uuid>],
+    tokens: &TokenSet,
+) -> anyhow::Result<Uuid> {
+    let known: Vec<Uuid> = existing.iter().flatten().copied().collect();
+    let grant_id = credentials::grants_of(&mut *tx, &known).await?.first().copied();
+    let carried = match (grant_id, &tokens.refresh_token) {
+        (None, None) => carried_refresh_token(context, tx, &known).await?,
+        _ => None,
+    };
+    let grant_id = grant_id.unwrap_or_else(Uuid::now_v7);
+    let stored = TokenSet { refresh_token: carried.or_else(|| tokens.refresh_token.clone()), ..tokens.clone() };
+    let grant = credentials::GrantRef { id: grant_id, project_id: session.project_id, platform: &session.platform };
+    credentials::store_grant_tokens(&mut *tx, &context.keyring, grant, &stored).await?;
+    Ok(grant_id)
+}
+
+/// The refresh token an account connected before grants existed holds as its own pair.
+async fn carried_refresh_token(
+    context: &Context,
+    tx: &mut sqlx::PgConnection,
+    accounts: &[Uuid],
+) -> anyhow::Result<Option<secrecy::SecretString>> {
+    for account_id in accounts {
+        let stored = credentials::load_account_tokens(&mut *tx, &context.keyring, *account_id, false).await?;
+        if let Some(token) = stored.and_then(|stored| stored.refresh_token) {
+            return Ok(Some(token));
+        }
+    }
+    Ok(None)
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use herald_shared::batch::Batcher;
-use herald_shared::credentials;
+use herald_shared::credentials::{self, PairOwner};
 use herald_shared::crypto::Keyring;
 use herald_shared::domain::account::{self, Account};
 use herald_shared::domain::post::{self, DeliveryError, DeliveryStatus, Post};
@@ -133,11 +133,14 @@ async fn load_batch(pool: &PgPool, keyring: &Keyring, requests: Vec<(Uuid, Uuid)
     let rows = sqlx::query!(
         r#"SELECT a.id AS "id!", a.platform AS "platform!",
                   a.platform_user_id AS "platform_user_id!", a.status AS "status!", a.app_id,
-                  o.client_id AS "app_client_id?", c.access_token AS "access_token?", c.expires_at AS "expires_at?"
+                  o.client_id AS "app_client_id?", c.access_token AS "own_access_token?",
+                  c.expires_at AS "own_expires_at?", g.id AS "grant_id?", g.access_token AS "grant_access_token?",
+                  g.expires_at AS "grant_expires_at?"
            FROM accounts a
            LEFT JOIN oauth_apps o ON o.id = a.app_id AND o.project_id = a.project_id AND o.platform = a.platform
                                  AND o.deleted_at IS NULL
            LEFT JOIN account_credentials c ON c.account_id = a.id
+           LEFT JOIN grant_credentials g ON g.id = c.grant_id
            WHERE a.id = ANY($1)"#,
         &account_ids,
     )
@@ -146,10 +149,13 @@ async fn load_batch(pool: &PgPool, keyring: &Keyring, requests: Vec<(Uuid, Uuid)
     drop(connection);
     let mut accounts = HashMap::with_capacity(rows.len());
     for row in rows {
-        let access_token = row
-            .access_token
-            .map(|sealed| credentials::open_account_token(keyring, row.id, "access_token", &sealed))
-            .transpose()?;
+        // The account's own token where the platform issued one, else its grant's.
+        let (owner, sealed, expires_at) = match (row.own_access_token, row.grant_id) {
+            (Some(own), _) => (PairOwner::Account(row.id), Some(own), row.own_expires_at),
+            (None, Some(grant_id)) => (PairOwner::Grant(grant_id), row.grant_access_token, row.grant_expires_at),
+            (None, None) => (PairOwner::Account(row.id), None, None),
+        };
+        let access_token = sealed.map(|sealed| owner.open(keyring, "access_token", &sealed)).transpose()?;
         let account = AccountRow {
             platform: row.platform,
             platform_user_id: row.platform_user_id,
@@ -157,7 +163,7 @@ async fn load_batch(pool: &PgPool, keyring: &Keyring, requests: Vec<(Uuid, Uuid)
             app_id: row.app_id,
             app_client_id: row.app_client_id,
             access_token,
-            expires_at: row.expires_at,
+            expires_at,
         };
         accounts.insert(row.id, account);
     }
@@ -448,7 +454,7 @@ async fn fresh_tokens(
     if stored.as_ref().is_some_and(|(_, expires_at)| {
         expires_at.is_some_and(|at| at - Utc::now() < platforms::refresh_margin(&account.platform))
     }) {
-        let job = RefreshCredentials { account_id: attempt.account_id, seen_version: None };
+        let job = RefreshCredentials { account_id: attempt.account_id, grant_id: None, seen_version: None };
         match super::refresh::refresh(&job, context, attempt.run).await? {
             Outcome::Done => {}
             Outcome::Retry(reason) => return Ok(Err(Outcome::Retry(format!("refreshing the token first: {reason}")))),

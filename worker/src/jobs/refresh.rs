@@ -1,10 +1,11 @@
 //! Refreshing an account's credentials.
 //!
 //! Refresh tokens rotate on X and TikTok (and the sandbox): a second request with the same one
-//! kills the grant. So a refresh is serialised per account by the credentials row lock, held
-//! across the platform call, and a job only refreshes the version it was asked to: one that
-//! finds a newer version (another job got there first) ends without a request. The new pair is
-//! written by compare-and-set on that version.
+//! kills the grant. A grant's accounts share one pair (`credentials`), so a refresh is
+//! serialised per grant by the pair's row lock, held across the platform call, and a job only
+//! refreshes the version it was asked to: one that finds a newer version (another job, maybe
+//! for a sibling account, got there first) ends without a request. The new pair is written by
+//! compare-and-set on that version, and every connected account of the grant records it.
 //!
 //! Outcomes: success → `account.token_refreshed`; a transient failure (network, 5xx) →
 //! `account.refresh_failed` and a retry with backoff, the account stays connected; a rate limit →
@@ -14,7 +15,7 @@
 
 use herald_shared::credentials;
 use herald_shared::domain::account::{self, Account};
-use herald_shared::events::{EventMetadata, execute};
+use herald_shared::events::{EventMetadata, ExecuteError, execute};
 use herald_shared::jobs::RefreshCredentials;
 use herald_shared::platforms::{self, PlatformError};
 use uuid::Uuid;
@@ -61,7 +62,8 @@ pub(super) async fn refresh(job: &RefreshCredentials, context: &Context, run: Jo
         actor: Some(format!("job:{}", run.id)),
         ..EventMetadata::default()
     };
-    // The row lock: every other refresh of this account waits here until we commit.
+    // The pair's row lock (the grant's, for an account that shares one): every other refresh
+    // of this pair, for whichever of its accounts, waits here until we commit.
     let Some(stored) = credentials::load_account_tokens(&mut tx, &context.keyring, account_id, true).await? else {
         return Ok(Outcome::Done);
     };
@@ -72,15 +74,18 @@ pub(super) async fn refresh(job: &RefreshCredentials, context: &Context, run: Jo
     // raced the last refresh (and read its new version) end here instead of rotating again.
     let now = chrono::Utc::now();
     let expiring = stored.expires_at.is_none_or(|at| at - now < platforms::refresh_margin(&account.platform));
-    if account.last_refresh_at.is_some_and(|at| now - at < MIN_REFRESH_INTERVAL) && !expiring {
+    let last_refresh = stored.refreshed_at.or(account.last_refresh_at);
+    if last_refresh.is_some_and(|at| now - at < MIN_REFRESH_INTERVAL) && !expiring {
         return Ok(Outcome::Done);
     }
     let Some(refresh_token) = stored.refresh_token else {
         // Nothing to refresh with (LinkedIn without partner status): once the access token is
         // dead, only a reconnect helps.
         if stored.expires_at.is_some_and(|at| at <= chrono::Utc::now()) {
-            let reason = "the access token expired and the platform gave no refresh token".into();
-            execute::<Account>(&mut tx, account_id, account::Command::MarkNeedsReconnect { reason }, &metadata).await?;
+            let reason = "the access token expired and the platform gave no refresh token".to_owned();
+            let sharing = credentials::accounts_using(&mut tx, stored.owner, false).await?;
+            record(&mut tx, &sharing, &metadata, || account::Command::MarkNeedsReconnect { reason: reason.clone() })
+                .await?;
             tx.commit().await?;
         }
         return Ok(Outcome::Done);
@@ -91,42 +96,63 @@ pub(super) async fn refresh(job: &RefreshCredentials, context: &Context, run: Jo
             Err(outcome) => return Ok(outcome),
         };
 
-    match adapter.refresh(&client, &refresh_token).await {
+    let refreshed = adapter.refresh(&client, &refresh_token).await;
+    // Every connected account of the grant hears how its refresh went; a dead grant takes its
+    // accounts with their own tokens (Facebook Pages) along too.
+    let sharing =
+        credentials::accounts_using(&mut tx, stored.owner, matches!(refreshed, Err(PlatformError::AuthDead(_))))
+            .await?;
+    match refreshed {
         Ok(tokens) => {
-            if !credentials::replace_account_tokens(&mut tx, &context.keyring, account_id, stored.version, &tokens)
-                .await?
-            {
+            if !credentials::replace_tokens(&mut tx, &context.keyring, stored.owner, stored.version, &tokens).await? {
                 // Impossible while we hold the lock; if it happens, do not record a refresh.
                 return Ok(Outcome::Retry("the credentials changed during the refresh".into()));
             }
-            let refreshed = account::Command::RecordRefresh { expires_at: tokens.expires_at };
-            execute::<Account>(&mut tx, account_id, refreshed, &metadata).await?;
+            let expires_at = tokens.expires_at;
+            record(&mut tx, &sharing, &metadata, || account::Command::RecordRefresh { expires_at }).await?;
             tx.commit().await?;
             Ok(Outcome::Done)
         }
         Err(error) if error.is_transient() => {
             let reason = error.to_string();
-            let failed = account::Command::RecordRefreshFailed { reason: reason.clone() };
-            execute::<Account>(&mut tx, account_id, failed, &metadata).await?;
+            record(&mut tx, &sharing, &metadata, || account::Command::RecordRefreshFailed { reason: reason.clone() })
+                .await?;
             tx.commit().await?;
             Ok(Outcome::Retry(reason))
         }
         Err(PlatformError::RateLimited { until, reason }) => Ok(Outcome::RetryAt(until, reason)),
         Err(error @ PlatformError::AuthDead(_)) => {
             let reason = error.to_string();
-            let dead = account::Command::MarkNeedsReconnect { reason: reason.clone() };
-            execute::<Account>(&mut tx, account_id, dead, &metadata).await?;
+            record(&mut tx, &sharing, &metadata, || account::Command::MarkNeedsReconnect { reason: reason.clone() })
+                .await?;
             tx.commit().await?;
             Ok(Outcome::Fail(reason))
         }
         // Refused for another reason (Threads refuses tokens younger than a day): the grant may
-        // well be alive, so the account stays connected and the failure is on record.
+        // well be alive, so the accounts stay connected and the failure is on record.
         Err(error) => {
             let reason = error.to_string();
-            let failed = account::Command::RecordRefreshFailed { reason: reason.clone() };
-            execute::<Account>(&mut tx, account_id, failed, &metadata).await?;
+            record(&mut tx, &sharing, &metadata, || account::Command::RecordRefreshFailed { reason: reason.clone() })
+                .await?;
             tx.commit().await?;
             Ok(Outcome::Fail(reason))
         }
     }
+}
+
+/// Runs `command` on each of `accounts`. One that is no longer connected (disconnected a moment
+/// ago) refuses it, which changes nothing for the others.
+async fn record(
+    tx: &mut sqlx::PgConnection,
+    accounts: &[Uuid],
+    metadata: &EventMetadata,
+    command: impl Fn() -> account::Command,
+) -> anyhow::Result<()> {
+    for account_id in accounts {
+        match execute::<Account>(&mut *tx, *account_id, command(), metadata).await {
+            Ok(_) | Err(ExecuteError::Rejected(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
 }

@@ -1,8 +1,9 @@
-//! Revoking a disconnected account's grant on the platform, where it allows that. The account
-//! is already disconnected and its tokens gone; this only tells the platform. A transient
+//! Revoking a grant on the platform, where it allows that, once its last connected account was
+//! disconnected. The accounts are already disconnected and the tokens gone; this only tells the
+//! platform. A transient
 //! failure retries; a refusal ends the job (the grant may already be dead).
 
-use herald_shared::credentials;
+use herald_shared::credentials::PairOwner;
 use herald_shared::jobs::RevokeGrant;
 use herald_shared::platforms::PlatformError;
 use uuid::Uuid;
@@ -38,8 +39,8 @@ async fn revoke(job: &RevokeGrant, context: &Context) -> anyhow::Result<Outcome>
             Err(outcome) => return Ok(outcome),
         };
     drop(tx);
-    let token =
-        credentials::open_account_token(&context.keyring, job.account_id, &job.token_column, &job.sealed_token)?;
+    let owner = job.grant_id.map_or(PairOwner::Account(job.account_id), PairOwner::Grant);
+    let token = owner.open(&context.keyring, &job.token_column, &job.sealed_token)?;
     match adapter.revoke(&client, &token).await {
         Ok(()) => Ok(Outcome::Done),
         Err(error) if error.is_transient() => Ok(Outcome::Retry(error.to_string())),
