@@ -102,7 +102,10 @@ async fn main() {
             expires_at: Some(Utc::now() + chrono::Duration::days(30)),
             scopes: vec![],
         };
-        credentials::store_account_tokens(&mut tx, &keyring, id, &tokens).await.unwrap();
+        // One grant per person, as a connect makes it.
+        let grant = credentials::GrantRef { id: Uuid::now_v7(), project_id, platform: "sandbox" };
+        credentials::store_grant_tokens(&mut tx, &keyring, grant, &tokens).await.unwrap();
+        credentials::link_account(&mut tx, &keyring, id, grant.id, None).await.unwrap();
         accounts.push(id);
     }
     tx.commit().await.unwrap();

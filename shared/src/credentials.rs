@@ -195,37 +195,6 @@ pub async fn grants_of(tx: &mut PgConnection, account_ids: &[Uuid]) -> Result<Ve
     .await
 }
 
-/// Writes `tokens` as `account_id`'s own pair, outside any grant (accounts connected before
-/// grants existed, and benchmarks that make accounts directly). A `None` refresh token keeps the
-/// stored one.
-pub async fn store_account_tokens(
-    tx: &mut PgConnection,
-    keyring: &Keyring,
-    account_id: Uuid,
-    tokens: &TokenSet,
-) -> Result<(), CredentialError> {
-    let owner = PairOwner::Account(account_id);
-    let access = owner.seal(keyring, "access_token", &tokens.access_token)?;
-    let refresh = tokens.refresh_token.as_ref().map(|token| owner.seal(keyring, "refresh_token", token)).transpose()?;
-    sqlx::query!(
-        "INSERT INTO account_credentials (account_id, access_token, refresh_token, expires_at)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (account_id) DO UPDATE
-             SET access_token = excluded.access_token,
-                 refresh_token = COALESCE(excluded.refresh_token, account_credentials.refresh_token),
-                 expires_at = excluded.expires_at,
-                 version = account_credentials.version + 1,
-                 updated_at = now()",
-        account_id,
-        access,
-        refresh,
-        tokens.expires_at,
-    )
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
 /// Replaces `owner`'s pair only if its version is still `version`; true if it did.
 pub async fn replace_tokens(
     tx: &mut PgConnection,
@@ -302,18 +271,17 @@ pub async fn pair_version(tx: &mut PgConnection, account_id: Uuid) -> Result<Opt
     Ok(version.map(|version| (owner, version)))
 }
 
-/// The tokens `account_id` publishes with, opened. `lock` takes the owner's row lock until the
-/// transaction ends, which serialises refreshes of one pair (every account of a grant) across
-/// every worker.
+/// The tokens `account_id` publishes with, opened. Takes the owner's row lock until the
+/// transaction ends (at once outside one), which serialises refreshes of one pair (every account
+/// of a grant) across every worker, and makes a reader wait for a refresh under way.
 pub async fn load_account_tokens(
     tx: &mut PgConnection,
     keyring: &Keyring,
     account_id: Uuid,
-    lock: bool,
 ) -> Result<Option<StoredTokens>, CredentialError> {
     let Some(owner) = pair_owner(tx, account_id).await? else { return Ok(None) };
-    let row = match (owner, lock) {
-        (PairOwner::Grant(id), true) => sqlx::query!(
+    let row = match owner {
+        PairOwner::Grant(id) => sqlx::query!(
             "SELECT access_token, refresh_token, expires_at, version, refreshed_at FROM grant_credentials
              WHERE id = $1 FOR UPDATE",
             id
@@ -321,23 +289,9 @@ pub async fn load_account_tokens(
         .fetch_optional(&mut *tx)
         .await?
         .map(|row| (row.access_token, row.refresh_token, row.expires_at, row.version, row.refreshed_at)),
-        (PairOwner::Grant(id), false) => sqlx::query!(
-            "SELECT access_token, refresh_token, expires_at, version, refreshed_at FROM grant_credentials WHERE id = $1",
-            id
-        )
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|row| (row.access_token, row.refresh_token, row.expires_at, row.version, row.refreshed_at)),
-        (PairOwner::Account(id), true) => sqlx::query!(
+        PairOwner::Account(id) => sqlx::query!(
             "SELECT access_token, refresh_token, expires_at, version FROM account_credentials
              WHERE account_id = $1 FOR UPDATE",
-            id
-        )
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|row| (row.access_token, row.refresh_token, row.expires_at, row.version, None)),
-        (PairOwner::Account(id), false) => sqlx::query!(
-            "SELECT access_token, refresh_token, expires_at, version FROM account_credentials WHERE account_id = $1",
             id
         )
         .fetch_optional(&mut *tx)

@@ -127,7 +127,7 @@ async fn a_reconnect_without_a_refresh_token_keeps_the_stored_one() {
         async move {
             let mut tx = pool.begin().await.unwrap();
             let stored =
-                herald_shared::credentials::load_account_tokens(&mut tx, keyring, id, false).await.unwrap().unwrap();
+                herald_shared::credentials::load_account_tokens(&mut tx, keyring, id).await.unwrap().unwrap();
             stored.refresh_token.unwrap().expose_secret().to_owned()
         }
     };
@@ -188,7 +188,7 @@ async fn a_new_key_and_secrets_reencrypt_move_every_secret_to_it() {
     let mut only_new = herald_shared::crypto::Keyring::default();
     only_new.push_base64(new_key.expose_secret()).unwrap();
     let mut tx = app.pool.begin().await.unwrap();
-    let tokens = herald_shared::credentials::load_account_tokens(&mut tx, &only_new, account_id, false).await.unwrap();
+    let tokens = herald_shared::credentials::load_account_tokens(&mut tx, &only_new, account_id).await.unwrap();
     assert!(tokens.unwrap().refresh_token.is_some());
     let secret = herald_shared::credentials::load_app_secret(&mut tx, &only_new, app_id).await.unwrap().unwrap();
     assert_eq!(secret.expose_secret(), "own-secret");
@@ -240,7 +240,7 @@ async fn no_token_code_state_or_client_secret_reaches_the_logs() {
     let keyring = app.config.keyring().unwrap();
     let mut tx = app.pool.begin().await.unwrap();
     let id = Uuid::parse_str(&account_id).unwrap();
-    let stored = herald_shared::credentials::load_account_tokens(&mut tx, &keyring, id, false).await.unwrap().unwrap();
+    let stored = herald_shared::credentials::load_account_tokens(&mut tx, &keyring, id).await.unwrap().unwrap();
     drop(tx);
     app.stop().await.unwrap();
 

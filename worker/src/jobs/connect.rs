@@ -204,7 +204,7 @@ async fn carried_refresh_token(
     accounts: &[Uuid],
 ) -> anyhow::Result<Option<secrecy::SecretString>> {
     for account_id in accounts {
-        let stored = credentials::load_account_tokens(&mut *tx, &context.keyring, *account_id, false).await?;
+        let stored = credentials::load_account_tokens(&mut *tx, &context.keyring, *account_id).await?;
         if let Some(token) = stored.and_then(|stored| stored.refresh_token) {
             return Ok(Some(token));
         }

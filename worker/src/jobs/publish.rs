@@ -465,7 +465,7 @@ async fn fresh_tokens(
         }
         let mut connection = context.pool.acquire().await?;
         let refreshed =
-            credentials::load_account_tokens(&mut connection, &context.keyring, attempt.account_id, false).await?;
+            credentials::load_account_tokens(&mut connection, &context.keyring, attempt.account_id).await?;
         stored = refreshed.and_then(|refreshed| Some((refreshed.access_token?, refreshed.expires_at)));
     }
     let Some((access_token, expires_at)) = stored else {

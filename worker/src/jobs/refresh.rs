@@ -64,7 +64,7 @@ pub(super) async fn refresh(job: &RefreshCredentials, context: &Context, run: Jo
     };
     // The pair's row lock (the grant's, for an account that shares one): every other refresh
     // of this pair, for whichever of its accounts, waits here until we commit.
-    let Some(stored) = credentials::load_account_tokens(&mut tx, &context.keyring, account_id, true).await? else {
+    let Some(stored) = credentials::load_account_tokens(&mut tx, &context.keyring, account_id).await? else {
         return Ok(Outcome::Done);
     };
     if job.seen_version.is_some_and(|seen| seen != stored.version) {
