@@ -2,6 +2,7 @@
 //! process plumbing. It knows nothing of HTTP handlers or job runners (those live in `api/`,
 //! `worker/` and `scheduler/`).
 
+pub mod abandoned;
 pub mod batch;
 pub mod config;
 pub mod credentials;

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod abandoned;
 mod api_edge;
 mod apps;
 mod connect;
