@@ -19,6 +19,7 @@ pub mod posts;
 pub mod projections;
 pub mod queue;
 pub mod rate_limit;
+pub mod retention;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -15,3 +15,4 @@ mod keys;
 mod platforms;
 mod posts;
 mod queue;
+mod sandbox;
