@@ -1,5 +1,5 @@
 //! The sandbox platform as an operator runs it: a failure of its own database is a 503 (try
-//! again), never a dead grant; and the maintenance job prunes what it has
+//! again), never a dead grant; it can be turned off; and the maintenance job prunes what it has
 //! spent (codes, tokens, grants, posts) and old connect-session secrets, keeping what is live.
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use herald_shared::events::EventMetadata;
+use herald_shared::platforms::PlatformSettings;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -71,6 +72,46 @@ async fn a_database_error_in_the_sandbox_token_look_up_is_a_503_and_never_discon
     assert_eq!(post["status"], "published", "{post}");
     let account = get_json(&app, &client, &format!("/v1/accounts/{account}")).await;
     assert_eq!(account["status"], "connected", "a database blip is no dead grant: {account}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sandbox_turned_off_is_not_served_and_its_accounts_are_refused() {
+    let db = TestDb::new().await;
+    let mut config = test_config(&db);
+    let off = PlatformSettings { enabled: Some(false), ..PlatformSettings::default() };
+    config.platforms.insert("sandbox".into(), off);
+    let app = TestApp::spawn_on(db, Arc::new(config), Router::new()).await;
+    let client = client(&app).await;
+
+    for path in [
+        "/sandbox/oauth/authorize?response_type=code&client_id=herald-sandbox&redirect_uri=https://x.example/&login=eve",
+        "/sandbox/api/accounts",
+    ] {
+        let body = problem(client.http.get(app.url(path)).send().await.unwrap(), StatusCode::NOT_FOUND).await;
+        assert_eq!(body["code"], "not_found", "{body}");
+    }
+    let codes: i64 = sqlx::query_scalar("SELECT count(*) FROM sandbox_codes").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(codes, 0, "nobody can write the sandbox's rows");
+
+    let connect = client
+        .http
+        .post(app.url("/v1/connect/sandbox"))
+        .bearer_auth(&client.key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let body = problem(connect, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("turned off"), "{body}");
+
+    // An account connected while the sandbox was on cannot be posted to.
+    let account = crate::abandoned::sandbox_account(&app).await;
+    let post = json!({"content": "hello", "targets": [{"account_id": account}]});
+    let refused = client.http.post(app.url("/v1/posts")).bearer_auth(&client.key).json(&post).send().await.unwrap();
+    let body = problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(body["errors"][0]["field"], "targets[0].account_id", "{body}");
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("turned off"), "{body}");
     app.stop().await.unwrap();
 }
 

@@ -273,9 +273,8 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         return attempt.fail(context, "account_missing", "the target account no longer exists".into()).await;
     };
     let Some(adapter) = context.platforms.get(&account.platform) else {
-        return attempt
-            .fail(context, "platform_unsupported", format!("herald cannot publish to {} yet", account.platform))
-            .await;
+        let reason = context.platforms.unavailable(&account.platform, "publish to");
+        return attempt.fail(context, "platform_unsupported", reason).await;
     };
     if was_publishing {
         // The attempt that started it may still be waiting for the platform (its job's lease
