@@ -12,6 +12,7 @@ mod event_log;
 mod fake_oauth;
 mod foundation;
 mod keys;
+mod mastodon;
 mod platforms;
 mod posts;
 mod queue;

@@ -305,6 +305,9 @@ pub struct Publication<'a> {
     /// herald's id for this publish (the delivery and its generation): where the platform keeps
     /// a client reference or takes an idempotency key, this is it, and look-ups search by it.
     pub reference: &'a str,
+    /// For a look-up: when the earlier attempt began (the delivery entered `publishing`), so a
+    /// platform can tell whether its idempotency window has passed or search by time.
+    pub began: Option<DateTime<Utc>>,
 }
 
 /// What a publish made.
