@@ -156,6 +156,7 @@ struct TokenAnswer {
         (status = 200, description = "New tokens", body = TokenAnswer),
         (status = 400, description = "`{\"error\": \"invalid_grant\" | \"invalid_request\" | \"unsupported_grant_type\"}`", body = Object),
         (status = 401, description = "`{\"error\": \"invalid_client\"}`", body = Object),
+        (status = 503, description = "`{\"error\": \"temporarily_unavailable\"}`: the sandbox's database failed; try again", body = Object),
     ))]
 async fn token(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
     let Some(client_id) = basic_client_id(&headers).or(form.client_id.clone()) else {
@@ -168,6 +169,11 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, Form(form): Fo
     };
     match answer {
         Ok(tokens) => (StatusCode::OK, axum::Json(tokens)).into_response(),
+        // Its own database failed: a 503, which clients retry (a 400 would read as a refusal,
+        // failing the connect or the refresh for good).
+        Err((error @ "temporarily_unavailable", description)) => {
+            oauth_error(StatusCode::SERVICE_UNAVAILABLE, error, &description)
+        }
         Err((error, description)) => oauth_error(StatusCode::BAD_REQUEST, error, &description),
     }
 }

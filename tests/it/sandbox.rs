@@ -39,6 +39,17 @@ async fn a_database_error_in_the_sandbox_token_look_up_is_a_503_and_never_discon
     let asked = client.http.get(app.url("/sandbox/api/accounts")).bearer_auth("any-token").send().await.unwrap();
     let body = problem(asked, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(body["code"], "sandbox_unavailable", "{body}");
+    // Its token endpoint too: a 400 would fail a refresh (or a connect) for good.
+    let refreshed = client
+        .http
+        .post(app.url("/sandbox/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=refresh_token&refresh_token=any-token&client_id=herald-sandbox")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refreshed.json::<Value>().await.unwrap()["error"], "temporarily_unavailable");
 
     let body = json!({"content": "through a blip", "targets": [{"account_id": account}]});
     let created = client.http.post(app.url("/v1/posts")).bearer_auth(&client.key).json(&body).send().await.unwrap();
