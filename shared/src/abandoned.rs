@@ -27,8 +27,10 @@
 //! sweep queues another; a lost revoke leaves nothing half-way (the account was disconnected and
 //! its tokens wiped when it was queued); pruning has no subject.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -63,44 +65,83 @@ pub async fn end_abandoned(pool: &PgPool, grace: Duration, limit: i64) -> anyhow
     Ok(ended)
 }
 
-/// Why the job ended, from its row in `finished_jobs` (if it is still there).
-fn job_ending(state: Option<&str>, attempt: Option<i32>, error: Option<&str>) -> String {
-    match (state, attempt) {
-        (Some(state), Some(attempt)) => {
-            let error = error.unwrap_or("no error recorded");
-            format!("its job ended {state} after {attempt} attempt(s): {error}")
+/// How a job ended, from its last row in `finished_jobs`.
+struct Ending {
+    state: String,
+    attempt: i32,
+    error: Option<String>,
+    /// It ended more than the grace period ago.
+    settled: bool,
+}
+
+/// Why the job ended (`None`: no row of it is left).
+fn job_ending(ending: Option<&Ending>) -> String {
+    match ending {
+        Some(ending) => {
+            let error = ending.error.as_deref().unwrap_or("no error recorded");
+            format!("its job ended {} after {} attempt(s): {error}", ending.state, ending.attempt)
         }
-        _ => "its job is gone without a record".to_owned(),
+        None => "its job is gone without a record".to_owned(),
     }
 }
 
+/// The last ending of each job among `dedup_keys`, looked for among jobs that finished after
+/// `since` (each subject's job ended after the subject last changed, so the BRIN index on
+/// `finished_at` keeps this to recent rows). A separate statement from the one that found the
+/// subjects: a job leaves `jobs` and enters `finished_jobs` in one statement, so what that one
+/// saw gone is here (or pruned).
+async fn endings(
+    pool: &PgPool,
+    dedup_keys: &[String],
+    since: Option<DateTime<Utc>>,
+    grace: Duration,
+) -> Result<HashMap<String, Ending>, sqlx::Error> {
+    let Some(since) = since else { return Ok(HashMap::new()) };
+    let rows = sqlx::query!(
+        r#"SELECT DISTINCT ON (dedup_key) dedup_key AS "dedup_key!", state, attempt, last_error,
+                  finished_at < now() - make_interval(secs => $3) AS "settled!"
+           FROM finished_jobs
+           WHERE dedup_key = ANY($1) AND finished_at >= $2::timestamptz - interval '5 minutes'
+           ORDER BY dedup_key, finished_at DESC"#,
+        dedup_keys,
+        since,
+        grace.as_secs_f64(),
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let ending = Ending { state: row.state, attempt: row.attempt, error: row.last_error, settled: row.settled };
+            (row.dedup_key, ending)
+        })
+        .collect())
+}
+
 async fn end_deliveries(pool: &PgPool, grace: Duration, limit: i64) -> anyhow::Result<Ended> {
-    // The dedup key is `PublishDelivery::dedup_key`: the unique index on live jobs answers the
-    // `NOT EXISTS`; the look-up in `finished_jobs` starts at the delivery's last change (its job
-    // ended after that), so the BRIN index on `finished_at` keeps it to recent rows.
+    // On their way, with no live job under `PublishDelivery::dedup_key` (the unique index on
+    // live jobs answers the `NOT EXISTS`).
     let abandoned = sqlx::query!(
-        r#"SELECT d.id, d.post_id, d.project_id, d.status, d.generation,
-                  f.state AS "job_state?", f.attempt AS "job_attempt?", f.last_error AS "job_error?"
+        r#"SELECT d.id, d.post_id, d.project_id, d.status, d.generation, d.updated_at,
+                  'publish:' || d.id || ':' || d.generation AS "dedup_key!"
            FROM deliveries d
-           LEFT JOIN LATERAL (
-               SELECT state, attempt, last_error, finished_at FROM finished_jobs
-               WHERE dedup_key = 'publish:' || d.id || ':' || d.generation
-                 AND finished_at >= d.updated_at - interval '5 minutes'
-               ORDER BY finished_at DESC
-               LIMIT 1
-           ) f ON true
            WHERE d.status IN ('queued', 'publishing')
              AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedup_key = 'publish:' || d.id || ':' || d.generation)
-             AND (f.finished_at IS NULL OR f.finished_at < now() - make_interval(secs => $1))
-           LIMIT $2"#,
-        grace.as_secs_f64(),
+           LIMIT $1"#,
         limit,
     )
     .fetch_all(pool)
     .await?;
+    let keys: Vec<String> = abandoned.iter().map(|delivery| delivery.dedup_key.clone()).collect();
+    let since = abandoned.iter().map(|delivery| delivery.updated_at).min();
+    let endings = endings(pool, &keys, since, grace).await?;
     let mut ended = Ended::default();
     for delivery in abandoned {
-        let why = job_ending(delivery.job_state.as_deref(), delivery.job_attempt, delivery.job_error.as_deref());
+        let ending = endings.get(&delivery.dedup_key);
+        if ending.is_some_and(|ending| !ending.settled) {
+            continue;
+        }
+        let why = job_ending(ending);
         let (status, error) = if delivery.status == "publishing" {
             let message =
                 format!("publishing started but {why}; the platform may have the post: retry with force to post again");
@@ -125,30 +166,26 @@ async fn end_deliveries(pool: &PgPool, grace: Duration, limit: i64) -> anyhow::R
 }
 
 async fn end_sessions(pool: &PgPool, grace: Duration, limit: i64) -> anyhow::Result<usize> {
-    // The dedup key is `ExchangeCode::dedup_key`.
+    // Pending, with no live job under `ExchangeCode::dedup_key`.
     let abandoned = sqlx::query!(
-        r#"SELECT s.id, s.project_id,
-                  f.state AS "job_state?", f.attempt AS "job_attempt?", f.last_error AS "job_error?"
+        r#"SELECT s.id, s.project_id, s.updated_at, 'connect:' || s.id AS "dedup_key!"
            FROM connect_sessions s
-           LEFT JOIN LATERAL (
-               SELECT state, attempt, last_error, finished_at FROM finished_jobs
-               WHERE dedup_key = 'connect:' || s.id AND finished_at >= s.updated_at - interval '5 minutes'
-               ORDER BY finished_at DESC
-               LIMIT 1
-           ) f ON true
-           WHERE s.status = 'pending'
-             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedup_key = 'connect:' || s.id)
-             AND (f.finished_at IS NULL OR f.finished_at < now() - make_interval(secs => $1))
-           LIMIT $2"#,
-        grace.as_secs_f64(),
+           WHERE s.status = 'pending' AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedup_key = 'connect:' || s.id)
+           LIMIT $1"#,
         limit,
     )
     .fetch_all(pool)
     .await?;
+    let keys: Vec<String> = abandoned.iter().map(|session| session.dedup_key.clone()).collect();
+    let since = abandoned.iter().map(|session| session.updated_at).min();
+    let endings = endings(pool, &keys, since, grace).await?;
     let mut ended = 0;
     for session in abandoned {
-        let why = job_ending(session.job_state.as_deref(), session.job_attempt, session.job_error.as_deref());
-        let reason = format!("the exchange did not finish: {why}; connect again");
+        let ending = endings.get(&session.dedup_key);
+        if ending.is_some_and(|ending| !ending.settled) {
+            continue;
+        }
+        let reason = format!("the exchange did not finish: {}; connect again", job_ending(ending));
         let metadata = metadata(session.project_id);
         let mut tx = pool.begin().await?;
         match execute::<ConnectSession>(&mut tx, session.id, connect_session::Command::Fail { reason }, &metadata).await

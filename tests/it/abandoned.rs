@@ -161,6 +161,10 @@ async fn jobs_that_lose_their_lease_on_every_attempt_leave_their_subjects_ended_
     types.sort_unstable();
     assert_eq!(types, ["connect.failed", "delivery.failed", "delivery.unknown"]);
 
+    // Another sweep (a second scheduler) finds nothing left to end.
+    let again = herald_shared::abandoned::end_abandoned(&app.pool, Duration::ZERO, 100).await.unwrap();
+    assert_eq!(again.total(), 0, "{again:?}");
+
     // The one that never started can simply be retried; nothing was ever sent.
     let retried = client
         .http
