@@ -156,6 +156,7 @@ struct TokenAnswer {
         (status = 200, description = "New tokens", body = TokenAnswer),
         (status = 400, description = "`{\"error\": \"invalid_grant\" | \"invalid_request\" | \"unsupported_grant_type\"}`", body = Object),
         (status = 401, description = "`{\"error\": \"invalid_client\"}`", body = Object),
+        (status = 503, description = "`{\"error\": \"temporarily_unavailable\"}`: the sandbox's database failed; try again", body = Object),
     ))]
 async fn token(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
     let Some(client_id) = basic_client_id(&headers).or(form.client_id.clone()) else {
@@ -168,6 +169,11 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, Form(form): Fo
     };
     match answer {
         Ok(tokens) => (StatusCode::OK, axum::Json(tokens)).into_response(),
+        // Its own database failed: a 503, which clients retry (a 400 would read as a refusal,
+        // failing the connect or the refresh for good).
+        Err((error @ "temporarily_unavailable", description)) => {
+            oauth_error(StatusCode::SERVICE_UNAVAILABLE, error, &description)
+        }
         Err((error, description)) => oauth_error(StatusCode::BAD_REQUEST, error, &description),
     }
 }
@@ -309,10 +315,12 @@ async fn revoke(State(state): State<AppState>, Form(form): Form<RevokeForm>) -> 
 #[utoipa::path(get, path = "/sandbox/api/accounts", tag = "sandbox", responses(
     (status = 200, description = "`{\"data\": [{\"id\", \"kind\", \"username\", \"name\"}]}`", body = Object),
     (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
+    (status = 503, description = "The sandbox cannot check the token just now: try again (a problem)", body = Object),
 ))]
 async fn accounts(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(login) = grant_login(&state, &headers).await else {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_token" }))).into_response();
+    let login = match grant_login(&state, &headers).await {
+        Ok(login) => login,
+        Err(refusal) => return refusal,
     };
     let data = json!([
         { "id": format!("person-{login}"), "kind": "person", "username": login, "name": login },
@@ -365,6 +373,7 @@ const NO_ANSWER: std::time::Duration = std::time::Duration::from_secs(300);
 #[utoipa::path(post, path = "/sandbox/api/posts", tag = "sandbox", request_body = PublishBody, responses(
     (status = 201, description = "`{\"id\", \"url\"}`", body = Object),
     (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
+    (status = 503, description = "The sandbox cannot check the token just now: try again (a problem)", body = Object),
     (status = 403, description = "Not one of the grant's accounts", body = Object),
     (status = 429, description = "Rate limited; `Retry-After` says for how long", body = Object),
     (status = 500, description = "An injected failure", body = Object),
@@ -374,8 +383,9 @@ async fn publish(
     headers: HeaderMap,
     axum::Json(body): axum::Json<PublishBody>,
 ) -> Response {
-    let Some(login) = grant_login(&state, &headers).await else {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_token" }))).into_response();
+    let login = match grant_login(&state, &headers).await {
+        Ok(login) => login,
+        Err(refusal) => return refusal,
     };
     let owned = [format!("person-{login}"), format!("page-{login}-1"), format!("page-{login}-2")];
     if !owned.contains(&body.account_id) {
@@ -383,15 +393,24 @@ async fn publish(
             .into_response();
     }
     let attempt = match &body.client_ref {
-        Some(client_ref) => sqlx::query_scalar!(
-            "INSERT INTO sandbox_publish_attempts (client_ref, attempts) VALUES ($1, 1)
-             ON CONFLICT (client_ref) DO UPDATE SET attempts = sandbox_publish_attempts.attempts + 1
-             RETURNING attempts",
-            client_ref
-        )
-        .fetch_one(&state.pool)
-        .await
-        .unwrap_or(1),
+        Some(client_ref) => {
+            let counted = sqlx::query_scalar!(
+                "INSERT INTO sandbox_publish_attempts (client_ref, attempts) VALUES ($1, 1)
+                 ON CONFLICT (client_ref) DO UPDATE
+                 SET attempts = sandbox_publish_attempts.attempts + 1, updated_at = now()
+                 RETURNING attempts",
+                client_ref
+            )
+            .fetch_one(&state.pool)
+            .await;
+            match counted {
+                Ok(attempt) => attempt,
+                Err(error) => {
+                    tracing::error!(%error, "the sandbox cannot count a publish attempt");
+                    return unavailable_problem("The sandbox could not take the post; try again.");
+                }
+            }
+        }
         None => 1,
     };
     let failure = marker(&body.text).filter(|marker| marker.first_attempts.is_none_or(|first| attempt <= first));
@@ -454,10 +473,12 @@ struct FindQuery {
 #[utoipa::path(get, path = "/sandbox/api/posts", tag = "sandbox", params(FindQuery), responses(
     (status = 200, description = "`{\"data\": [{\"id\", \"url\"}]}`", body = Object),
     (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
+    (status = 503, description = "The sandbox cannot check the token just now: try again (a problem)", body = Object),
 ))]
 async fn find_posts(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<FindQuery>) -> Response {
-    let Some(login) = grant_login(&state, &headers).await else {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_token" }))).into_response();
+    let login = match grant_login(&state, &headers).await {
+        Ok(login) => login,
+        Err(refusal) => return refusal,
     };
     let found = sqlx::query_scalar!(
         "SELECT id FROM sandbox_posts WHERE client_ref = $1 AND login = $2 ORDER BY created_at",
@@ -509,18 +530,34 @@ async fn show_post(State(state): State<AppState>, axum::extract::Path(id): axum:
     }
 }
 
-/// The login behind a live access token in `Authorization: Bearer`.
-async fn grant_login(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    let token = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")?;
-    sqlx::query_scalar!(
+/// The login behind a live access token in `Authorization: Bearer`, or the answer to send: a
+/// 401 `invalid_token` for a missing, unknown, expired or revoked token, a 503 when the
+/// sandbox's own database fails (which a client must take for "try again", never for a dead
+/// grant: a database blip must not disconnect anyone's test accounts).
+async fn grant_login(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
+    let invalid_token = || (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_token" }))).into_response();
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or_else(invalid_token)?;
+    let login = sqlx::query_scalar!(
         "SELECT g.login FROM sandbox_tokens t JOIN sandbox_grants g ON g.id = t.grant_id
          WHERE t.token_hash = $1 AND t.kind = 'access' AND t.expires_at > now() AND g.revoked_at IS NULL",
         digest(token)
     )
     .fetch_optional(&state.pool)
     .await
-    .ok()
-    .flatten()
+    .map_err(|error| {
+        tracing::error!(%error, "the sandbox cannot look up a token");
+        unavailable_problem("The sandbox could not check the access token; try again.")
+    })?;
+    login.ok_or_else(invalid_token)
+}
+
+/// A 503 problem: the sandbox's database failed, the client may try again.
+fn unavailable_problem(detail: &str) -> Response {
+    crate::error::ApiError::unavailable("sandbox_unavailable", detail).into_response()
 }
 
 fn basic_client_id(headers: &HeaderMap) -> Option<String> {

@@ -1,5 +1,6 @@
 //! herald's scheduler: turns due state into jobs (publish due deliveries, refresh expiring
-//! credentials, prune finished jobs). Replicas are safe: every job it emits carries a dedup key,
+//! credentials, prune finished jobs), and ends what a job left half-way when it ended without an
+//! outcome. Replicas are safe: every job it emits carries a dedup key,
 //! so two replicas emitting the same job leave one in the queue.
 
 use std::sync::Arc;
@@ -23,6 +24,9 @@ const REFRESH_SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// themselves (with `run_at` = the due time, so the queue wakes a worker on time); this sweep
 /// only catches what nothing queued.
 const DELIVERY_SWEEP_EVERY: Duration = Duration::from_secs(15);
+/// How long after its job ended, beyond the platform timeout, an abandoned delivery or session
+/// is ended: a worker whose lease ran out while it was slow, not dead, has answered by then.
+const ABANDONED_GRACE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Runs a scheduler until `shutdown`.
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()> {
@@ -47,6 +51,7 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()>
                     Ok(queued) => tracing::info!(queued, "queued deliveries nothing had queued"),
                     Err(error) => tracing::warn!(error = %format!("{error:#}"), "cannot queue due deliveries"),
                 }
+                end_abandoned(&pool, &config).await;
             }
             _ = refresh.tick() => {
                 if let Err(error) = emit_refreshes(&pool).await {
@@ -58,6 +63,22 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()>
     let _ = heartbeat.await;
     tracing::info!(%scheduler_id, "scheduler stopped");
     Ok(())
+}
+
+/// Ends deliveries and connect sessions whose job ended without recording their outcome
+/// (`herald_shared::abandoned`), once a worker that was only slow would have finished.
+async fn end_abandoned(pool: &PgPool, config: &Config) {
+    let grace = config.platform_timeout() + ABANDONED_GRACE_MARGIN;
+    match herald_shared::abandoned::end_abandoned(pool, grace, 1000).await {
+        Ok(ended) if ended.total() == 0 => {}
+        Ok(ended) => tracing::warn!(
+            unknown = ended.unknown,
+            failed = ended.failed,
+            sessions = ended.sessions,
+            "ended deliveries and connect sessions whose job ended without an outcome"
+        ),
+        Err(error) => tracing::warn!(error = %format!("{error:#}"), "cannot end abandoned deliveries"),
+    }
 }
 
 async fn emit_prune(pool: &PgPool) {

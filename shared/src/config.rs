@@ -256,6 +256,9 @@ impl Config {
                 let known = crate::platforms::NAMES.join(", ").to_uppercase();
                 return Err(ConfigError::new(setting, format!("not a platform herald knows ({known})")));
             }
+            if settings.enabled.is_some() && name != "sandbox" {
+                return Err(ConfigError::new(format!("{setting}__ENABLED"), "only the sandbox can be turned off"));
+            }
             let urls = [
                 ("AUTHORIZE_URL", &settings.authorize_url),
                 ("TOKEN_URL", &settings.token_url),
@@ -326,6 +329,12 @@ impl Config {
             }
         }
         Some(endpoints)
+    }
+
+    /// Whether herald serves the sandbox platform (`HERALD_PLATFORMS__SANDBOX__ENABLED`, default
+    /// true): its `/sandbox` routes, connecting sandbox accounts and publishing to them.
+    pub fn sandbox_enabled(&self) -> bool {
+        self.platforms.get("sandbox").and_then(|settings| settings.enabled).unwrap_or(true)
     }
 
     /// How long a call to a platform may take.
@@ -416,6 +425,17 @@ mod tests {
         assert_eq!(error.setting, "HERALD_QUEUE__LEASE_SECS", "{error}");
         let error = load(&[("HERALD_QUEUE__CONCURRENCY__PUBLISH", "0")]).unwrap_err();
         assert_eq!(error.to_string(), "HERALD_QUEUE__CONCURRENCY__PUBLISH: must be at least 1");
+    }
+
+    #[test]
+    fn the_sandbox_is_on_unless_turned_off_and_only_it_can_be() {
+        assert!(load(&[]).unwrap().sandbox_enabled());
+        assert!(!load(&[("HERALD_PLATFORMS__SANDBOX__ENABLED", "false")]).unwrap().sandbox_enabled());
+        assert!(load(&[("HERALD_PLATFORMS__SANDBOX__ENABLED", "true")]).unwrap().sandbox_enabled());
+        let error = load(&[("HERALD_PLATFORMS__X__ENABLED", "false")]).unwrap_err();
+        assert_eq!(error.to_string(), "HERALD_PLATFORMS__X__ENABLED: only the sandbox can be turned off");
+        let error = load(&[("HERALD_PLATFORMS__SANDBOX__ENABLED", "nope")]).unwrap_err();
+        assert_eq!(error.setting, "HERALD_PLATFORMS__SANDBOX__ENABLED", "{error}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! process plumbing. It knows nothing of HTTP handlers or job runners (those live in `api/`,
 //! `worker/` and `scheduler/`).
 
+pub mod abandoned;
 pub mod batch;
 pub mod config;
 pub mod credentials;
@@ -18,6 +19,7 @@ pub mod posts;
 pub mod projections;
 pub mod queue;
 pub mod rate_limit;
+pub mod retention;
 pub mod shutdown;
 pub mod telemetry;
 

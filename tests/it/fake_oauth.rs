@@ -36,6 +36,15 @@ pub struct FakeOAuth {
     pub omit_refresh_token: std::sync::atomic::AtomicBool,
     /// Mastodon statuses made, by `Idempotency-Key`.
     pub mastodon_statuses: Mutex<HashMap<String, String>>,
+    /// The Mastodon account's statuses, oldest first, as `GET /api/v1/accounts/{id}/statuses`
+    /// lists them (newest first).
+    pub mastodon_timeline: Mutex<Vec<serde_json::Value>>,
+    /// `POST /api/v1/statuses` requests received.
+    pub mastodon_posts: AtomicUsize,
+    /// Leave this many next status posts unanswered (the connection stays silent).
+    pub mastodon_unanswered: AtomicUsize,
+    /// Whether an unanswered status post still makes the status before going silent.
+    pub mastodon_unanswered_posts: std::sync::atomic::AtomicBool,
     /// The client id of the last token request (from its Basic credentials).
     pub last_client_id: Mutex<Option<String>>,
     /// Issue access tokens that live 60 s instead of an hour.
@@ -53,6 +62,7 @@ impl FakeOAuth {
             .route("/api/{page}/feed", post(facebook_feed))
             .route("/api/api/v1/accounts/verify_credentials", get(mastodon_me))
             .route("/api/api/v1/statuses", post(mastodon_status))
+            .route("/api/api/v1/accounts/{id}/statuses", get(mastodon_account_statuses))
             .route("/api/channels", get(youtube_channels))
             .route("/api/v2/user/info/", get(tiktok_user))
             .route("/api/user_account", get(pinterest_account))
@@ -494,11 +504,86 @@ async fn mastodon_status(
         return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": "Validation failed: Text can't be blank"})))
             .into_response();
     }
-    let mut statuses = fake.mastodon_statuses.lock().unwrap();
-    let next = format!("1133{}", statuses.len());
-    let id = statuses.entry(key).or_insert(next).clone();
-    Json(json!({"id": id, "url": format!("https://mastodon.example/@ada/{id}"), "visibility": body["visibility"]}))
-        .into_response()
+    fake.mastodon_posts.fetch_add(1, Ordering::SeqCst);
+    let silent =
+        fake.mastodon_unanswered.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+    if silent && !fake.mastodon_unanswered_posts.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_secs(300)).await;
+        return StatusCode::GATEWAY_TIMEOUT.into_response();
+    }
+    let status = {
+        let mut statuses = fake.mastodon_statuses.lock().unwrap();
+        let next = format!("1133{}", statuses.len());
+        let made = !statuses.contains_key(&key);
+        let id = statuses.entry(key).or_insert(next).clone();
+        let status = mastodon_status_entity(&id, body["status"].as_str().unwrap_or_default(), &body["visibility"]);
+        if made {
+            fake.mastodon_timeline.lock().unwrap().push(status.clone());
+        }
+        status
+    };
+    if silent {
+        tokio::time::sleep(std::time::Duration::from_secs(300)).await;
+        return StatusCode::GATEWAY_TIMEOUT.into_response();
+    }
+    Json(status).into_response()
+}
+
+/// A Mastodon `Status` entity (the fields herald and most clients read), its text rendered to
+/// HTML the way Mastodon does: escaped, paragraphs for blank lines, `<br />` for line breaks.
+pub fn mastodon_status_entity(id: &str, text: &str, visibility: &serde_json::Value) -> serde_json::Value {
+    let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let paragraphs: Vec<String> =
+        escaped.split("\n\n").map(|paragraph| format!("<p>{}</p>", paragraph.replace('\n', "<br />"))).collect();
+    json!({
+        "id": id,
+        "created_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "in_reply_to_id": null,
+        "in_reply_to_account_id": null,
+        "sensitive": false,
+        "spoiler_text": "",
+        "visibility": visibility.as_str().unwrap_or("public"),
+        "language": "en",
+        "uri": format!("https://mastodon.example/users/ada/statuses/{id}"),
+        "url": format!("https://mastodon.example/@ada/{id}"),
+        "replies_count": 0,
+        "reblogs_count": 0,
+        "favourites_count": 0,
+        "content": paragraphs.concat(),
+        "reblog": null,
+        "account": {"id": "109348", "username": "ada", "acct": "ada", "display_name": "Ada"},
+        "media_attachments": [],
+        "mentions": [],
+        "tags": [],
+        "emojis": [],
+        "card": null,
+        "poll": null,
+    })
+}
+
+#[derive(Deserialize)]
+struct AccountStatusesQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/accounts/{id}/statuses`: the account's statuses, newest first, at most `limit`
+/// (default 20, at most 40).
+async fn mastodon_account_statuses(
+    State(fake): State<Arc<FakeOAuth>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<AccountStatusesQuery>,
+) -> Response {
+    if !has_fake_token(&headers) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "The access token is invalid"}))).into_response();
+    }
+    if id != "109348" {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "Record not found"}))).into_response();
+    }
+    let limit = query.limit.unwrap_or(20).min(40);
+    let timeline = fake.mastodon_timeline.lock().unwrap();
+    let page: Vec<serde_json::Value> = timeline.iter().rev().take(limit).cloned().collect();
+    Json(page).into_response()
 }
 
 /// YouTube's `GET /channels?part=snippet&mine=true`.

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod abandoned;
 mod api_edge;
 mod apps;
 mod connect;
@@ -12,7 +13,9 @@ mod fake_oauth;
 mod foundation;
 mod grants;
 mod keys;
+mod mastodon;
 mod platforms;
 mod posts;
 mod queue;
 mod reach;
+mod sandbox;

@@ -128,7 +128,7 @@ async fn start(
     let Some(adapter) = state.platforms.get(&platform) else {
         return Err(ApiError::validation(vec![FieldError::new(
             "platform",
-            format!("herald cannot connect {platform} accounts yet"),
+            state.platforms.unavailable(&platform, "connect"),
         )]));
     };
     if let Some(uri) = &body.redirect_uri

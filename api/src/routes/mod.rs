@@ -34,25 +34,28 @@ fn authenticated() -> OpenApiRouter<AppState> {
         .merge(posts::routes())
 }
 
-/// The routes anyone may call: operations, the API's own documentation, the OAuth callback
-/// (its state is the credential) and the sandbox platform.
+/// The routes anyone may call: operations, the API's own documentation and the OAuth callback
+/// (its state is the credential). The sandbox platform's are public too, when it is on.
 fn public() -> OpenApiRouter<AppState> {
-    ops::routes()
-        .routes(routes!(openapi::openapi_json))
-        .routes(routes!(openapi::docs))
-        .merge(connect::public_routes())
-        .merge(crate::sandbox::routes())
+    ops::routes().routes(routes!(openapi::openapi_json)).routes(routes!(openapi::docs)).merge(connect::public_routes())
 }
 
 /// Every route. The `/v1` routes need a key ([`crate::auth::authenticate`] runs first), and
 /// their writes honour `Idempotency-Key`.
 pub fn routes(state: AppState) -> Router<AppState> {
+    let sandbox = state.config.sandbox_enabled();
     let (v1, _) = authenticated().split_for_parts();
     let v1 = v1
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::idempotency::idempotency))
         .route_layer(axum::middleware::from_fn_with_state(state, crate::auth::authenticate));
     let (public, _) = public().split_for_parts();
-    public.merge(v1)
+    let router = public.merge(v1);
+    if !sandbox {
+        // Turned off: `/sandbox/...` is an unknown path (a 404 problem).
+        return router;
+    }
+    let (sandbox, _) = crate::sandbox::routes().split_for_parts();
+    router.merge(sandbox)
 }
 
 /// The OpenAPI document of every route in [`routes`].
@@ -60,6 +63,7 @@ pub fn document() -> OpenApi {
     let (_, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(authenticated())
         .merge(public())
+        .merge(crate::sandbox::routes())
         .split_for_parts();
     openapi::apply_conventions(&mut document);
     document

@@ -212,7 +212,7 @@ async fn check_targets(
         match state.platforms.get(&account.platform) {
             None => errors.push(FieldError::new(
                 field("account_id"),
-                format!("herald cannot publish to {} yet", account.platform),
+                state.platforms.unavailable(&account.platform, "publish to"),
             )),
             Some(adapter) if !adapter.publishes_text() => errors.push(FieldError::new(
                 field("account_id"),

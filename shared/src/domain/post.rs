@@ -187,6 +187,16 @@ pub enum Command {
         delivery_id: Uuid,
         error: DeliveryError,
     },
+    /// The delivery's publish job ended without recording an outcome (its worker died on the
+    /// last attempt): one that had started (`publishing`) becomes `unknown`, one that had not
+    /// (`queued`) `failed`. Only for the generation and status the caller saw, so a delivery
+    /// that moved meanwhile (retried, finished) is left alone.
+    RecordAbandoned {
+        delivery_id: Uuid,
+        generation: i32,
+        status: DeliveryStatus,
+        error: DeliveryError,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -533,6 +543,24 @@ impl Aggregate for Post {
                 }
                 let post_status = self.status_with(delivery_id, DeliveryStatus::Unknown);
                 Ok(vec![Event::DeliveryUnknown { delivery_id, error, post_status }])
+            }
+            Command::RecordAbandoned { delivery_id, generation, status, error } => {
+                let delivery = self.delivery(delivery_id)?;
+                let moved = Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation };
+                if delivery.status != status || delivery.generation != generation {
+                    return Err(moved);
+                }
+                match status {
+                    DeliveryStatus::Publishing => {
+                        let post_status = self.status_with(delivery_id, DeliveryStatus::Unknown);
+                        Ok(vec![Event::DeliveryUnknown { delivery_id, error, post_status }])
+                    }
+                    DeliveryStatus::Queued => {
+                        let post_status = self.status_with(delivery_id, DeliveryStatus::Failed);
+                        Ok(vec![Event::DeliveryFailed { delivery_id, error, post_status }])
+                    }
+                    _ => Err(moved),
+                }
             }
         }
     }

@@ -299,6 +299,62 @@ fn failures_and_unknowns_decide_the_post_status() {
 }
 
 #[test]
+fn an_abandoned_delivery_ends_unknown_if_it_had_started_and_failed_if_not() {
+    let post = given(&[created(PostStatus::Scheduled), queued(DELIVERY_A), publishing(DELIVERY_A), queued(DELIVERY_B)]);
+    let abandoned =
+        |delivery_id, status| Command::RecordAbandoned { delivery_id, generation: 1, status, error: error("job_lost") };
+    let unknown = post.decide(abandoned(DELIVERY_A, DeliveryStatus::Publishing)).unwrap();
+    assert_eq!(
+        unknown,
+        vec![Event::DeliveryUnknown {
+            delivery_id: DELIVERY_A,
+            error: error("job_lost"),
+            post_status: PostStatus::Publishing
+        }]
+    );
+    let post = unknown.iter().fold(post, Post::evolve);
+    let failed = post.decide(abandoned(DELIVERY_B, DeliveryStatus::Queued)).unwrap();
+    assert_eq!(
+        failed,
+        vec![Event::DeliveryFailed {
+            delivery_id: DELIVERY_B,
+            error: error("job_lost"),
+            post_status: PostStatus::Failed
+        }]
+    );
+}
+
+#[test]
+fn an_abandoned_delivery_that_moved_since_it_was_seen_is_left_alone() {
+    let post = given(&[created(PostStatus::Scheduled), queued(DELIVERY_A), publishing(DELIVERY_A)]);
+    // Seen queued, now publishing: a live job has it.
+    let seen_queued = Command::RecordAbandoned {
+        delivery_id: DELIVERY_A,
+        generation: 1,
+        status: DeliveryStatus::Queued,
+        error: error("x"),
+    };
+    assert!(matches!(post.decide(seen_queued), Err(Rejection::DeliveryMoved { .. })));
+    // Another generation (retried meanwhile).
+    let older = Command::RecordAbandoned {
+        delivery_id: DELIVERY_A,
+        generation: 0,
+        status: DeliveryStatus::Publishing,
+        error: error("x"),
+    };
+    assert!(matches!(post.decide(older), Err(Rejection::DeliveryMoved { .. })));
+    // Only deliveries on their way can be abandoned.
+    let pending = given(&[created(PostStatus::Scheduled)]);
+    let not_queued = Command::RecordAbandoned {
+        delivery_id: DELIVERY_A,
+        generation: 1,
+        status: DeliveryStatus::Pending,
+        error: error("x"),
+    };
+    assert!(matches!(pending.decide(not_queued), Err(Rejection::DeliveryMoved { .. })));
+}
+
+#[test]
 fn outcomes_for_a_delivery_that_is_not_publishing_are_refused() {
     let post = given(&[created(PostStatus::Scheduled)]);
     for command in [

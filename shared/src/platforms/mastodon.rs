@@ -5,10 +5,18 @@
 //!
 //! Publishing is `POST /api/v1/statuses` with `Idempotency-Key` = herald's reference for the
 //! delivery: Mastodon answers a repeat with the same key (for about an hour) with the status it
-//! already made. That is what the look-up after an unanswered publish does: it sends the same
-//! request again, which either returns the status that was made or makes it now, once.
+//! already made. That is what the look-up after an unanswered publish does inside that window:
+//! it sends the same request again, which either returns the status that was made or makes it
+//! now, once. Past the window a repeat would post again, so the look-up reads the account's
+//! recent statuses (`GET /api/v1/accounts/{id}/statuses`, one page of 40) for one with the same
+//! text made since the attempt began: found → published; not on that page → it cannot tell
+//! (the delivery ends `unknown`), never a second post. Statuses carry their text as HTML, so the
+//! comparison is on the text inside it with whitespace folded; a status whose rendering changes
+//! the words (a remote mention shown without its domain, say) is not recognised, which errs on
+//! the side of `unknown`.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
@@ -37,6 +45,26 @@ struct Status {
     id: String,
     url: Option<String>,
 }
+
+/// A status as an account's statuses list it.
+#[derive(Deserialize)]
+struct ListedStatus {
+    id: String,
+    url: Option<String>,
+    created_at: DateTime<Utc>,
+    /// HTML.
+    #[serde(default)]
+    content: String,
+}
+
+/// How long after an attempt began a repeat with its `Idempotency-Key` is still answered with
+/// the status it made: Mastodon keeps keys for an hour; this stays well inside it.
+const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::minutes(45);
+/// The most statuses one page of an account's statuses holds (Mastodon's maximum).
+const STATUSES_PAGE: u32 = 40;
+/// How much earlier than the attempt began (herald's clock) the instance's clock may date the
+/// status it made.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(5);
 
 #[async_trait]
 impl Platform for MastodonAdapter {
@@ -76,11 +104,111 @@ impl Platform for MastodonAdapter {
     }
 
     async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
-        // The same Idempotency-Key: Mastodon returns the status an earlier try made, or makes it.
-        Ok(LookUp::Found(self.publish(tokens, publication).await?))
+        let Some(began) = publication.began else { return Ok(LookUp::CannotTell) };
+        if Utc::now() - began < IDEMPOTENCY_WINDOW {
+            // The same Idempotency-Key: Mastodon returns the status an earlier try made, or makes it.
+            return Ok(LookUp::Found(self.publish(tokens, publication).await?));
+        }
+        let account: String = form_urlencoded::byte_serialize(publication.platform_user_id.as_bytes()).collect();
+        let url = format!(
+            "{}/api/v1/accounts/{account}/statuses?limit={STATUSES_PAGE}&exclude_reblogs=true",
+            self.oauth.endpoints().api_url
+        );
+        let request = self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret());
+        let statuses: Vec<ListedStatus> = http::send_json(self.oauth.label(), request).await?;
+        let wanted = folded(publication.content);
+        let found = statuses
+            .into_iter()
+            .find(|status| status.created_at >= began - CLOCK_SKEW && folded(&text_of(&status.content)) == wanted);
+        Ok(found.map_or(LookUp::CannotTell, |status| {
+            LookUp::Found(Published { platform_post_id: status.id, url: status.url })
+        }))
     }
 
     fn max_content_chars(&self) -> usize {
         500
+    }
+}
+
+/// The text inside a status's HTML: tags dropped (a paragraph or line break is a line break),
+/// entities decoded.
+fn text_of(html: &str) -> String {
+    let mut text = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(start) = rest.find('<') {
+        text.push_str(&rest[..start]);
+        let Some(length) = rest[start..].find('>') else {
+            rest = "";
+            break;
+        };
+        let tag = rest[start + 1..start + length].trim_start_matches('/');
+        let name: String = tag.chars().take_while(char::is_ascii_alphanumeric).collect();
+        if name.eq_ignore_ascii_case("br") || name.eq_ignore_ascii_case("p") {
+            text.push('\n');
+        }
+        rest = &rest[start + length + 1..];
+    }
+    text.push_str(rest);
+    decode_entities(&text)
+}
+
+/// `&amp;`, `&lt;`, `&gt;`, `&quot;`, `&apos;`, `&nbsp;` and numeric references; anything else is
+/// left as it is.
+fn decode_entities(text: &str) -> String {
+    let mut decoded = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('&') {
+        decoded.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let entity = after.find(';').filter(|end| *end <= 10).map(|end| (&after[..end], &after[end + 1..]));
+        let character = entity.and_then(|(name, _)| match name {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            "nbsp" => Some(' '),
+            _ => {
+                let number = name.strip_prefix('#')?;
+                let code = match number.strip_prefix(['x', 'X']) {
+                    Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                    None => number.parse().ok()?,
+                };
+                char::from_u32(code)
+            }
+        });
+        match (character, entity) {
+            (Some(character), Some((_, after_entity))) => {
+                decoded.push(character);
+                rest = after_entity;
+            }
+            _ => {
+                decoded.push('&');
+                rest = after;
+            }
+        }
+    }
+    decoded.push_str(rest);
+    decoded
+}
+
+/// Whitespace folded to single spaces, ends trimmed.
+fn folded(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_is_recognised_by_the_text_inside_its_html() {
+        let html = "<p>Hello &amp; welcome,<br />friends</p><p>see <a href=\"https://example.org/a\" rel=\"nofollow\"><span class=\"invisible\">https://</span><span class=\"\">example.org/a</span></a> &#8212; &#x263A;</p>";
+        assert_eq!(
+            folded(&text_of(html)),
+            folded("Hello & welcome,\nfriends\n\nsee https://example.org/a \u{2014} \u{263A}")
+        );
+        assert_eq!(folded(&text_of("<p>5 &lt; 6 &unknown; &amp</p>")), "5 < 6 &unknown; &amp");
+        assert_ne!(folded(&text_of("<p>toot</p>")), folded("toot!"));
     }
 }

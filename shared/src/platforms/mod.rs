@@ -65,6 +65,9 @@ pub struct PlatformSettings {
     pub client_secret: Option<SecretString>,
     /// Space- or comma-separated scopes asked for by default.
     pub scopes: Option<String>,
+    /// The sandbox only (`HERALD_PLATFORMS__SANDBOX__ENABLED`, default true): `false` stops
+    /// serving `/sandbox` and refuses to connect or publish to sandbox accounts.
+    pub enabled: Option<bool>,
 }
 
 /// A platform's endpoints, settings over defaults.
@@ -302,6 +305,9 @@ pub struct Publication<'a> {
     /// herald's id for this publish (the delivery and its generation): where the platform keeps
     /// a client reference or takes an idempotency key, this is it, and look-ups search by it.
     pub reference: &'a str,
+    /// For a look-up: when the earlier attempt began (the delivery entered `publishing`), so a
+    /// platform can tell whether its idempotency window has passed or search by time.
+    pub began: Option<DateTime<Utc>>,
 }
 
 /// What a publish made.
@@ -410,6 +416,8 @@ pub trait Platform: Send + Sync {
 pub struct Platforms {
     adapters: BTreeMap<&'static str, Arc<dyn Platform>>,
     managed: BTreeMap<String, ClientCredentials>,
+    /// Platforms the operator turned off (only the sandbox can be): no adapter, no managed app.
+    disabled: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for Platforms {
@@ -428,7 +436,12 @@ impl Platforms {
             .unwrap_or_default();
         let mut adapters: BTreeMap<&'static str, Arc<dyn Platform>> = BTreeMap::new();
         let mut managed = BTreeMap::new();
+        let mut disabled = Vec::new();
         for name in NAMES {
+            if *name == "sandbox" && !config.sandbox_enabled() {
+                disabled.push(*name);
+                continue;
+            }
             let Some(endpoints) = config.platform_endpoints(name) else { continue };
             let settings = config.platforms.get(*name).cloned().unwrap_or_default();
             // The sandbox's managed app is built in; Bluesky has no apps (an app password opens a
@@ -494,12 +507,30 @@ impl Platforms {
                 adapters.insert(name, adapter);
             }
         }
-        Self { adapters, managed }
+        Self { adapters, managed, disabled }
     }
 
-    /// The adapter for `name`, if herald has one yet.
+    /// The adapter for `name`, if herald has one yet (and the platform is not turned off).
     pub fn get(&self, name: &str) -> Option<Arc<dyn Platform>> {
         self.adapters.get(name).cloned()
+    }
+
+    /// Whether the operator turned `name` off (`HERALD_PLATFORMS__SANDBOX__ENABLED=false`).
+    pub fn is_disabled(&self, name: &str) -> bool {
+        self.disabled.contains(&name)
+    }
+
+    /// Why `name` cannot be used for `what` ("connect", "publish to"), when [`Platforms::get`]
+    /// has no adapter for it.
+    pub fn unavailable(&self, name: &str, what: &str) -> String {
+        if self.is_disabled(name) {
+            format!(
+                "the {name} platform is turned off on this herald (HERALD_PLATFORMS__{}__ENABLED=false)",
+                name.to_uppercase()
+            )
+        } else {
+            format!("herald cannot {what} {name} accounts yet")
+        }
     }
 
     /// The managed app for `name`, if the operator configured one (the sandbox always has one).

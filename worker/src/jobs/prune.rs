@@ -1,5 +1,6 @@
-//! Pruning finished jobs past the retention window and expired idempotency records, in batches
-//! so no statement holds locks for long.
+//! Pruning finished jobs past the retention window, expired idempotency records, the sandbox's
+//! spent state and old connect-session secrets (`herald_shared::retention`), in batches so no
+//! statement holds locks for long.
 
 use herald_shared::jobs::PruneExpired;
 use herald_shared::queue::maintenance;
@@ -39,6 +40,11 @@ impl Perform<Context> for PruneExpired {
         }
         if pruned + forgotten > 0 {
             tracing::info!(pruned, forgotten, "pruned finished jobs and expired idempotency records");
+        }
+        match herald_shared::retention::prune(&context.pool, BATCH).await {
+            Ok(spent) if spent.total() > 0 => tracing::info!(?spent, "pruned spent sandbox state and session secrets"),
+            Ok(_) => {}
+            Err(error) => return Outcome::Retry(format!("pruning sandbox state and session secrets stopped: {error}")),
         }
         Outcome::Done
     }

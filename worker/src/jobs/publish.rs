@@ -189,6 +189,8 @@ struct Attempt<'a> {
     reference: String,
     /// The request id of the platform's answer to the publish, quoted in a failure.
     platform_request_id: Option<String>,
+    /// When the earlier attempt began, for a look-up: the delivery entered `publishing` then.
+    began: Option<DateTime<Utc>>,
 }
 
 impl Attempt<'_> {
@@ -198,6 +200,7 @@ impl Attempt<'_> {
             content: &self.content,
             options: &self.options,
             reference: &self.reference,
+            began: self.began,
         }
     }
 
@@ -274,14 +277,14 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         reference: format!("{}:{}", job.delivery_id, job.generation),
         post: (post, version),
         platform_request_id: None,
+        began: None,
     };
     let Some(account) = account else {
         return attempt.fail(context, "account_missing", "the target account no longer exists".into()).await;
     };
     let Some(adapter) = context.platforms.get(&account.platform) else {
-        return attempt
-            .fail(context, "platform_unsupported", format!("herald cannot publish to {} yet", account.platform))
-            .await;
+        let reason = context.platforms.unavailable(&account.platform, "publish to");
+        return attempt.fail(context, "platform_unsupported", reason).await;
     };
     if was_publishing {
         // The attempt that started it may still be waiting for the platform (its job's lease
@@ -295,6 +298,7 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         if Utc::now() < settled {
             return Ok(Outcome::RetryAt(settled, "an earlier attempt may still be waiting for the platform".into()));
         }
+        attempt.began = started;
         return reconcile(context, &mut attempt, &account, adapter.as_ref()).await;
     }
     if account.status != "connected" {
