@@ -14,8 +14,7 @@
 // utoipa's macros expand the types we name into fully qualified paths.
 #![allow(unused_qualifications)]
 
-use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
@@ -30,6 +29,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::extract::{ApiForm, ApiJson, ApiPath, ApiQuery};
 use crate::html::{escape, page, page_html};
 
 /// How long an authorization code is good for.
@@ -84,8 +84,9 @@ struct AuthorizeQuery {
     (status = 303, description = "Back to the redirect URI with `code` and `state`, or `error=access_denied`"),
     (status = 200, description = "The consent page", content_type = "text/html", body = String),
     (status = 400, description = "A request no client should send", content_type = "text/html", body = String),
+    (status = 503, description = "The sandbox could not store a code; try again", content_type = "text/html", body = String),
 ))]
-async fn authorize(State(state): State<AppState>, Query(query): Query<AuthorizeQuery>) -> Response {
+async fn authorize(State(state): State<AppState>, ApiQuery(query): ApiQuery<AuthorizeQuery>) -> Response {
     let (Some(client_id), Some(redirect_uri)) = (query.client_id.as_deref(), query.redirect_uri.as_deref()) else {
         return page(StatusCode::BAD_REQUEST, "Bad request", "client_id and redirect_uri are required.");
     };
@@ -154,10 +155,10 @@ struct TokenAnswer {
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "New tokens", body = TokenAnswer),
-        (status = 400, description = "`{\"error\": \"invalid_grant\" | \"invalid_request\" | \"unsupported_grant_type\"}`", body = Object),
+        (status = 400, description = "`{\"error\": \"invalid_grant\" | \"invalid_request\" | \"unsupported_grant_type\" | \"temporarily_unavailable\"}`", body = Object),
         (status = 401, description = "`{\"error\": \"invalid_client\"}`", body = Object),
     ))]
-async fn token(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
+async fn token(State(state): State<AppState>, headers: HeaderMap, ApiForm(form): ApiForm<TokenForm>) -> Response {
     let Some(client_id) = basic_client_id(&headers).or(form.client_id.clone()) else {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "no client id");
     };
@@ -287,8 +288,11 @@ struct RevokeForm {
 /// Revokes the grant a token belongs to (RFC 7009: always 200).
 #[utoipa::path(post, path = "/sandbox/oauth/revoke", tag = "sandbox",
     request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "Revoked, or nothing to revoke")))]
-async fn revoke(State(state): State<AppState>, Form(form): Form<RevokeForm>) -> Response {
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 503, description = "The sandbox's database failed; try again"),
+    ))]
+async fn revoke(State(state): State<AppState>, ApiForm(form): ApiForm<RevokeForm>) -> Response {
     let revoked = sqlx::query!(
         "UPDATE sandbox_grants SET revoked_at = now(), revoked_because = 'revoked by the client'
          WHERE revoked_at IS NULL AND id = (SELECT grant_id FROM sandbox_tokens WHERE token_hash = $1)",
@@ -368,12 +372,10 @@ const NO_ANSWER: std::time::Duration = std::time::Duration::from_secs(300);
     (status = 403, description = "Not one of the grant's accounts", body = Object),
     (status = 429, description = "Rate limited; `Retry-After` says for how long", body = Object),
     (status = 500, description = "An injected failure", body = Object),
+    (status = 503, description = "The sandbox could not store the post; try again"),
+    (status = 504, description = "An injected timeout (`[fail:timeout]`, `[fail:timeout-after-success]`), after 300 s"),
 ))]
-async fn publish(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    axum::Json(body): axum::Json<PublishBody>,
-) -> Response {
+async fn publish(State(state): State<AppState>, headers: HeaderMap, ApiJson(body): ApiJson<PublishBody>) -> Response {
     let Some(login) = grant_login(&state, &headers).await else {
         return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_token" }))).into_response();
     };
@@ -454,8 +456,13 @@ struct FindQuery {
 #[utoipa::path(get, path = "/sandbox/api/posts", tag = "sandbox", params(FindQuery), responses(
     (status = 200, description = "`{\"data\": [{\"id\", \"url\"}]}`", body = Object),
     (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
+    (status = 503, description = "The sandbox's database failed; try again"),
 ))]
-async fn find_posts(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<FindQuery>) -> Response {
+async fn find_posts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<FindQuery>,
+) -> Response {
     let Some(login) = grant_login(&state, &headers).await else {
         return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_token" }))).into_response();
     };
@@ -486,8 +493,9 @@ async fn find_posts(State(state): State<AppState>, headers: HeaderMap, Query(que
     responses(
         (status = 200, description = "The post", content_type = "text/html", body = String),
         (status = 404, description = "No such post", content_type = "text/html", body = String),
+        (status = 503, description = "The sandbox could not read the post; try again", content_type = "text/html", body = String),
     ))]
-async fn show_post(State(state): State<AppState>, axum::extract::Path(id): axum::extract::Path<Uuid>) -> Response {
+async fn show_post(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>) -> Response {
     let found = sqlx::query!("SELECT account_id, text, created_at FROM sandbox_posts WHERE id = $1", id)
         .fetch_optional(&state.pool)
         .await;

@@ -11,6 +11,7 @@ mod event_log;
 mod fake_oauth;
 mod foundation;
 mod keys;
+mod openapi;
 mod platforms;
 mod posts;
 mod queue;

@@ -2,7 +2,7 @@
 //! only accounts within its reach (its platform and account lists; a test key, the sandbox);
 //! any other is a 404, as if it did not exist.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::credentials;
@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, page_limit, split_page};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -157,7 +157,7 @@ async fn load(state: &AppState, caller: &Caller, id: Uuid) -> Result<AccountView
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<AccountView>, ApiError> {
     Ok(ApiJson(load(&state, &caller, id).await?))
 }
@@ -169,7 +169,7 @@ async fn show(
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<ApiJson<AccountView>, ApiError> {
     load(&state, &caller, id).await?;
@@ -195,7 +195,7 @@ async fn update(
 async fn disconnect(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<AccountView>, ApiError> {
     load(&state, &caller, id).await?;
     let mut tx = crate::idempotency::begin(&state.pool).await?;
@@ -219,7 +219,7 @@ async fn disconnect(
 async fn refresh(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, ApiJson<AccountView>), ApiError> {
     let account = load(&state, &caller, id).await?;
     if account.status != "connected" {

@@ -3,7 +3,7 @@
 //! sealed on arrival and never shown again. Platform and client id never change (register a new
 //! app instead); an app that accounts still use cannot be deleted.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::credentials;
@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, register)).routes(routes!(show, update, delete))
@@ -130,7 +130,7 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<ApiJson<L
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<AppView>, ApiError> {
     Ok(ApiJson(load(&state, &caller, id).await?))
 }
@@ -195,7 +195,7 @@ async fn register(
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<ApiJson<AppView>, ApiError> {
     load(&state, &caller, id).await?;
@@ -238,7 +238,11 @@ async fn update(
 #[utoipa::path(delete, security(("api_key" = ["apps:write"])), path = "/v1/apps/{id}", tag = "apps",
     params(("id" = Uuid, Path, description = "The app's id")),
     responses((status = 204, description = "Deleted")))]
-async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
     load(&state, &caller, id).await?;
     let mut tx = crate::idempotency::begin(&state.pool).await?;
     // Lock the app's row so no connect completes through it between the count and the delete.

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
@@ -34,7 +34,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, current_request_id};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::html::page;
 
 /// How long a connect link is good for.
@@ -118,7 +118,7 @@ pub struct SessionView {
 async fn start(
     State(state): State<AppState>,
     caller: Caller,
-    Path(platform): Path<String>,
+    ApiPath(platform): ApiPath<String>,
     ApiJson(body): ApiJson<StartBody>,
 ) -> Result<(StatusCode, ApiJson<Started>), ApiError> {
     if !platforms::NAMES.contains(&platform.as_str()) {
@@ -264,8 +264,8 @@ struct CallbackSession {
     ))]
 async fn callback(
     State(state): State<AppState>,
-    Path(platform): Path<String>,
-    Query(query): Query<CallbackQuery>,
+    ApiPath(platform): ApiPath<String>,
+    ApiQuery(query): ApiQuery<CallbackQuery>,
 ) -> Response {
     let Some(state_token) = query.state.as_deref().filter(|token| !token.is_empty()) else {
         return page(StatusCode::BAD_REQUEST, "This link is not valid", "The platform sent no state parameter.");
@@ -420,7 +420,7 @@ fn finish(session: &CallbackSession, view: Option<SessionView>) -> Response {
 async fn session(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<SessionView>, ApiError> {
     let view = load_session(&state, Some(caller.project_id), id).await?;
     caller.reaches_platform(&view.platform).map_err(|_| ApiError::not_found("no such session"))?;

@@ -1,7 +1,7 @@
 //! `/v1/keys`: a project's API keys. A key is shown once, in the answer that creates it; its
 //! scope cannot be edited (create a new key, revoke the old).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::keys::{self, Environment, KeyError, KeyRequest};
@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, page_limit, split_page};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, revoke))
@@ -159,7 +159,7 @@ async fn list(
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<KeyView>, ApiError> {
     Ok(ApiJson(load(&state, caller.project_id, id).await?))
 }
@@ -244,7 +244,7 @@ async fn create(
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<KeyView>, ApiError> {
     let mut tx = crate::idempotency::begin(&state.pool).await?;
     keys::revoke_key_in(&mut tx, caller.project_id, id, &caller.event_metadata()).await.map_err(key_error)?;

@@ -6,7 +6,7 @@
 //! publish, an edit, a retry) queues their publish jobs in its own transaction
 //! (`herald_shared::posts`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::domain::post::{self, Post, Target};
@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, page_limit, split_page};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 /// The most targets one post may have.
 const MAX_TARGETS: usize = 50;
@@ -387,7 +387,7 @@ async fn load_view(state: &AppState, caller: &Caller, id: Uuid) -> Result<PostVi
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<PostView>, ApiError> {
     Ok(ApiJson(load_view(&state, &caller, id).await?))
 }
@@ -411,7 +411,7 @@ async fn change(state: &AppState, caller: &Caller, id: Uuid, command: post::Comm
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<ApiJson<PostView>, ApiError> {
     let current = load_view(&state, &caller, id).await?;
@@ -455,7 +455,7 @@ async fn update(
 async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<PostView>, ApiError> {
     Ok(ApiJson(change(&state, &caller, id, post::Command::Cancel).await?))
 }
@@ -468,7 +468,7 @@ async fn cancel(
 async fn approve(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<PostView>, ApiError> {
     Ok(ApiJson(change(&state, &caller, id, post::Command::Approve).await?))
 }
@@ -480,7 +480,7 @@ async fn approve(
 async fn publish_now(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<PostView>, ApiError> {
     Ok(ApiJson(change(&state, &caller, id, post::Command::Publish { now: Utc::now() }).await?))
 }
@@ -493,7 +493,7 @@ async fn publish_now(
 async fn retry(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<RetryBody>,
 ) -> Result<ApiJson<PostView>, ApiError> {
     Ok(ApiJson(change(&state, &caller, id, post::Command::Retry { force: body.force, now: Utc::now() }).await?))
@@ -506,7 +506,7 @@ async fn retry(
 async fn results(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<Results>, ApiError> {
     let post = load_view(&state, &caller, id).await?;
     Ok(ApiJson(Results { post_id: post.id, status: post.status, data: post.deliveries }))
