@@ -8,6 +8,10 @@
 //! the 401/403/429 problems, the `X-RateLimit-*` headers, and on writes `Idempotency-Key` with
 //! its 400, 409 and 413. A handler declares only its own answers.
 //!
+//! Operation ids are `verbNoun` in camelCase (`listPosts`, `createKey`, `getConnectSession`),
+//! written on each handler and unique in the document (a test checks it): client generators
+//! name their functions after them, so they never change once published.
+//!
 //! Served as JSON at `GET /v1/openapi.json` and rendered by Scalar at `GET /docs` (the page
 //! loads Scalar's script from its CDN in the browser; nothing is downloaded at build time).
 
@@ -350,9 +354,12 @@ static DOCUMENT_JSON: LazyLock<String> =
 static DOCS_HTML: LazyLock<String> =
     LazyLock::new(|| utoipa_scalar::Scalar::new(DOCUMENT.clone()).title("herald API").to_html());
 
-/// The OpenAPI document of this api.
+/// This OpenAPI document.
+///
+/// The OpenAPI 3.1 document of this api, generated from the code that serves it. No key.
 #[utoipa::path(
     get,
+    operation_id = "getOpenApiDocument",
     path = "/v1/openapi.json",
     tag = "operations",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
@@ -363,9 +370,12 @@ pub async fn openapi_json() -> Response {
     response
 }
 
-/// The API reference, rendered from the OpenAPI document.
+/// The API reference.
+///
+/// This document rendered as a page (Scalar, loaded from its CDN by the browser). No key.
 #[utoipa::path(
     get,
+    operation_id = "getApiReference",
     path = "/docs",
     tag = "operations",
     responses((status = 200, description = "An HTML page", content_type = "text/html", body = String))

@@ -80,7 +80,11 @@ struct AuthorizeQuery {
 }
 
 /// The sandbox's authorize page.
-#[utoipa::path(get, path = "/sandbox/oauth/authorize", tag = "sandbox", params(AuthorizeQuery), responses(
+///
+/// Asks for a sandbox login name, or approves at once when the URL has `login=` (what automated
+/// tests do); `decision=deny` refuses. Approving redirects with a code that lives 60 s, bound to
+/// the client, the redirect URI and the PKCE challenge.
+#[utoipa::path(get, operation_id = "authorizeSandboxApp", path = "/sandbox/oauth/authorize", tag = "sandbox", params(AuthorizeQuery), responses(
     (status = 303, description = "Back to the redirect URI with `code` and `state`, or `error=access_denied`"),
     (status = 200, description = "The consent page", content_type = "text/html", body = String),
     (status = 400, description = "A request no client should send", content_type = "text/html", body = String),
@@ -150,8 +154,12 @@ struct TokenAnswer {
     scope: String,
 }
 
-/// The sandbox's token endpoint: `authorization_code` (with PKCE) and `refresh_token` grants.
-#[utoipa::path(post, path = "/sandbox/oauth/token", tag = "sandbox",
+/// The sandbox's token endpoint.
+///
+/// `authorization_code` (with PKCE) and `refresh_token` grants. Access tokens live 15 minutes;
+/// refresh tokens rotate on every use, and reusing an old one is `invalid_grant` and revokes the
+/// whole grant.
+#[utoipa::path(post, operation_id = "issueSandboxToken", path = "/sandbox/oauth/token", tag = "sandbox",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "New tokens", body = TokenAnswer),
@@ -285,8 +293,10 @@ struct RevokeForm {
     token: String,
 }
 
-/// Revokes the grant a token belongs to (RFC 7009: always 200).
-#[utoipa::path(post, path = "/sandbox/oauth/revoke", tag = "sandbox",
+/// Revoke a sandbox grant.
+///
+/// Revokes the grant the token belongs to (RFC 7009: 200 whether or not there was one).
+#[utoipa::path(post, operation_id = "revokeSandboxToken", path = "/sandbox/oauth/revoke", tag = "sandbox",
     request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Revoked, or nothing to revoke"),
@@ -309,8 +319,10 @@ async fn revoke(State(state): State<AppState>, ApiForm(form): ApiForm<RevokeForm
     }
 }
 
-/// The accounts a grant reaches: the person and two pages.
-#[utoipa::path(get, path = "/sandbox/api/accounts", tag = "sandbox", responses(
+/// The accounts a sandbox grant reaches.
+///
+/// The person who approved and two pages, for the access token in `Authorization: Bearer`.
+#[utoipa::path(get, operation_id = "listSandboxAccounts", path = "/sandbox/api/accounts", tag = "sandbox", responses(
     (status = 200, description = "`{\"data\": [{\"id\", \"kind\", \"username\", \"name\"}]}`", body = Object),
     (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
 ))]
@@ -365,8 +377,12 @@ fn marker(text: &str) -> Option<Marker> {
 /// How long "no answer" lasts: longer than any publisher waits.
 const NO_ANSWER: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Publishes a post, or fails the way its text asks.
-#[utoipa::path(post, path = "/sandbox/api/posts", tag = "sandbox", request_body = PublishBody, responses(
+/// Publish a sandbox post.
+///
+/// Publishes the text on one of the grant's accounts, or fails the way its text asks: `[fail:401]`,
+/// `[fail:429:SECONDS]`, `[fail:500]`, `[fail:timeout]`, `[fail:timeout-after-success]`,
+/// `[fail:slow:MILLISECONDS]`, with `xN` to fail only the first N attempts of a `client_ref`.
+#[utoipa::path(post, operation_id = "publishSandboxPost", path = "/sandbox/api/posts", tag = "sandbox", request_body = PublishBody, responses(
     (status = 201, description = "`{\"id\", \"url\"}`", body = Object),
     (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
     (status = 403, description = "Not one of the grant's accounts", body = Object),
@@ -452,8 +468,11 @@ struct FindQuery {
     client_ref: String,
 }
 
-/// The grant's posts made with a client reference.
-#[utoipa::path(get, path = "/sandbox/api/posts", tag = "sandbox", params(FindQuery), responses(
+/// Find sandbox posts by client reference.
+///
+/// The grant's posts made with `client_ref`, oldest first: how a publisher checks whether an
+/// unanswered publish happened.
+#[utoipa::path(get, operation_id = "findSandboxPosts", path = "/sandbox/api/posts", tag = "sandbox", params(FindQuery), responses(
     (status = 200, description = "`{\"data\": [{\"id\", \"url\"}]}`", body = Object),
     (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
     (status = 503, description = "The sandbox's database failed; try again"),
@@ -487,8 +506,10 @@ async fn find_posts(
     }
 }
 
-/// A published sandbox post, as its public page (the URL a publish answers with).
-#[utoipa::path(get, path = "/sandbox/posts/{id}", tag = "sandbox",
+/// A published sandbox post.
+///
+/// The post's public page, the URL a publish answers with.
+#[utoipa::path(get, operation_id = "getSandboxPost", path = "/sandbox/posts/{id}", tag = "sandbox",
     params(("id" = Uuid, Path, description = "The post's id on the sandbox")),
     responses(
         (status = 200, description = "The post", content_type = "text/html", body = String),

@@ -1,5 +1,8 @@
-//! The OpenAPI document, as contract fuzzers read it: every rejection a route answers is a
-//! problem (`application/problem+json`, a stable `code`) that its operation lists.
+//! The OpenAPI document, as client generators and contract fuzzers read it: valid OpenAPI 3.1,
+//! one unique and stable id and a description for every operation, and every rejection a route
+//! answers is a problem (`application/problem+json`, a stable `code`) that its operation lists.
+
+use std::collections::HashSet;
 
 use herald_shared::events::EventMetadata;
 use herald_shared::keys;
@@ -8,8 +11,80 @@ use serde_json::{Value, json};
 
 use crate::harness::TestApp;
 
+/// The official OpenAPI 3.1 schema (`https://spec.openapis.org/oas/3.1/schema/2022-10-07`,
+/// Apache-2.0, as the `openapi-spec-validator` package ships it), vendored so the test runs
+/// offline.
+const OPENAPI_31_SCHEMA: &str = include_str!("openapi-3.1-schema.json");
+
+const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
 fn document() -> Value {
     serde_json::to_value(&*herald_api::openapi::DOCUMENT).unwrap()
+}
+
+/// Every operation: (method, path template, operation).
+fn operations(document: &Value) -> Vec<(&str, &str, &Value)> {
+    let mut operations = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if METHODS.contains(&method.as_str()) {
+                operations.push((method.as_str(), path.as_str(), operation));
+            }
+        }
+    }
+    operations
+}
+
+/// Calls `visit` on every object and array element under `value`.
+fn walk<'a>(value: &'a Value, visit: &mut impl FnMut(&'a Value)) {
+    visit(value);
+    match value {
+        Value::Object(map) => map.values().for_each(|child| walk(child, visit)),
+        Value::Array(items) => items.iter().for_each(|child| walk(child, visit)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_document_validates_against_the_openapi_3_1_schema() {
+    let schema: Value = serde_json::from_str(OPENAPI_31_SCHEMA).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let document = document();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1."), "{}", document["openapi"]);
+    let errors: Vec<String> =
+        validator.iter_errors(&document).map(|error| format!("{}: {error}", error.instance_path())).collect();
+    assert!(errors.is_empty(), "the document is not valid OpenAPI 3.1:\n{}", errors.join("\n"));
+
+    // The validator does refuse what OpenAPI forbids.
+    let mut broken = document.clone();
+    broken["paths"]["/healthz"]["get"]["responses"]["ok"] = json!({ "description": "not a status" });
+    assert!(!validator.is_valid(&broken), "a response keyed by something other than a status passed");
+    let mut broken = document.clone();
+    broken["info"] = json!("herald");
+    assert!(!validator.is_valid(&broken), "an info that is not an object passed");
+
+    // The 3.1 schema leaves Schema Objects to their dialect, JSON Schema 2020-12: check each.
+    let mut schemas = Vec::new();
+    walk(&document["paths"], &mut |value| {
+        if let Some(schema) = value.get("schema").filter(|schema| schema.is_object()) {
+            schemas.push(schema);
+        }
+    });
+    schemas.extend(document["components"]["schemas"].as_object().unwrap().values());
+    assert!(schemas.len() > 20, "{}", schemas.len());
+    for schema in schemas {
+        if let Err(error) = jsonschema::draft202012::meta::validate(schema) {
+            panic!("not a JSON Schema 2020-12 schema ({error}): {schema}");
+        }
+    }
+
+    // Every reference points at something in the document.
+    walk(&document, &mut |value| {
+        if let Some(reference) = value.get("$ref").and_then(Value::as_str) {
+            let pointer = reference.strip_prefix('#').unwrap_or_else(|| panic!("{reference} leaves the document"));
+            assert!(document.pointer(pointer).is_some(), "{reference} points at nothing");
+        }
+    });
 }
 
 /// axum's own extractors answer their rejections in plain text: the api's handlers take their
@@ -43,6 +118,71 @@ fn handlers_read_their_input_through_extractors_that_answer_problems() {
         for token in [": Json<", ": axum::Json<"] {
             assert!(!text.contains(token), "{} extracts with axum's Json", file.display());
         }
+    }
+}
+
+/// Operation ids clients have been generated with: renaming one breaks every generated client,
+/// so each must stay on its operation. A new operation adds its id here once published.
+const PUBLISHED_IDS: &[(&str, &str, &str)] = &[
+    ("get", "/v1/keys", "listKeys"),
+    ("post", "/v1/keys", "createKey"),
+    ("get", "/v1/keys/{id}", "getKey"),
+    ("delete", "/v1/keys/{id}", "revokeKey"),
+    ("get", "/v1/events", "listEvents"),
+    ("post", "/v1/connect/{platform}", "startConnectSession"),
+    ("get", "/v1/connect/{platform}/callback", "completeConnectSession"),
+    ("get", "/v1/connect/sessions/{id}", "getConnectSession"),
+    ("get", "/v1/accounts", "listAccounts"),
+    ("get", "/v1/accounts/{id}", "getAccount"),
+    ("patch", "/v1/accounts/{id}", "updateAccount"),
+    ("post", "/v1/accounts/{id}/disconnect", "disconnectAccount"),
+    ("post", "/v1/accounts/{id}/refresh", "refreshAccount"),
+    ("get", "/v1/apps", "listApps"),
+    ("post", "/v1/apps", "createApp"),
+    ("get", "/v1/apps/{id}", "getApp"),
+    ("patch", "/v1/apps/{id}", "updateApp"),
+    ("delete", "/v1/apps/{id}", "deleteApp"),
+    ("get", "/v1/posts", "listPosts"),
+    ("post", "/v1/posts", "createPost"),
+    ("get", "/v1/posts/{id}", "getPost"),
+    ("patch", "/v1/posts/{id}", "updatePost"),
+    ("delete", "/v1/posts/{id}", "cancelPost"),
+    ("post", "/v1/posts/{id}/approve", "approvePost"),
+    ("post", "/v1/posts/{id}/publish", "publishPost"),
+    ("post", "/v1/posts/{id}/retry", "retryPost"),
+    ("get", "/v1/posts/{id}/results", "getPostResults"),
+    ("get", "/v1/openapi.json", "getOpenApiDocument"),
+    ("get", "/docs", "getApiReference"),
+    ("get", "/healthz", "getHealth"),
+    ("get", "/readyz", "getReadiness"),
+    ("get", "/metrics", "getMetrics"),
+    ("get", "/sandbox/oauth/authorize", "authorizeSandboxApp"),
+    ("post", "/sandbox/oauth/token", "issueSandboxToken"),
+    ("post", "/sandbox/oauth/revoke", "revokeSandboxToken"),
+    ("get", "/sandbox/api/accounts", "listSandboxAccounts"),
+    ("post", "/sandbox/api/posts", "publishSandboxPost"),
+    ("get", "/sandbox/api/posts", "findSandboxPosts"),
+    ("get", "/sandbox/posts/{id}", "getSandboxPost"),
+];
+
+#[test]
+fn every_operation_has_a_unique_stable_id_a_summary_and_a_description() {
+    let document = document();
+    let mut seen = HashSet::new();
+    for (method, path, operation) in operations(&document) {
+        let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+        let camel_case =
+            id.starts_with(|c: char| c.is_ascii_lowercase()) && id.chars().all(|c| c.is_ascii_alphanumeric());
+        assert!(camel_case, "{method} {path}: `{id}` is not camelCase (verbNoun)");
+        assert!(seen.insert(id), "{method} {path}: the operationId `{id}` is used twice");
+        let summary = operation["summary"].as_str().unwrap_or_default();
+        let description = operation["description"].as_str().unwrap_or_default();
+        assert!(!summary.trim().is_empty(), "{method} {path} has no summary");
+        assert!(description.len() > summary.len(), "{method} {path} has no description beyond its summary");
+    }
+    for (method, path, id) in PUBLISHED_IDS {
+        let operation = &document["paths"][path][method];
+        assert_eq!(operation["operationId"], *id, "{method} {path} changed its published operationId");
     }
 }
 

@@ -88,8 +88,12 @@ struct UpdateBody {
     external_id: Option<String>,
 }
 
-/// The project's accounts within the key's reach. Needs `connections:read`.
-#[utoipa::path(get, security(("api_key" = ["connections:read"])), path = "/v1/accounts", tag = "accounts",
+/// List connected accounts.
+///
+/// The project's social accounts within the key's reach, oldest first, filtered by `external_id`,
+/// `platform` and `status` (`connected`, `needs_reconnect`, `disconnected`) and paged with `limit`
+/// and `cursor`. Needs `connections:read`.
+#[utoipa::path(get, operation_id = "listAccounts", security(("api_key" = ["connections:read"])), path = "/v1/accounts", tag = "accounts",
     params(ListQuery), responses((status = 200, description = "A page of accounts", body = Page)))]
 async fn list(
     State(state): State<AppState>,
@@ -150,8 +154,11 @@ async fn load(state: &AppState, caller: &Caller, id: Uuid) -> Result<AccountView
         .ok_or_else(|| ApiError::not_found("no such account"))
 }
 
-/// One account and its health. Needs `connections:read`.
-#[utoipa::path(get, security(("api_key" = ["connections:read"])), path = "/v1/accounts/{id}", tag = "accounts",
+/// Get an account and its health.
+///
+/// The account's status, token expiry, scopes, last refresh and its error, as herald last saw them.
+/// Needs `connections:read`; an account outside the key's reach is a 404.
+#[utoipa::path(get, operation_id = "getAccount", security(("api_key" = ["connections:read"])), path = "/v1/accounts/{id}", tag = "accounts",
     params(("id" = Uuid, Path, description = "The account's id")),
     responses((status = 200, description = "The account", body = AccountView)))]
 async fn show(
@@ -162,8 +169,10 @@ async fn show(
     Ok(ApiJson(load(&state, &caller, id).await?))
 }
 
-/// Changes the account's `external_id`. Needs `connections:write`.
-#[utoipa::path(patch, security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}", tag = "accounts",
+/// Change an account's `external_id`.
+///
+/// Maps the account to another of your users, or (with `null`) to none. Needs `connections:write`.
+#[utoipa::path(patch, operation_id = "updateAccount", security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}", tag = "accounts",
     params(("id" = Uuid, Path, description = "The account's id")), request_body = UpdateBody,
     responses((status = 200, description = "The account", body = AccountView)))]
 async fn update(
@@ -186,10 +195,12 @@ async fn update(
     Ok(ApiJson(load(&state, &caller, id).await?))
 }
 
-/// Disconnects the account: its tokens are wiped at once and a job asks the platform to revoke
-/// the grant. A later connect of the same platform account revives it (same id). Needs
-/// `connections:write`.
-#[utoipa::path(post, security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}/disconnect", tag = "accounts",
+/// Disconnect an account.
+///
+/// Its tokens are wiped at once and a job asks the platform to revoke the grant (only when no other
+/// account still uses it). A later connect of the same platform account revives it with the same
+/// id. Needs `connections:write`.
+#[utoipa::path(post, operation_id = "disconnectAccount", security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}/disconnect", tag = "accounts",
     params(("id" = Uuid, Path, description = "The account's id")),
     responses((status = 200, description = "The disconnected account", body = AccountView)))]
 async fn disconnect(
@@ -211,9 +222,11 @@ async fn disconnect(
     Ok(ApiJson(load(&state, &caller, id).await?))
 }
 
-/// Refreshes the account's credentials now (a job; several requests make one refresh). Needs
-/// `connections:write`. 409 unless the account is connected.
-#[utoipa::path(post, security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}/refresh", tag = "accounts",
+/// Refresh an account's credentials now.
+///
+/// Queues a refresh job (several requests make one refresh) and answers the account as it is now.
+/// Needs `connections:write`; 409 unless the account is connected.
+#[utoipa::path(post, operation_id = "refreshAccount", security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}/refresh", tag = "accounts",
     params(("id" = Uuid, Path, description = "The account's id")),
     responses((status = 202, description = "A refresh is queued; the account as it is now", body = AccountView)))]
 async fn refresh(

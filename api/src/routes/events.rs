@@ -55,9 +55,11 @@ struct Feed {
     next_cursor: String,
 }
 
+/// Read the project's event feed.
+///
 /// The project's events in log order, without gaps or repeats. Needs `events:read`. Poll with
 /// the last `next_cursor`: an empty page means nothing new yet.
-#[utoipa::path(get, security(("api_key" = ["events:read"])), path = "/v1/events", tag = "events", params(FeedQuery),
+#[utoipa::path(get, operation_id = "listEvents", security(("api_key" = ["events:read"])), path = "/v1/events", tag = "events", params(FeedQuery),
     responses((status = 200, description = "A page of events", body = Feed)))]
 async fn feed(
     State(state): State<AppState>,

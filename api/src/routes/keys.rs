@@ -124,8 +124,10 @@ async fn load(state: &AppState, project_id: Uuid, key_id: Uuid) -> Result<KeyVie
     .ok_or_else(|| ApiError::not_found("no such key"))
 }
 
+/// List API keys.
+///
 /// The project's keys, revoked ones included. Needs `keys:read`.
-#[utoipa::path(get, security(("api_key" = ["keys:read"])), path = "/v1/keys", tag = "keys", params(ListQuery),
+#[utoipa::path(get, operation_id = "listKeys", security(("api_key" = ["keys:read"])), path = "/v1/keys", tag = "keys", params(ListQuery),
     responses((status = 200, description = "A page of keys", body = Page)))]
 async fn list(
     State(state): State<AppState>,
@@ -153,8 +155,10 @@ async fn list(
     Ok(ApiJson(Page { data, next_cursor }))
 }
 
+/// Get an API key.
+///
 /// One key. Needs `keys:read`.
-#[utoipa::path(get, security(("api_key" = ["keys:read"])), path = "/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path, description = "The key's id")),
+#[utoipa::path(get, operation_id = "getKey", security(("api_key" = ["keys:read"])), path = "/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path, description = "The key's id")),
     responses((status = 200, description = "The key", body = KeyView)))]
 async fn show(
     State(state): State<AppState>,
@@ -164,9 +168,11 @@ async fn show(
     Ok(ApiJson(load(&state, caller.project_id, id).await?))
 }
 
+/// Create an API key.
+///
 /// Creates a key; the answer is the only place its secret is ever shown. Needs `keys:write`.
 /// At most `HERALD_MAX_LIVE_KEYS` (10) live keys per project: 409 beyond.
-#[utoipa::path(post, security(("api_key" = ["keys:write"])), path = "/v1/keys", tag = "keys", request_body = CreateBody,
+#[utoipa::path(post, operation_id = "createKey", security(("api_key" = ["keys:write"])), path = "/v1/keys", tag = "keys", request_body = CreateBody,
     responses((status = 201, description = "The new key and its secret", body = Created)))]
 async fn create(
     State(state): State<AppState>,
@@ -238,8 +244,10 @@ async fn create(
     Ok((StatusCode::CREATED, ApiJson(Created { view, key: keys::reveal(&secret).to_owned() })))
 }
 
+/// Revoke an API key.
+///
 /// Revokes a key, on every api process at once. Needs `keys:write`. Revoking twice is a 409.
-#[utoipa::path(delete, security(("api_key" = ["keys:write"])), path = "/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path, description = "The key's id")),
+#[utoipa::path(delete, operation_id = "revokeKey", security(("api_key" = ["keys:write"])), path = "/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path, description = "The key's id")),
     responses((status = 200, description = "The revoked key", body = KeyView)))]
 async fn revoke(
     State(state): State<AppState>,
