@@ -25,6 +25,7 @@ use std::sync::LazyLock;
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{Html, IntoResponse, Response};
 use utoipa::openapi::path::{Operation, Parameter, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Header, OpenApi, Ref, RefOr, Required, Response as ResponseDoc};
 use utoipa::{PartialSchema, ToSchema};
@@ -191,10 +192,18 @@ pub fn apply_conventions(openapi: &mut OpenApi) {
                 .parameter_in(ParameterIn::Header)
                 .required(Required::False)
                 .description(Some(
-                    "Any string up to 255 characters. The same key with the same body within 24 h returns the first \
-                     response without acting again; with another body it is a 409 `idempotency_conflict`.",
+                    "1 to 255 visible ASCII characters. The same key with the same body within 24 h returns the \
+                     first response without acting again; with another body it is a 409 `idempotency_conflict`. \
+                     Another value is a 400 `bad_request`.",
                 ))
-                .schema(Some(String::schema()))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(255))
+                        // What `HeaderValue::to_str` reads.
+                        .pattern(Some("^[\\t -~]+$")),
+                ))
                 .build(),
         ),
     );
