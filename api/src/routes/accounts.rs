@@ -75,6 +75,7 @@ struct ListQuery {
     /// `connected`, `needs_reconnect` or `disconnected`.
     status: Option<String>,
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     cursor: Option<Uuid>,
 }

@@ -28,6 +28,7 @@ struct FeedQuery {
     /// Comma-separated event types, e.g. `api_key.created,api_key.revoked`.
     types: Option<String>,
     /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 

@@ -102,6 +102,7 @@ struct CreateBody {
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<Uuid>,

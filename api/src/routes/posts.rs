@@ -167,6 +167,7 @@ struct ListQuery {
     /// Scheduled before.
     to: Option<DateTime<Utc>>,
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     cursor: Option<Uuid>,
 }
