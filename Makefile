@@ -7,7 +7,7 @@ HERALD := target/debug/herald
 RELEASE_HERALD := target/release/herald
 TEST_PG := target/test-postgres
 
-.PHONY: dev test build lint fmt sqlx-prepare bench-ingest bench-queue bench-api bench-publish
+.PHONY: dev test build lint fmt sqlx-prepare fuzz bench-ingest bench-queue bench-api bench-publish
 
 ## Build and run herald (api + scheduler + worker) on http://127.0.0.1:8080; Ctrl-C stops it.
 dev:
@@ -21,6 +21,14 @@ test:
 
 build:
 	$(CARGO) build --release --bin herald
+
+## Contract fuzz (not part of `make test`): schemathesis, pinned and installed into target/fuzz-venv,
+## against a herald on a free port of 127.0.0.1 and a throwaway PostgreSQL, with some data to act
+## on; every answer must be declared by /v1/openapi.json. Stops herald and PostgreSQL when done.
+## FUZZ_MAX_EXAMPLES (per operation and phase, default 250) and FUZZ_SEED adjust it.
+fuzz:
+	$(CARGO) build --bin herald
+	$(HERALD) with-postgres --fresh --dir target/fuzz-postgres -- tests/fuzz/run.sh
 
 ## Event log ingest (issue: event log): 1/8/64 writers vs pgbench single-row INSERT, fsync on.
 bench-ingest:

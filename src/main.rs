@@ -379,6 +379,9 @@ async fn with_postgres(
             Some(local)
         }
     };
+    // Ctrl-C reaches the command too (one process group). Without a handler this process would
+    // die at once and leave the server running; with one, it waits for the command to end.
+    let _interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
     let status = child.status().await.with_context(|| format!("running {program}"));
     if let Some(local) = local {
         local.stop().await?;

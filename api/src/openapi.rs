@@ -1,10 +1,16 @@
 //! The OpenAPI document, generated from the code.
 //!
 //! Every route is registered through `utoipa_axum::routes!`, so the router and the document come
-//! from the same annotations and cannot name different paths. What every `/v1` operation shares
-//! (the bearer key, the 401/403/429/500 problems, the `X-RateLimit-*` headers, and on writes
-//! `Idempotency-Key` with its 409 and 413) is added here once by [`apply_conventions`] rather than
-//! repeated on each handler, so a new route cannot forget it.
+//! from the same annotations and cannot name different paths. What operations share is added
+//! here once by [`apply_conventions`] rather than repeated on each handler, so a new route cannot
+//! forget it: the problems their extractors answer when the path, query or body cannot be read
+//! (every route, the sandbox's too), the 500 of the panic handler, and for `/v1` the bearer key,
+//! the 401/403/429 problems, the `X-RateLimit-*` headers, and on writes `Idempotency-Key` with
+//! its 400, 409 and 413. A handler declares only its own answers.
+//!
+//! Operation ids are `verbNoun` in camelCase (`listPosts`, `createKey`, `getConnectSession`),
+//! written on each handler and unique in the document (a test checks it): client generators
+//! name their functions after them, so they never change once published.
 //!
 //! Served as JSON at `GET /v1/openapi.json` and rendered by Scalar at `GET /docs` (the page
 //! loads Scalar's script from its CDN in the browser; nothing is downloaded at build time).
@@ -13,11 +19,13 @@
 #![allow(unused_qualifications)]
 
 use std::collections::HashMap;
+use std::collections::btree_map::Entry;
 use std::sync::LazyLock;
 
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{Html, IntoResponse, Response};
 use utoipa::openapi::path::{Operation, Parameter, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Header, OpenApi, Ref, RefOr, Required, Response as ResponseDoc};
 use utoipa::{PartialSchema, ToSchema};
@@ -50,35 +58,98 @@ pub struct ApiDoc;
 /// The security scheme's name in the document.
 const BEARER: &str = "api_key";
 
-/// Problems any `/v1` operation may answer, by status.
-const EDGE_PROBLEMS: &[(&str, &str)] = &[
-    ("400", "The query or body could not be read (`bad_request`)."),
-    ("401", "No key, another scheme, or a malformed, unknown, expired or revoked key (`unauthorized`)."),
-    ("403", "The key lacks the scope the problem names, or its IP or origin rules refuse the request (`forbidden`)."),
-    ("429", "Over the key's per-minute or per-day limit (`rate_limited`); `Retry-After` says when to come back."),
-    ("500", "Something broke on herald's side (`internal`); quote the request id."),
+/// Every problem an operation may answer: its status, what it means in a few words (added to a
+/// response the handler declares with another body), and its description. One response
+/// component each, named `Problem<status>`. Which of them an operation lists follows from what
+/// it reads and whether it needs a key (see [`problem_statuses`]).
+const PROBLEMS: &[(&str, &str, &str)] = &[
+    (
+        "400",
+        "the request could not be read (`bad_request`)",
+        "The request could not be read (`bad_request`): a path parameter of the wrong type (an id that is not a \
+         UUID), a query string or body that does not parse, or an `Idempotency-Key` that is not 1 to 255 visible \
+         characters.",
+    ),
+    (
+        "401",
+        "no usable key (`unauthorized`)",
+        "No key, another scheme, or a malformed, unknown, expired or revoked key (`unauthorized`).",
+    ),
+    (
+        "403",
+        "the key may not do this (`forbidden`)",
+        "The key lacks the scope the problem names, or its IP or origin rules refuse the request (`forbidden`).",
+    ),
+    ("404", "nothing here (`not_found`)", "Nothing here, or nothing this key may see (`not_found`)."),
+    (
+        "409",
+        "a conflict (`conflict`, `idempotency_*`)",
+        "The state changed underneath the request (`conflict`); an `Idempotency-Key` was reused with another body \
+         (`idempotency_conflict`), its first request is still running (`idempotency_in_progress`) or acted without \
+         its response being kept (`idempotency_response_lost`), or a retry took this request's key over \
+         (`idempotency_taken_over`).",
+    ),
+    ("413", "the body is too large (`payload_too_large`)", "The body is over the size limit (`payload_too_large`)."),
+    (
+        "415",
+        "the body's content type is not the one read here (`unsupported_media_type`)",
+        "The body's `Content-Type` is not the one this operation reads (`unsupported_media_type`).",
+    ),
+    (
+        "422",
+        "the query or body breaks the rules (`validation_failed`)",
+        "The query or body breaks the rules (`validation_failed`); `errors` lists each field and why.",
+    ),
+    (
+        "429",
+        "over the key's limit (`rate_limited`)",
+        "Over the key's per-minute or per-day limit (`rate_limited`); `Retry-After` says when to come back.",
+    ),
+    (
+        "500",
+        "something broke on herald's side (`internal`)",
+        "Something broke on herald's side (`internal`); quote the request id.",
+    ),
 ];
 
-/// What any `/v1` write may also answer.
-const WRITE_PROBLEMS: &[(&str, &str)] = &[(
-    "409",
-    "The state changed underneath the request (`conflict`); an `Idempotency-Key` was reused with another body \
-     (`idempotency_conflict`), its first request is still running (`idempotency_in_progress`) or acted without \
-     its response being kept (`idempotency_response_lost`), or a retry took this request's key over \
-     (`idempotency_taken_over`).",
-)];
+/// What an operation reads and how it is reached: what decides the problems it may answer.
+struct Shape {
+    authenticated: bool,
+    write: bool,
+    has_path: bool,
+    has_query: bool,
+    has_body: bool,
+}
 
-/// What any operation with a body may also answer.
-const BODY_PROBLEMS: &[(&str, &str)] = &[
-    ("413", "The body is over the size limit (`payload_too_large`)."),
-    ("415", "The body is not `application/json` (`unsupported_media_type`)."),
-];
-
-/// Problems that depend on the operation's parameters and body.
-const INPUT_PROBLEMS: &[(&str, &str)] = &[
-    ("404", "Nothing here, or nothing this key may see (`not_found`)."),
-    ("422", "The query or body breaks the rules (`validation_failed`); `errors` lists each field and why."),
-];
+/// The problem statuses an operation of this shape may answer. Every extractor answers its
+/// rejections as problems (`crate::extract`), the panic handler a 500, the router's fallback a
+/// 404 when a path parameter is empty, and for `/v1` the key, the limiter and
+/// `Idempotency-Key` theirs.
+fn problem_statuses(shape: &Shape) -> Vec<&'static str> {
+    let mut statuses = vec!["500"];
+    if shape.has_path {
+        statuses.extend(["400", "404"]);
+    }
+    if shape.has_query {
+        statuses.push("400");
+    }
+    if shape.has_body {
+        statuses.extend(["400", "413", "415", "422"]);
+    }
+    if shape.authenticated {
+        statuses.extend(["401", "403", "429"]);
+        if shape.has_query {
+            statuses.push("422");
+        }
+        if shape.write {
+            // `Idempotency-Key`: a malformed key, a reuse or a race, and the body it hashes.
+            statuses.extend(["400", "409", "413"]);
+        }
+    }
+    statuses.sort_unstable();
+    statuses.dedup();
+    statuses
+}
 
 const RATE_LIMIT_HEADERS: &[(&str, &str)] = &[
     ("X-RateLimit-Limit", "The key's requests per minute."),
@@ -89,115 +160,131 @@ const RATE_LIMIT_HEADERS: &[(&str, &str)] = &[
 /// Adds what every operation of a kind shares (see the module documentation). Runs on the
 /// finished document: the paths are merged in from the routes after [`ApiDoc`] is built.
 pub fn apply_conventions(openapi: &mut OpenApi) {
-    {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            BEARER,
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("hk_live_… / hk_test_…")
-                    .description(Some("An API key: `hk_live_` or `hk_test_` and 32 hex digits."))
-                    .build(),
-            ),
-        );
-        components.headers.insert(
-            "X-Request-Id".into(),
-            RefOr::T(header(
-                "The request's id (the caller's, if it sent a printable one of at most 128 characters).",
-                String::schema(),
-            )),
-        );
-        for (name, description) in RATE_LIMIT_HEADERS {
-            components.headers.insert((*name).into(), RefOr::T(header(description, i64::schema())));
-        }
-        components
-            .headers
-            .insert("Retry-After".into(), RefOr::T(header("Seconds to wait before trying again.", i64::schema())));
-        components.parameters.insert(
-            "Idempotency-Key".into(),
-            RefOr::T(
-                Parameter::builder()
-                    .name("Idempotency-Key")
-                    .parameter_in(ParameterIn::Header)
-                    .required(Required::False)
-                    .description(Some(
-                        "Any string up to 255 characters. The same key with the same body within 24 h returns the first \
-                         response without acting again; with another body it is a 409 `idempotency_conflict`.",
-                    ))
-                    .schema(Some(String::schema()))
-                    .build(),
-            ),
-        );
-        for (status, description) in
-            EDGE_PROBLEMS.iter().chain(WRITE_PROBLEMS).chain(BODY_PROBLEMS).chain(INPUT_PROBLEMS)
-        {
-            components.responses.insert(problem_name(status), RefOr::T(problem(description, *status == "429")));
-        }
+    let components = openapi.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        BEARER,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("hk_live_… / hk_test_…")
+                .description(Some("An API key: `hk_live_` or `hk_test_` and 32 hex digits."))
+                .build(),
+        ),
+    );
+    components.headers.insert(
+        "X-Request-Id".into(),
+        RefOr::T(header(
+            "The request's id (the caller's, if it sent a printable one of at most 128 characters).",
+            String::schema(),
+        )),
+    );
+    for (name, description) in RATE_LIMIT_HEADERS {
+        components.headers.insert((*name).into(), RefOr::T(header(description, i64::schema())));
+    }
+    components
+        .headers
+        .insert("Retry-After".into(), RefOr::T(header("Seconds to wait before trying again.", i64::schema())));
+    components.parameters.insert(
+        "Idempotency-Key".into(),
+        RefOr::T(
+            Parameter::builder()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "1 to 255 visible ASCII characters. The same key with the same body within 24 h returns the \
+                     first response without acting again; with another body it is a 409 `idempotency_conflict`. \
+                     Another value is a 400 `bad_request`.",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(255))
+                        // What `HeaderValue::to_str` reads.
+                        .pattern(Some("^[\\t -~]+$")),
+                ))
+                .build(),
+        ),
+    );
+    for (status, _, description) in PROBLEMS {
+        components.responses.insert(problem_name(status), RefOr::T(problem(description, *status == "429")));
+    }
 
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            let has_id = path.contains('{');
-            let operations = [
-                (false, item.get.as_mut()),
-                (true, item.post.as_mut()),
-                (true, item.put.as_mut()),
-                (true, item.patch.as_mut()),
-                (true, item.delete.as_mut()),
-            ];
-            for (write, operation) in operations {
-                let Some(operation) = operation else { continue };
-                // An operation that declares a scope is behind the key; the rest are public.
-                let authenticated = operation.security.is_some();
-                for response in operation.responses.responses.values_mut() {
-                    if let RefOr::T(response) = response {
-                        response.headers.insert("X-Request-Id".into(), RefOr::Ref(header_ref("X-Request-Id")));
-                        if authenticated {
-                            for (name, _) in RATE_LIMIT_HEADERS {
-                                response.headers.insert((*name).into(), RefOr::Ref(header_ref(name)));
-                            }
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let operations = [
+            (false, item.get.as_mut()),
+            (true, item.post.as_mut()),
+            (true, item.put.as_mut()),
+            (true, item.patch.as_mut()),
+            (true, item.delete.as_mut()),
+        ];
+        for (write, operation) in operations {
+            let Some(operation) = operation else { continue };
+            // An operation that declares a scope is behind the key; the rest are public.
+            let authenticated = operation.security.is_some();
+            for response in operation.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    response.headers.insert("X-Request-Id".into(), RefOr::Ref(header_ref("X-Request-Id")));
+                    if authenticated {
+                        for (name, _) in RATE_LIMIT_HEADERS {
+                            response.headers.insert((*name).into(), RefOr::Ref(header_ref(name)));
                         }
                     }
                 }
-                if authenticated {
-                    authenticated_operation(operation, write, has_id);
-                }
+            }
+            let has_query = operation.parameters.as_ref().is_some_and(|parameters| {
+                parameters
+                    .iter()
+                    .any(|parameter| matches!(parameter, RefOr::T(p) if p.parameter_in == ParameterIn::Query))
+            });
+            let shape = Shape {
+                authenticated,
+                write,
+                has_path: path.contains('{'),
+                has_query,
+                has_body: operation.request_body.is_some(),
+            };
+            if authenticated && write {
+                // Each handler names the scopes it needs in its own `security((BEARER = [...]))`;
+                // the authentication middleware enforces exactly those (see `required_scopes`).
+                operation
+                    .parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(RefOr::Ref(Ref::new("#/components/parameters/Idempotency-Key")));
+            }
+            for status in problem_statuses(&shape) {
+                declare_problem(operation, status);
             }
         }
     }
 }
 
-fn authenticated_operation(operation: &mut Operation, write: bool, has_id: bool) {
-    // Each handler names the scopes it needs in its own `security((BEARER = [...]))`; the
-    // authentication middleware enforces exactly those (see `required_scopes`) and refuses a
-    // route that names none.
-    let has_query = operation.parameters.as_ref().is_some_and(|parameters| {
-        parameters.iter().any(|parameter| matches!(parameter, RefOr::T(p) if p.parameter_in == ParameterIn::Query))
-    });
-    let has_body = operation.request_body.is_some();
-    let mut statuses: Vec<&str> = EDGE_PROBLEMS.iter().map(|(status, _)| *status).collect();
-    if write {
-        statuses.extend(WRITE_PROBLEMS.iter().map(|(status, _)| *status));
-        operation
-            .parameters
-            .get_or_insert_with(Vec::new)
-            .push(RefOr::Ref(Ref::new("#/components/parameters/Idempotency-Key")));
+/// Lists the problem for `status` among the operation's responses. A status the handler
+/// already declares with another body (the sandbox's OAuth errors, an HTML page) keeps it and
+/// gains the problem as a second content type: both can come back.
+fn declare_problem(operation: &mut Operation, status: &str) {
+    match operation.responses.responses.entry(status.to_owned()) {
+        Entry::Vacant(entry) => {
+            entry.insert(RefOr::Ref(Ref::from_response_name(problem_name(status))));
+        }
+        Entry::Occupied(mut entry) => {
+            let RefOr::T(response) = entry.get_mut() else { return };
+            if response.content.contains_key(PROBLEM_JSON) {
+                return;
+            }
+            let what = PROBLEMS.iter().find(|(known, ..)| *known == status).map_or("a problem", |(_, what, _)| *what);
+            let declared = response.description.trim_end_matches('.');
+            response.description = format!("{declared}; or, as `{PROBLEM_JSON}`, {what}.");
+            response.content.insert(PROBLEM_JSON.into(), problem_content());
+        }
     }
-    if has_body {
-        statuses.extend(BODY_PROBLEMS.iter().map(|(status, _)| *status));
-    }
-    if has_id {
-        statuses.push("404");
-    }
-    if has_body || has_query {
-        statuses.push("422");
-    }
-    for status in statuses {
-        operation
-            .responses
-            .responses
-            .entry(status.to_owned())
-            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(problem_name(status))));
-    }
+}
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+fn problem_content() -> RefOr<Content> {
+    RefOr::T(Content::new(Some(Ref::from_schema_name(Problem::name()))))
 }
 
 fn problem_name(status: &str) -> String {
@@ -216,10 +303,8 @@ fn header(description: &str, schema: RefOr<utoipa::openapi::schema::Schema>) -> 
 
 fn problem(description: &str, retry_after: bool) -> ResponseDoc {
     let mut response = ResponseDoc::new(description);
-    response.content.insert(
-        "application/problem+json".into(),
-        RefOr::T(Content::new(Some(Ref::from_schema_name(Problem::name())))),
-    );
+    response.content.insert(PROBLEM_JSON.into(), problem_content());
+    response.headers.insert("X-Request-Id".into(), RefOr::Ref(header_ref("X-Request-Id")));
     if retry_after {
         response.headers.insert("Retry-After".into(), RefOr::Ref(header_ref("Retry-After")));
         for (name, _) in RATE_LIMIT_HEADERS {
@@ -278,9 +363,12 @@ static DOCUMENT_JSON: LazyLock<String> =
 static DOCS_HTML: LazyLock<String> =
     LazyLock::new(|| utoipa_scalar::Scalar::new(DOCUMENT.clone()).title("herald API").to_html());
 
-/// The OpenAPI document of this api.
+/// This OpenAPI document.
+///
+/// The OpenAPI 3.1 document of this api, generated from the code that serves it. No key.
 #[utoipa::path(
     get,
+    operation_id = "getOpenApiDocument",
     path = "/v1/openapi.json",
     tag = "operations",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
@@ -291,9 +379,12 @@ pub async fn openapi_json() -> Response {
     response
 }
 
-/// The API reference, rendered from the OpenAPI document.
+/// The API reference.
+///
+/// This document rendered as a page (Scalar, loaded from its CDN by the browser). No key.
 #[utoipa::path(
     get,
+    operation_id = "getApiReference",
     path = "/docs",
     tag = "operations",
     responses((status = 200, description = "An HTML page", content_type = "text/html", body = String))

@@ -14,8 +14,7 @@
 // utoipa's macros expand the types we name into fully qualified paths.
 #![allow(unused_qualifications)]
 
-use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
@@ -30,6 +29,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::extract::{ApiForm, ApiJson, ApiPath, ApiQuery};
 use crate::html::{escape, page, page_html};
 
 /// How long an authorization code is good for.
@@ -80,12 +80,17 @@ struct AuthorizeQuery {
 }
 
 /// The sandbox's authorize page.
-#[utoipa::path(get, path = "/sandbox/oauth/authorize", tag = "sandbox", params(AuthorizeQuery), responses(
+///
+/// Asks for a sandbox login name, or approves at once when the URL has `login=` (what automated
+/// tests do); `decision=deny` refuses. Approving redirects with a code that lives 60 s, bound to
+/// the client, the redirect URI and the PKCE challenge.
+#[utoipa::path(get, operation_id = "authorizeSandboxApp", path = "/sandbox/oauth/authorize", tag = "sandbox", params(AuthorizeQuery), responses(
     (status = 303, description = "Back to the redirect URI with `code` and `state`, or `error=access_denied`"),
     (status = 200, description = "The consent page", content_type = "text/html", body = String),
     (status = 400, description = "A request no client should send", content_type = "text/html", body = String),
+    (status = 503, description = "The sandbox could not store a code; try again", content_type = "text/html", body = String),
 ))]
-async fn authorize(State(state): State<AppState>, Query(query): Query<AuthorizeQuery>) -> Response {
+async fn authorize(State(state): State<AppState>, ApiQuery(query): ApiQuery<AuthorizeQuery>) -> Response {
     let (Some(client_id), Some(redirect_uri)) = (query.client_id.as_deref(), query.redirect_uri.as_deref()) else {
         return page(StatusCode::BAD_REQUEST, "Bad request", "client_id and redirect_uri are required.");
     };
@@ -149,8 +154,12 @@ struct TokenAnswer {
     scope: String,
 }
 
-/// The sandbox's token endpoint: `authorization_code` (with PKCE) and `refresh_token` grants.
-#[utoipa::path(post, path = "/sandbox/oauth/token", tag = "sandbox",
+/// The sandbox's token endpoint.
+///
+/// `authorization_code` (with PKCE) and `refresh_token` grants. Access tokens live 15 minutes;
+/// refresh tokens rotate on every use, and reusing an old one is `invalid_grant` and revokes the
+/// whole grant.
+#[utoipa::path(post, operation_id = "issueSandboxToken", path = "/sandbox/oauth/token", tag = "sandbox",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "New tokens", body = TokenAnswer),
@@ -158,7 +167,7 @@ struct TokenAnswer {
         (status = 401, description = "`{\"error\": \"invalid_client\"}`", body = Object),
         (status = 503, description = "`{\"error\": \"temporarily_unavailable\"}`: the sandbox's database failed; try again", body = Object),
     ))]
-async fn token(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
+async fn token(State(state): State<AppState>, headers: HeaderMap, ApiForm(form): ApiForm<TokenForm>) -> Response {
     let Some(client_id) = basic_client_id(&headers).or(form.client_id.clone()) else {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "no client id");
     };
@@ -290,11 +299,16 @@ struct RevokeForm {
     token: String,
 }
 
-/// Revokes the grant a token belongs to (RFC 7009: always 200).
-#[utoipa::path(post, path = "/sandbox/oauth/revoke", tag = "sandbox",
+/// Revoke a sandbox grant.
+///
+/// Revokes the grant the token belongs to (RFC 7009: 200 whether or not there was one).
+#[utoipa::path(post, operation_id = "revokeSandboxToken", path = "/sandbox/oauth/revoke", tag = "sandbox",
     request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "Revoked, or nothing to revoke")))]
-async fn revoke(State(state): State<AppState>, Form(form): Form<RevokeForm>) -> Response {
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 503, description = "The sandbox's database failed; try again"),
+    ))]
+async fn revoke(State(state): State<AppState>, ApiForm(form): ApiForm<RevokeForm>) -> Response {
     let revoked = sqlx::query!(
         "UPDATE sandbox_grants SET revoked_at = now(), revoked_because = 'revoked by the client'
          WHERE revoked_at IS NULL AND id = (SELECT grant_id FROM sandbox_tokens WHERE token_hash = $1)",
@@ -311,8 +325,10 @@ async fn revoke(State(state): State<AppState>, Form(form): Form<RevokeForm>) -> 
     }
 }
 
-/// The accounts a grant reaches: the person and two pages.
-#[utoipa::path(get, path = "/sandbox/api/accounts", tag = "sandbox", responses(
+/// The accounts a sandbox grant reaches.
+///
+/// The person who approved and two pages, for the access token in `Authorization: Bearer`.
+#[utoipa::path(get, operation_id = "listSandboxAccounts", path = "/sandbox/api/accounts", tag = "sandbox", responses(
     (status = 200, description = "`{\"data\": [{\"id\", \"kind\", \"username\", \"name\"}]}`", body = Object),
     (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
     (status = 503, description = "The sandbox cannot check the token just now: try again (a problem)", body = Object),
@@ -369,20 +385,21 @@ fn marker(text: &str) -> Option<Marker> {
 /// How long "no answer" lasts: longer than any publisher waits.
 const NO_ANSWER: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Publishes a post, or fails the way its text asks.
-#[utoipa::path(post, path = "/sandbox/api/posts", tag = "sandbox", request_body = PublishBody, responses(
+/// Publish a sandbox post.
+///
+/// Publishes the text on one of the grant's accounts, or fails the way its text asks: `[fail:401]`,
+/// `[fail:429:SECONDS]`, `[fail:500]`, `[fail:timeout]`, `[fail:timeout-after-success]`,
+/// `[fail:slow:MILLISECONDS]`, with `xN` to fail only the first N attempts of a `client_ref`.
+#[utoipa::path(post, operation_id = "publishSandboxPost", path = "/sandbox/api/posts", tag = "sandbox", request_body = PublishBody, responses(
     (status = 201, description = "`{\"id\", \"url\"}`", body = Object),
     (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
-    (status = 503, description = "The sandbox cannot check the token just now: try again (a problem)", body = Object),
     (status = 403, description = "Not one of the grant's accounts", body = Object),
     (status = 429, description = "Rate limited; `Retry-After` says for how long", body = Object),
     (status = 500, description = "An injected failure", body = Object),
+    (status = 503, description = "The sandbox's database failed (checking the token or storing the post); try again (a problem)"),
+    (status = 504, description = "An injected timeout (`[fail:timeout]`, `[fail:timeout-after-success]`), after 300 s"),
 ))]
-async fn publish(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    axum::Json(body): axum::Json<PublishBody>,
-) -> Response {
+async fn publish(State(state): State<AppState>, headers: HeaderMap, ApiJson(body): ApiJson<PublishBody>) -> Response {
     let login = match grant_login(&state, &headers).await {
         Ok(login) => login,
         Err(refusal) => return refusal,
@@ -469,13 +486,20 @@ struct FindQuery {
     client_ref: String,
 }
 
-/// The grant's posts made with a client reference.
-#[utoipa::path(get, path = "/sandbox/api/posts", tag = "sandbox", params(FindQuery), responses(
+/// Find sandbox posts by client reference.
+///
+/// The grant's posts made with `client_ref`, oldest first: how a publisher checks whether an
+/// unanswered publish happened.
+#[utoipa::path(get, operation_id = "findSandboxPosts", path = "/sandbox/api/posts", tag = "sandbox", params(FindQuery), responses(
     (status = 200, description = "`{\"data\": [{\"id\", \"url\"}]}`", body = Object),
     (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
-    (status = 503, description = "The sandbox cannot check the token just now: try again (a problem)", body = Object),
+    (status = 503, description = "The sandbox's database failed (checking the token or reading the posts); try again (a problem)"),
 ))]
-async fn find_posts(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<FindQuery>) -> Response {
+async fn find_posts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<FindQuery>,
+) -> Response {
     let login = match grant_login(&state, &headers).await {
         Ok(login) => login,
         Err(refusal) => return refusal,
@@ -501,14 +525,17 @@ async fn find_posts(State(state): State<AppState>, headers: HeaderMap, Query(que
     }
 }
 
-/// A published sandbox post, as its public page (the URL a publish answers with).
-#[utoipa::path(get, path = "/sandbox/posts/{id}", tag = "sandbox",
+/// A published sandbox post.
+///
+/// The post's public page, the URL a publish answers with.
+#[utoipa::path(get, operation_id = "getSandboxPost", path = "/sandbox/posts/{id}", tag = "sandbox",
     params(("id" = Uuid, Path, description = "The post's id on the sandbox")),
     responses(
         (status = 200, description = "The post", content_type = "text/html", body = String),
         (status = 404, description = "No such post", content_type = "text/html", body = String),
+        (status = 503, description = "The sandbox could not read the post; try again", content_type = "text/html", body = String),
     ))]
-async fn show_post(State(state): State<AppState>, axum::extract::Path(id): axum::extract::Path<Uuid>) -> Response {
+async fn show_post(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>) -> Response {
     let found = sqlx::query!("SELECT account_id, text, created_at FROM sandbox_posts WHERE id = $1", id)
         .fetch_optional(&state.pool)
         .await;

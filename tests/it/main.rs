@@ -14,6 +14,7 @@ mod foundation;
 mod grants;
 mod keys;
 mod mastodon;
+mod openapi;
 mod platforms;
 mod posts;
 mod queue;

@@ -2,7 +2,7 @@
 //! only accounts within its reach (its platform and account lists; a test key, the sandbox);
 //! any other is a 404, as if it did not exist.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::credentials;
@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, page_limit, split_page};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -75,6 +75,7 @@ struct ListQuery {
     /// `connected`, `needs_reconnect` or `disconnected`.
     status: Option<String>,
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     cursor: Option<Uuid>,
 }
@@ -88,8 +89,12 @@ struct UpdateBody {
     external_id: Option<String>,
 }
 
-/// The project's accounts within the key's reach. Needs `connections:read`.
-#[utoipa::path(get, security(("api_key" = ["connections:read"])), path = "/v1/accounts", tag = "accounts",
+/// List connected accounts.
+///
+/// The project's social accounts within the key's reach, oldest first, filtered by `external_id`,
+/// `platform` and `status` (`connected`, `needs_reconnect`, `disconnected`) and paged with `limit`
+/// and `cursor`. Needs `connections:read`.
+#[utoipa::path(get, operation_id = "listAccounts", security(("api_key" = ["connections:read"])), path = "/v1/accounts", tag = "accounts",
     params(ListQuery), responses((status = 200, description = "A page of accounts", body = Page)))]
 async fn list(
     State(state): State<AppState>,
@@ -150,26 +155,31 @@ async fn load(state: &AppState, caller: &Caller, id: Uuid) -> Result<AccountView
         .ok_or_else(|| ApiError::not_found("no such account"))
 }
 
-/// One account and its health. Needs `connections:read`.
-#[utoipa::path(get, security(("api_key" = ["connections:read"])), path = "/v1/accounts/{id}", tag = "accounts",
+/// Get an account and its health.
+///
+/// The account's status, token expiry, scopes, last refresh and its error, as herald last saw them.
+/// Needs `connections:read`; an account outside the key's reach is a 404.
+#[utoipa::path(get, operation_id = "getAccount", security(("api_key" = ["connections:read"])), path = "/v1/accounts/{id}", tag = "accounts",
     params(("id" = Uuid, Path, description = "The account's id")),
     responses((status = 200, description = "The account", body = AccountView)))]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<AccountView>, ApiError> {
     Ok(ApiJson(load(&state, &caller, id).await?))
 }
 
-/// Changes the account's `external_id`. Needs `connections:write`.
-#[utoipa::path(patch, security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}", tag = "accounts",
+/// Change an account's `external_id`.
+///
+/// Maps the account to another of your users, or (with `null`) to none. Needs `connections:write`.
+#[utoipa::path(patch, operation_id = "updateAccount", security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}", tag = "accounts",
     params(("id" = Uuid, Path, description = "The account's id")), request_body = UpdateBody,
     responses((status = 200, description = "The account", body = AccountView)))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<ApiJson<AccountView>, ApiError> {
     load(&state, &caller, id).await?;
@@ -186,17 +196,18 @@ async fn update(
     Ok(ApiJson(load(&state, &caller, id).await?))
 }
 
-/// Disconnects the account: its tokens are wiped at once, and when it was the last connected
-/// account of its grant a job asks the platform to revoke the grant (its siblings keep working
-/// otherwise). A later connect of the same platform account revives it (same id). Needs
-/// `connections:write`.
-#[utoipa::path(post, security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}/disconnect", tag = "accounts",
+/// Disconnect an account.
+///
+/// Its tokens are wiped at once; when it was the last connected account of its grant, a job asks
+/// the platform to revoke the grant (its siblings keep working otherwise). A later connect of the
+/// same platform account revives it with the same id. Needs `connections:write`.
+#[utoipa::path(post, operation_id = "disconnectAccount", security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}/disconnect", tag = "accounts",
     params(("id" = Uuid, Path, description = "The account's id")),
     responses((status = 200, description = "The disconnected account", body = AccountView)))]
 async fn disconnect(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<AccountView>, ApiError> {
     load(&state, &caller, id).await?;
     let mut tx = crate::idempotency::begin(&state.pool).await?;
@@ -214,15 +225,17 @@ async fn disconnect(
     Ok(ApiJson(load(&state, &caller, id).await?))
 }
 
-/// Refreshes the account's credentials now (a job; several requests make one refresh). Needs
-/// `connections:write`. 409 unless the account is connected.
-#[utoipa::path(post, security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}/refresh", tag = "accounts",
+/// Refresh an account's credentials now.
+///
+/// Queues a refresh job (several requests make one refresh) and answers the account as it is now.
+/// Needs `connections:write`; 409 unless the account is connected.
+#[utoipa::path(post, operation_id = "refreshAccount", security(("api_key" = ["connections:write"])), path = "/v1/accounts/{id}/refresh", tag = "accounts",
     params(("id" = Uuid, Path, description = "The account's id")),
     responses((status = 202, description = "A refresh is queued; the account as it is now", body = AccountView)))]
 async fn refresh(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, ApiJson<AccountView>), ApiError> {
     let account = load(&state, &caller, id).await?;
     if account.status != "connected" {

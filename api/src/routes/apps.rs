@@ -3,7 +3,7 @@
 //! sealed on arrival and never shown again. Platform and client id never change (register a new
 //! app instead); an app that accounts still use cannot be deleted.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::credentials;
@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, register)).routes(routes!(show, update, delete))
@@ -116,21 +116,27 @@ async fn load(state: &AppState, caller: &Caller, id: Uuid) -> Result<AppView, Ap
     load_all(state, caller, Some(id)).await?.pop().ok_or_else(|| ApiError::not_found("no such app"))
 }
 
-/// The project's OAuth apps. Needs `apps:read`.
-#[utoipa::path(get, security(("api_key" = ["apps:read"])), path = "/v1/apps", tag = "apps",
+/// List your OAuth apps.
+///
+/// The project's own OAuth apps within the key's reach, oldest first. Their client secrets are
+/// never shown. Needs `apps:read`.
+#[utoipa::path(get, operation_id = "listApps", security(("api_key" = ["apps:read"])), path = "/v1/apps", tag = "apps",
     responses((status = 200, description = "Every app of the project within the key's reach", body = List)))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<ApiJson<List>, ApiError> {
     Ok(ApiJson(List { data: load_all(&state, &caller, None).await? }))
 }
 
-/// One app. Needs `apps:read`.
-#[utoipa::path(get, security(("api_key" = ["apps:read"])), path = "/v1/apps/{id}", tag = "apps",
+/// Get an OAuth app.
+///
+/// The app's platform, client id, name and image; its client secret is never shown. Needs
+/// `apps:read`.
+#[utoipa::path(get, operation_id = "getApp", security(("api_key" = ["apps:read"])), path = "/v1/apps/{id}", tag = "apps",
     params(("id" = Uuid, Path, description = "The app's id")),
     responses((status = 200, description = "The app", body = AppView)))]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<AppView>, ApiError> {
     Ok(ApiJson(load(&state, &caller, id).await?))
 }
@@ -147,8 +153,12 @@ fn check_image(image_url: Option<&str>, errors: &mut Vec<FieldError>) {
     }
 }
 
-/// Registers an app. Needs `apps:write`.
-#[utoipa::path(post, security(("api_key" = ["apps:write"])), path = "/v1/apps", tag = "apps", request_body = RegisterBody,
+/// Register an OAuth app.
+///
+/// Brings your own OAuth app for a platform: connects through it (`app_id` on `POST
+/// /v1/connect/{platform}`) use your client id and secret instead of herald's managed app. The
+/// secret is sealed and write-only. Needs `apps:write`.
+#[utoipa::path(post, operation_id = "createApp", security(("api_key" = ["apps:write"])), path = "/v1/apps", tag = "apps", request_body = RegisterBody,
     responses((status = 201, description = "The app (its secret is never shown)", body = AppView)))]
 async fn register(
     State(state): State<AppState>,
@@ -187,15 +197,17 @@ async fn register(
     Ok((StatusCode::CREATED, ApiJson(load(&state, &caller, id).await?)))
 }
 
-/// Changes an app's name, image or client secret. Needs `apps:write`. `platform` and
-/// `client_id` are immutable: a 422 names them.
-#[utoipa::path(patch, security(("api_key" = ["apps:write"])), path = "/v1/apps/{id}", tag = "apps",
+/// Change an OAuth app.
+///
+/// Changes its name, image or client secret. `platform` and `client_id` are immutable: a 422 names
+/// them. Needs `apps:write`.
+#[utoipa::path(patch, operation_id = "updateApp", security(("api_key" = ["apps:write"])), path = "/v1/apps/{id}", tag = "apps",
     params(("id" = Uuid, Path, description = "The app's id")), request_body = UpdateBody,
     responses((status = 200, description = "The app", body = AppView)))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<ApiJson<AppView>, ApiError> {
     load(&state, &caller, id).await?;
@@ -234,11 +246,17 @@ async fn update(
     Ok(ApiJson(load(&state, &caller, id).await?))
 }
 
-/// Deletes an app. Needs `apps:write`. 409 while accounts still use it.
-#[utoipa::path(delete, security(("api_key" = ["apps:write"])), path = "/v1/apps/{id}", tag = "apps",
+/// Delete an OAuth app.
+///
+/// Needs `apps:write`. 409 while connected accounts still use it: disconnect them first.
+#[utoipa::path(delete, operation_id = "deleteApp", security(("api_key" = ["apps:write"])), path = "/v1/apps/{id}", tag = "apps",
     params(("id" = Uuid, Path, description = "The app's id")),
     responses((status = 204, description = "Deleted")))]
-async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<StatusCode, ApiError> {
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
     load(&state, &caller, id).await?;
     let mut tx = crate::idempotency::begin(&state.pool).await?;
     // Lock the app's row so no connect completes through it between the count and the delete.

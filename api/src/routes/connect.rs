@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
@@ -34,7 +34,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, current_request_id};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::html::page;
 
 /// How long a connect link is good for.
@@ -110,15 +110,19 @@ pub struct SessionView {
     updated_at: DateTime<Utc>,
 }
 
-/// Starts connecting an account on `platform`. Needs `connections:write`.
-#[utoipa::path(post, security(("api_key" = ["connections:write"])), path = "/v1/connect/{platform}", tag = "connect",
+/// Start connecting an account.
+///
+/// Opens a connect session on `platform` and answers the URL to send the user to (single use, 10
+/// minutes). Bluesky takes an `identifier` and app password instead and connects at once. Needs
+/// `connections:write`.
+#[utoipa::path(post, operation_id = "startConnectSession", security(("api_key" = ["connections:write"])), path = "/v1/connect/{platform}", tag = "connect",
     params(("platform" = String, Path, description = "x, linkedin, facebook, instagram, threads, youtube, tiktok, pinterest, bluesky, mastodon or sandbox")),
     request_body = StartBody,
     responses((status = 201, description = "The URL to send the user to", body = Started)))]
 async fn start(
     State(state): State<AppState>,
     caller: Caller,
-    Path(platform): Path<String>,
+    ApiPath(platform): ApiPath<String>,
     ApiJson(body): ApiJson<StartBody>,
 ) -> Result<(StatusCode, ApiJson<Started>), ApiError> {
     if !platforms::NAMES.contains(&platform.as_str()) {
@@ -255,8 +259,12 @@ struct CallbackSession {
     redirect_uri: Option<String>,
 }
 
-/// Where the platform sends the user back. No key: the state is the credential.
-#[utoipa::path(get, path = "/v1/connect/{platform}/callback", tag = "connect",
+/// Where the platform sends the user back.
+///
+/// No key: the state is the credential. Records the outcome, queues the code exchange, waits up to
+/// 5 s for it and redirects to the session's `redirect_uri` (or shows a small page). Unknown,
+/// expired and used links get a clear page.
+#[utoipa::path(get, operation_id = "completeConnectSession", path = "/v1/connect/{platform}/callback", tag = "connect",
     params(("platform" = String, Path, description = "The platform the session is for"), CallbackQuery),
     responses(
         (status = 303, description = "To the session's redirect_uri with `session_id`, `status` and `account_ids`"),
@@ -265,8 +273,8 @@ struct CallbackSession {
     ))]
 async fn callback(
     State(state): State<AppState>,
-    Path(platform): Path<String>,
-    Query(query): Query<CallbackQuery>,
+    ApiPath(platform): ApiPath<String>,
+    ApiQuery(query): ApiQuery<CallbackQuery>,
 ) -> Response {
     let Some(state_token) = query.state.as_deref().filter(|token| !token.is_empty()) else {
         return page(StatusCode::BAD_REQUEST, "This link is not valid", "The platform sent no state parameter.");
@@ -414,14 +422,17 @@ fn finish(session: &CallbackSession, view: Option<SessionView>) -> Response {
     page(StatusCode::OK, &format!("Connect: {status}"), &message)
 }
 
-/// A connect session. Needs `connections:read`.
-#[utoipa::path(get, security(("api_key" = ["connections:read"])), path = "/v1/connect/sessions/{id}", tag = "connect",
+/// Get a connect session.
+///
+/// Its status (`pending`, `connected`, `denied`, `failed`), the accounts the grant reached and why
+/// it failed. Needs `connections:read`.
+#[utoipa::path(get, operation_id = "getConnectSession", security(("api_key" = ["connections:read"])), path = "/v1/connect/sessions/{id}", tag = "connect",
     params(("id" = Uuid, Path, description = "The session id from POST /v1/connect/{platform}")),
     responses((status = 200, description = "The session", body = SessionView)))]
 async fn session(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<SessionView>, ApiError> {
     let mut view = load_session(&state, Some(caller.project_id), id).await?;
     caller.reaches_platform(&view.platform).map_err(|_| ApiError::not_found("no such session"))?;

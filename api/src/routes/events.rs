@@ -29,6 +29,7 @@ struct FeedQuery {
     /// Comma-separated event types, e.g. `post.created,delivery.published`.
     types: Option<String>,
     /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
@@ -56,11 +57,13 @@ struct Feed {
     next_cursor: String,
 }
 
+/// Read the project's event feed.
+///
 /// The project's events in log order, without gaps or repeats, as far as the key may read what
 /// they are about (a post's events only when every target is within reach, an account's when it
 /// is, a key's when it lies within this key's reach). Needs `events:read`. Poll with
 /// the last `next_cursor`: an empty page means nothing new yet.
-#[utoipa::path(get, security(("api_key" = ["events:read"])), path = "/v1/events", tag = "events", params(FeedQuery),
+#[utoipa::path(get, operation_id = "listEvents", security(("api_key" = ["events:read"])), path = "/v1/events", tag = "events", params(FeedQuery),
     responses((status = 200, description = "A page of events", body = Feed)))]
 async fn feed(
     State(state): State<AppState>,

@@ -1,7 +1,7 @@
 //! `/v1/keys`: a project's API keys. A key is shown once, in the answer that creates it; its
 //! scope cannot be edited (create a new key, revoke the old).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::domain::api_key::Reach;
@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, page_limit, split_page};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, revoke))
@@ -104,6 +104,7 @@ struct CreateBody {
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<Uuid>,
@@ -148,8 +149,10 @@ async fn load(state: &AppState, project_id: Uuid, key_id: Uuid) -> Result<KeyVie
     .ok_or_else(|| ApiError::not_found("no such key"))
 }
 
+/// List API keys.
+///
 /// The project's keys, revoked ones included. Needs `keys:read`.
-#[utoipa::path(get, security(("api_key" = ["keys:read"])), path = "/v1/keys", tag = "keys", params(ListQuery),
+#[utoipa::path(get, operation_id = "listKeys", security(("api_key" = ["keys:read"])), path = "/v1/keys", tag = "keys", params(ListQuery),
     responses((status = 200, description = "A page of keys", body = Page)))]
 async fn list(
     State(state): State<AppState>,
@@ -190,20 +193,24 @@ async fn list(
     Ok(ApiJson(Page { data, next_cursor }))
 }
 
+/// Get an API key.
+///
 /// One key. Needs `keys:read`.
-#[utoipa::path(get, security(("api_key" = ["keys:read"])), path = "/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path, description = "The key's id")),
+#[utoipa::path(get, operation_id = "getKey", security(("api_key" = ["keys:read"])), path = "/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path, description = "The key's id")),
     responses((status = 200, description = "The key", body = KeyView)))]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<KeyView>, ApiError> {
     Ok(ApiJson(load_within(&state, &caller, id).await?))
 }
 
+/// Create an API key.
+///
 /// Creates a key; the answer is the only place its secret is ever shown. Needs `keys:write`.
 /// At most `HERALD_MAX_LIVE_KEYS` (10) live keys per project: 409 beyond.
-#[utoipa::path(post, security(("api_key" = ["keys:write"])), path = "/v1/keys", tag = "keys", request_body = CreateBody,
+#[utoipa::path(post, operation_id = "createKey", security(("api_key" = ["keys:write"])), path = "/v1/keys", tag = "keys", request_body = CreateBody,
     responses((status = 201, description = "The new key and its secret", body = Created)))]
 async fn create(
     State(state): State<AppState>,
@@ -295,13 +302,15 @@ async fn create(
     Ok((StatusCode::CREATED, ApiJson(Created { view, key: keys::reveal(&secret).to_owned() })))
 }
 
+/// Revoke an API key.
+///
 /// Revokes a key, on every api process at once. Needs `keys:write`. Revoking twice is a 409.
-#[utoipa::path(delete, security(("api_key" = ["keys:write"])), path = "/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path, description = "The key's id")),
+#[utoipa::path(delete, operation_id = "revokeKey", security(("api_key" = ["keys:write"])), path = "/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path, description = "The key's id")),
     responses((status = 200, description = "The revoked key", body = KeyView)))]
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<KeyView>, ApiError> {
     load_within(&state, &caller, id).await?;
     let mut tx = crate::idempotency::begin(&state.pool).await?;

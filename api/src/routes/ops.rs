@@ -23,16 +23,20 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The process is up and serving.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+///
+/// Liveness: answers 200 while the process serves requests, without asking the database. No key.
+#[utoipa::path(get, operation_id = "getHealth", path = "/healthz", tag = "operations",
     responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object)))]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Whether this process is ready to serve.
+///
 /// The database answers and the schema is current (and, with `HERALD_READY_REQUIRES_WORKER`, a
 /// worker reported recently): 200, else a 503 problem saying which (`database_unreachable`,
 /// `migrations_missing`, `no_live_worker`).
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+#[utoipa::path(get, operation_id = "getReadiness", path = "/readyz", tag = "operations", responses(
     (status = 200, description = "`{\"status\": \"ready\"}`", body = Object),
     (status = 503, description = "Not ready; `code` says why", content_type = "application/problem+json", body = crate::error::Problem<'static>),
 ))]
@@ -58,8 +62,11 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     }
 }
 
-/// Prometheus text exposition of this process's metrics.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+/// Prometheus metrics of this process.
+///
+/// Requests, latencies, queue depth and age, job outcomes and more, in Prometheus text exposition
+/// format. No key.
+#[utoipa::path(get, operation_id = "getMetrics", path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics() -> Response {
     let handle = herald_shared::telemetry::metrics();

@@ -6,7 +6,7 @@
 //! publish, an edit, a retry) queues their publish jobs in its own transaction
 //! (`herald_shared::posts`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::domain::post::{self, Post, Target};
@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, page_limit, split_page};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 /// The most targets one post may have.
 const MAX_TARGETS: usize = 50;
@@ -167,6 +167,7 @@ struct ListQuery {
     /// Scheduled before.
     to: Option<DateTime<Utc>>,
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
     cursor: Option<Uuid>,
 }
@@ -245,8 +246,13 @@ async fn check_targets(
     Ok(checked)
 }
 
-/// Creates a post. Needs `posts:write`.
-#[utoipa::path(post, security(("api_key" = ["posts:write"])), path = "/v1/posts", tag = "posts", request_body = CreateBody,
+/// Create a post.
+///
+/// A post aimed at one or more accounts, published at `scheduled_at` (RFC 3339 with an offset;
+/// absent: now), kept as a draft, or held for approval. Every target must be a connected account
+/// within the key's reach and the content must fit its platform: a 422 names each bad field. Needs
+/// `posts:write`.
+#[utoipa::path(post, operation_id = "createPost", security(("api_key" = ["posts:write"])), path = "/v1/posts", tag = "posts", request_body = CreateBody,
     responses((status = 201, description = "The post and its deliveries", body = PostView)))]
 async fn create(
     State(state): State<AppState>,
@@ -280,8 +286,12 @@ async fn create(
     Ok((StatusCode::CREATED, ApiJson(load_view(&state, &caller, id).await?)))
 }
 
-/// The project's posts within the key's reach, newest first. Needs `posts:read`.
-#[utoipa::path(get, security(("api_key" = ["posts:read"])), path = "/v1/posts", tag = "posts", params(ListQuery),
+/// List posts.
+///
+/// The project's posts within the key's reach, newest first, filtered by `status`, `external_id`,
+/// `account_id` and the scheduled time (`from`, `to`), paged with `limit` and `cursor`. Needs
+/// `posts:read`.
+#[utoipa::path(get, operation_id = "listPosts", security(("api_key" = ["posts:read"])), path = "/v1/posts", tag = "posts", params(ListQuery),
     responses((status = 200, description = "A page of posts", body = Page)))]
 async fn list(
     State(state): State<AppState>,
@@ -380,14 +390,17 @@ async fn load_view(state: &AppState, caller: &Caller, id: Uuid) -> Result<PostVi
     Ok(view(row, deliveries_of(state, id).await?))
 }
 
-/// One post and its deliveries. Needs `posts:read`.
-#[utoipa::path(get, security(("api_key" = ["posts:read"])), path = "/v1/posts/{id}", tag = "posts",
+/// Get a post and its deliveries.
+///
+/// A key sees a post only if every target is within its reach; otherwise it is a 404. Needs
+/// `posts:read`.
+#[utoipa::path(get, operation_id = "getPost", security(("api_key" = ["posts:read"])), path = "/v1/posts/{id}", tag = "posts",
     params(("id" = Uuid, Path, description = "The post's id")),
     responses((status = 200, description = "The post", body = PostView)))]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<PostView>, ApiError> {
     Ok(ApiJson(load_view(&state, &caller, id).await?))
 }
@@ -404,14 +417,17 @@ async fn change(state: &AppState, caller: &Caller, id: Uuid, command: post::Comm
     load_view(state, caller, id).await
 }
 
-/// Edits a post while no target has started publishing. Needs `posts:write`.
-#[utoipa::path(patch, security(("api_key" = ["posts:write"])), path = "/v1/posts/{id}", tag = "posts",
+/// Edit a post.
+///
+/// Changes its content, targets or scheduled time while no target has started publishing (409
+/// after). Needs `posts:write`.
+#[utoipa::path(patch, operation_id = "updatePost", security(("api_key" = ["posts:write"])), path = "/v1/posts/{id}", tag = "posts",
     params(("id" = Uuid, Path, description = "The post's id")), request_body = UpdateBody,
     responses((status = 200, description = "The post", body = PostView)))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<ApiJson<PostView>, ApiError> {
     let current = load_view(&state, &caller, id).await?;
@@ -447,66 +463,76 @@ async fn update(
     Ok(ApiJson(change(&state, &caller, id, command).await?))
 }
 
-/// Cancels a post's deliveries that have not started (a scheduled post, a draft). Needs
-/// `posts:delete`.
-#[utoipa::path(delete, security(("api_key" = ["posts:delete"])), path = "/v1/posts/{id}", tag = "posts",
+/// Cancel a post.
+///
+/// Cancels the deliveries that have not started (a scheduled post, a draft); one already publishing
+/// is not touched. Needs `posts:delete`.
+#[utoipa::path(delete, operation_id = "cancelPost", security(("api_key" = ["posts:delete"])), path = "/v1/posts/{id}", tag = "posts",
     params(("id" = Uuid, Path, description = "The post's id")),
     responses((status = 200, description = "The canceled post", body = PostView)))]
 async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<PostView>, ApiError> {
     Ok(ApiJson(change(&state, &caller, id, post::Command::Cancel).await?))
 }
 
-/// Approves a post that requires approval; it is then published at its time. Needs
-/// `posts:approve`.
-#[utoipa::path(post, security(("api_key" = ["posts:approve"])), path = "/v1/posts/{id}/approve", tag = "posts",
+/// Approve a post.
+///
+/// A post created with `requires_approval` is then published at its time. Needs `posts:approve`.
+#[utoipa::path(post, operation_id = "approvePost", security(("api_key" = ["posts:approve"])), path = "/v1/posts/{id}/approve", tag = "posts",
     params(("id" = Uuid, Path, description = "The post's id")),
     responses((status = 200, description = "The approved post", body = PostView)))]
 async fn approve(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<PostView>, ApiError> {
     Ok(ApiJson(change(&state, &caller, id, post::Command::Approve).await?))
 }
 
-/// Publishes a draft now. Needs `posts:write`.
-#[utoipa::path(post, security(("api_key" = ["posts:write"])), path = "/v1/posts/{id}/publish", tag = "posts",
+/// Publish a draft now.
+///
+/// Queues the draft's deliveries for now. Needs `posts:write`.
+#[utoipa::path(post, operation_id = "publishPost", security(("api_key" = ["posts:write"])), path = "/v1/posts/{id}/publish", tag = "posts",
     params(("id" = Uuid, Path, description = "The post's id")),
     responses((status = 200, description = "The post", body = PostView)))]
 async fn publish_now(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<PostView>, ApiError> {
     Ok(ApiJson(change(&state, &caller, id, post::Command::Publish { now: Utc::now() }).await?))
 }
 
-/// Puts failed deliveries back in line; `unknown` ones only with `"force": true` (they may
-/// have been published). Needs `posts:write`.
-#[utoipa::path(post, security(("api_key" = ["posts:write"])), path = "/v1/posts/{id}/retry", tag = "posts",
+/// Retry a post's failed deliveries.
+///
+/// Puts failed deliveries back in line; `unknown` ones (they may have been published) only with
+/// `"force": true`. Needs `posts:write`.
+#[utoipa::path(post, operation_id = "retryPost", security(("api_key" = ["posts:write"])), path = "/v1/posts/{id}/retry", tag = "posts",
     params(("id" = Uuid, Path, description = "The post's id")), request_body = RetryBody,
     responses((status = 200, description = "The post", body = PostView)))]
 async fn retry(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<RetryBody>,
 ) -> Result<ApiJson<PostView>, ApiError> {
     Ok(ApiJson(change(&state, &caller, id, post::Command::Retry { force: body.force, now: Utc::now() }).await?))
 }
 
-/// Per-target outcomes. Needs `posts:read`.
-#[utoipa::path(get, security(("api_key" = ["posts:read"])), path = "/v1/posts/{id}/results", tag = "posts",
+/// Get a post's per-target outcomes.
+///
+/// Each delivery's status, the platform's post id and URL once published, and the last error with
+/// the platform's request id. Needs `posts:read`.
+#[utoipa::path(get, operation_id = "getPostResults", security(("api_key" = ["posts:read"])), path = "/v1/posts/{id}/results", tag = "posts",
     params(("id" = Uuid, Path, description = "The post's id")),
     responses((status = 200, description = "Each delivery's outcome", body = Results)))]
 async fn results(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<Results>, ApiError> {
     let post = load_view(&state, &caller, id).await?;
     Ok(ApiJson(Results { post_id: post.id, status: post.status, data: post.deliveries }))
