@@ -78,7 +78,9 @@ const PROBLEMS: &[(&str, &str, &str)] = &[
     (
         "403",
         "the key may not do this (`forbidden`)",
-        "The key lacks the scope the problem names, or its IP or origin rules refuse the request (`forbidden`).",
+        "The key lacks the scope the problem names, what the request touches lies beyond the key's reach \
+         (another platform, account or environment, or a key wider than this one), or its IP or origin \
+         rules refuse the request (`forbidden`).",
     ),
     ("404", "nothing here (`not_found`)", "Nothing here, or nothing this key may see (`not_found`)."),
     (

@@ -228,8 +228,7 @@ async fn no_token_code_or_state_is_stored_in_plain_text() {
 
     let keyring = app.config.keyring().unwrap();
     let mut tx = app.pool.begin().await.unwrap();
-    let stored =
-        herald_shared::credentials::load_account_tokens(&mut tx, &keyring, account_id).await.unwrap().unwrap();
+    let stored = herald_shared::credentials::load_account_tokens(&mut tx, &keyring, account_id).await.unwrap().unwrap();
     drop(tx);
     let access = stored.access_token.unwrap().expose_secret().to_owned();
     let refresh = stored.refresh_token.unwrap().expose_secret().to_owned();

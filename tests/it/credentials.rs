@@ -126,8 +126,7 @@ async fn a_reconnect_without_a_refresh_token_keeps_the_stored_one() {
         let (pool, keyring) = (app.pool.clone(), &keyring);
         async move {
             let mut tx = pool.begin().await.unwrap();
-            let stored =
-                herald_shared::credentials::load_account_tokens(&mut tx, keyring, id).await.unwrap().unwrap();
+            let stored = herald_shared::credentials::load_account_tokens(&mut tx, keyring, id).await.unwrap().unwrap();
             stored.refresh_token.unwrap().expose_secret().to_owned()
         }
     };

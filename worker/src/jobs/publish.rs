@@ -468,8 +468,7 @@ async fn fresh_tokens(
             }
         }
         let mut connection = context.pool.acquire().await?;
-        let refreshed =
-            credentials::load_account_tokens(&mut connection, &context.keyring, attempt.account_id).await?;
+        let refreshed = credentials::load_account_tokens(&mut connection, &context.keyring, attempt.account_id).await?;
         stored = refreshed.and_then(|refreshed| Some((refreshed.access_token?, refreshed.expires_at)));
     }
     let Some((access_token, expires_at)) = stored else {
