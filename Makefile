@@ -25,7 +25,7 @@ build:
 ## Contract fuzz (not part of `make test`): schemathesis, pinned and installed into target/fuzz-venv,
 ## against a herald on a free port of 127.0.0.1 and a throwaway PostgreSQL, with some data to act
 ## on; every answer must be declared by /v1/openapi.json. Stops herald and PostgreSQL when done.
-## FUZZ_MAX_EXAMPLES (per operation and phase, default 250) and FUZZ_SEED adjust it.
+## FUZZ_MAX_EXAMPLES (per operation and phase, default 350), FUZZ_SEED and FUZZ_MIN_CASES (10,000) adjust it.
 fuzz:
 	$(CARGO) build --bin herald
 	$(HERALD) with-postgres --fresh --dir target/fuzz-postgres -- tests/fuzz/run.sh

@@ -223,7 +223,10 @@ pub fn apply_conventions(openapi: &mut OpenApi) {
         ];
         for (write, operation) in operations {
             let Some(operation) = operation else { continue };
-            // An operation that declares a scope is behind the key; the rest are public.
+            // An operation that declares a scope is behind the key; the rest are public. Each
+            // handler names the scopes it needs in its own `security((BEARER = [...]))`; the
+            // authentication middleware enforces exactly those (see `required_scopes`) and refuses
+            // a `/v1` route that names none.
             let authenticated = operation.security.is_some();
             for response in operation.responses.responses.values_mut() {
                 if let RefOr::T(response) = response {
@@ -248,8 +251,6 @@ pub fn apply_conventions(openapi: &mut OpenApi) {
                 has_body: operation.request_body.is_some(),
             };
             if authenticated && write {
-                // Each handler names the scopes it needs in its own `security((BEARER = [...]))`;
-                // the authentication middleware enforces exactly those (see `required_scopes`).
                 operation
                     .parameters
                     .get_or_insert_with(Vec::new)

@@ -7,15 +7,16 @@
 # enough not to turn the run into 429s and some data to act on (seed.py), runs schemathesis
 # against /v1/openapi.json, and stops herald whatever happens.
 #
-# FUZZ_MAX_EXAMPLES (cases per operation and phase) and FUZZ_SEED adjust the run; extra
-# arguments go to `schemathesis run`.
+# FUZZ_MAX_EXAMPLES (cases per operation and phase), FUZZ_SEED and FUZZ_MIN_CASES (a run of
+# fewer cases fails, default 10,000) adjust the run; extra arguments go to `schemathesis run`.
 set -eu
 
 SCHEMATHESIS_VERSION=4.32.5
 HERALD=${HERALD:-target/debug/herald}
 WORK=target/fuzz
 VENV=target/fuzz-venv
-MAX_EXAMPLES=${FUZZ_MAX_EXAMPLES:-250}
+MAX_EXAMPLES=${FUZZ_MAX_EXAMPLES:-350}
+MIN_CASES=${FUZZ_MIN_CASES:-10000}
 CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection
 
 : "${DATABASE_URL:?run through herald with-postgres (make fuzz)}"
@@ -93,6 +94,16 @@ fi
     --no-color \
     "$@" || status=1
 set -e
+# Both runs' reports name every case they generated.
+cases=$(python3 -c '
+import json, sys
+print(sum(len(json.loads(line).get("ScenarioFinished", {}).get("recorder", {}).get("cases", {}))
+          for path in sys.argv[1:] for line in open(path)))' "$WORK"/report/*.ndjson "$WORK"/report-revoke/*.ndjson)
+echo "fuzz: $cases cases, checks $CHECKS"
+if [ "$cases" -lt "$MIN_CASES" ]; then
+    echo "fuzz: fewer than $MIN_CASES cases; raise FUZZ_MAX_EXAMPLES" >&2
+    status=1
+fi
 if grep -qi panic "$WORK/herald.log"; then
     echo "fuzz: herald panicked; see $WORK/herald.log" >&2
     status=1

@@ -318,6 +318,44 @@ async fn every_rejection_is_a_problem_its_operation_lists() {
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
         ),
+        // A NUL character (PostgreSQL stores none) in a query, a path, a JSON string, a form.
+        (
+            "get",
+            "/v1/posts",
+            http.get(url("/v1/posts?status=%00")).bearer_auth(&key),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "get",
+            "/v1/connect/{platform}/callback",
+            http.get(url("/v1/connect/sand%00box/callback?state=x")),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "post",
+            "/v1/keys",
+            http.post(url("/v1/keys")).bearer_auth(&key).json(&json!({ "name": "a\u{0}b", "scopes": ["read"] })),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "get",
+            "/sandbox/oauth/authorize",
+            http.get(url(
+                "/sandbox/oauth/authorize?response_type=code&client_id=c&redirect_uri=https://a.example/&login=%00",
+            )),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            "post",
+            "/sandbox/oauth/revoke",
+            form(http.post(url("/sandbox/oauth/revoke")), "token=a%00".into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
         // `Idempotency-Key`: malformed, and the body it hashes on a write that reads none.
         (
             "post",
