@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use herald_shared::config::QueueConfig;
 use herald_shared::queue::{Job, NewJob, enqueue, enqueue_many};
 use herald_worker::runtime::{JobRun, Outcome, Perform, Registry, Runtime, Settings, Stats};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -169,6 +170,7 @@ async fn idle_cost() -> IdleCost {
         .env("HERALD_LISTEN", "127.0.0.1:0")
         .env("HERALD_DATA_DIR", &data_dir)
         .env("HERALD_LOG", "warn")
+        .env("HERALD_ENCRYPTION_KEY", herald_shared::crypto::Keyring::generate_base64().expose_secret())
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
