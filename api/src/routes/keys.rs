@@ -151,7 +151,8 @@ async fn load(state: &AppState, project_id: Uuid, key_id: Uuid) -> Result<KeyVie
 
 /// List API keys.
 ///
-/// The project's keys, revoked ones included. Needs `keys:read`.
+/// The project's keys within this key's reach (its environment, scopes, platforms and accounts),
+/// revoked ones included. Needs `keys:read`.
 #[utoipa::path(get, operation_id = "listKeys", security(("api_key" = ["keys:read"])), path = "/v1/keys", tag = "keys", params(ListQuery),
     responses((status = 200, description = "A page of keys", body = Page)))]
 async fn list(
@@ -195,7 +196,7 @@ async fn list(
 
 /// Get an API key.
 ///
-/// One key. Needs `keys:read`.
+/// One key. Needs `keys:read`; a key beyond this key's reach is a 403 naming what it lacks.
 #[utoipa::path(get, operation_id = "getKey", security(("api_key" = ["keys:read"])), path = "/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path, description = "The key's id")),
     responses((status = 200, description = "The key", body = KeyView)))]
 async fn show(
@@ -209,7 +210,8 @@ async fn show(
 /// Create an API key.
 ///
 /// Creates a key; the answer is the only place its secret is ever shown. Needs `keys:write`.
-/// At most `HERALD_MAX_LIVE_KEYS` (10) live keys per project: 409 beyond.
+/// At most `HERALD_MAX_LIVE_KEYS` (10) live keys per project: 409 beyond. A key can create only
+/// keys within its own reach: a scope, platform, account or environment beyond it is a 403.
 #[utoipa::path(post, operation_id = "createKey", security(("api_key" = ["keys:write"])), path = "/v1/keys", tag = "keys", request_body = CreateBody,
     responses((status = 201, description = "The new key and its secret", body = Created)))]
 async fn create(
@@ -304,7 +306,8 @@ async fn create(
 
 /// Revoke an API key.
 ///
-/// Revokes a key, on every api process at once. Needs `keys:write`. Revoking twice is a 409.
+/// Revokes a key, on every api process at once. Needs `keys:write`, and the key within this key's
+/// reach (403 otherwise). Revoking twice is a 409.
 #[utoipa::path(delete, operation_id = "revokeKey", security(("api_key" = ["keys:write"])), path = "/v1/keys/{id}", tag = "keys", params(("id" = Uuid, Path, description = "The key's id")),
     responses((status = 200, description = "The revoked key", body = KeyView)))]
 async fn revoke(
