@@ -17,26 +17,8 @@ use crate::harness::{TestApp, TestDb, test_config};
 
 /// A connected sandbox account of the key's project, recorded as the exchange job would.
 pub async fn sandbox_account(app: &TestApp) -> Uuid {
-    use herald_shared::domain::account::{Account, Command, Grant};
     let project_id: Uuid = sqlx::query_scalar("SELECT id FROM projects LIMIT 1").fetch_one(&app.pool).await.unwrap();
-    let id = Uuid::now_v7();
-    let grant = Grant {
-        project_id,
-        platform: "sandbox".into(),
-        platform_user_id: "person-ada".into(),
-        kind: "person".into(),
-        username: Some("ada".into()),
-        display_name: None,
-        external_id: None,
-        app_id: None,
-        scopes: vec![],
-        expires_at: None,
-        session_id: Uuid::now_v7(),
-    };
-    let mut tx = app.pool.begin().await.unwrap();
-    execute::<Account>(&mut tx, id, Command::Connect(Box::new(grant)), &EventMetadata::default()).await.unwrap();
-    tx.commit().await.unwrap();
-    id
+    crate::fixtures::connected_account(app, project_id, "sandbox", "person-ada", None).await
 }
 
 /// Plays a worker that claims every due job of `queues` and dies before reporting, until no

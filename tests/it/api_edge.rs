@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::fixtures::{connected_account, draft_post};
 use crate::harness::TestApp;
 
 struct Project {
@@ -194,7 +195,8 @@ async fn another_projects_key_sees_nothing_of_this_one() {
     let acme_key_id = acme_keys["data"][0]["id"].as_str().unwrap().to_owned();
 
     // One of Acme's resources for every route that names one; a new route must add its own.
-    let acme_account = acme_account(&app, acme.id).await.to_string();
+    let acme_account =
+        connected_account(&app, acme.id, "sandbox", &format!("person-{}", Uuid::now_v7()), None).await.to_string();
     let started = request(&app, "POST", "/v1/connect/sandbox", &acme.admin_key).send().await.unwrap();
     let acme_session = started.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_owned();
     let registered = request(&app, "POST", "/v1/apps", &acme.admin_key)
@@ -203,7 +205,7 @@ async fn another_projects_key_sees_nothing_of_this_one() {
         .await
         .unwrap();
     let acme_app = registered.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let acme_post = acme_post(&app, acme.id, &acme_account).await;
+    let acme_post = draft_post(&app, acme.id, "acme's draft", &[acme_account.parse().unwrap()]).await.to_string();
     let acme_resources = [
         ("/v1/apps/{id}", acme_app.clone()),
         ("/v1/posts/{id}", acme_post.clone()),
@@ -251,62 +253,6 @@ async fn another_projects_key_sees_nothing_of_this_one() {
     assert!(streams.contains(&format!("project:{}", globex.id).as_str()), "{streams:?}");
     assert!(!feed.to_string().contains(&acme.id.to_string()), "nothing of Acme in Globex's feed");
     app.stop().await.unwrap();
-}
-
-/// A connected sandbox account of `project_id`, recorded as the exchange job would.
-async fn acme_account(app: &TestApp, project_id: Uuid) -> Uuid {
-    use herald_shared::domain::account::{Account, Command, Grant};
-    let id = Uuid::now_v7();
-    let grant = Grant {
-        project_id,
-        platform: "sandbox".into(),
-        platform_user_id: format!("person-{id}"),
-        kind: "person".into(),
-        username: None,
-        display_name: None,
-        external_id: None,
-        app_id: None,
-        scopes: vec![],
-        expires_at: None,
-        session_id: Uuid::now_v7(),
-    };
-    let mut tx = app.pool.begin().await.unwrap();
-    herald_shared::events::execute::<Account>(
-        &mut tx,
-        id,
-        Command::Connect(Box::new(grant)),
-        &EventMetadata::default(),
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    id
-}
-
-/// A draft post of `project_id` aimed at `account_id`.
-async fn acme_post(app: &TestApp, project_id: Uuid, account_id: &str) -> String {
-    use herald_shared::domain::post::{Command, Post, Target};
-    let id = Uuid::now_v7();
-    let target = Target {
-        delivery_id: Uuid::now_v7(),
-        account_id: account_id.parse().unwrap(),
-        content: None,
-        options: Value::Null,
-    };
-    let command = Command::Create {
-        project_id,
-        content: "acme's draft".into(),
-        targets: vec![target],
-        scheduled_at: None,
-        draft: true,
-        requires_approval: false,
-        external_id: None,
-        now: chrono::Utc::now(),
-    };
-    let mut tx = app.pool.begin().await.unwrap();
-    herald_shared::events::execute::<Post>(&mut tx, id, command, &EventMetadata::default()).await.unwrap();
-    tx.commit().await.unwrap();
-    id.to_string()
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ mod connect;
 mod credentials;
 mod event_log;
 mod fake_oauth;
+mod fixtures;
 mod foundation;
 mod grants;
 mod keys;

@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use herald_shared::domain::account::{self, Account, Grant};
 use herald_shared::domain::connect_session::{self, ConnectSession, SessionSpec};
-use herald_shared::domain::post::{self, Post, Target};
 use herald_shared::events::reader::wait_for_horizon;
 use herald_shared::events::{EventMetadata, execute};
 use herald_shared::keys::{self, Environment, KeyRequest};
@@ -16,60 +14,16 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::api_edge::{documented_operations, request};
+use crate::fixtures::{connected_account, draft_post};
 use crate::harness::TestApp;
 
 fn metadata(project_id: Uuid) -> EventMetadata {
     EventMetadata { project_id: Some(project_id), ..EventMetadata::default() }
 }
 
-/// A connected account, recorded as the exchange job would.
+/// A connected account whose external id is `external_id`.
 async fn account(app: &TestApp, project_id: Uuid, platform: &str, external_id: &str) -> Uuid {
-    let id = Uuid::now_v7();
-    let grant = Grant {
-        project_id,
-        platform: platform.into(),
-        platform_user_id: format!("user-{id}"),
-        kind: "person".into(),
-        username: Some(format!("{platform}-{external_id}")),
-        display_name: None,
-        external_id: Some(external_id.into()),
-        app_id: None,
-        scopes: vec![],
-        expires_at: None,
-        session_id: Uuid::now_v7(),
-    };
-    let mut tx = app.pool.begin().await.unwrap();
-    execute::<Account>(&mut tx, id, account::Command::Connect(Box::new(grant)), &metadata(project_id)).await.unwrap();
-    tx.commit().await.unwrap();
-    id
-}
-
-/// A draft post aimed at `accounts`, whose content names it so a leak is easy to spot.
-async fn draft(app: &TestApp, project_id: Uuid, content: &str, accounts: &[Uuid]) -> Uuid {
-    let id = Uuid::now_v7();
-    let targets = accounts
-        .iter()
-        .map(|account_id| Target {
-            delivery_id: Uuid::now_v7(),
-            account_id: *account_id,
-            content: None,
-            options: Value::Null,
-        })
-        .collect();
-    let command = post::Command::Create {
-        project_id,
-        content: content.into(),
-        targets,
-        scheduled_at: None,
-        draft: true,
-        requires_approval: false,
-        external_id: None,
-        now: chrono::Utc::now(),
-    };
-    let mut tx = app.pool.begin().await.unwrap();
-    execute::<Post>(&mut tx, id, command, &metadata(project_id)).await.unwrap();
-    tx.commit().await.unwrap();
-    id
+    connected_account(app, project_id, platform, &format!("{platform}-{external_id}"), Some(external_id)).await
 }
 
 /// A connect session on `platform` that completed with `account_ids`.
@@ -148,10 +102,10 @@ async fn a_limited_key_sees_and_changes_nothing_beyond_its_reach_on_any_route() 
     let sandbox_one = account(&app, project_id, "sandbox", "user-1").await;
     let sandbox_two = account(&app, project_id, "sandbox", "user-2").await;
     let on_x = account(&app, project_id, "x", "user-3").await;
-    let post_one = draft(&app, project_id, "draft for sandbox one", &[sandbox_one]).await;
-    let post_two = draft(&app, project_id, "draft for sandbox two", &[sandbox_two]).await;
-    let post_x = draft(&app, project_id, "draft for x", &[on_x]).await;
-    let post_mixed = draft(&app, project_id, "draft for sandbox one and x", &[sandbox_one, on_x]).await;
+    let post_one = draft_post(&app, project_id, "draft for sandbox one", &[sandbox_one]).await;
+    let post_two = draft_post(&app, project_id, "draft for sandbox two", &[sandbox_two]).await;
+    let post_x = draft_post(&app, project_id, "draft for x", &[on_x]).await;
+    let post_mixed = draft_post(&app, project_id, "draft for sandbox one and x", &[sandbox_one, on_x]).await;
     let session_both = completed_session(&app, project_id, "sandbox", &[sandbox_one, sandbox_two]).await;
     let session_x = completed_session(&app, project_id, "x", &[on_x]).await;
     let registered = request(&app, "POST", "/v1/apps", &admin)

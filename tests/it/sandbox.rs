@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::connect::{accounts, authorize, client, get_json};
+use crate::connect::{client, get_json};
 use crate::harness::{TestApp, TestDb, test_config};
 
 /// A problem answer: its status, `application/problem+json`, and its body.
@@ -25,14 +25,8 @@ async fn problem(response: reqwest::Response, status: StatusCode) -> Value {
 
 #[tokio::test]
 async fn a_database_error_in_the_sandbox_token_look_up_is_a_503_and_never_disconnects_the_account() {
-    let db = TestDb::new().await;
-    let mut config = test_config(&db);
-    config.platform_timeout_secs = 1;
-    let app = TestApp::spawn_on(db, Arc::new(config), Router::new()).await;
-    let client = client(&app).await;
-    let (_, callback) = authorize(&app, &client, json!({}), "login=ada").await;
-    client.http.get(&callback).send().await.unwrap();
-    let account = accounts(&app, &client).await[0]["id"].as_str().unwrap().to_owned();
+    let (app, client, accounts) = crate::posts::app_with_accounts().await;
+    let account = accounts[0].clone();
 
     // The sandbox's token table is unreadable for a while.
     sqlx::query("ALTER TABLE sandbox_tokens RENAME TO sandbox_tokens_away").execute(&app.pool).await.unwrap();

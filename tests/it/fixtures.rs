@@ -1,0 +1,70 @@
+//! Records the tests make directly, as the code that makes them in production would: a
+//! connected account (as the exchange job records it, without tokens) and a draft post.
+
+use herald_shared::domain::account::{self, Account, Grant};
+use herald_shared::domain::post::{self, Post, Target};
+use herald_shared::events::{EventMetadata, execute};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::harness::TestApp;
+
+fn metadata(project_id: Uuid) -> EventMetadata {
+    EventMetadata { project_id: Some(project_id), ..EventMetadata::default() }
+}
+
+/// A connected account of `project_id` on `platform`.
+pub async fn connected_account(
+    app: &TestApp,
+    project_id: Uuid,
+    platform: &str,
+    platform_user_id: &str,
+    external_id: Option<&str>,
+) -> Uuid {
+    let id = Uuid::now_v7();
+    let grant = Grant {
+        project_id,
+        platform: platform.into(),
+        platform_user_id: platform_user_id.into(),
+        kind: "person".into(),
+        username: None,
+        display_name: None,
+        external_id: external_id.map(str::to_owned),
+        app_id: None,
+        scopes: vec![],
+        expires_at: None,
+        session_id: Uuid::now_v7(),
+    };
+    let mut tx = app.pool.begin().await.unwrap();
+    execute::<Account>(&mut tx, id, account::Command::Connect(Box::new(grant)), &metadata(project_id)).await.unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+/// A draft post of `project_id` with `content`, aimed at `accounts`.
+pub async fn draft_post(app: &TestApp, project_id: Uuid, content: &str, accounts: &[Uuid]) -> Uuid {
+    let id = Uuid::now_v7();
+    let targets = accounts
+        .iter()
+        .map(|account_id| Target {
+            delivery_id: Uuid::now_v7(),
+            account_id: *account_id,
+            content: None,
+            options: Value::Null,
+        })
+        .collect();
+    let command = post::Command::Create {
+        project_id,
+        content: content.into(),
+        targets,
+        scheduled_at: None,
+        draft: true,
+        requires_approval: false,
+        external_id: None,
+        now: chrono::Utc::now(),
+    };
+    let mut tx = app.pool.begin().await.unwrap();
+    execute::<Post>(&mut tx, id, command, &metadata(project_id)).await.unwrap();
+    tx.commit().await.unwrap();
+    id
+}
