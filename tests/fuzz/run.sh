@@ -66,33 +66,30 @@ python3 tests/fuzz/seed.py "$base" "$fuzz_key" "$WORK/schemathesis.toml"
 # Revoking a key: last, and alone. The fuzzer reuses ids it saw in answers, so it revokes the key
 # it runs with (GET /v1/keys lists it), and every case after that would meet only a 401.
 set +e
-"$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run "$base/v1/openapi.json" \
-    --exclude-operation-id revokeKey \
-    --checks "$CHECKS" \
-    --max-examples "$MAX_EXAMPLES" \
-    ${FUZZ_SEED:+--seed "$FUZZ_SEED"} \
-    --header "Authorization: Bearer $fuzz_key" \
-    --generation-database none \
-    --request-timeout 30 \
-    --report junit,ndjson --report-dir "$WORK/report" \
-    --no-color \
-    "$@"
+# One schemathesis run: the report directory's name, the operation filter and the script's own
+# arguments.
+fuzz_run() {
+    report=$1 filter=$2 operation=$3
+    shift 3
+    "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run "$base/v1/openapi.json" \
+        "$filter" "$operation" \
+        --checks "$CHECKS" \
+        --max-examples "$MAX_EXAMPLES" \
+        ${FUZZ_SEED:+--seed "$FUZZ_SEED"} \
+        --header "Authorization: Bearer $fuzz_key" \
+        --generation-database none \
+        --request-timeout 30 \
+        --report junit,ndjson --report-dir "$WORK/$report" \
+        --no-color \
+        "$@"
+}
+fuzz_run report --exclude-operation-id revokeKey "$@"
 status=$?
 if ! curl -fsS -o /dev/null "$base/v1/keys" -H "Authorization: Bearer $fuzz_key"; then
     echo "fuzz: the fuzz key stopped working during the run: later cases met only 401s" >&2
     status=1
 fi
-"$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run "$base/v1/openapi.json" \
-    --include-operation-id revokeKey \
-    --checks "$CHECKS" \
-    --max-examples "$MAX_EXAMPLES" \
-    ${FUZZ_SEED:+--seed "$FUZZ_SEED"} \
-    --header "Authorization: Bearer $fuzz_key" \
-    --generation-database none \
-    --request-timeout 30 \
-    --report junit,ndjson --report-dir "$WORK/report-revoke" \
-    --no-color \
-    "$@" || status=1
+fuzz_run report-revoke --include-operation-id revokeKey "$@" || status=1
 set -e
 # Both runs' reports name every case they generated.
 cases=$(python3 -c '
