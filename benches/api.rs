@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_shared::Config;
+use herald_shared::commands::keys::{self, KeyRequest};
 use herald_shared::events::EventMetadata;
-use herald_shared::keys::{self, KeyRequest};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 

@@ -2,7 +2,7 @@
 //!
 //! Writers append `post.created` events with their projection rows (a `posts` row and a
 //! `deliveries` row), with synchronous commit on, two ways: each command in its own transaction
-//! (`execute`), and through the group committer (`create`), which gathers concurrent commands
+//! (`execute`), and through the group committer (`execute_loaded` on a new stream), which gathers concurrent commands
 //! into one transaction. Next to them, pgbench's single-row INSERT TPS on the same server with
 //! the same client counts: the cost of the simplest durable write. The RESULT line reports the
 //! group committer, the path the api takes for creations.
@@ -15,8 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use herald_shared::commands::{execute, execute_loaded};
 use herald_shared::domain::{post, project};
-use herald_shared::events::{EventMetadata, GroupCommitter, create, execute};
+use herald_shared::events::{EventMetadata, GroupCommitter};
+use herald_shared::projections::ReadModels;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
@@ -128,7 +130,7 @@ async fn append_for(url: &str, project_id: Uuid, writers: usize, mode: Mode) -> 
     let connections = u32::try_from(if mode == Mode::GroupCommit { appenders() } else { writers }).unwrap();
     let pool =
         PgPoolOptions::new().max_connections(connections).min_connections(connections).connect(url).await.unwrap();
-    let committer = GroupCommitter::spawn(pool.clone(), appenders(), MAX_BATCH);
+    let committer = GroupCommitter::spawn(pool.clone(), Arc::new(ReadModels), appenders(), MAX_BATCH);
     let deadline = Instant::now() + Duration::from_secs(SECONDS_PER_LEVEL);
     let started = Instant::now();
     let metadata =
@@ -162,7 +164,15 @@ async fn append_for(url: &str, project_id: Uuid, writers: usize, mode: Mode) -> 
                         tx.commit().await.unwrap();
                     }
                     Mode::GroupCommit => {
-                        create::<post::Post>(&committer, Uuid::now_v7(), command, (*metadata).clone()).await.unwrap();
+                        execute_loaded(
+                            &committer,
+                            Uuid::now_v7(),
+                            &mut (post::Post::default(), 0),
+                            command,
+                            (*metadata).clone(),
+                        )
+                        .await
+                        .unwrap();
                     }
                 }
                 latencies.push(began.elapsed());

@@ -24,10 +24,11 @@ use std::time::Duration;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
+use herald_shared::commands::execute;
 use herald_shared::credentials;
 use herald_shared::domain::account::{self, Account, Grant};
 use herald_shared::domain::post::{self, Post, Target};
-use herald_shared::events::{EventMetadata, execute};
+use herald_shared::events::EventMetadata;
 use herald_shared::platforms::TokenSet;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -76,7 +77,7 @@ async fn main() {
 
     let setup = std::time::Instant::now();
     let (project_id, _, _) =
-        herald_shared::keys::create_project(&pool, "bench", &EventMetadata::default()).await.unwrap();
+        herald_shared::commands::keys::create_project(&pool, "bench", &EventMetadata::default()).await.unwrap();
     let metadata = EventMetadata { project_id: Some(project_id), ..EventMetadata::default() };
     let mut accounts = Vec::with_capacity(ACCOUNTS);
     let mut tx = pool.begin().await.unwrap();
@@ -295,7 +296,9 @@ impl Bench {
                     now: Utc::now(),
                 };
                 let created = execute::<Post>(&mut tx, id, command, &self.metadata).await.unwrap();
-                herald_shared::posts::queue_pending(&mut tx, id, &created.state, &self.metadata).await.unwrap();
+                herald_shared::commands::deliveries::queue_pending(&mut tx, id, &created.state, &self.metadata)
+                    .await
+                    .unwrap();
             }
             tx.commit().await.unwrap();
         }

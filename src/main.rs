@@ -228,8 +228,9 @@ async fn run_role(command: Command, mut config: Config) -> Result<()> {
 mod operator {
     use anyhow::Result;
     use herald_shared::Config;
+    use herald_shared::commands::keys::{self, KeyRequest};
+    use herald_shared::domain::api_key::Environment;
     use herald_shared::events::EventMetadata;
-    use herald_shared::keys::{self, Environment, KeyRequest};
 
     use super::{KeysAction, ProjectsAction};
 

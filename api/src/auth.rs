@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use herald_shared::domain::api_key::Reach;
+use herald_shared::domain::api_key::{Environment, Reach};
 use herald_shared::rate_limit::{self, Decision, Rate};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -32,8 +32,7 @@ use crate::key_cache::{KnownKey, StoredKey};
 pub struct Caller {
     pub key_id: Uuid,
     pub project_id: Uuid,
-    /// `live` or `test`.
-    pub environment: String,
+    pub environment: Environment,
     pub scopes: Vec<String>,
     /// Only these platforms, when set.
     pub platforms: Option<Vec<String>>,
@@ -54,7 +53,7 @@ impl Caller {
     /// What this key reaches, to compare with what a request touches or another key reaches.
     pub fn reach(&self) -> Reach<'_> {
         Reach {
-            test_only: self.environment == "test",
+            test_only: self.environment == Environment::Test,
             scopes: &self.scopes,
             platforms: self.platforms.as_deref(),
             accounts: self.accounts.as_deref(),
@@ -67,7 +66,7 @@ impl Caller {
         if self.reach().reaches_platform(platform) {
             return Ok(());
         }
-        if self.environment == "test" && platform != "sandbox" {
+        if self.environment == Environment::Test && platform != "sandbox" {
             return Err(ApiError::forbidden("a test key (hk_test_) reaches only the sandbox platform"));
         }
         Err(ApiError::forbidden(format!("this key may not act on {platform}")))
@@ -99,7 +98,6 @@ impl Caller {
             request_id: crate::error::current_request_id(),
             project_id: Some(self.project_id),
             actor: Some(self.actor()),
-            ..Default::default()
         }
     }
 }
@@ -178,7 +176,7 @@ async fn admit(state: &AppState, headers: &HeaderMap, client: Option<IpAddr>) ->
     let caller = Caller {
         key_id: stored.id,
         project_id: stored.project_id,
-        environment: stored.environment.clone(),
+        environment: stored.environment,
         scopes: stored.scopes.clone(),
         platforms: stored.platforms.clone(),
         accounts: stored.accounts.clone(),
@@ -195,7 +193,7 @@ async fn find_key(state: &AppState, digest: Vec<u8>) -> Result<Arc<KnownKey>, Ap
     let generation = state.keys.generation();
     let stored = sqlx::query_as!(
         StoredKey,
-        r#"SELECT k.id, k.project_id, k.key_hash, k.environment, k.scopes, k.platforms, k.accounts, k.expires_at,
+        r#"SELECT k.id, k.project_id, k.key_hash, k.environment AS "environment: Environment", k.scopes, k.platforms, k.accounts, k.expires_at,
                   k.revoked_at, k.requests_per_minute, k.requests_per_day, k.allowed_ips, k.allowed_origins,
                   u.last_used_at AS "last_used_at?"
            FROM api_keys k LEFT JOIN api_key_usage u ON u.key_id = k.id
@@ -224,7 +222,7 @@ fn bearer_key(headers: &HeaderMap) -> Result<&str, ApiError> {
         return Err(ApiError::unauthorized("the Authorization scheme must be Bearer"));
     }
     let key = key.trim();
-    if !herald_shared::keys::is_well_formed(key) {
+    if !herald_shared::domain::api_key::is_well_formed(key) {
         return Err(ApiError::unauthorized("that is not a herald key (hk_live_ or hk_test_ and 32 hex digits)"));
     }
     Ok(key)
@@ -246,7 +244,10 @@ fn check_ip(ip: Option<IpAddr>, allowed: &[String]) -> Result<(), ApiError> {
         return Ok(());
     }
     let permitted = ip.is_some_and(|ip| {
-        allowed.iter().filter_map(|network| herald_shared::keys::parse_network(network)).any(|net| net.contains(&ip))
+        allowed
+            .iter()
+            .filter_map(|network| herald_shared::domain::api_key::parse_network(network))
+            .any(|net| net.contains(&ip))
     });
     if permitted {
         Ok(())

@@ -33,6 +33,12 @@ impl FieldError {
     }
 }
 
+impl From<herald_shared::commands::posts::Invalid> for FieldError {
+    fn from(invalid: herald_shared::commands::posts::Invalid) -> Self {
+        Self { field: invalid.field, message: invalid.message }
+    }
+}
+
 /// A list's `limit` parameter: `default` when absent, a 422 outside `1..=max`.
 pub fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
     let limit = limit.unwrap_or(default);

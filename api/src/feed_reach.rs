@@ -14,9 +14,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use herald_shared::domain::api_key::Reach;
-use herald_shared::events::RecordedEvent;
-use herald_shared::keys::SCOPES;
+use herald_shared::domain::account::Account;
+use herald_shared::domain::aggregate::Aggregate;
+use herald_shared::domain::api_key::{ApiKey, Environment, Reach, SCOPES};
+use herald_shared::domain::connect_session::ConnectSession;
+use herald_shared::domain::oauth_app::OAuthApp;
+use herald_shared::domain::post::Post;
+use herald_shared::domain::project::Project;
+use herald_shared::events::{RecordedEvent, StreamId};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -36,15 +41,14 @@ enum Subject {
 }
 
 fn subject(stream_id: &str) -> Subject {
-    let Some((kind, id)) = stream_id.split_once(':') else { return Subject::Unknown };
-    let Ok(id) = id.parse::<Uuid>() else { return Subject::Unknown };
+    let Some((kind, id)) = StreamId::parse(stream_id) else { return Subject::Unknown };
     match kind {
-        "post" => Subject::Post(id),
-        "account" => Subject::Account(id),
-        "connect" => Subject::Connect(id),
-        "key" => Subject::Key(id),
-        "app" => Subject::App(id),
-        "project" => Subject::Project,
+        Post::KIND => Subject::Post(id),
+        Account::KIND => Subject::Account(id),
+        ConnectSession::KIND => Subject::Connect(id),
+        ApiKey::KIND => Subject::Key(id),
+        OAuthApp::KIND => Subject::App(id),
+        Project::KIND => Subject::Project,
         _ => Subject::Unknown,
     }
 }
@@ -72,14 +76,14 @@ impl FeedReach {
         let mut accounts_in_payloads = Vec::new();
         for event in events {
             match subject(&event.stream_id) {
-                Subject::Post(id) if holds("posts:read") => wanted.entry("post").or_default().push(id),
-                Subject::Account(id) if holds("connections:read") => wanted.entry("account").or_default().push(id),
+                Subject::Post(id) if holds("posts:read") => wanted.entry(Post::KIND).or_default().push(id),
+                Subject::Account(id) if holds("connections:read") => wanted.entry(Account::KIND).or_default().push(id),
                 Subject::Connect(id) if holds("connections:read") => {
-                    wanted.entry("connect").or_default().push(id);
+                    wanted.entry(ConnectSession::KIND).or_default().push(id);
                     accounts_in_payloads.extend(account_ids(&event.payload));
                 }
-                Subject::Key(id) if holds("keys:read") => wanted.entry("key").or_default().push(id),
-                Subject::App(id) if holds("apps:read") => wanted.entry("app").or_default().push(id),
+                Subject::Key(id) if holds("keys:read") => wanted.entry(ApiKey::KIND).or_default().push(id),
+                Subject::App(id) if holds("apps:read") => wanted.entry(OAuthApp::KIND).or_default().push(id),
                 _ => {}
             }
         }
@@ -90,7 +94,7 @@ impl FeedReach {
         for target in sqlx::query!(
             "SELECT d.post_id, a.id, a.platform, a.external_id
              FROM deliveries d JOIN accounts a ON a.id = d.account_id WHERE d.post_id = ANY($1)",
-            &ids("post")
+            &ids(Post::KIND)
         )
         .fetch_all(pool)
         .await?
@@ -100,7 +104,7 @@ impl FeedReach {
         }
         found.visible.extend(posts.into_iter().filter(|(_, all_reached)| *all_reached).map(|(id, _)| id));
 
-        let mut account_lookup = ids("account");
+        let mut account_lookup = ids(Account::KIND);
         account_lookup.extend(accounts_in_payloads);
         for account in
             sqlx::query!("SELECT id, platform, external_id FROM accounts WHERE id = ANY($1)", &account_lookup)
@@ -111,32 +115,34 @@ impl FeedReach {
                 found.reachable_accounts.insert(account.id);
             }
         }
-        found.visible.extend(ids("account").into_iter().filter(|id| found.reachable_accounts.contains(id)));
+        found.visible.extend(ids(Account::KIND).into_iter().filter(|id| found.reachable_accounts.contains(id)));
 
-        for session in sqlx::query!("SELECT id, platform FROM connect_sessions WHERE id = ANY($1)", &ids("connect"))
-            .fetch_all(pool)
-            .await?
+        for session in
+            sqlx::query!("SELECT id, platform FROM connect_sessions WHERE id = ANY($1)", &ids(ConnectSession::KIND))
+                .fetch_all(pool)
+                .await?
         {
             if reach.reaches_platform(&session.platform) {
                 found.visible.insert(session.id);
             }
         }
-        for app in
-            sqlx::query!("SELECT id, platform FROM oauth_apps WHERE id = ANY($1)", &ids("app")).fetch_all(pool).await?
+        for app in sqlx::query!("SELECT id, platform FROM oauth_apps WHERE id = ANY($1)", &ids(OAuthApp::KIND))
+            .fetch_all(pool)
+            .await?
         {
             if reach.reaches_platform(&app.platform) {
                 found.visible.insert(app.id);
             }
         }
         for key in sqlx::query!(
-            "SELECT id, environment, scopes, platforms, accounts FROM api_keys WHERE id = ANY($1)",
-            &ids("key")
+            r#"SELECT id, environment AS "environment: Environment", scopes, platforms, accounts FROM api_keys WHERE id = ANY($1)"#,
+            &ids(ApiKey::KIND)
         )
         .fetch_all(pool)
         .await?
         {
             let theirs = Reach {
-                test_only: key.environment == "test",
+                test_only: key.environment == Environment::Test,
                 scopes: &key.scopes,
                 platforms: key.platforms.as_deref(),
                 accounts: key.accounts.as_deref(),

@@ -147,7 +147,7 @@ async fn wait_for_claim(state: &AppState, project_id: Uuid, key: &str, fingerpri
             project_id,
             key,
             fingerprint,
-            herald_shared::keys::IDEMPOTENCY_WINDOW.as_secs_f64(),
+            herald_shared::idempotency::IDEMPOTENCY_WINDOW.as_secs_f64(),
         )
         .fetch_optional(&state.pool)
         .await

@@ -67,7 +67,7 @@ impl AppState {
         let listening = keys.clone();
         tokio::spawn(herald_shared::notify::listen(
             pool.clone(),
-            &[herald_shared::keys::CHANGED_CHANNEL],
+            &[herald_shared::commands::keys::CHANGED_CHANNEL],
             move |notice| listening.on_notice(notice),
             shutdown.clone(),
         ));

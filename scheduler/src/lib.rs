@@ -46,7 +46,7 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()>
             _ = shutdown.cancelled() => break,
             _ = prune.tick() => emit_prune(&pool).await,
             _ = deliveries.tick() => {
-                match herald_shared::posts::queue_due(&pool, chrono::Duration::minutes(1), 1000).await {
+                match herald_shared::commands::deliveries::queue_due(&pool, chrono::Duration::minutes(1), 1000).await {
                     Ok(0) => {}
                     Ok(queued) => tracing::info!(queued, "queued deliveries nothing had queued"),
                     Err(error) => tracing::warn!(error = %format!("{error:#}"), "cannot queue due deliveries"),
@@ -66,10 +66,10 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()>
 }
 
 /// Ends deliveries and connect sessions whose job ended without recording their outcome
-/// (`herald_shared::abandoned`), once a worker that was only slow would have finished.
+/// (`herald_shared::commands::abandoned`), once a worker that was only slow would have finished.
 async fn end_abandoned(pool: &PgPool, config: &Config) {
     let grace = config.platform_timeout() + ABANDONED_GRACE_MARGIN;
-    match herald_shared::abandoned::end_abandoned(pool, grace, 1000).await {
+    match herald_shared::commands::abandoned::end_abandoned(pool, grace, 1000).await {
         Ok(ended) if ended.total() == 0 => {}
         Ok(ended) => tracing::warn!(
             unknown = ended.unknown,

@@ -1,9 +1,24 @@
-//! herald's core, shared by every role: settings, the database, encryption, telemetry and the
-//! process plumbing. It knows nothing of HTTP handlers or job runners (those live in `api/`,
-//! `worker/` and `scheduler/`).
+//! herald's core, shared by every role. It knows nothing of HTTP handlers or job runners (those
+//! live in `api/`, `worker/` and `scheduler/`).
+//!
+//! # Layers
+//! Four layers, each using only the ones below it (a lower layer never imports a higher one):
+//!
+//! 1. **Domain and settings**, no I/O: [`domain`] (the pure aggregates and value types) and
+//!    [`config`].
+//! 2. **Storage and plumbing**: [`events`] (the log; it is handed a [`events::Projector`] and names
+//!    no read model), [`projections`] (the read models), [`queue`] and [`jobs`] (the job payloads),
+//!    [`rate_limit`], [`crypto`], [`credentials`] (the only reader of sealed tables),
+//!    [`idempotency`], [`retention`], [`batch`], [`notify`], [`heartbeat`], [`db`], [`telemetry`],
+//!    [`shutdown`].
+//! 3. **Use cases**: [`commands`], what a route, a job or the CLI calls to change something (run a
+//!    command on an aggregate, queue deliveries, keys and projects, post checks).
+//! 4. **The outside world**: [`platforms`], one file per social platform carrying its own spec.
+//!
+//! The binaries' crates sit above all four.
 
-pub mod abandoned;
 pub mod batch;
+pub mod commands;
 pub mod config;
 pub mod credentials;
 pub mod crypto;
@@ -11,11 +26,10 @@ pub mod db;
 pub mod domain;
 pub mod events;
 pub mod heartbeat;
+pub mod idempotency;
 pub mod jobs;
-pub mod keys;
 pub mod notify;
 pub mod platforms;
-pub mod posts;
 pub mod projections;
 pub mod queue;
 pub mod rate_limit;

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_shared::commands::execute;
 use herald_shared::domain::post::{Command, Post};
-use herald_shared::events::{EventMetadata, execute};
+use herald_shared::events::EventMetadata;
 use herald_shared::queue::{self, maintenance};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -144,7 +145,7 @@ async fn jobs_that_lose_their_lease_on_every_attempt_leave_their_subjects_ended_
     assert_eq!(types, ["connect.failed", "delivery.failed", "delivery.unknown"]);
 
     // Another sweep (a second scheduler) finds nothing left to end.
-    let again = herald_shared::abandoned::end_abandoned(&app.pool, Duration::ZERO, 100).await.unwrap();
+    let again = herald_shared::commands::abandoned::end_abandoned(&app.pool, Duration::ZERO, 100).await.unwrap();
     assert_eq!(again.total(), 0, "{again:?}");
 
     // The one that never started can simply be retried; nothing was ever sent.

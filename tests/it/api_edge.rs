@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use herald_shared::commands::keys::{self, KeyRequest};
+use herald_shared::domain::api_key;
 use herald_shared::events::EventMetadata;
 use herald_shared::events::reader::wait_for_horizon;
-use herald_shared::keys::{self, KeyRequest};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -113,8 +114,11 @@ async fn every_route_refuses_a_key_without_its_scope_and_admits_one_with_it() {
     let acme = project(&app, "Acme").await;
     for (method, template, needed) in documented_operations(&app).await {
         let path = concrete(&template, &Uuid::new_v4().to_string());
-        let others: Vec<String> =
-            keys::SCOPES.iter().filter(|scope| !needed.iter().any(|n| n == *scope)).map(|s| (*s).to_owned()).collect();
+        let others: Vec<String> = api_key::SCOPES
+            .iter()
+            .filter(|scope| !needed.iter().any(|n| n == *scope))
+            .map(|s| (*s).to_owned())
+            .collect();
         let lacking = KeyRequest { scopes: others, ..KeyRequest::admin(&format!("without {needed:?}")) };
         let (_, lacking) =
             keys::create_key(&app.pool, acme.id, lacking, 1000, &EventMetadata::default()).await.unwrap();
@@ -147,14 +151,14 @@ async fn keys_are_created_shown_once_listed_and_revoked() {
     assert_eq!(created.status(), StatusCode::CREATED);
     let created: Value = created.json().await.unwrap();
     let secret = created["key"].as_str().unwrap().to_owned();
-    assert!(keys::is_well_formed(&secret));
+    assert!(api_key::is_well_formed(&secret));
     assert_eq!(created["prefix"], secret[..12]);
     assert_eq!(created["scopes"], json!(["posts:read", "posts:write"]));
     let id = created["id"].as_str().unwrap().to_owned();
 
     let listed: Value = get(&app, "/v1/keys", &acme.admin_key).await.json().await.unwrap();
     let text = listed.to_string();
-    assert!(!text.contains(&secret) && !text.contains(&keys::hash(&secret)), "never the key nor its hash");
+    assert!(!text.contains(&secret) && !text.contains(&api_key::hash(&secret)), "never the key nor its hash");
     assert_eq!(listed["data"].as_array().unwrap().len(), 2);
     let page: Value = get(&app, "/v1/keys?limit=1", &acme.admin_key).await.json().await.unwrap();
     let cursor = page["next_cursor"].as_str().unwrap();

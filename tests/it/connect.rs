@@ -2,9 +2,10 @@
 //! callback, exchange job, account listing), reconnects, every bad callback, and no token in
 //! plain text anywhere in the database.
 
+use herald_shared::commands::execute;
+use herald_shared::commands::keys::{self, KeyRequest};
 use herald_shared::domain::connect_session::{Command, ConnectSession, SessionSpec};
-use herald_shared::events::{EventMetadata, execute};
-use herald_shared::keys::{self, KeyRequest};
+use herald_shared::events::EventMetadata;
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use secrecy::ExposeSecret;
@@ -199,7 +200,7 @@ async fn bad_callbacks_get_a_clear_page_and_a_recorded_failure() {
     let (_, test_key) = keys::create_key(
         &app.pool,
         project_id,
-        KeyRequest { environment: keys::Environment::Test, ..KeyRequest::admin("test") },
+        KeyRequest { environment: herald_shared::domain::api_key::Environment::Test, ..KeyRequest::admin("test") },
         10,
         &EventMetadata::default(),
     )

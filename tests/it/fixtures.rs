@@ -1,9 +1,10 @@
 //! Records the tests make directly, as the code that makes them in production would: a
 //! connected account (as the exchange job records it, without tokens) and a draft post.
 
+use herald_shared::commands::execute;
 use herald_shared::domain::account::{self, Account, Grant};
 use herald_shared::domain::post::{self, Post, Target};
-use herald_shared::events::{EventMetadata, execute};
+use herald_shared::events::EventMetadata;
 use serde_json::Value;
 use uuid::Uuid;
 

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use herald_shared::keys;
+use herald_shared::domain::api_key;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -34,21 +34,21 @@ async fn an_operator_creates_a_project_with_an_admin_key_shown_once() {
     let (ok, stdout, stderr) = herald(&db, &["projects", "create", "Acme"]);
     assert!(ok, "{stderr}");
     let key = stdout.lines().last().unwrap();
-    assert!(keys::is_well_formed(key), "the key alone on the last line: {stdout}");
+    assert!(api_key::is_well_formed(key), "the key alone on the last line: {stdout}");
     let project: Uuid = stdout.lines().next().unwrap().strip_prefix("project ").unwrap().parse().unwrap();
 
     let pool = db.pool_for_test().await;
     let stored = stored_hashes(&pool).await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].0, key[..12]);
-    assert_eq!(hex::encode(&stored[0].1), keys::hash(key), "stored as its SHA-256");
+    assert_eq!(hex::encode(&stored[0].1), api_key::hash(key), "stored as its SHA-256");
     let (events,): (String,) = sqlx::query_as("SELECT string_agg(payload::text || metadata::text, ' ') FROM events")
         .fetch_one(&pool)
         .await
         .unwrap();
     assert!(!events.contains(key), "the key is in no event");
     let scopes: Vec<String> = sqlx::query_scalar("SELECT scopes FROM api_keys").fetch_one(&pool).await.unwrap();
-    assert_eq!(scopes.len(), keys::SCOPES.len(), "every scope");
+    assert_eq!(scopes.len(), api_key::SCOPES.len(), "every scope");
 
     let (ok, listed, _) = herald(&db, &["keys", "list", "--project", &project.to_string()]);
     assert!(ok);
@@ -68,7 +68,7 @@ async fn an_operator_creates_scoped_keys_up_to_the_limit_and_revokes_them() {
     );
     assert!(ok, "{stderr}");
     let test_key = created.lines().last().unwrap();
-    assert!(test_key.starts_with("hk_test_") && keys::is_well_formed(test_key));
+    assert!(test_key.starts_with("hk_test_") && api_key::is_well_formed(test_key));
     let key_id = created.lines().next().unwrap().strip_prefix("key ").unwrap().split(';').next().unwrap().to_owned();
 
     let (ok, _, stderr) =

@@ -4,8 +4,8 @@
 
 use std::collections::HashSet;
 
+use herald_shared::commands::keys;
 use herald_shared::events::EventMetadata;
-use herald_shared::keys;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -289,15 +289,15 @@ async fn two_scheduler_sweeps_queue_each_delivery_once() {
     };
     let mut tx = app.pool.begin().await.unwrap();
     let metadata = herald_shared::events::EventMetadata::default();
-    herald_shared::events::execute::<herald_shared::domain::post::Post>(&mut tx, post_id, command, &metadata)
+    herald_shared::commands::execute::<herald_shared::domain::post::Post>(&mut tx, post_id, command, &metadata)
         .await
         .unwrap();
     tx.commit().await.unwrap();
 
     let horizon = chrono::Duration::minutes(1);
     let (first, second) = tokio::join!(
-        herald_shared::posts::queue_due(&app.pool, horizon, 100),
-        herald_shared::posts::queue_due(&app.pool, horizon, 100)
+        herald_shared::commands::deliveries::queue_due(&app.pool, horizon, 100),
+        herald_shared::commands::deliveries::queue_due(&app.pool, horizon, 100)
     );
     assert_eq!(first.unwrap() + second.unwrap(), 1, "one of the replicas queued it");
     wait_for(&app, &client, &post_id.to_string(), &["published"], Duration::from_secs(10)).await;

@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
+use herald_shared::commands::execute;
+use herald_shared::commands::keys::{self, KeyRequest};
+use herald_shared::domain::api_key::Environment;
 use herald_shared::domain::connect_session::{self, ConnectSession, SessionSpec};
+use herald_shared::events::EventMetadata;
 use herald_shared::events::reader::wait_for_horizon;
-use herald_shared::events::{EventMetadata, execute};
-use herald_shared::keys::{self, Environment, KeyRequest};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;

@@ -125,7 +125,7 @@ async fn the_maintenance_job_prunes_spent_sandbox_state_and_old_session_secrets_
     let db = TestDb::new().await;
     let pool = db.pool_for_test().await;
     let (project_id, _, _) =
-        herald_shared::keys::create_project(&pool, "Acme", &EventMetadata::default()).await.unwrap();
+        herald_shared::commands::keys::create_project(&pool, "Acme", &EventMetadata::default()).await.unwrap();
     let statements = [
         // Codes: one expired two hours ago (used or not, it is spent), one still good.
         "INSERT INTO sandbox_codes (code_hash, client_id, redirect_uri, login, scopes, expires_at, used_at) VALUES

@@ -5,9 +5,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use herald_shared::commands::{ExecuteError, execute};
 use herald_shared::credentials;
-use herald_shared::domain::account::{self, Account};
-use herald_shared::events::{ExecuteError, execute};
+use herald_shared::domain::account::{self, Account, AccountStatus};
+use herald_shared::domain::api_key::Environment;
 use herald_shared::jobs::{RefreshCredentials, RevokeGrant};
 use herald_shared::queue::{self, NewJob};
 use serde::{Deserialize, Serialize};
@@ -46,7 +47,8 @@ pub struct AccountView {
     /// The project's own OAuth app it was connected through; absent: the managed app.
     app_id: Option<Uuid>,
     /// `connected`, `needs_reconnect` or `disconnected`.
-    status: String,
+    #[schema(value_type = String, example = "connected")]
+    status: AccountStatus,
     /// What the grant allows on the platform.
     scopes: Vec<String>,
     /// When the access token expires (herald refreshes it before).
@@ -103,7 +105,7 @@ async fn list(
 ) -> Result<ApiJson<Page>, ApiError> {
     let limit = page_limit(query.limit, 50, 100)?;
     if let Some(status) = &query.status
-        && !["connected", "needs_reconnect", "disconnected"].contains(&status.as_str())
+        && AccountStatus::parse(status).is_none()
     {
         return Err(ApiError::validation(vec![FieldError::new(
             "status",
@@ -111,10 +113,10 @@ async fn list(
         )]));
     }
     // The key's reach is applied in SQL too, so a page is never short because of it.
-    let test_only = caller.environment == "test";
+    let test_only = caller.environment == Environment::Test;
     let data = sqlx::query_as!(
         AccountView,
-        "SELECT id, platform, platform_user_id, kind, username, display_name, external_id, app_id, status, scopes,
+        r#"SELECT id, platform, platform_user_id, kind, username, display_name, external_id, app_id, status AS "status: AccountStatus", scopes,
                 expires_at, last_refresh_at, last_error, connected_at, updated_at
          FROM accounts
          WHERE project_id = $1 AND ($2::uuid IS NULL OR id > $2)
@@ -122,7 +124,7 @@ async fn list(
            AND ($5::text IS NULL OR status = $5)
            AND ($6::text[] IS NULL OR platform = ANY($6)) AND (NOT $7 OR platform = 'sandbox')
            AND ($8::text[] IS NULL OR id::text = ANY($8) OR external_id = ANY($8))
-         ORDER BY id LIMIT $9",
+         ORDER BY id LIMIT $9"#,
         caller.project_id,
         query.cursor,
         query.external_id,
@@ -142,9 +144,9 @@ async fn list(
 async fn load(state: &AppState, caller: &Caller, id: Uuid) -> Result<AccountView, ApiError> {
     let account = sqlx::query_as!(
         AccountView,
-        "SELECT id, platform, platform_user_id, kind, username, display_name, external_id, app_id, status, scopes,
+        r#"SELECT id, platform, platform_user_id, kind, username, display_name, external_id, app_id, status AS "status: AccountStatus", scopes,
                 expires_at, last_refresh_at, last_error, connected_at, updated_at
-         FROM accounts WHERE id = $1 AND project_id = $2",
+         FROM accounts WHERE id = $1 AND project_id = $2"#,
         id,
         caller.project_id
     )
@@ -238,8 +240,9 @@ async fn refresh(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, ApiJson<AccountView>), ApiError> {
     let account = load(&state, &caller, id).await?;
-    if account.status != "connected" {
-        return Err(ApiError::conflict(format!("the account is {}; reconnect it instead", account.status)));
+    if account.status != AccountStatus::Connected {
+        let status = account.status.as_str();
+        return Err(ApiError::conflict(format!("the account is {status}; reconnect it instead")));
     }
     let mut connection = state.pool.acquire().await?;
     let (owner, version) = credentials::pair_version(&mut connection, id)

@@ -6,9 +6,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use herald_shared::commands::{ExecuteError, execute};
 use herald_shared::credentials;
 use herald_shared::domain::oauth_app::{self, OAuthApp};
-use herald_shared::events::{ExecuteError, execute};
 use herald_shared::platforms;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};

@@ -16,8 +16,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use herald_shared::domain::connect_session::{self, ConnectSession, SessionSpec};
-use herald_shared::events::{EventMetadata, ExecuteError, execute};
+use herald_shared::commands::{ExecuteError, execute};
+use herald_shared::domain::api_key::Environment;
+use herald_shared::domain::connect_session::{self, ConnectSession, SessionSpec, SessionStatus};
+use herald_shared::events::EventMetadata;
 use herald_shared::jobs::ExchangeCode;
 use herald_shared::platforms::{self, ClientCredentials, ClientError};
 use herald_shared::queue::{self, NewJob};
@@ -85,7 +87,8 @@ struct Started {
     expires_at: DateTime<Utc>,
     /// Bluesky only: the outcome, as a callback would report it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<String>,
+    #[schema(value_type = Option<String>)]
+    status: Option<SessionStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     account_ids: Option<Vec<Uuid>>,
 }
@@ -97,7 +100,8 @@ pub struct SessionView {
     id: Uuid,
     platform: String,
     /// `started`, `pending` (the exchange runs), `connected`, `denied` or `failed`.
-    status: String,
+    #[schema(value_type = String, example = "connected")]
+    status: SessionStatus,
     /// The accounts the grant reached.
     account_ids: Vec<Uuid>,
     /// Why it was denied or failed.
@@ -205,7 +209,7 @@ async fn start(
         tx.commit().await?;
         let outcome = wait_for_outcome(&state, session_id).await;
         let (status, account_ids) =
-            outcome.map_or(("pending".to_owned(), Vec::new()), |view| (view.status, view.account_ids));
+            outcome.map_or((SessionStatus::Pending, Vec::new()), |view| (view.status, view.account_ids));
         let account_ids = reachable(&state, &caller, account_ids).await?;
         let started =
             Started { url: None, session_id, expires_at, status: Some(status), account_ids: Some(account_ids) };
@@ -389,7 +393,7 @@ async fn wait_for_outcome(state: &AppState, session_id: Uuid) -> Option<SessionV
     let deadline = tokio::time::Instant::now() + CALLBACK_WAIT;
     loop {
         let view = load_session(state, None, session_id).await.ok();
-        let settled = view.as_ref().is_none_or(|view| view.status != "pending");
+        let settled = view.as_ref().is_none_or(|view| view.status != SessionStatus::Pending);
         if settled || tokio::time::Instant::now() >= deadline {
             return view;
         }
@@ -399,27 +403,31 @@ async fn wait_for_outcome(state: &AppState, session_id: Uuid) -> Option<SessionV
 
 fn finish(session: &CallbackSession, view: Option<SessionView>) -> Response {
     let (status, account_ids, error) = match &view {
-        Some(view) => (view.status.clone(), view.account_ids.clone(), view.error.clone()),
-        None => ("pending".to_owned(), Vec::new(), None),
+        Some(view) => (view.status, view.account_ids.clone(), view.error.clone()),
+        None => (SessionStatus::Pending, Vec::new(), None),
     };
     if let Some(redirect_uri) = &session.redirect_uri {
         let ids = account_ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(",");
         let session_id = session.id.to_string();
         let query = form_urlencoded::Serializer::new(String::new())
             .append_pair("session_id", &session_id)
-            .append_pair("status", &status)
+            .append_pair("status", status.as_str())
             .append_pair("account_ids", &ids)
             .finish();
         let separator = if redirect_uri.contains('?') { '&' } else { '?' };
         return Redirect::to(&format!("{redirect_uri}{separator}{query}")).into_response();
     }
-    let message = match status.as_str() {
-        "connected" => format!("{} account(s) connected. You can close this window.", account_ids.len()),
-        "pending" => "Almost there: herald is finishing the connection. You can close this window.".to_owned(),
-        "denied" => "The connection was declined on the platform.".to_owned(),
-        _ => format!("The connection failed: {}", error.unwrap_or_else(|| "unknown reason".into())),
+    let message = match status {
+        SessionStatus::Connected => format!("{} account(s) connected. You can close this window.", account_ids.len()),
+        SessionStatus::Pending => {
+            "Almost there: herald is finishing the connection. You can close this window.".to_owned()
+        }
+        SessionStatus::Denied => "The connection was declined on the platform.".to_owned(),
+        SessionStatus::Failed | SessionStatus::Started => {
+            format!("The connection failed: {}", error.unwrap_or_else(|| "unknown reason".into()))
+        }
     };
-    page(StatusCode::OK, &format!("Connect: {status}"), &message)
+    page(StatusCode::OK, &format!("Connect: {}", status.as_str()), &message)
 }
 
 /// Get a connect session.
@@ -443,7 +451,7 @@ async fn session(
 /// The accounts of `ids` within the caller's reach, in their order: a grant may reach accounts
 /// a key limited to some accounts must not learn of.
 async fn reachable(state: &AppState, caller: &Caller, ids: Vec<Uuid>) -> Result<Vec<Uuid>, ApiError> {
-    if caller.accounts.is_none() && caller.platforms.is_none() && caller.environment != "test" {
+    if caller.accounts.is_none() && caller.platforms.is_none() && caller.environment != Environment::Test {
         return Ok(ids);
     }
     let accounts = sqlx::query!(
@@ -467,8 +475,9 @@ async fn reachable(state: &AppState, caller: &Caller, ids: Vec<Uuid>) -> Result<
 async fn load_session(state: &AppState, project_id: Option<Uuid>, id: Uuid) -> Result<SessionView, ApiError> {
     sqlx::query_as!(
         SessionView,
-        "SELECT id, platform, status, account_ids, error, external_id, redirect_uri, app_id, expires_at, created_at, updated_at
-         FROM connect_sessions WHERE id = $1 AND ($2::uuid IS NULL OR project_id = $2)",
+        r#"SELECT id, platform, status AS "status: SessionStatus", account_ids, error, external_id, redirect_uri, app_id,
+                  expires_at, created_at, updated_at
+           FROM connect_sessions WHERE id = $1 AND ($2::uuid IS NULL OR project_id = $2)"#,
         id,
         project_id
     )

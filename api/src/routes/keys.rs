@@ -4,8 +4,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use herald_shared::domain::api_key::Reach;
-use herald_shared::keys::{self, Environment, KeyError, KeyRequest};
+use herald_shared::commands::keys::{self, KeyError, KeyRequest};
+use herald_shared::domain::api_key::{self, Environment, Reach};
 use herald_shared::platforms;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -33,7 +33,8 @@ pub struct KeyView {
     #[schema(example = "hk_live_3f9a")]
     prefix: String,
     /// `live`, or `test` for a key that reaches only the sandbox platform.
-    environment: String,
+    #[schema(value_type = String, example = "live")]
+    environment: Environment,
     /// What the key may do, shorthands expanded.
     scopes: Vec<String>,
     /// Only these platforms, when set.
@@ -116,7 +117,7 @@ const KEY_BATCH: i64 = 200;
 impl KeyView {
     fn reach(&self) -> Reach<'_> {
         Reach {
-            test_only: self.environment == Environment::Test.as_str(),
+            test_only: self.environment == Environment::Test,
             scopes: &self.scopes,
             platforms: self.platforms.as_deref(),
             accounts: self.accounts.as_deref(),
@@ -135,7 +136,7 @@ async fn load_within(state: &AppState, caller: &Caller, key_id: Uuid) -> Result<
 async fn load(state: &AppState, project_id: Uuid, key_id: Uuid) -> Result<KeyView, ApiError> {
     sqlx::query_as!(
         KeyView,
-        r#"SELECT k.id, k.name, k.description, k.prefix, k.environment, k.scopes, k.platforms, k.accounts,
+        r#"SELECT k.id, k.name, k.description, k.prefix, k.environment AS "environment: Environment", k.scopes, k.platforms, k.accounts,
                   k.expires_at, k.requests_per_minute, k.requests_per_day, k.allowed_ips, k.allowed_origins,
                   k.created_at, u.last_used_at AS "last_used_at?", k.revoked_at
            FROM api_keys k LEFT JOIN api_key_usage u ON u.key_id = k.id
@@ -168,7 +169,7 @@ async fn list(
     loop {
         let batch = sqlx::query_as!(
             KeyView,
-            r#"SELECT k.id, k.name, k.description, k.prefix, k.environment, k.scopes, k.platforms, k.accounts,
+            r#"SELECT k.id, k.name, k.description, k.prefix, k.environment AS "environment: Environment", k.scopes, k.platforms, k.accounts,
                       k.expires_at, k.requests_per_minute, k.requests_per_day, k.allowed_ips, k.allowed_origins,
                       k.created_at, u.last_used_at AS "last_used_at?", k.revoked_at
                FROM api_keys k LEFT JOIN api_key_usage u ON u.key_id = k.id
@@ -221,7 +222,7 @@ async fn create(
 ) -> Result<(StatusCode, ApiJson<Created>), ApiError> {
     let mut errors = Vec::new();
     let environment = match body.environment.as_deref() {
-        None if caller.environment == "test" => Environment::Test,
+        None if caller.environment == Environment::Test => Environment::Test,
         None | Some("live") => Environment::Live,
         Some("test") => Environment::Test,
         Some(_) => {
@@ -232,7 +233,7 @@ async fn create(
     if body.name.trim().is_empty() || body.name.len() > 100 {
         errors.push(FieldError::new("name", "must be 1 to 100 characters"));
     }
-    let scopes = match keys::expand_scopes(&body.scopes) {
+    let scopes = match api_key::expand_scopes(&body.scopes) {
         Err(message) => {
             errors.push(FieldError::new("scopes", message));
             Vec::new()
@@ -268,7 +269,7 @@ async fn create(
         errors.push(FieldError::new("expires_at", "must be in the future"));
     }
     for (index, network) in body.allowed_ips.iter().enumerate() {
-        if keys::parse_network(network).is_none() {
+        if api_key::parse_network(network).is_none() {
             errors.push(FieldError::new(format!("allowed_ips[{index}]"), "not an IP address or CIDR block"));
         }
     }

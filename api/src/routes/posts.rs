@@ -4,14 +4,15 @@
 //! content must fit the platform. A post is visible to a key only if every one of its targets is
 //! within its reach. Each command that makes deliveries due (creation, approval, a draft's
 //! publish, an edit, a retry) queues their publish jobs in its own transaction
-//! (`herald_shared::posts`).
+//! (`herald_shared::commands::posts`).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use herald_shared::commands::posts::{self, TargetRequest};
+use herald_shared::commands::{ExecuteError, load};
+use herald_shared::domain::api_key::Environment;
 use herald_shared::domain::post::{self, Post, Target};
-use herald_shared::events::store::StreamId;
-use herald_shared::events::{ExecuteError, execute, load};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -23,9 +24,6 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, page_limit, split_page};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-
-/// The most targets one post may have.
-const MAX_TARGETS: usize = 50;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -47,6 +45,12 @@ struct TargetBody {
     /// Platform options, passed to the platform's adapter.
     #[serde(default)]
     options: Value,
+}
+
+impl TargetBody {
+    fn into_request(self) -> TargetRequest {
+        TargetRequest { account_id: self.account_id, content: self.content, options: self.options }
+    }
 }
 
 /// A post to create.
@@ -172,77 +176,24 @@ struct ListQuery {
     cursor: Option<Uuid>,
 }
 
-/// Checks the targets against the project's accounts, the key's reach and each platform's
-/// limits; the per-field errors, or the targets as the domain takes them.
+/// Checks `targets` with the platforms' content rules (`herald_shared::commands::posts`); the
+/// problems become one 422 together with `errors`.
 async fn check_targets(
     state: &AppState,
     caller: &Caller,
     content: &str,
-    targets: Vec<TargetBody>,
+    targets: Vec<TargetRequest>,
     errors: &mut Vec<FieldError>,
 ) -> Result<Vec<Target>, ApiError> {
-    if targets.is_empty() || targets.len() > MAX_TARGETS {
-        errors.push(FieldError::new("targets", format!("must have 1 to {MAX_TARGETS} targets")));
-    }
-    let ids: Vec<Uuid> = targets.iter().map(|target| target.account_id).collect();
-    let accounts = sqlx::query!(
-        "SELECT id, platform, status, external_id FROM accounts WHERE project_id = $1 AND id = ANY($2)",
-        caller.project_id,
-        &ids
-    )
-    .fetch_all(&state.pool)
-    .await?;
-    let mut checked = Vec::with_capacity(targets.len());
-    for (index, target) in targets.into_iter().enumerate() {
-        let field = |name: &str| format!("targets[{index}].{name}");
-        let account = accounts.iter().find(|account| account.id == target.account_id);
-        let reachable = account
-            .filter(|account| caller.reaches_account(&account.platform, account.id, account.external_id.as_deref()));
-        let Some(account) = reachable else {
-            errors.push(FieldError::new(field("account_id"), "no such account"));
-            continue;
-        };
-        if ids[..index].contains(&target.account_id) {
-            errors.push(FieldError::new(field("account_id"), "targeted twice"));
-        }
-        if account.status != "connected" {
-            errors
-                .push(FieldError::new(field("account_id"), format!("the account is {}; reconnect it", account.status)));
-        }
-        let text = target.content.as_deref().unwrap_or(content);
-        match state.platforms.get(&account.platform) {
-            None => errors.push(FieldError::new(
-                field("account_id"),
-                state.platforms.unavailable(&account.platform, "publish to"),
-            )),
-            Some(adapter) if !adapter.publishes_text() => errors.push(FieldError::new(
-                field("account_id"),
-                format!("{} posts need an image or a video, which herald cannot attach yet", account.platform),
-            )),
-            Some(adapter) => {
-                let length = text.chars().count();
-                let name = if target.content.is_some() { field("content") } else { "content".to_owned() };
-                if length == 0 {
-                    errors.push(FieldError::new(name, "must not be empty"));
-                } else if length > adapter.max_content_chars() {
-                    let limit = adapter.max_content_chars();
-                    errors.push(FieldError::new(
-                        name,
-                        format!("{length} characters; {} takes at most {limit}", account.platform),
-                    ));
-                }
-            }
-        }
-        if !(target.options.is_null() || target.options.is_object()) {
-            errors.push(FieldError::new(field("options"), "must be an object"));
-        }
-        checked.push(Target {
-            delivery_id: Uuid::now_v7(),
-            account_id: target.account_id,
-            content: target.content,
-            options: target.options,
-        });
-    }
+    let rules = |platform: &str| match state.platforms.get(platform) {
+        Some(adapter) => Ok(adapter.content_rules()),
+        None => Err(state.platforms.unavailable(platform, "publish to")),
+    };
+    let mut problems = Vec::new();
+    let checked =
+        posts::check_targets(&state.pool, caller.project_id, &caller.reach(), rules, content, targets, &mut problems)
+            .await?;
+    errors.extend(problems.into_iter().map(FieldError::from));
     Ok(checked)
 }
 
@@ -259,11 +210,11 @@ async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, ApiJson<PostView>), ApiError> {
-    let mut errors = Vec::new();
-    if body.external_id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 255) {
-        errors.push(FieldError::new("external_id", "must be 1 to 255 characters"));
-    }
-    let targets = check_targets(&state, &caller, &body.content, body.targets, &mut errors).await?;
+    let mut problems = Vec::new();
+    posts::check_external_id(body.external_id.as_deref(), &mut problems);
+    let mut errors: Vec<FieldError> = problems.into_iter().map(FieldError::from).collect();
+    let targets = body.targets.into_iter().map(TargetBody::into_request).collect();
+    let targets = check_targets(&state, &caller, &body.content, targets, &mut errors).await?;
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -280,8 +231,7 @@ async fn create(
         external_id: body.external_id,
         now: Utc::now(),
     };
-    let created = execute::<Post>(&mut tx, id, command, &metadata).await.map_err(post_error)?;
-    herald_shared::posts::queue_pending(&mut tx, id, &created.state, &metadata).await.map_err(post_error)?;
+    posts::execute_and_queue(&mut tx, id, command, &metadata).await.map_err(post_error)?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, ApiJson(load_view(&state, &caller, id).await?)))
 }
@@ -322,7 +272,7 @@ async fn list(
         query.from,
         query.to,
         caller.platforms.as_deref(),
-        caller.environment == "test",
+        caller.environment == Environment::Test,
         caller.accounts.as_deref(),
         limit + 1,
     )
@@ -411,8 +361,7 @@ async fn change(state: &AppState, caller: &Caller, id: Uuid, command: post::Comm
     load_view(state, caller, id).await?;
     let metadata = caller.event_metadata();
     let mut tx = crate::idempotency::begin(&state.pool).await?;
-    let executed = execute::<Post>(&mut tx, id, command, &metadata).await.map_err(post_error)?;
-    herald_shared::posts::queue_pending(&mut tx, id, &executed.state, &metadata).await.map_err(post_error)?;
+    posts::execute_and_queue(&mut tx, id, command, &metadata).await.map_err(post_error)?;
     tx.commit().await?;
     load_view(state, caller, id).await
 }
@@ -434,27 +383,18 @@ async fn update(
     let content = body.content.clone().unwrap_or(current.content);
     let mut errors = Vec::new();
     let targets = match body.targets {
-        Some(targets) => Some(check_targets(&state, &caller, &content, targets, &mut errors).await?),
-        None => {
-            if body.content.is_some() {
-                let (post, _) = {
-                    let mut tx = state.pool.begin().await?;
-                    load::<Post>(&mut tx, &StreamId::new("post", id)).await.map_err(post_error)?
-                };
-                let kept = post
-                    .deliveries
-                    .into_iter()
-                    .map(|delivery| TargetBody {
-                        account_id: delivery.account_id,
-                        content: delivery.content,
-                        options: delivery.options,
-                    })
-                    .collect();
-                Some(check_targets(&state, &caller, &content, kept, &mut errors).await?)
-            } else {
-                None
-            }
+        Some(targets) => {
+            let targets = targets.into_iter().map(TargetBody::into_request).collect();
+            Some(check_targets(&state, &caller, &content, targets, &mut errors).await?)
         }
+        None if body.content.is_some() => {
+            let (post, _) = {
+                let mut tx = state.pool.begin().await?;
+                load::<Post>(&mut tx, id).await.map_err(post_error)?
+            };
+            Some(check_targets(&state, &caller, &content, posts::current_targets(&post), &mut errors).await?)
+        }
+        None => None,
     };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));

@@ -6,10 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::events::{Aggregate, DomainEvent};
+use super::aggregate::{Aggregate, DomainEvent};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Stored as text (`accounts.status`), read back with `status AS "status: AccountStatus"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum AccountStatus {
     #[default]
     Connected,
@@ -18,6 +20,15 @@ pub enum AccountStatus {
 }
 
 impl AccountStatus {
+    /// Every status, as stored and shown.
+    pub const ALL: [AccountStatus; 3] =
+        [AccountStatus::Connected, AccountStatus::NeedsReconnect, AccountStatus::Disconnected];
+
+    /// The status named `text`, if there is one.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AccountStatus::Connected => "connected",

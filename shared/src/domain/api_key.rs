@@ -1,11 +1,19 @@
 //! An API key: its scope is fixed at creation (to change it, create a new key and revoke the old
 //! one). The key itself never reaches the log: only its SHA-256 and its 12-character prefix.
+//!
+//! A key is `hk_live_` (or `hk_test_`, sandbox only) followed by 32 lowercase hex digits from a
+//! CSPRNG, so secret scanners can match `hk_(live|test)_[a-f0-9]{32}`. Only its SHA-256 and its
+//! first 12 characters are stored; the key itself is shown once, at creation. Creating and
+//! revoking keys is `crate::commands::keys`.
 
 use chrono::{DateTime, Utc};
+use rand::Rng;
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::events::{Aggregate, DomainEvent};
+use super::aggregate::{Aggregate, DomainEvent};
 
 /// Everything a key is, but the key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,8 +26,8 @@ pub struct KeySpec {
     pub prefix: String,
     /// SHA-256 of the key, hex.
     pub key_hash: String,
-    /// `live` or `test` (sandbox only).
-    pub environment: String,
+    /// `live`, or `test` (sandbox only).
+    pub environment: Environment,
     pub scopes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platforms: Option<Vec<String>>,
@@ -120,6 +128,116 @@ impl Aggregate for ApiKey {
     }
 }
 
+/// Every scope a key can hold.
+pub const SCOPES: &[&str] = &[
+    "posts:read",
+    "posts:write",
+    "posts:delete",
+    "posts:approve",
+    "media:read",
+    "media:upload",
+    "queue:read",
+    "queue:write",
+    "schedule:read",
+    "schedule:write",
+    "analytics:read",
+    "connections:read",
+    "connections:write",
+    "apps:read",
+    "apps:write",
+    "keys:read",
+    "keys:write",
+    "webhooks:read",
+    "webhooks:write",
+    "events:read",
+    "feeds:read",
+    "feeds:write",
+    "ai:generate",
+];
+
+/// The length of the prefix shown in lists (`hk_live_` and four hex digits).
+pub const PREFIX_LEN: usize = 12;
+
+/// Which platforms a key reaches. Stored and written as `live` / `test`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum Environment {
+    /// Every platform.
+    Live,
+    /// Only the sandbox platform.
+    Test,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Live => "live",
+            Environment::Test => "test",
+        }
+    }
+
+    fn marker(self) -> &'static str {
+        match self {
+            Environment::Live => "hk_live_",
+            Environment::Test => "hk_test_",
+        }
+    }
+}
+
+/// A freshly generated key: the secret (shown once) and what is stored of it.
+#[derive(Debug)]
+pub struct GeneratedKey {
+    pub secret: SecretString,
+    pub prefix: String,
+    /// SHA-256 of the key, hex.
+    pub hash: String,
+}
+
+/// Makes a new key.
+pub fn generate(environment: Environment) -> GeneratedKey {
+    // The thread-local generator is a CSPRNG (ChaCha) seeded and reseeded from the OS.
+    let mut bytes = [0u8; 16];
+    rand::rng().fill(&mut bytes);
+    let key = format!("{}{}", environment.marker(), hex::encode(bytes));
+    GeneratedKey { prefix: key[..PREFIX_LEN].to_owned(), hash: hash(&key), secret: SecretString::from(key) }
+}
+
+/// SHA-256 of `key`, hex: what the database holds and what a presented key is looked up by.
+pub fn hash(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Whether `text` has the shape of a key (not whether it exists).
+pub fn is_well_formed(text: &str) -> bool {
+    let Some(hex_part) = text.strip_prefix("hk_live_").or_else(|| text.strip_prefix("hk_test_")) else {
+        return false;
+    };
+    hex_part.len() == 32 && hex_part.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+}
+
+/// Expands `read` and `write` and checks every name; the answer is sorted and without repeats.
+/// `read` is every `*:read` scope; `write` is every other one.
+pub fn expand_scopes(requested: &[String]) -> Result<Vec<String>, String> {
+    let mut scopes = Vec::new();
+    for scope in requested {
+        match scope.as_str() {
+            "read" => scopes.extend(SCOPES.iter().filter(|scope| scope.ends_with(":read")).map(|s| (*s).to_owned())),
+            "write" => scopes.extend(SCOPES.iter().filter(|scope| !scope.ends_with(":read")).map(|s| (*s).to_owned())),
+            known if SCOPES.contains(&known) => scopes.push(known.to_owned()),
+            unknown => return Err(format!("unknown scope `{unknown}`")),
+        }
+    }
+    scopes.sort();
+    scopes.dedup();
+    Ok(scopes)
+}
+
+/// An allowed-IP entry: a CIDR block, or a single address.
+pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
+    text.parse::<ipnet::IpNet>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
 /// What a key may reach: its environment, scopes, platforms and accounts. A key may create, see
 /// and revoke only keys whose reach lies within its own ([`Reach::lacks`]), so no key can widen
 /// itself through another.
@@ -142,7 +260,7 @@ impl<'a> Reach<'a> {
     /// The reach of the key `spec` describes.
     pub fn of(spec: &'a KeySpec) -> Self {
         Reach {
-            test_only: spec.environment == "test",
+            test_only: spec.environment == Environment::Test,
             scopes: &spec.scopes,
             platforms: spec.platforms.as_deref(),
             accounts: spec.accounts.as_deref(),
@@ -208,6 +326,8 @@ impl<'a> Reach<'a> {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     pub(crate) fn spec() -> KeySpec {
@@ -217,7 +337,7 @@ mod tests {
             description: None,
             prefix: "hk_live_0123".into(),
             key_hash: "ab".repeat(32),
-            environment: "live".into(),
+            environment: Environment::Live,
             scopes: vec!["posts:read".into()],
             platforms: None,
             accounts: None,
@@ -282,5 +402,31 @@ mod tests {
         assert!(test.reaches_platform("sandbox") && !test.reaches_platform("x"));
         assert!(on_one.reaches_account("x", Uuid::from_u128(9), Some("acct-1")));
         assert!(!on_one.reaches_account("x", Uuid::from_u128(9), Some("acct-2")));
+    }
+
+    #[test]
+    fn keys_have_the_documented_shape_and_are_stored_as_hashes() {
+        let key = generate(Environment::Live);
+        let text = key.secret.expose_secret();
+        assert!(is_well_formed(text), "{}", key.prefix);
+        assert!(text.starts_with("hk_live_") && text.len() == 40);
+        assert_eq!(key.prefix, text[..12]);
+        assert_eq!(key.hash, hash(text));
+        assert_eq!(key.hash.len(), 64);
+        assert_ne!(generate(Environment::Live).hash, key.hash);
+        assert!(generate(Environment::Test).secret.expose_secret().starts_with("hk_test_"));
+        assert!(!is_well_formed("hk_live_0123"));
+        assert!(!is_well_formed(&"hk_live_".repeat(5)));
+        assert!(!is_well_formed("hk_live_0123456789ABCDEF0123456789abcdef"));
+    }
+
+    #[test]
+    fn shorthands_expand_and_unknown_scopes_are_refused() {
+        let read = expand_scopes(&["read".into()]).unwrap();
+        assert!(read.iter().all(|scope| scope.ends_with(":read")));
+        assert!(read.contains(&"events:read".to_owned()));
+        let both = expand_scopes(&["read".into(), "write".into(), "posts:read".into()]).unwrap();
+        assert_eq!(both.len(), SCOPES.len());
+        assert_eq!(expand_scopes(&["posts:publish".into()]).unwrap_err(), "unknown scope `posts:publish`");
     }
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::events::{Aggregate, DomainEvent};
+use super::aggregate::{Aggregate, DomainEvent};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OAuthApp {

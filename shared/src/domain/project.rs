@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::{Aggregate, DomainEvent};
+use super::aggregate::{Aggregate, DomainEvent};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Project {

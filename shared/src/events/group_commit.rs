@@ -16,7 +16,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::store::{NewEvent, append_encoded};
-use super::{AppendError, EventMetadata, ExpectedVersion, RecordedEvent, StreamId};
+use super::{AppendError, EventMetadata, ExpectedVersion, Projector, RecordedEvent, StreamId};
 
 /// One caller's append, waiting for its batch.
 struct Request {
@@ -34,12 +34,14 @@ pub struct GroupCommitter {
 }
 
 impl GroupCommitter {
-    /// Starts `appenders` tasks on `pool`, each committing up to `max_batch` requests at a time.
-    pub fn spawn(pool: PgPool, appenders: usize, max_batch: usize) -> Self {
+    /// Starts `appenders` tasks on `pool`, each committing up to `max_batch` requests at a time
+    /// and having `projector` update the read models in each batch's transaction.
+    pub fn spawn(pool: PgPool, projector: Arc<dyn Projector>, appenders: usize, max_batch: usize) -> Self {
         let (sender, receiver) = mpsc::channel(max_batch * appenders.max(1) * 4);
         let receiver = Arc::new(Mutex::new(receiver));
+        let appender = Appender { pool, projector };
         for _ in 0..appenders.max(1) {
-            tokio::spawn(run_appender(pool.clone(), receiver.clone(), max_batch.max(1)));
+            tokio::spawn(appender.clone().run(receiver.clone(), max_batch.max(1)));
         }
         Self { sender }
     }
@@ -55,123 +57,124 @@ impl GroupCommitter {
     ) -> Result<Vec<RecordedEvent>, AppendError> {
         let (reply, answer) = oneshot::channel();
         let request = Request { stream, expected, events, metadata, reply };
-        self.sender.send(request).await.map_err(|_| AppendError::Database(sqlx::Error::PoolClosed))?;
-        answer.await.map_err(|_| AppendError::Database(sqlx::Error::PoolClosed))?
+        self.sender.send(request).await.map_err(|_| AppendError::Stopped)?;
+        answer.await.map_err(|_| AppendError::Stopped)?
     }
 }
 
-async fn run_appender(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Request>>>, max_batch: usize) {
-    let mut deferred: VecDeque<Request> = VecDeque::new();
-    loop {
-        let mut batch: Vec<Request> = Vec::with_capacity(max_batch);
-        batch.extend(deferred.drain(..deferred.len().min(max_batch)));
-        {
-            let mut receiver = receiver.lock().await;
-            if batch.is_empty() {
-                match receiver.recv().await {
-                    Some(request) => batch.push(request),
-                    None => return,
+/// What an appender task commits with.
+#[derive(Clone)]
+struct Appender {
+    pool: PgPool,
+    projector: Arc<dyn Projector>,
+}
+
+impl Appender {
+    async fn run(self, receiver: Arc<Mutex<mpsc::Receiver<Request>>>, max_batch: usize) {
+        let mut deferred: VecDeque<Request> = VecDeque::new();
+        loop {
+            let mut batch: Vec<Request> = Vec::with_capacity(max_batch);
+            batch.extend(deferred.drain(..deferred.len().min(max_batch)));
+            {
+                let mut receiver = receiver.lock().await;
+                if batch.is_empty() {
+                    match receiver.recv().await {
+                        Some(request) => batch.push(request),
+                        None => return,
+                    }
+                }
+                while batch.len() < max_batch {
+                    match receiver.try_recv() {
+                        Ok(request) => batch.push(request),
+                        Err(_) => break,
+                    }
                 }
             }
-            while batch.len() < max_batch {
-                match receiver.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
+            // A stream may appear once per batch; later appends to it wait for the next one.
+            let mut streams = HashSet::new();
+            let (batch, later): (Vec<Request>, Vec<Request>) =
+                batch.into_iter().partition(|request| streams.insert(request.stream.clone()));
+            deferred.extend(later);
+            self.commit_batch(batch).await;
+        }
+    }
+
+    async fn commit_batch(&self, batch: Vec<Request>) {
+        if batch.is_empty() {
+            return;
+        }
+        match self.try_batch(&batch).await {
+            Ok(results) => {
+                for (request, result) in batch.into_iter().zip(results) {
+                    let _ = request.reply.send(result);
+                }
+            }
+            Err(_) => {
+                // Something in the batch broke the transaction: give each request its own.
+                for request in batch {
+                    let result = self.append_alone(&request).await;
+                    let _ = request.reply.send(result);
                 }
             }
         }
-        // A stream may appear once per batch; later appends to it wait for the next one.
-        let mut streams = HashSet::new();
-        let (batch, later): (Vec<Request>, Vec<Request>) =
-            batch.into_iter().partition(|request| streams.insert(request.stream.clone()));
-        deferred.extend(later);
-        commit_batch(&pool, batch).await;
     }
-}
 
-async fn commit_batch(pool: &PgPool, batch: Vec<Request>) {
-    if batch.is_empty() {
-        return;
+    async fn append_alone(&self, request: &Request) -> Result<Vec<RecordedEvent>, AppendError> {
+        let mut tx = self.pool.begin().await?;
+        let recorded =
+            append_encoded(&mut tx, &request.stream, request.expected, &request.events, &request.metadata).await?;
+        self.projector.project(&mut tx, &recorded).await?;
+        tx.commit().await?;
+        Ok(recorded)
     }
-    match try_batch(pool, &batch).await {
-        Ok(results) => {
-            for (request, result) in batch.into_iter().zip(results) {
-                let _ = request.reply.send(result);
-            }
-        }
-        Err(_) => {
-            // Something in the batch broke the transaction: give each request its own.
-            for request in batch {
-                let result = append_alone(pool, &request).await;
-                let _ = request.reply.send(result);
-            }
-        }
-    }
-}
 
-async fn append_alone(pool: &PgPool, request: &Request) -> Result<Vec<RecordedEvent>, AppendError> {
-    let mut tx = pool.begin().await?;
-    let recorded =
-        append_encoded(&mut tx, &request.stream, request.expected, &request.events, &request.metadata).await?;
-    crate::projections::apply_all(&mut tx, &recorded).await.map_err(|error| match error {
-        crate::projections::ProjectionError::Database(error) => AppendError::Database(error),
-        other => AppendError::Database(sqlx::Error::Protocol(other.to_string())),
-    })?;
-    tx.commit().await?;
-    Ok(recorded)
-}
-
-/// The whole batch in one transaction. Per-request conflicts are results; any other failure
-/// aborts the batch.
-async fn try_batch(
-    pool: &PgPool,
-    batch: &[Request],
-) -> Result<Vec<Result<Vec<RecordedEvent>, AppendError>>, AppendError> {
-    let mut tx = pool.begin().await?;
-    let reserved = reserve_versions(&mut tx, batch).await?;
-    let mut results: Vec<Option<Result<Vec<RecordedEvent>, AppendError>>> = Vec::with_capacity(batch.len());
-    let mut accepted = Vec::new();
-    let mut conflicted = Vec::new();
-    for (index, request) in batch.iter().enumerate() {
-        match reserved.get(request.stream.as_str()) {
-            Some(last_version) if !request.events.is_empty() => {
-                accepted.push((index, *last_version));
-                results.push(None);
-            }
-            Some(_) => results.push(Some(Ok(Vec::new()))),
-            None => {
-                conflicted.push(index);
-                results.push(None);
+    /// The whole batch in one transaction. Per-request conflicts are results; any other failure
+    /// aborts the batch.
+    async fn try_batch(&self, batch: &[Request]) -> Result<Vec<Result<Vec<RecordedEvent>, AppendError>>, AppendError> {
+        let mut tx = self.pool.begin().await?;
+        let reserved = reserve_versions(&mut tx, batch).await?;
+        let mut results: Vec<Option<Result<Vec<RecordedEvent>, AppendError>>> = Vec::with_capacity(batch.len());
+        let mut accepted = Vec::new();
+        let mut conflicted = Vec::new();
+        for (index, request) in batch.iter().enumerate() {
+            match reserved.get(request.stream.as_str()) {
+                Some(last_version) if !request.events.is_empty() => {
+                    accepted.push((index, *last_version));
+                    results.push(None);
+                }
+                Some(_) => results.push(Some(Ok(Vec::new()))),
+                None => {
+                    conflicted.push(index);
+                    results.push(None);
+                }
             }
         }
-    }
-    if !conflicted.is_empty() {
-        let names: Vec<String> = conflicted.iter().map(|index| batch[*index].stream.to_string()).collect();
-        let actual: HashMap<String, i64> =
-            sqlx::query!("SELECT stream_id, version FROM streams WHERE stream_id = ANY($1)", &names)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(|row| (row.stream_id, row.version))
-                .collect();
-        for index in conflicted {
-            let request = &batch[index];
-            results[index] = Some(Err(AppendError::Conflict {
-                stream: request.stream.to_string(),
-                expected: request.expected,
-                actual: actual.get(request.stream.as_str()).copied(),
-            }));
+        if !conflicted.is_empty() {
+            let names: Vec<String> = conflicted.iter().map(|index| batch[*index].stream.to_string()).collect();
+            let actual: HashMap<String, i64> =
+                sqlx::query!("SELECT stream_id, version FROM streams WHERE stream_id = ANY($1)", &names)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(|row| (row.stream_id, row.version))
+                    .collect();
+            for index in conflicted {
+                let request = &batch[index];
+                results[index] = Some(Err(AppendError::Conflict {
+                    stream: request.stream.to_string(),
+                    expected: request.expected,
+                    actual: actual.get(request.stream.as_str()).copied(),
+                }));
+            }
         }
+        let recorded = insert_events(&mut tx, batch, &accepted).await?;
+        self.projector.project(&mut tx, &recorded.iter().flatten().cloned().collect::<Vec<_>>()).await?;
+        tx.commit().await?;
+        for ((index, _), events) in accepted.iter().zip(recorded) {
+            results[*index] = Some(Ok(events));
+        }
+        Ok(results.into_iter().map(|result| result.unwrap_or_else(|| Ok(Vec::new()))).collect())
     }
-    let recorded = insert_events(&mut tx, batch, &accepted).await?;
-    crate::projections::apply_all(&mut tx, &recorded.iter().flatten().cloned().collect::<Vec<_>>())
-        .await
-        .map_err(|error| AppendError::Database(sqlx::Error::Protocol(error.to_string())))?;
-    tx.commit().await?;
-    for ((index, _), events) in accepted.iter().zip(recorded) {
-        results[*index] = Some(Ok(events));
-    }
-    Ok(results.into_iter().map(|result| result.unwrap_or_else(|| Ok(Vec::new()))).collect())
 }
 
 /// Moves every stream of the batch by its count of events, each by its own rule; returns the new
@@ -199,7 +202,7 @@ async fn reserve_versions(tx: &mut PgConnection, batch: &[Request]) -> Result<Ha
         .iter()
         .filter_map(|request| match request.expected {
             ExpectedVersion::Exact(version) => Some((request, version)),
-            _ => None,
+            ExpectedVersion::NoStream => None,
         })
         .collect();
     if !exact.is_empty() {
@@ -213,23 +216,6 @@ async fn reserve_versions(tx: &mut PgConnection, batch: &[Request]) -> Result<Ha
                RETURNING s.stream_id, s.version"#,
             &names,
             &expected,
-            &counts,
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        {
-            reserved.insert(row.stream_id, row.version);
-        }
-    }
-    let any: Vec<&Request> = batch.iter().filter(|request| request.expected == ExpectedVersion::Any).collect();
-    if !any.is_empty() {
-        let names: Vec<String> = any.iter().map(|request| request.stream.to_string()).collect();
-        let counts: Vec<i64> = any.iter().map(|request| count(request)).collect();
-        for row in sqlx::query!(
-            r#"INSERT INTO streams (stream_id, version) SELECT * FROM unnest($1::text[], $2::bigint[])
-               ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + EXCLUDED.version
-               RETURNING stream_id, version"#,
-            &names,
             &counts,
         )
         .fetch_all(&mut *tx)
@@ -293,9 +279,7 @@ async fn insert_events(
         let request = &batch[*index];
         let mut recorded = Vec::with_capacity(request.events.len());
         for event in &request.events {
-            let row = rows
-                .remove(&(streams[cursor].clone(), versions[cursor]))
-                .ok_or_else(|| AppendError::Database(sqlx::Error::RowNotFound))?;
+            let row = rows.remove(&(streams[cursor].clone(), versions[cursor])).ok_or(AppendError::Lost)?;
             recorded.push(RecordedEvent {
                 position: row.position,
                 stream_id: streams[cursor].clone(),

@@ -11,16 +11,23 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::DomainEvent;
+use super::{ProjectionFailed, Projector};
+use crate::domain::aggregate::{Aggregate, DomainEvent};
 
 /// A stream's name: `<kind>:<uuid>`, e.g. `post:0190...`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StreamId(String);
 
 impl StreamId {
-    /// The stream of aggregate `id` of `kind`.
-    pub fn new(kind: &str, id: Uuid) -> Self {
-        Self(format!("{kind}:{id}"))
+    /// The stream of aggregate `id` of kind `A`.
+    pub fn of<A: Aggregate>(id: Uuid) -> Self {
+        Self(format!("{}:{id}", A::KIND))
+    }
+
+    /// The kind and id of a stored stream name, if it is one.
+    pub fn parse(stream_id: &str) -> Option<(&str, Uuid)> {
+        let (kind, id) = stream_id.split_once(':')?;
+        Some((kind, Uuid::parse_str(id).ok()?))
     }
 
     /// The stored name.
@@ -38,8 +45,6 @@ impl std::fmt::Display for StreamId {
 /// What the writer believes the stream's version to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum ExpectedVersion {
-    /// Whatever it is.
-    Any,
     /// The stream does not exist yet.
     NoStream,
     /// Exactly this version (the number of events in the stream).
@@ -56,10 +61,6 @@ pub struct EventMetadata {
     /// `key:<id>`, `operator`, `worker:<id>`, `scheduler:<id>` ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub correlation_id: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub causation_id: Option<Uuid>,
 }
 
 /// An event ready to be stored.
@@ -68,6 +69,19 @@ pub struct NewEvent {
     pub event_type: String,
     pub schema_version: i32,
     pub payload: Value,
+}
+
+impl NewEvent {
+    /// `event` as stored: its serde form (which carries `type`), its type name and the schema
+    /// version this code writes.
+    pub fn encode<E: DomainEvent>(event: &E) -> Result<Self, serde_json::Error> {
+        let event_type = event.event_type();
+        Ok(Self {
+            event_type: event_type.to_owned(),
+            schema_version: E::schema_version(event_type),
+            payload: serde_json::to_value(event)?,
+        })
+    }
 }
 
 /// An event as stored.
@@ -96,6 +110,15 @@ pub enum AppendError {
     Database(#[source] sqlx::Error),
     #[error("event could not be encoded")]
     Encode(#[from] serde_json::Error),
+    /// A read model could not follow: nothing was appended.
+    #[error(transparent)]
+    Projection(#[from] ProjectionFailed),
+    /// The database answered an insert with fewer rows than it was given.
+    #[error("the database lost an appended event")]
+    Lost,
+    /// The group committer's tasks are gone (the process is shutting down).
+    #[error("the group committer stopped")]
+    Stopped,
 }
 
 impl From<sqlx::Error> for AppendError {
@@ -104,21 +127,26 @@ impl From<sqlx::Error> for AppendError {
     }
 }
 
-/// Appends `events` to `stream` if it is at `expected`, inside the caller's transaction.
-/// Returns the events as recorded (positions, versions).
+/// Appends `events` to `stream` if it is at `expected`, inside the caller's transaction, and
+/// has `projector` update the read models in it. Returns the events as recorded (positions,
+/// versions).
 pub async fn append<E: DomainEvent>(
     tx: &mut PgConnection,
+    projector: &dyn Projector,
     stream: &StreamId,
     expected: ExpectedVersion,
     events: &[E],
     metadata: &EventMetadata,
 ) -> Result<Vec<RecordedEvent>, AppendError> {
-    let encoded = events.iter().map(DomainEvent::encode).collect::<Result<Vec<_>, _>>()?;
-    append_encoded(tx, stream, expected, &encoded, metadata).await
+    let encoded = events.iter().map(NewEvent::encode).collect::<Result<Vec<_>, _>>()?;
+    let recorded = append_encoded(tx, stream, expected, &encoded, metadata).await?;
+    projector.project(tx, &recorded).await?;
+    Ok(recorded)
 }
 
-/// [`append`] for events already encoded.
-pub async fn append_encoded(
+/// Inserts events already encoded, without projecting them: the caller projects (the group
+/// committer does it once for a whole batch).
+pub(super) async fn append_encoded(
     tx: &mut PgConnection,
     stream: &StreamId,
     expected: ExpectedVersion,
@@ -150,17 +178,6 @@ pub async fn append_encoded(
             .fetch_optional(&mut *tx)
             .await?
         }
-        ExpectedVersion::Any => Some(
-            sqlx::query_scalar!(
-                "INSERT INTO streams (stream_id, version) VALUES ($1, $2)
-                 ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + EXCLUDED.version
-                 RETURNING version",
-                stream.as_str(),
-                count,
-            )
-            .fetch_one(&mut *tx)
-            .await?,
-        ),
     };
     let Some(last_version) = reserved else {
         let actual = current_version(tx, stream).await?;

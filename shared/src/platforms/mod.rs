@@ -403,6 +403,14 @@ pub trait Platform: Send + Sync {
     /// The most characters a post may have here.
     fn max_content_chars(&self) -> usize;
 
+    /// What a post may hold here, for the checks of a new post.
+    fn content_rules(&self) -> crate::domain::content::ContentRules {
+        crate::domain::content::ContentRules {
+            max_chars: self.max_content_chars(),
+            publishes_text: self.publishes_text(),
+        }
+    }
+
     /// Whether a post of text alone can be published here. YouTube, Pinterest, Instagram and
     /// TikTok need an image or a video, which herald's posts cannot carry yet: their accounts
     /// connect and stay fresh, and the posts API refuses them as targets.

@@ -4,7 +4,8 @@ use sqlx::PgConnection;
 
 use super::{ProjectionError, stream_uuid};
 use crate::domain::account::Event;
-use crate::events::{DomainEvent, RecordedEvent};
+use crate::domain::aggregate::DomainEvent;
+use crate::events::RecordedEvent;
 
 pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<(), ProjectionError> {
     let id = stream_uuid(&recorded.stream_id)?;

@@ -3,8 +3,9 @@
 use sqlx::PgConnection;
 
 use super::{ProjectionError, stream_uuid};
+use crate::domain::aggregate::DomainEvent;
 use crate::domain::api_key::Event;
-use crate::events::{DomainEvent, RecordedEvent};
+use crate::events::RecordedEvent;
 
 pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<(), ProjectionError> {
     let id = stream_uuid(&recorded.stream_id)?;
@@ -23,7 +24,7 @@ pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<()
                 spec.description,
                 spec.prefix,
                 key_hash,
-                spec.environment,
+                spec.environment.as_str(),
                 &spec.scopes,
                 spec.platforms.as_deref(),
                 spec.accounts.as_deref(),

@@ -3,8 +3,9 @@
 use sqlx::PgConnection;
 
 use super::{ProjectionError, stream_uuid};
+use crate::domain::aggregate::DomainEvent;
 use crate::domain::connect_session::{Event, SessionStatus};
-use crate::events::{DomainEvent, RecordedEvent};
+use crate::events::RecordedEvent;
 
 pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<(), ProjectionError> {
     let id = stream_uuid(&recorded.stream_id)?;

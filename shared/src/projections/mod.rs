@@ -1,6 +1,7 @@
 //! Read models, kept by one dispatcher inside the append's transaction.
 //!
-//! [`apply`] routes a recorded event to its aggregate's projection. Every timestamp a read model
+//! [`ReadModels`] is the [`Projector`] the event store and the group committer are handed; it
+//! routes each recorded event to its aggregate's projection ([`apply`]). Every timestamp a read model
 //! holds comes from the event (`recorded_at`), never from the clock, so `herald projections
 //! rebuild` reproduces every row exactly.
 
@@ -14,20 +15,35 @@ pub mod rebuild;
 
 use std::collections::HashSet;
 
+use async_trait::async_trait;
 use sqlx::PgConnection;
 
-use crate::events::RecordedEvent;
+use crate::domain::aggregate::Aggregate;
+use crate::domain::{account::Account, api_key::ApiKey, connect_session::ConnectSession, oauth_app::OAuthApp};
+use crate::domain::{post::Post, project::Project};
+use crate::events::{ProjectionFailed, Projector, RecordedEvent};
+
+/// Every read model herald keeps, as one [`Projector`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadModels;
+
+#[async_trait]
+impl Projector for ReadModels {
+    async fn project(&self, tx: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionFailed> {
+        apply_all(tx, events).await.map_err(|error| ProjectionFailed(Box::new(error)))
+    }
+}
 
 /// Updates the read models for one recorded event.
 pub async fn apply(tx: &mut PgConnection, event: &RecordedEvent) -> Result<(), ProjectionError> {
     let kind = event.stream_id.split_once(':').map_or("", |(kind, _)| kind);
     match kind {
-        "project" => project::apply(tx, event).await,
-        "key" => api_key::apply(tx, event).await,
-        "app" => oauth_app::apply(tx, event).await,
-        "connect" => connect_session::apply(tx, event).await,
-        "account" => account::apply(tx, event).await,
-        "post" => post::apply(tx, event).await,
+        Project::KIND => project::apply(tx, event).await,
+        ApiKey::KIND => api_key::apply(tx, event).await,
+        OAuthApp::KIND => oauth_app::apply(tx, event).await,
+        ConnectSession::KIND => connect_session::apply(tx, event).await,
+        Account::KIND => account::apply(tx, event).await,
+        Post::KIND => post::apply(tx, event).await,
         other => Err(ProjectionError::UnknownStream(other.to_owned())),
     }
 }
@@ -36,7 +52,7 @@ pub async fn apply(tx: &mut PgConnection, event: &RecordedEvent) -> Result<(), P
 /// `delivery.*` events set-wise (the hot paths of a busy api and a busy worker; see the group
 /// committer). A run of delivery changes ends where a delivery or a post repeats, so every row
 /// still sees its events in order.
-pub async fn apply_all(tx: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+async fn apply_all(tx: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
     let mut created_posts: Vec<&RecordedEvent> = Vec::new();
     let mut delivery_changes = DeliveryRun::default();
     for event in events {
@@ -100,8 +116,7 @@ pub enum ProjectionError {
 
 /// The uuid of a `<kind>:<uuid>` stream.
 fn stream_uuid(stream_id: &str) -> Result<uuid::Uuid, ProjectionError> {
-    stream_id
-        .split_once(':')
-        .and_then(|(_, id)| uuid::Uuid::parse_str(id).ok())
+    crate::events::StreamId::parse(stream_id)
+        .map(|(_, id)| id)
         .ok_or_else(|| ProjectionError::UnknownStream(stream_id.to_owned()))
 }

@@ -6,8 +6,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{ProjectionError, stream_uuid};
+use crate::domain::aggregate::DomainEvent;
 use crate::domain::post::{DeliveryStatus, Event, Target};
-use crate::events::{DomainEvent, RecordedEvent};
+use crate::events::RecordedEvent;
 
 /// The event type [`insert_created`] handles.
 pub const CREATED: &str = "post.created";

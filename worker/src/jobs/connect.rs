@@ -9,10 +9,11 @@
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use herald_shared::commands::execute;
 use herald_shared::credentials;
 use herald_shared::domain::account::{self, Account, Grant};
 use herald_shared::domain::connect_session::{self, ConnectSession};
-use herald_shared::events::{EventMetadata, execute};
+use herald_shared::events::EventMetadata;
 use herald_shared::jobs::ExchangeCode;
 use herald_shared::platforms::{PlatformError, TokenSet};
 use uuid::Uuid;

@@ -13,6 +13,7 @@ use herald_shared::crypto::Keyring;
 use herald_shared::events::GroupCommitter;
 use herald_shared::jobs::{ExchangeCode, PruneExpired, PublishDelivery, RefreshCredentials, RevokeGrant};
 use herald_shared::platforms::Platforms;
+use herald_shared::projections::ReadModels;
 use sqlx::PgPool;
 
 use crate::runtime::Registry;
@@ -48,7 +49,7 @@ impl Context {
         let limiter = herald_shared::db::relaxed_commit_pool(&pool, (config.database_max_connections / 4).max(2));
         // Two of each at once: while one batch waits for its answer or its commit, the next
         // fills. More would only queue on the same rows.
-        let committer = GroupCommitter::spawn(pool.clone(), BATCH_LANES, COMMIT_BATCH);
+        let committer = GroupCommitter::spawn(pool.clone(), Arc::new(ReadModels), BATCH_LANES, COMMIT_BATCH);
         let publishing = publish::Batches::spawn(pool.clone(), limiter.clone(), keyring.clone(), BATCH_LANES);
         Ok(Self { pool, limiter, config, keyring, platforms, committer, publishing })
     }

@@ -28,7 +28,7 @@ impl Perform<Context> for PruneExpired {
         }
         let mut forgotten = 0;
         loop {
-            match herald_shared::keys::prune_idempotency_keys(&context.pool, BATCH).await {
+            match herald_shared::idempotency::prune_idempotency_keys(&context.pool, BATCH).await {
                 Ok(deleted) => {
                     forgotten += deleted;
                     if deleted < BATCH as u64 {

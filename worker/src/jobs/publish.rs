@@ -28,12 +28,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use herald_shared::batch::Batcher;
+use herald_shared::commands::{ExecuteError, execute, execute_loaded, load, load_many};
 use herald_shared::credentials::{self, PairOwner};
 use herald_shared::crypto::Keyring;
 use herald_shared::domain::account::{self, Account};
 use herald_shared::domain::post::{self, DeliveryError, DeliveryStatus, Post};
-use herald_shared::events::store::StreamId;
-use herald_shared::events::{EventMetadata, ExecuteError, execute, execute_loaded, load, load_many};
+use herald_shared::events::EventMetadata;
 use herald_shared::jobs::{PublishDelivery, RefreshCredentials};
 use herald_shared::platforms::{self, LookUp, Platform, PlatformError, Publication, TokenSet};
 use herald_shared::queue::RetryPolicy;
@@ -222,7 +222,7 @@ impl Attempt<'_> {
                 Ok(_) => return Ok(true),
                 Err(ExecuteError::Conflict { .. }) => {
                     let mut connection = context.pool.acquire().await?;
-                    self.post = load::<Post>(&mut connection, &StreamId::new("post", self.job.post_id)).await?;
+                    self.post = load::<Post>(&mut connection, self.job.post_id).await?;
                 }
                 Err(ExecuteError::Rejected(rejection)) => {
                     tracing::info!(%rejection, "the delivery moved; not recorded");

@@ -13,9 +13,10 @@
 //! `account.needs_reconnect` with the platform's reason; another refusal →
 //! `account.refresh_failed`, the account stays connected.
 
+use herald_shared::commands::{ExecuteError, execute};
 use herald_shared::credentials;
 use herald_shared::domain::account::{self, Account};
-use herald_shared::events::{EventMetadata, ExecuteError, execute};
+use herald_shared::events::EventMetadata;
 use herald_shared::jobs::RefreshCredentials;
 use herald_shared::platforms::{self, PlatformError};
 use uuid::Uuid;

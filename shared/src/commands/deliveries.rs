@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::{ExecuteError, execute, load};
 use crate::domain::post::{self, DeliveryStatus, Post, PostStatus};
-use crate::events::store::StreamId;
-use crate::events::{EventMetadata, ExecuteError, execute, load};
+use crate::events::EventMetadata;
 use crate::jobs::PublishDelivery;
 use crate::queue::{self, NewJob};
 
@@ -63,7 +63,7 @@ pub async fn queue_due(pool: &sqlx::PgPool, horizon: chrono::Duration, limit: i6
     let mut queued = 0;
     for post_id in posts {
         let mut tx = pool.begin().await?;
-        let (post, _) = load::<Post>(&mut tx, &StreamId::new("post", post_id)).await?;
+        let (post, _) = load::<Post>(&mut tx, post_id).await?;
         let metadata = EventMetadata { project_id: Some(post.project_id), ..metadata.clone() };
         match queue_pending(&mut tx, post_id, &post, &metadata).await {
             Ok(count) => {

@@ -34,10 +34,11 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::{ExecuteError, execute};
 use crate::credentials;
 use crate::domain::connect_session::{self, ConnectSession};
 use crate::domain::post::{self, DeliveryError, DeliveryStatus, Post};
-use crate::events::{EventMetadata, ExecuteError, execute};
+use crate::events::EventMetadata;
 
 /// What one sweep ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -122,7 +123,7 @@ async fn end_deliveries(pool: &PgPool, grace: Duration, limit: i64) -> anyhow::R
     // On their way, with no live job under `PublishDelivery::dedup_key` (the unique index on
     // live jobs answers the `NOT EXISTS`).
     let abandoned = sqlx::query!(
-        r#"SELECT d.id, d.post_id, d.project_id, d.status, d.generation, d.updated_at,
+        r#"SELECT d.id, d.post_id, d.project_id, d.status AS "status: DeliveryStatus", d.generation, d.updated_at,
                   'publish:' || d.id || ':' || d.generation AS "dedup_key!"
            FROM deliveries d
            WHERE d.status IN ('queued', 'publishing')
@@ -142,7 +143,7 @@ async fn end_deliveries(pool: &PgPool, grace: Duration, limit: i64) -> anyhow::R
             continue;
         }
         let why = job_ending(ending);
-        let (status, error) = if delivery.status == "publishing" {
+        let (status, error) = if delivery.status == DeliveryStatus::Publishing {
             let message =
                 format!("publishing started but {why}; the platform may have the post: retry with force to post again");
             (
@@ -208,7 +209,7 @@ fn metadata(project_id: Uuid) -> EventMetadata {
 
 /// Records `command` on aggregate `id` in a transaction of its own; false if it lost a race
 /// (another writer appended first, or the subject moved).
-async fn record<A: crate::events::Aggregate>(
+async fn record<A: crate::domain::aggregate::Aggregate>(
     pool: &PgPool,
     id: Uuid,
     project_id: Uuid,

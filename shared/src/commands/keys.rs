@@ -1,123 +1,16 @@
-//! API keys: how they look, how they are stored, what they may do, and the operator's
-//! commands that create projects and keys.
-//!
-//! A key is `hk_live_` (or `hk_test_`, sandbox only) followed by 32 lowercase hex digits from a
-//! CSPRNG, so secret scanners can match `hk_(live|test)_[a-f0-9]{32}`. Only its
-//! SHA-256 and its first 12 characters are stored; the key itself is shown once, at creation.
+//! Projects and their API keys: creating a project with its first key, creating and revoking
+//! keys, listing them. Used by the operator's CLI and by `/v1/keys`. What a key looks like and
+//! what it reaches is `crate::domain::api_key`.
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::api_key::{self, ApiKey, KeySpec};
+use super::{ExecuteError, execute};
+use crate::domain::api_key::{self, ApiKey, Environment, KeySpec, expand_scopes, generate, parse_network};
 use crate::domain::project::{self, Project};
-use crate::events::{EventMetadata, ExecuteError, execute};
-
-/// Every scope a key can hold.
-pub const SCOPES: &[&str] = &[
-    "posts:read",
-    "posts:write",
-    "posts:delete",
-    "posts:approve",
-    "media:read",
-    "media:upload",
-    "queue:read",
-    "queue:write",
-    "schedule:read",
-    "schedule:write",
-    "analytics:read",
-    "connections:read",
-    "connections:write",
-    "apps:read",
-    "apps:write",
-    "keys:read",
-    "keys:write",
-    "webhooks:read",
-    "webhooks:write",
-    "events:read",
-    "feeds:read",
-    "feeds:write",
-    "ai:generate",
-];
-
-/// The length of the prefix shown in lists (`hk_live_` and four hex digits).
-pub const PREFIX_LEN: usize = 12;
-
-/// Which platforms a key reaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Environment {
-    /// Every platform.
-    Live,
-    /// Only the sandbox platform.
-    Test,
-}
-
-impl Environment {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Live => "live",
-            Environment::Test => "test",
-        }
-    }
-
-    fn marker(self) -> &'static str {
-        match self {
-            Environment::Live => "hk_live_",
-            Environment::Test => "hk_test_",
-        }
-    }
-}
-
-/// A freshly generated key: the secret (shown once) and what is stored of it.
-#[derive(Debug)]
-pub struct GeneratedKey {
-    pub secret: SecretString,
-    pub prefix: String,
-    /// SHA-256 of the key, hex.
-    pub hash: String,
-}
-
-/// Makes a new key.
-pub fn generate(environment: Environment) -> GeneratedKey {
-    // The thread-local generator is a CSPRNG (ChaCha) seeded and reseeded from the OS.
-    let mut bytes = [0u8; 16];
-    rand::rng().fill(&mut bytes);
-    let key = format!("{}{}", environment.marker(), hex::encode(bytes));
-    GeneratedKey { prefix: key[..PREFIX_LEN].to_owned(), hash: hash(&key), secret: SecretString::from(key) }
-}
-
-/// SHA-256 of `key`, hex: what the database holds and what a presented key is looked up by.
-pub fn hash(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
-
-/// Whether `text` has the shape of a key (not whether it exists).
-pub fn is_well_formed(text: &str) -> bool {
-    let Some(hex_part) = text.strip_prefix("hk_live_").or_else(|| text.strip_prefix("hk_test_")) else {
-        return false;
-    };
-    hex_part.len() == 32 && hex_part.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
-}
-
-/// Expands `read` and `write` and checks every name; the answer is sorted and without repeats.
-/// `read` is every `*:read` scope; `write` is every other one.
-pub fn expand_scopes(requested: &[String]) -> Result<Vec<String>, String> {
-    let mut scopes = Vec::new();
-    for scope in requested {
-        match scope.as_str() {
-            "read" => scopes.extend(SCOPES.iter().filter(|scope| scope.ends_with(":read")).map(|s| (*s).to_owned())),
-            "write" => scopes.extend(SCOPES.iter().filter(|scope| !scope.ends_with(":read")).map(|s| (*s).to_owned())),
-            known if SCOPES.contains(&known) => scopes.push(known.to_owned()),
-            unknown => return Err(format!("unknown scope `{unknown}`")),
-        }
-    }
-    scopes.sort();
-    scopes.dedup();
-    Ok(scopes)
-}
+use crate::events::EventMetadata;
 
 /// What a new key may do, as an operator or the api asks for it.
 #[derive(Debug, Clone)]
@@ -268,7 +161,7 @@ pub async fn create_key_in(
         description: request.description,
         prefix: generated.prefix,
         key_hash: generated.hash,
-        environment: request.environment.as_str().to_owned(),
+        environment: request.environment,
         scopes,
         platforms: request.platforms,
         accounts: request.accounts,
@@ -337,59 +230,7 @@ pub async fn list_keys(pool: &PgPool, project_id: Uuid) -> Result<Vec<KeySummary
 /// The channel a trigger notifies with a key's id whenever its row changes (`*`: all of them).
 pub const CHANGED_CHANNEL: &str = "herald_api_keys";
 
-/// How long an `Idempotency-Key` is remembered.
-pub const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
-
-/// Deletes up to `batch` idempotency records older than [`IDEMPOTENCY_WINDOW`]; returns how many.
-pub async fn prune_idempotency_keys(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query!(
-        "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
-             SELECT ctid FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1) LIMIT $2))",
-        IDEMPOTENCY_WINDOW.as_secs_f64(),
-        batch,
-    )
-    .execute(pool)
-    .await?;
-    Ok(result.rows_affected())
-}
-
-/// An allowed-IP entry: a CIDR block, or a single address.
-pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
-    text.parse::<ipnet::IpNet>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
-}
-
 /// Reads a secret for printing once. Kept here so the one place a key is revealed is easy to find.
 pub fn reveal(secret: &SecretString) -> &str {
     secret.expose_secret()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_have_the_documented_shape_and_are_stored_as_hashes() {
-        let key = generate(Environment::Live);
-        let text = key.secret.expose_secret();
-        assert!(is_well_formed(text), "{}", key.prefix);
-        assert!(text.starts_with("hk_live_") && text.len() == 40);
-        assert_eq!(key.prefix, text[..12]);
-        assert_eq!(key.hash, hash(text));
-        assert_eq!(key.hash.len(), 64);
-        assert_ne!(generate(Environment::Live).hash, key.hash);
-        assert!(generate(Environment::Test).secret.expose_secret().starts_with("hk_test_"));
-        assert!(!is_well_formed("hk_live_0123"));
-        assert!(!is_well_formed(&"hk_live_".repeat(5)));
-        assert!(!is_well_formed("hk_live_0123456789ABCDEF0123456789abcdef"));
-    }
-
-    #[test]
-    fn shorthands_expand_and_unknown_scopes_are_refused() {
-        let read = expand_scopes(&["read".into()]).unwrap();
-        assert!(read.iter().all(|scope| scope.ends_with(":read")));
-        assert!(read.contains(&"events:read".to_owned()));
-        let both = expand_scopes(&["read".into(), "write".into(), "posts:read".into()]).unwrap();
-        assert_eq!(both.len(), SCOPES.len());
-        assert_eq!(expand_scopes(&["posts:publish".into()]).unwrap_err(), "unknown scope `posts:publish`");
-    }
 }
