@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use herald_shared::config::QueueConfig;
 use herald_shared::queue::{Job, NewJob, enqueue, enqueue_many};
-use herald_worker::runtime::{JobRun, Outcome, Perform, Registry, Runtime, Settings, Stats};
+use herald_worker::runtime::{JobResult, JobRun, Outcome, Perform, Registry, Runtime, Settings, Stats};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -60,11 +60,11 @@ struct Context {
 }
 
 impl Perform<Context> for NoOp {
-    async fn perform(self, context: &Context, _run: JobRun) -> Outcome {
+    async fn perform(self, context: &Context, _run: JobRun) -> JobResult {
         if self.report {
             let _ = context.started.send(Instant::now());
         }
-        Outcome::Done
+        Ok(Outcome::Done)
     }
 }
 

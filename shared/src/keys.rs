@@ -337,22 +337,6 @@ pub async fn list_keys(pool: &PgPool, project_id: Uuid) -> Result<Vec<KeySummary
 /// The channel a trigger notifies with a key's id whenever its row changes (`*`: all of them).
 pub const CHANGED_CHANNEL: &str = "herald_api_keys";
 
-/// How long an `Idempotency-Key` is remembered.
-pub const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
-
-/// Deletes up to `batch` idempotency records older than [`IDEMPOTENCY_WINDOW`]; returns how many.
-pub async fn prune_idempotency_keys(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error> {
-    let result = sqlx::query!(
-        "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
-             SELECT ctid FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1) LIMIT $2))",
-        IDEMPOTENCY_WINDOW.as_secs_f64(),
-        batch,
-    )
-    .execute(pool)
-    .await?;
-    Ok(result.rows_affected())
-}
-
 /// An allowed-IP entry: a CIDR block, or a single address.
 pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
     text.parse::<ipnet::IpNet>().ok().or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))

@@ -11,6 +11,7 @@ pub mod db;
 pub mod domain;
 pub mod events;
 pub mod heartbeat;
+pub mod idempotency;
 pub mod jobs;
 pub mod keys;
 pub mod notify;

@@ -13,7 +13,7 @@ use herald_shared::queue::{
     self, Enqueued, FinalState, Finished, Job, NewJob, RetryPolicy, claim, enqueue, enqueue_many, maintenance,
 };
 use herald_shared::rate_limit::{self, Decision, Rate};
-use herald_worker::runtime::{JobRun, Outcome, Perform, Registry, Runtime, Settings, Stats};
+use herald_worker::runtime::{JobResult, JobRun, Outcome, Perform, Registry, Runtime, Settings, Stats};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -57,8 +57,8 @@ impl Perform<Probe> for Scripted {
         Duration::from_millis(300)
     }
 
-    async fn perform(self, _probe: &Probe, _run: JobRun) -> Outcome {
-        match self {
+    async fn perform(self, _probe: &Probe, _run: JobRun) -> JobResult {
+        Ok(match self {
             Scripted::Done => Outcome::Done,
             Scripted::Retry => Outcome::Retry("the platform answered 503".into()),
             Scripted::RetryAt(at) => Outcome::RetryAt(at, "rate limited until the reset".into()),
@@ -69,7 +69,7 @@ impl Perform<Probe> for Scripted {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 Outcome::Done
             }
-        }
+        })
     }
 }
 
@@ -85,20 +85,17 @@ impl Job for Recorded {
 }
 
 impl Perform<Probe> for Recorded {
-    async fn perform(self, probe: &Probe, run: JobRun) -> Outcome {
-        let recorded = sqlx::query(
+    async fn perform(self, probe: &Probe, run: JobRun) -> JobResult {
+        sqlx::query(
             "INSERT INTO probe_runs (job_id, attempt, worker_pid, started_at) VALUES ($1, $2, $3, clock_timestamp())",
         )
         .bind(run.id)
         .bind(run.attempt)
         .bind(std::process::id() as i32)
         .execute(&probe.pool)
-        .await;
-        if let Err(error) = recorded {
-            return Outcome::Retry(error.to_string());
-        }
+        .await?;
         tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
-        Outcome::Done
+        Ok(Outcome::Done)
     }
 }
 
