@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::domain::post::{self, Post, Target};
 use herald_shared::events::store::StreamId;
-use herald_shared::events::{ExecuteError, execute, load};
+use herald_shared::events::{execute, load};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, FieldError, page_limit, split_page};
+use crate::error::{ApiError, FieldError, Rejected, page_limit, split_page};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 /// The most targets one post may have.
@@ -280,8 +280,8 @@ async fn create(
         external_id: body.external_id,
         now: Utc::now(),
     };
-    let created = execute::<Post>(&mut tx, id, command, &metadata).await.map_err(post_error)?;
-    herald_shared::posts::queue_pending(&mut tx, id, &created.state, &metadata).await.map_err(post_error)?;
+    let created = execute::<Post>(&mut tx, id, command, &metadata).await?;
+    herald_shared::posts::queue_pending(&mut tx, id, &created.state, &metadata).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, ApiJson(load_view(&state, &caller, id).await?)))
 }
@@ -411,8 +411,8 @@ async fn change(state: &AppState, caller: &Caller, id: Uuid, command: post::Comm
     load_view(state, caller, id).await?;
     let metadata = caller.event_metadata();
     let mut tx = crate::idempotency::begin(&state.pool).await?;
-    let executed = execute::<Post>(&mut tx, id, command, &metadata).await.map_err(post_error)?;
-    herald_shared::posts::queue_pending(&mut tx, id, &executed.state, &metadata).await.map_err(post_error)?;
+    let executed = execute::<Post>(&mut tx, id, command, &metadata).await?;
+    herald_shared::posts::queue_pending(&mut tx, id, &executed.state, &metadata).await?;
     tx.commit().await?;
     load_view(state, caller, id).await
 }
@@ -439,7 +439,7 @@ async fn update(
             if body.content.is_some() {
                 let (post, _) = {
                     let mut tx = state.pool.begin().await?;
-                    load::<Post>(&mut tx, &StreamId::new("post", id)).await.map_err(post_error)?
+                    load::<Post>(&mut tx, &StreamId::new("post", id)).await?
                 };
                 let kept = post
                     .deliveries
@@ -538,15 +538,16 @@ async fn results(
     Ok(ApiJson(Results { post_id: post.id, status: post.status, data: post.deliveries }))
 }
 
-fn post_error(error: ExecuteError<post::Rejection>) -> ApiError {
-    use post::Rejection;
-    match error {
-        ExecuteError::Rejected(Rejection::NotFound) => ApiError::not_found("no such post"),
-        ExecuteError::Rejected(rejection @ (Rejection::NoTargets | Rejection::DuplicateTarget(_))) => {
-            ApiError::validation(vec![FieldError::new("targets", rejection.to_string())])
+impl Rejected for post::Rejection {
+    const NOUN: &'static str = "post";
+
+    fn into_api_error(self) -> ApiError {
+        match self {
+            Self::NotFound => ApiError::not_found("no such post"),
+            Self::NoTargets | Self::DuplicateTarget(_) => {
+                ApiError::validation(vec![FieldError::new("targets", self.to_string())])
+            }
+            rejection => ApiError::conflict(rejection.to_string()),
         }
-        ExecuteError::Rejected(rejection) => ApiError::conflict(rejection.to_string()),
-        ExecuteError::Conflict { .. } => ApiError::conflict("the post changed meanwhile; try again"),
-        other => ApiError::internal(&other),
     }
 }
