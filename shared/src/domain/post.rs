@@ -368,12 +368,16 @@ fn check_targets(targets: &[Target]) -> Result<(), Rejection> {
     Ok(())
 }
 
+#[path = "post_commands.rs"]
+mod commands;
+
 impl Aggregate for Post {
     const KIND: &'static str = "post";
     type Command = Command;
     type Event = Event;
     type Rejection = Rejection;
 
+    /// Dispatches: each command is decided by its own method below.
     fn decide(&self, command: Command) -> Result<Vec<Event>, Rejection> {
         if !self.exists && !matches!(command, Command::Create { .. }) {
             return Err(Rejection::NotFound);
@@ -388,179 +392,30 @@ impl Aggregate for Post {
                 requires_approval,
                 external_id,
                 now,
-            } => {
-                if self.exists {
-                    return Err(Rejection::AlreadyExists);
-                }
-                check_targets(&targets)?;
-                let status = if draft {
-                    PostStatus::Draft
-                } else if requires_approval {
-                    PostStatus::PendingApproval
-                } else {
-                    PostStatus::Scheduled
-                };
-                let scheduled_at = if draft { scheduled_at } else { Some(scheduled_at.unwrap_or(now)) };
-                Ok(vec![Event::Created {
-                    project_id,
-                    content,
-                    targets,
-                    scheduled_at,
-                    status,
-                    requires_approval,
-                    external_id,
-                }])
-            }
-            Command::Update { content, targets, scheduled_at } => {
-                if matches!(
-                    self.status,
-                    PostStatus::Canceled | PostStatus::Published | PostStatus::Partial | PostStatus::Failed
-                ) {
-                    return Err(Rejection::Finished(self.status));
-                }
-                if self.deliveries.iter().any(|delivery| delivery.status.started()) {
-                    return Err(Rejection::DeliveryStarted);
-                }
-                let targets = match targets {
-                    Some(targets) => {
-                        check_targets(&targets)?;
-                        targets
-                    }
-                    None => self
-                        .deliveries
-                        .iter()
-                        .map(|delivery| Target {
-                            delivery_id: delivery.id,
-                            account_id: delivery.account_id,
-                            content: delivery.content.clone(),
-                            options: delivery.options.clone(),
-                        })
-                        .collect(),
-                };
-                Ok(vec![Event::Updated {
-                    content: content.unwrap_or_else(|| self.content.clone()),
-                    targets,
-                    scheduled_at: scheduled_at.or(self.scheduled_at),
-                    generation: self.generation + 1,
-                }])
-            }
-            Command::Approve => {
-                if self.status != PostStatus::PendingApproval {
-                    return Err(Rejection::NotPendingApproval);
-                }
-                Ok(vec![Event::Approved { status: PostStatus::Scheduled }])
-            }
-            Command::Publish { now } => {
-                if self.status != PostStatus::Draft {
-                    return Err(Rejection::NotADraft);
-                }
-                Ok(vec![Event::PublishRequested { scheduled_at: now, status: self.initial_status() }])
-            }
-            Command::Cancel => {
-                let delivery_ids: Vec<Uuid> = self
-                    .deliveries
-                    .iter()
-                    .filter(|delivery| !delivery.status.started() && delivery.status != DeliveryStatus::Canceled)
-                    .map(|delivery| delivery.id)
-                    .collect();
-                if delivery_ids.is_empty() {
-                    return Err(Rejection::Finished(self.status));
-                }
-                let statuses: Vec<DeliveryStatus> =
-                    self.deliveries
-                        .iter()
-                        .map(|delivery| {
-                            if delivery_ids.contains(&delivery.id) { DeliveryStatus::Canceled } else { delivery.status }
-                        })
-                        .collect();
-                Ok(vec![Event::Canceled { delivery_ids, status: derive_status(&statuses, PostStatus::Canceled) }])
-            }
-            Command::Retry { force, now } => {
-                let delivery_ids: Vec<Uuid> = self
-                    .deliveries
-                    .iter()
-                    .filter(|delivery| {
-                        delivery.status == DeliveryStatus::Failed
-                            || (force && delivery.status == DeliveryStatus::Unknown)
-                    })
-                    .map(|delivery| delivery.id)
-                    .collect();
-                if delivery_ids.is_empty() {
-                    return Err(Rejection::NothingToRetry);
-                }
-                Ok(vec![Event::Retried { delivery_ids, generation: self.generation + 1, scheduled_at: now }])
-            }
-            Command::Queue { delivery_id, generation } => {
-                let delivery = self.delivery(delivery_id)?;
-                if delivery.status != DeliveryStatus::Pending
-                    || delivery.generation != generation
-                    || self.status != PostStatus::Scheduled && self.status != PostStatus::Publishing
-                {
-                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
-                }
-                Ok(vec![Event::DeliveryQueued { delivery_id, generation }])
-            }
-            Command::StartPublishing { delivery_id, generation } => {
-                let delivery = self.delivery(delivery_id)?;
-                if delivery.status != DeliveryStatus::Queued || delivery.generation != generation {
-                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
-                }
-                Ok(vec![Event::DeliveryPublishing { delivery_id, attempt: delivery.attempts + 1 }])
-            }
+            } => self.create(
+                project_id,
+                content,
+                targets,
+                external_id,
+                commands::Start { scheduled_at, draft, requires_approval, now },
+            ),
+            Command::Update { content, targets, scheduled_at } => self.update(content, targets, scheduled_at),
+            Command::Approve => self.approve(),
+            Command::Publish { now } => self.publish(now),
+            Command::Cancel => self.cancel(),
+            Command::Retry { force, now } => self.retry(force, now),
+            Command::Queue { delivery_id, generation } => self.queue(delivery_id, generation),
+            Command::StartPublishing { delivery_id, generation } => self.start_publishing(delivery_id, generation),
             Command::RecordPublished { delivery_id, platform_post_id, platform_url, at } => {
-                let delivery = self.delivery(delivery_id)?;
-                if !matches!(delivery.status, DeliveryStatus::Publishing | DeliveryStatus::Unknown) {
-                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
-                }
-                let post_status = self.status_with(delivery_id, DeliveryStatus::Published);
-                Ok(vec![Event::DeliveryPublished {
-                    delivery_id,
-                    platform_post_id,
-                    platform_url,
-                    published_at: at,
-                    post_status,
-                }])
+                self.record_published(delivery_id, platform_post_id, platform_url, at)
             }
             Command::RecordRetrying { delivery_id, error, retry_at } => {
-                let delivery = self.delivery(delivery_id)?;
-                if delivery.status != DeliveryStatus::Publishing {
-                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
-                }
-                Ok(vec![Event::DeliveryRetrying { delivery_id, error, retry_at }])
+                self.record_retrying(delivery_id, error, retry_at)
             }
-            Command::RecordFailed { delivery_id, error } => {
-                let delivery = self.delivery(delivery_id)?;
-                if !matches!(delivery.status, DeliveryStatus::Publishing | DeliveryStatus::Queued) {
-                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
-                }
-                let post_status = self.status_with(delivery_id, DeliveryStatus::Failed);
-                Ok(vec![Event::DeliveryFailed { delivery_id, error, post_status }])
-            }
-            Command::RecordUnknown { delivery_id, error } => {
-                let delivery = self.delivery(delivery_id)?;
-                if delivery.status != DeliveryStatus::Publishing {
-                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
-                }
-                let post_status = self.status_with(delivery_id, DeliveryStatus::Unknown);
-                Ok(vec![Event::DeliveryUnknown { delivery_id, error, post_status }])
-            }
+            Command::RecordFailed { delivery_id, error } => self.record_failed(delivery_id, error),
+            Command::RecordUnknown { delivery_id, error } => self.record_unknown(delivery_id, error),
             Command::RecordAbandoned { delivery_id, generation, status, error } => {
-                let delivery = self.delivery(delivery_id)?;
-                let moved = Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation };
-                if delivery.status != status || delivery.generation != generation {
-                    return Err(moved);
-                }
-                match status {
-                    DeliveryStatus::Publishing => {
-                        let post_status = self.status_with(delivery_id, DeliveryStatus::Unknown);
-                        Ok(vec![Event::DeliveryUnknown { delivery_id, error, post_status }])
-                    }
-                    DeliveryStatus::Queued => {
-                        let post_status = self.status_with(delivery_id, DeliveryStatus::Failed);
-                        Ok(vec![Event::DeliveryFailed { delivery_id, error, post_status }])
-                    }
-                    _ => Err(moved),
-                }
+                self.record_abandoned(delivery_id, generation, status, error)
             }
         }
     }
