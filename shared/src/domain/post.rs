@@ -420,10 +420,26 @@ impl Aggregate for Post {
         }
     }
 
+    /// Events about the post as a whole change the post; the others one of its deliveries.
     fn evolve(mut self, event: &Event) -> Self {
         match event {
+            Event::Created { .. }
+            | Event::Updated { .. }
+            | Event::Approved { .. }
+            | Event::PublishRequested { .. }
+            | Event::Canceled { .. }
+            | Event::Retried { .. } => self.evolve_post(event),
+            _ => self.evolve_delivery(event),
+        }
+        self
+    }
+}
+
+impl Post {
+    fn evolve_post(&mut self, event: &Event) {
+        match event {
             Event::Created { project_id, content, targets, scheduled_at, status, requires_approval, external_id } => {
-                self = Post {
+                *self = Post {
                     exists: true,
                     project_id: *project_id,
                     status: *status,
@@ -465,6 +481,12 @@ impl Aggregate for Post {
                 }
                 self.status = PostStatus::Publishing;
             }
+            _ => {}
+        }
+    }
+
+    fn evolve_delivery(&mut self, event: &Event) {
+        match event {
             Event::DeliveryQueued { delivery_id, .. } => {
                 self.update_delivery(*delivery_id, |delivery| delivery.status = DeliveryStatus::Queued);
             }
@@ -485,31 +507,28 @@ impl Aggregate for Post {
                 self.status = *post_status;
             }
             Event::DeliveryRetrying { delivery_id, error, .. } => {
-                self.update_delivery(*delivery_id, |delivery| {
-                    delivery.status = DeliveryStatus::Queued;
-                    delivery.last_error = Some(error.clone());
-                });
+                self.delivery_erred(*delivery_id, DeliveryStatus::Queued, error);
             }
             Event::DeliveryFailed { delivery_id, error, post_status } => {
-                self.update_delivery(*delivery_id, |delivery| {
-                    delivery.status = DeliveryStatus::Failed;
-                    delivery.last_error = Some(error.clone());
-                });
+                self.delivery_erred(*delivery_id, DeliveryStatus::Failed, error);
                 self.status = *post_status;
             }
             Event::DeliveryUnknown { delivery_id, error, post_status } => {
-                self.update_delivery(*delivery_id, |delivery| {
-                    delivery.status = DeliveryStatus::Unknown;
-                    delivery.last_error = Some(error.clone());
-                });
+                self.delivery_erred(*delivery_id, DeliveryStatus::Unknown, error);
                 self.status = *post_status;
             }
+            _ => {}
         }
-        self
     }
-}
 
-impl Post {
+    /// A delivery's attempt met `error` and the delivery is now `status`.
+    fn delivery_erred(&mut self, id: Uuid, status: DeliveryStatus, error: &DeliveryError) {
+        self.update_delivery(id, |delivery| {
+            delivery.status = status;
+            delivery.last_error = Some(error.clone());
+        });
+    }
+
     fn update_delivery(&mut self, id: Uuid, change: impl FnOnce(&mut Delivery)) {
         if let Some(delivery) = self.deliveries.iter_mut().find(|delivery| delivery.id == id) {
             change(delivery);
