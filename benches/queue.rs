@@ -11,7 +11,8 @@
 //!    the database: statements a second, counted by `pg_stat_statements` over a quiet window
 //!    (transactions a second from `pg_stat_database` where the server has not loaded it).
 // A benchmark that cannot set up should stop loudly; it is never shipped code.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests and benches read best as one story each, so they are exempt from the length lint.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod common;
 
