@@ -408,7 +408,7 @@ async fn the_rate_limiter_never_admits_more_than_the_rate_across_pools() {
     let mut tasks = tokio::task::JoinSet::new();
     for task in 0..100 {
         let pool = pools[task % 2].clone();
-        tasks.spawn(async move { rate_limit::acquire(&pool, "account:1:publish", rate).await.unwrap() });
+        tasks.spawn(async move { rate_limit::acquire_all(&pool, &[("account:1:publish", rate)]).await.unwrap() });
     }
     let mut allowed = 0;
     let mut retry_ats = Vec::new();
@@ -436,24 +436,27 @@ async fn the_rate_limiter_counts_down_and_honours_a_platform_block() {
     let rate = Rate { limit: 3, period: Duration::from_secs(60), burst: 3 };
     let mut remaining = Vec::new();
     for _ in 0..3 {
-        match rate_limit::acquire(&pool, "key:a", rate).await.unwrap() {
+        match rate_limit::acquire_all(&pool, &[("key:a", rate)]).await.unwrap() {
             Decision::Allowed { remaining: left, .. } => remaining.push(left),
             Decision::RetryAt(at) => panic!("refused at {at}"),
         }
     }
     assert_eq!(remaining, vec![2, 1, 0]);
-    assert!(matches!(rate_limit::acquire(&pool, "key:a", rate).await.unwrap(), Decision::RetryAt(_)));
+    assert!(matches!(rate_limit::acquire_all(&pool, &[("key:a", rate)]).await.unwrap(), Decision::RetryAt(_)));
 
     let reset = Utc::now() + chrono::Duration::minutes(15);
     rate_limit::block_until(&pool, "key:b", reset).await.unwrap();
     rate_limit::block_until(&pool, "key:b", reset - chrono::Duration::minutes(5)).await.unwrap();
-    match rate_limit::acquire(&pool, "key:b", rate).await.unwrap() {
+    match rate_limit::acquire_all(&pool, &[("key:b", rate)]).await.unwrap() {
         Decision::RetryAt(at) => {
             assert_eq!(at.timestamp_micros(), reset.timestamp_micros(), "a block is never shortened")
         }
         Decision::Allowed { .. } => panic!("allowed while blocked"),
     }
-    assert!(matches!(rate_limit::acquire(&pool, "key:c", rate).await.unwrap(), Decision::Allowed { remaining: 2, .. }));
+    assert!(matches!(
+        rate_limit::acquire_all(&pool, &[("key:c", rate)]).await.unwrap(),
+        Decision::Allowed { remaining: 2, .. }
+    ));
 }
 
 #[tokio::test]
@@ -647,7 +650,7 @@ async fn limits_taken_together_are_all_or_nothing() {
     }
     // The refused request charged nothing: the minute limit has spent one of three.
     assert!(matches!(
-        rate_limit::acquire(&pool, "k:minute", minute).await.unwrap(),
+        rate_limit::acquire_all(&pool, &[("k:minute", minute)]).await.unwrap(),
         Decision::Allowed { remaining: 1, .. }
     ));
 }
@@ -673,8 +676,8 @@ async fn a_batch_of_requests_is_decided_in_order_each_all_or_nothing() {
         .collect();
     assert_eq!(remaining, [Some(0), Some(0), Some(0), None, None]);
     // The refused requests charged nothing: their own keys are untouched, the admitted ones spent.
-    assert!(matches!(rate_limit::acquire(&pool, "own:4", own).await.unwrap(), Decision::Allowed { .. }));
-    assert!(matches!(rate_limit::acquire(&pool, "own:0", own).await.unwrap(), Decision::RetryAt(_)));
+    assert!(matches!(rate_limit::acquire_all(&pool, &[("own:4", own)]).await.unwrap(), Decision::Allowed { .. }));
+    assert!(matches!(rate_limit::acquire_all(&pool, &[("own:0", own)]).await.unwrap(), Decision::RetryAt(_)));
     // A later batch sees what this one took.
     let again = rate_limit::acquire_many(&pool, &[&[("shared", shared)]]).await.unwrap();
     assert!(matches!(again[..], [Decision::RetryAt(_)]));
