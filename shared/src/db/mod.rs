@@ -1,7 +1,4 @@
 //! The PostgreSQL connection pool and the embedded migrations.
-
-pub mod local;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result};
