@@ -11,7 +11,8 @@
 //! Then `/healthz` and `GET /v1/keys` again on one connection: the edge's own cost, without
 //! queueing. The client, the server and PostgreSQL share the machine's cores.
 // A benchmark that cannot set up should stop loudly; it is never shipped code.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests and benches read best as one story each, so they are exempt from the length lint.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod common;
 

@@ -7,7 +7,8 @@
 //! the same client counts: the cost of the simplest durable write. The RESULT line reports the
 //! group committer, the path the api takes for creations.
 // A benchmark that cannot set up should stop loudly; it is never shipped code.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests and benches read best as one story each, so they are exempt from the length lint.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod common;
 

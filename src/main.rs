@@ -3,6 +3,8 @@
 //! `herald dev` runs all three in one process against a private PostgreSQL it starts (or the one
 //! `DATABASE_URL` names); the other subcommands are the single roles and the operator's tools.
 
+mod local_postgres;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,10 +13,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use herald_shared::Config;
 use herald_shared::crypto::Keyring;
-use herald_shared::db::local::{Durability, LocalPostgres};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::local_postgres::{Durability, LocalPostgres};
 
 /// mimalloc rather than the system allocator: a busy worker or api allocates and frees small
 /// buffers (JSON values, rows, requests) by the million, and glibc's malloc spent a quarter of

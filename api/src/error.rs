@@ -6,6 +6,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use herald_shared::commands::ExecuteError;
 use serde::Serialize;
 
 tokio::task_local! {
@@ -245,5 +246,27 @@ impl From<sqlx::Error> for ApiError {
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> Self {
         Self::internal(&format!("{error:#}"))
+    }
+}
+
+/// How the api answers an aggregate's refusal of a command: each aggregate's `Rejection` says
+/// it once (beside its routes), and `?` on an [`ExecuteError`] does the rest.
+pub trait Rejected: std::error::Error {
+    /// The aggregate as a client names it, for "the post changed meanwhile".
+    const NOUN: &'static str;
+
+    /// The problem this refusal is answered with.
+    fn into_api_error(self) -> ApiError;
+}
+
+/// The one mapping of a command's failure: a refusal as its aggregate says, a lost race a 409
+/// the client may retry, anything else (database, decoding, projections) an internal error.
+impl<R: Rejected> From<ExecuteError<R>> for ApiError {
+    fn from(error: ExecuteError<R>) -> Self {
+        match error {
+            ExecuteError::Rejected(rejection) => rejection.into_api_error(),
+            ExecuteError::Conflict { .. } => Self::conflict(format!("the {} changed meanwhile; try again", R::NOUN)),
+            other => Self::internal(&other),
+        }
     }
 }

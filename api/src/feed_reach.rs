@@ -71,86 +71,18 @@ impl FeedReach {
         if unrestricted && SCOPES.iter().all(|scope| caller.scopes.iter().any(|held| held == scope)) {
             return Ok(FeedReach { everything: true, ..FeedReach::default() });
         }
-        let holds = |scope: &str| caller.scopes.iter().any(|held| held == scope);
-        let mut wanted: HashMap<&str, Vec<Uuid>> = HashMap::new();
-        let mut accounts_in_payloads = Vec::new();
-        for event in events {
-            match subject(&event.stream_id) {
-                Subject::Post(id) if holds("posts:read") => wanted.entry(Post::KIND).or_default().push(id),
-                Subject::Account(id) if holds("connections:read") => wanted.entry(Account::KIND).or_default().push(id),
-                Subject::Connect(id) if holds("connections:read") => {
-                    wanted.entry(ConnectSession::KIND).or_default().push(id);
-                    accounts_in_payloads.extend(account_ids(&event.payload));
-                }
-                Subject::Key(id) if holds("keys:read") => wanted.entry(ApiKey::KIND).or_default().push(id),
-                Subject::App(id) if holds("apps:read") => wanted.entry(OAuthApp::KIND).or_default().push(id),
-                _ => {}
-            }
-        }
+        let wanted = Wanted::of(caller, events);
         let mut found = FeedReach::default();
-        let ids = |kind: &str| wanted.get(kind).cloned().unwrap_or_default();
-
-        let mut posts: HashMap<Uuid, bool> = HashMap::new();
-        for target in sqlx::query!(
-            "SELECT d.post_id, a.id, a.platform, a.external_id
-             FROM deliveries d JOIN accounts a ON a.id = d.account_id WHERE d.post_id = ANY($1)",
-            &ids(Post::KIND)
-        )
-        .fetch_all(pool)
-        .await?
-        {
-            let reached = reach.reaches_account(&target.platform, target.id, target.external_id.as_deref());
-            *posts.entry(target.post_id).or_insert(true) &= reached;
-        }
-        found.visible.extend(posts.into_iter().filter(|(_, all_reached)| *all_reached).map(|(id, _)| id));
-
-        let mut account_lookup = ids(Account::KIND);
-        account_lookup.extend(accounts_in_payloads);
-        for account in
-            sqlx::query!("SELECT id, platform, external_id FROM accounts WHERE id = ANY($1)", &account_lookup)
-                .fetch_all(pool)
-                .await?
-        {
-            if reach.reaches_account(&account.platform, account.id, account.external_id.as_deref()) {
-                found.reachable_accounts.insert(account.id);
-            }
-        }
-        found.visible.extend(ids(Account::KIND).into_iter().filter(|id| found.reachable_accounts.contains(id)));
-
-        for session in
-            sqlx::query!("SELECT id, platform FROM connect_sessions WHERE id = ANY($1)", &ids(ConnectSession::KIND))
-                .fetch_all(pool)
-                .await?
-        {
-            if reach.reaches_platform(&session.platform) {
-                found.visible.insert(session.id);
-            }
-        }
-        for app in sqlx::query!("SELECT id, platform FROM oauth_apps WHERE id = ANY($1)", &ids(OAuthApp::KIND))
-            .fetch_all(pool)
-            .await?
-        {
-            if reach.reaches_platform(&app.platform) {
-                found.visible.insert(app.id);
-            }
-        }
-        for key in sqlx::query!(
-            r#"SELECT id, environment AS "environment: Environment", scopes, platforms, accounts FROM api_keys WHERE id = ANY($1)"#,
-            &ids(ApiKey::KIND)
-        )
-        .fetch_all(pool)
-        .await?
-        {
-            let theirs = Reach {
-                test_only: key.environment == Environment::Test,
-                scopes: &key.scopes,
-                platforms: key.platforms.as_deref(),
-                accounts: key.accounts.as_deref(),
-            };
-            if reach.lacks(&theirs).is_none() {
-                found.visible.insert(key.id);
-            }
-        }
+        found.visible.extend(visible_posts(pool, &reach, &wanted.ids(Post::KIND)).await?);
+        let mut account_lookup = wanted.ids(Account::KIND);
+        account_lookup.extend(wanted.accounts_in_payloads.iter().copied());
+        found.reachable_accounts = reachable_accounts(pool, &reach, &account_lookup).await?;
+        found.visible.extend(wanted.ids(Account::KIND).into_iter().filter(|id| found.reachable_accounts.contains(id)));
+        found.visible.extend(
+            visible_sessions_and_apps(pool, &reach, &wanted.ids(ConnectSession::KIND), &wanted.ids(OAuthApp::KIND))
+                .await?,
+        );
+        found.visible.extend(visible_keys(pool, &reach, &wanted.ids(ApiKey::KIND)).await?);
         Ok(found)
     }
 
@@ -180,6 +112,117 @@ impl FeedReach {
         }
         payload
     }
+}
+
+/// The subjects of a page the caller's scopes let it ask about, by kind, and the accounts named
+/// in payloads (a completed session's `account_ids`).
+#[derive(Default)]
+struct Wanted {
+    by_kind: HashMap<&'static str, Vec<Uuid>>,
+    accounts_in_payloads: Vec<Uuid>,
+}
+
+impl Wanted {
+    fn of(caller: &Caller, events: &[RecordedEvent]) -> Self {
+        let holds = |scope: &str| caller.scopes.iter().any(|held| held == scope);
+        let mut wanted = Wanted::default();
+        for event in events {
+            let kind = match subject(&event.stream_id) {
+                Subject::Post(id) if holds("posts:read") => Some((Post::KIND, id)),
+                Subject::Account(id) if holds("connections:read") => Some((Account::KIND, id)),
+                Subject::Connect(id) if holds("connections:read") => {
+                    wanted.accounts_in_payloads.extend(account_ids(&event.payload));
+                    Some((ConnectSession::KIND, id))
+                }
+                Subject::Key(id) if holds("keys:read") => Some((ApiKey::KIND, id)),
+                Subject::App(id) if holds("apps:read") => Some((OAuthApp::KIND, id)),
+                _ => None,
+            };
+            if let Some((kind, id)) = kind {
+                wanted.by_kind.entry(kind).or_default().push(id);
+            }
+        }
+        wanted
+    }
+
+    fn ids(&self, kind: &str) -> Vec<Uuid> {
+        self.by_kind.get(kind).cloned().unwrap_or_default()
+    }
+}
+
+/// The posts of `ids` whose every target the caller reaches (all or nothing, as `GET /v1/posts`).
+async fn visible_posts(pool: &PgPool, reach: &Reach<'_>, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut posts: HashMap<Uuid, bool> = HashMap::new();
+    for target in sqlx::query!(
+        "SELECT d.post_id, a.id, a.platform, a.external_id
+             FROM deliveries d JOIN accounts a ON a.id = d.account_id WHERE d.post_id = ANY($1)",
+        ids
+    )
+    .fetch_all(pool)
+    .await?
+    {
+        let reached = reach.reaches_account(&target.platform, target.id, target.external_id.as_deref());
+        *posts.entry(target.post_id).or_insert(true) &= reached;
+    }
+    Ok(posts.into_iter().filter(|(_, all_reached)| *all_reached).map(|(id, _)| id).collect())
+}
+
+/// The accounts of `ids` the caller reaches.
+async fn reachable_accounts(pool: &PgPool, reach: &Reach<'_>, ids: &[Uuid]) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let accounts =
+        sqlx::query!("SELECT id, platform, external_id FROM accounts WHERE id = ANY($1)", ids).fetch_all(pool).await?;
+    Ok(accounts
+        .into_iter()
+        .filter(|account| reach.reaches_account(&account.platform, account.id, account.external_id.as_deref()))
+        .map(|account| account.id)
+        .collect())
+}
+
+/// The connect sessions of `sessions` and the apps of `apps` whose platform the caller reaches.
+async fn visible_sessions_and_apps(
+    pool: &PgPool,
+    reach: &Reach<'_>,
+    sessions: &[Uuid],
+    apps: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut visible = Vec::new();
+    for session in
+        sqlx::query!("SELECT id, platform FROM connect_sessions WHERE id = ANY($1)", sessions).fetch_all(pool).await?
+    {
+        if reach.reaches_platform(&session.platform) {
+            visible.push(session.id);
+        }
+    }
+    for app in sqlx::query!("SELECT id, platform FROM oauth_apps WHERE id = ANY($1)", apps).fetch_all(pool).await? {
+        if reach.reaches_platform(&app.platform) {
+            visible.push(app.id);
+        }
+    }
+    Ok(visible)
+}
+
+/// The keys of `ids` within the caller's own reach (as `GET /v1/keys`).
+async fn visible_keys(pool: &PgPool, reach: &Reach<'_>, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+    let keys = sqlx::query!(
+        r#"SELECT id, environment AS "environment: Environment", scopes, platforms, accounts FROM api_keys
+               WHERE id = ANY($1)"#,
+        ids
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(keys
+        .into_iter()
+        .filter(|key| {
+            let theirs = Reach {
+                test_only: key.environment == Environment::Test,
+                scopes: &key.scopes,
+                platforms: key.platforms.as_deref(),
+                accounts: key.accounts.as_deref(),
+            };
+            reach.lacks(&theirs).is_none()
+        })
+        .map(|key| key.id)
+        .collect())
 }
 
 fn account_ids(payload: &Value) -> impl Iterator<Item = Uuid> + '_ {

@@ -12,7 +12,7 @@
 //! writes, and a process can die between any two. So a write handler opens its transaction with
 //! [`begin`], which marks the claim applied *inside* that transaction, fenced on the claim: the
 //! mark commits exactly when the effect does. A retry that finds a claim older than
-//! [`ABANDONED_AFTER`] without a response then knows which side of the commit the first request
+//! [`idempotency::ABANDONED_AFTER`] without a response then knows which side of the commit the first request
 //! died on:
 //! - not applied: nothing happened; the retry takes the claim over and acts. Should the first
 //!   request still be alive, its fence no longer matches and it is refused before acting
@@ -29,6 +29,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use herald_shared::credentials;
+use herald_shared::idempotency::{self, Claim};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -40,20 +41,8 @@ use crate::error::ApiError;
 
 /// How long a retry waits for the first request to finish.
 const WAIT_FOR_FIRST: Duration = Duration::from_secs(10);
-/// A claim this old without a response belongs to a request that died (or is so slow that a
-/// retry may take its place).
-const ABANDONED_AFTER: Duration = Duration::from_secs(30);
 /// The longest key accepted.
 const MAX_KEY_LEN: usize = 255;
-
-/// The key the request being served holds.
-#[derive(Clone, Debug)]
-struct Claim {
-    project_id: Uuid,
-    key: String,
-    /// Which request holds the key: a new one on every claim and takeover.
-    token: Uuid,
-}
 
 tokio::task_local! {
     /// Set while a claimed request's handler runs, for [`begin`] to fence its transaction on.
@@ -68,16 +57,8 @@ pub async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, ApiE
     let Ok(claim) = CLAIM.try_with(Claim::clone) else {
         return Ok(tx);
     };
-    let fenced = sqlx::query!(
-        "UPDATE idempotency_keys SET applied_at = now()
-         WHERE project_id = $1 AND idempotency_key = $2 AND claim = $3 AND status IS NULL",
-        claim.project_id,
-        claim.key,
-        claim.token,
-    )
-    .execute(&mut *tx)
-    .await?;
-    if fenced.rows_affected() == 0 {
+    let fenced = idempotency::mark_applied(&mut tx, &claim).await?;
+    if !fenced {
         return Err(ApiError::idempotency_taken_over(
             "this request ran so long that a retry with its Idempotency-Key took over; this one did nothing",
         ));
@@ -136,36 +117,11 @@ async fn wait_for_claim(state: &AppState, project_id: Uuid, key: &str, fingerpri
     let deadline = tokio::time::Instant::now() + WAIT_FOR_FIRST;
     loop {
         // Claim the key, or take over one older than the window.
-        let claimed = sqlx::query_scalar!(
-            r#"INSERT INTO idempotency_keys AS k (project_id, idempotency_key, fingerprint)
-               VALUES ($1, $2, $3)
-               ON CONFLICT (project_id, idempotency_key) DO UPDATE
-                   SET fingerprint = excluded.fingerprint, claim = excluded.claim, applied_at = NULL,
-                       status = NULL, content_type = NULL, sealed_body = NULL, created_at = now()
-                   WHERE k.created_at < now() - make_interval(secs => $4)
-               RETURNING claim"#,
-            project_id,
-            key,
-            fingerprint,
-            herald_shared::idempotency::IDEMPOTENCY_WINDOW.as_secs_f64(),
-        )
-        .fetch_optional(&state.pool)
-        .await
-        .map_err(internal)?;
+        let claimed = idempotency::claim(&state.pool, project_id, key, fingerprint).await.map_err(internal)?;
         if let Some(token) = claimed {
             return Ok(Turn::Act(token));
         }
-        let first = sqlx::query!(
-            r#"SELECT fingerprint, claim, status, content_type, sealed_body, applied_at IS NOT NULL AS "applied!",
-                      created_at < now() - make_interval(secs => $3) AS "abandoned!"
-               FROM idempotency_keys WHERE project_id = $1 AND idempotency_key = $2"#,
-            project_id,
-            key,
-            ABANDONED_AFTER.as_secs_f64(),
-        )
-        .fetch_optional(&state.pool)
-        .await
-        .map_err(internal)?;
+        let first = idempotency::find(&state.pool, project_id, key).await.map_err(internal)?;
         // No record: the first request failed with a 5xx and gave the key back, and the next
         // round claims it.
         if let Some(first) = first {
@@ -184,18 +140,8 @@ async fn wait_for_claim(state: &AppState, project_id: Uuid, key: &str, fingerpri
             if first.abandoned {
                 // Waits on the row while the first request's transaction holds it, and then
                 // finds it applied.
-                let taken = sqlx::query_scalar!(
-                    "UPDATE idempotency_keys SET claim = gen_random_uuid(), created_at = now()
-                     WHERE project_id = $1 AND idempotency_key = $2 AND claim = $3
-                       AND applied_at IS NULL AND status IS NULL
-                     RETURNING claim",
-                    project_id,
-                    key,
-                    first.claim,
-                )
-                .fetch_optional(&state.pool)
-                .await
-                .map_err(internal)?;
+                let taken =
+                    idempotency::take_over(&state.pool, project_id, key, first.claim).await.map_err(internal)?;
                 if let Some(token) = taken {
                     tracing::warn!("took over an Idempotency-Key whose first request never committed");
                     return Ok(Turn::Act(token));
@@ -232,31 +178,10 @@ async fn remember(state: &AppState, claim: &Claim, response: Response) -> Respon
                 .ok()
         })
     };
-    let given_back = parts.status.is_server_error() && {
-        let deleted = sqlx::query!(
-            "DELETE FROM idempotency_keys
-             WHERE project_id = $1 AND idempotency_key = $2 AND claim = $3 AND applied_at IS NULL",
-            claim.project_id,
-            claim.key,
-            claim.token,
-        )
-        .execute(&state.pool)
-        .await;
-        matches!(deleted, Ok(done) if done.rows_affected() == 1)
-    };
+    let given_back =
+        parts.status.is_server_error() && matches!(idempotency::give_back(&state.pool, claim).await, Ok(true));
     if !given_back {
-        let stored = sqlx::query!(
-            "UPDATE idempotency_keys SET status = $4, content_type = $5, sealed_body = $6
-             WHERE project_id = $1 AND idempotency_key = $2 AND claim = $3",
-            claim.project_id,
-            claim.key,
-            claim.token,
-            status,
-            content_type,
-            sealed,
-        )
-        .execute(&state.pool)
-        .await;
+        let stored = idempotency::keep_response(&state.pool, claim, status, content_type, sealed).await;
         if let Err(error) = stored {
             tracing::warn!(%error, "cannot record the response of an idempotent request");
         }

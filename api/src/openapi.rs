@@ -162,7 +162,25 @@ const RATE_LIMIT_HEADERS: &[(&str, &str)] = &[
 /// Adds what every operation of a kind shares (see the module documentation). Runs on the
 /// finished document: the paths are merged in from the routes after [`ApiDoc`] is built.
 pub fn apply_conventions(openapi: &mut OpenApi) {
-    let components = openapi.components.get_or_insert_with(Default::default);
+    add_shared_components(openapi.components.get_or_insert_with(Default::default));
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let operations = [
+            (false, item.get.as_mut()),
+            (true, item.post.as_mut()),
+            (true, item.put.as_mut()),
+            (true, item.patch.as_mut()),
+            (true, item.delete.as_mut()),
+        ];
+        for (write, operation) in operations {
+            if let Some(operation) = operation {
+                apply_to_operation(operation, path, write);
+            }
+        }
+    }
+}
+
+/// The security scheme, headers, parameter and problem responses operations refer to.
+fn add_shared_components(components: &mut utoipa::openapi::Components) {
     components.add_security_scheme(
         BEARER,
         SecurityScheme::Http(
@@ -212,54 +230,44 @@ pub fn apply_conventions(openapi: &mut OpenApi) {
     for (status, _, description) in PROBLEMS {
         components.responses.insert(problem_name(status), RefOr::T(problem(description, *status == "429")));
     }
+}
 
-    for (path, item) in openapi.paths.paths.iter_mut() {
-        let operations = [
-            (false, item.get.as_mut()),
-            (true, item.post.as_mut()),
-            (true, item.put.as_mut()),
-            (true, item.patch.as_mut()),
-            (true, item.delete.as_mut()),
-        ];
-        for (write, operation) in operations {
-            let Some(operation) = operation else { continue };
-            // An operation that declares a scope is behind the key; the rest are public. Each
-            // handler names the scopes it needs in its own `security((BEARER = [...]))`; the
-            // authentication middleware enforces exactly those (see `required_scopes`) and refuses
-            // a `/v1` route that names none.
-            let authenticated = operation.security.is_some();
-            for response in operation.responses.responses.values_mut() {
-                if let RefOr::T(response) = response {
-                    response.headers.insert("X-Request-Id".into(), RefOr::Ref(header_ref("X-Request-Id")));
-                    if authenticated {
-                        for (name, _) in RATE_LIMIT_HEADERS {
-                            response.headers.insert((*name).into(), RefOr::Ref(header_ref(name)));
-                        }
-                    }
+/// The conventions of one operation: its headers, the `Idempotency-Key` of a write behind the
+/// key, and the problems its shape can answer with.
+fn apply_to_operation(operation: &mut Operation, path: &str, write: bool) {
+    // An operation that declares a scope is behind the key; the rest are public. Each
+    // handler names the scopes it needs in its own `security((BEARER = [...]))`; the
+    // authentication middleware enforces exactly those (see `required_scopes`) and refuses
+    // a `/v1` route that names none.
+    let authenticated = operation.security.is_some();
+    for response in operation.responses.responses.values_mut() {
+        if let RefOr::T(response) = response {
+            response.headers.insert("X-Request-Id".into(), RefOr::Ref(header_ref("X-Request-Id")));
+            if authenticated {
+                for (name, _) in RATE_LIMIT_HEADERS {
+                    response.headers.insert((*name).into(), RefOr::Ref(header_ref(name)));
                 }
             }
-            let has_query = operation.parameters.as_ref().is_some_and(|parameters| {
-                parameters
-                    .iter()
-                    .any(|parameter| matches!(parameter, RefOr::T(p) if p.parameter_in == ParameterIn::Query))
-            });
-            let shape = Shape {
-                authenticated,
-                write,
-                has_path: path.contains('{'),
-                has_query,
-                has_body: operation.request_body.is_some(),
-            };
-            if authenticated && write {
-                operation
-                    .parameters
-                    .get_or_insert_with(Vec::new)
-                    .push(RefOr::Ref(Ref::new("#/components/parameters/Idempotency-Key")));
-            }
-            for status in problem_statuses(&shape) {
-                declare_problem(operation, status);
-            }
         }
+    }
+    let has_query = operation.parameters.as_ref().is_some_and(|parameters| {
+        parameters.iter().any(|parameter| matches!(parameter, RefOr::T(p) if p.parameter_in == ParameterIn::Query))
+    });
+    let shape = Shape {
+        authenticated,
+        write,
+        has_path: path.contains('{'),
+        has_query,
+        has_body: operation.request_body.is_some(),
+    };
+    if authenticated && write {
+        operation
+            .parameters
+            .get_or_insert_with(Vec::new)
+            .push(RefOr::Ref(Ref::new("#/components/parameters/Idempotency-Key")));
+    }
+    for status in problem_statuses(&shape) {
+        declare_problem(operation, status);
     }
 }
 

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::queue::Job;
 
 /// Deletes what has outlived its use: finished jobs older than the retention window
-/// (`HERALD_QUEUE__RETENTION_HOURS`), `Idempotency-Key` records older than 24 hours, the
-/// sandbox's spent codes, tokens, grants and posts, and the sealed secrets of connect sessions
-/// that ended or expired long ago (`crate::retention`). The
+/// (`HERALD_QUEUE__RETENTION_HOURS`), `Idempotency-Key` records older than 24 hours
+/// (`crate::idempotency`), the sandbox's spent codes, tokens, grants and posts, and the sealed
+/// secrets of connect sessions that ended or expired long ago (`crate::retention`). The
 /// scheduler enqueues one every few minutes; its dedup key keeps replicas from piling up copies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PruneExpired {}

@@ -47,11 +47,6 @@ pub enum Decision {
     RetryAt(DateTime<Utc>),
 }
 
-/// Takes one request from `key`'s allowance, or says when to come back.
-pub async fn acquire<'e>(executor: impl PgExecutor<'e>, key: &str, rate: Rate) -> Result<Decision, sqlx::Error> {
-    acquire_all(executor, &[(key, rate)]).await
-}
-
 /// Takes one request from every limit in `limits` at once, all or nothing, in one round trip
 /// (an api key's per-minute and per-day limits): either each admits it, or none is charged and
 /// the answer says when all would. `remaining` is the least of them; `reset_at` is the first's.

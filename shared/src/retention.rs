@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
+use crate::db::delete_in_batches;
+
 /// How long the sandbox keeps posts, publish attempts, rotated refresh tokens and revoked grants.
 pub const SANDBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// How long after a connect session expired or ended its sealed secrets are kept.
@@ -52,29 +54,13 @@ impl Pruned {
 /// Deletes everything described in the module documentation, `batch` rows a statement.
 pub async fn prune(pool: &PgPool, batch: i64) -> Result<Pruned, sqlx::Error> {
     Ok(Pruned {
-        sandbox_codes: repeat(batch, || sandbox_codes(pool, batch)).await?,
-        sandbox_tokens: repeat(batch, || sandbox_tokens(pool, batch)).await?,
-        sandbox_grants: repeat(batch, || sandbox_grants(pool, batch)).await?,
-        sandbox_posts: repeat(batch, || sandbox_posts(pool, batch)).await?,
-        sandbox_attempts: repeat(batch, || sandbox_attempts(pool, batch)).await?,
-        session_secrets: repeat(batch, || session_secrets(pool, batch)).await?,
+        sandbox_codes: delete_in_batches(batch, || sandbox_codes(pool, batch)).await?,
+        sandbox_tokens: delete_in_batches(batch, || sandbox_tokens(pool, batch)).await?,
+        sandbox_grants: delete_in_batches(batch, || sandbox_grants(pool, batch)).await?,
+        sandbox_posts: delete_in_batches(batch, || sandbox_posts(pool, batch)).await?,
+        sandbox_attempts: delete_in_batches(batch, || sandbox_attempts(pool, batch)).await?,
+        session_secrets: delete_in_batches(batch, || session_secrets(pool, batch)).await?,
     })
-}
-
-/// Runs `step` until it deletes less than a batch; the rows it deleted in all.
-async fn repeat<F, Fut>(batch: i64, mut step: F) -> Result<u64, sqlx::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<u64, sqlx::Error>>,
-{
-    let mut total = 0;
-    loop {
-        let deleted = step().await?;
-        total += deleted;
-        if deleted < u64::try_from(batch).unwrap_or(0) {
-            return Ok(total);
-        }
-    }
 }
 
 async fn sandbox_codes(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error> {

@@ -1,5 +1,6 @@
 //! herald's end-to-end tests: the real app, a real PostgreSQL, a fresh database per test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests and benches read best as one story each, so they are exempt from the length lint.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 mod harness;
 

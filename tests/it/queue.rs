@@ -13,7 +13,7 @@ use herald_shared::queue::{
     self, Enqueued, FinalState, Finished, Job, NewJob, RetryPolicy, claim, enqueue, enqueue_many, maintenance,
 };
 use herald_shared::rate_limit::{self, Decision, Rate};
-use herald_worker::runtime::{JobRun, Outcome, Perform, Registry, Runtime, Settings, Stats};
+use herald_worker::runtime::{JobResult, JobRun, Outcome, Perform, Registry, Runtime, Settings, Stats};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -57,8 +57,8 @@ impl Perform<Probe> for Scripted {
         Duration::from_millis(300)
     }
 
-    async fn perform(self, _probe: &Probe, _run: JobRun) -> Outcome {
-        match self {
+    async fn perform(self, _probe: &Probe, _run: JobRun) -> JobResult {
+        Ok(match self {
             Scripted::Done => Outcome::Done,
             Scripted::Retry => Outcome::Retry("the platform answered 503".into()),
             Scripted::RetryAt(at) => Outcome::RetryAt(at, "rate limited until the reset".into()),
@@ -69,7 +69,7 @@ impl Perform<Probe> for Scripted {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 Outcome::Done
             }
-        }
+        })
     }
 }
 
@@ -85,20 +85,17 @@ impl Job for Recorded {
 }
 
 impl Perform<Probe> for Recorded {
-    async fn perform(self, probe: &Probe, run: JobRun) -> Outcome {
-        let recorded = sqlx::query(
+    async fn perform(self, probe: &Probe, run: JobRun) -> JobResult {
+        sqlx::query(
             "INSERT INTO probe_runs (job_id, attempt, worker_pid, started_at) VALUES ($1, $2, $3, clock_timestamp())",
         )
         .bind(run.id)
         .bind(run.attempt)
         .bind(std::process::id() as i32)
         .execute(&probe.pool)
-        .await;
-        if let Err(error) = recorded {
-            return Outcome::Retry(error.to_string());
-        }
+        .await?;
         tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
-        Outcome::Done
+        Ok(Outcome::Done)
     }
 }
 
@@ -411,7 +408,7 @@ async fn the_rate_limiter_never_admits_more_than_the_rate_across_pools() {
     let mut tasks = tokio::task::JoinSet::new();
     for task in 0..100 {
         let pool = pools[task % 2].clone();
-        tasks.spawn(async move { rate_limit::acquire(&pool, "account:1:publish", rate).await.unwrap() });
+        tasks.spawn(async move { rate_limit::acquire_all(&pool, &[("account:1:publish", rate)]).await.unwrap() });
     }
     let mut allowed = 0;
     let mut retry_ats = Vec::new();
@@ -439,24 +436,27 @@ async fn the_rate_limiter_counts_down_and_honours_a_platform_block() {
     let rate = Rate { limit: 3, period: Duration::from_secs(60), burst: 3 };
     let mut remaining = Vec::new();
     for _ in 0..3 {
-        match rate_limit::acquire(&pool, "key:a", rate).await.unwrap() {
+        match rate_limit::acquire_all(&pool, &[("key:a", rate)]).await.unwrap() {
             Decision::Allowed { remaining: left, .. } => remaining.push(left),
             Decision::RetryAt(at) => panic!("refused at {at}"),
         }
     }
     assert_eq!(remaining, vec![2, 1, 0]);
-    assert!(matches!(rate_limit::acquire(&pool, "key:a", rate).await.unwrap(), Decision::RetryAt(_)));
+    assert!(matches!(rate_limit::acquire_all(&pool, &[("key:a", rate)]).await.unwrap(), Decision::RetryAt(_)));
 
     let reset = Utc::now() + chrono::Duration::minutes(15);
     rate_limit::block_until(&pool, "key:b", reset).await.unwrap();
     rate_limit::block_until(&pool, "key:b", reset - chrono::Duration::minutes(5)).await.unwrap();
-    match rate_limit::acquire(&pool, "key:b", rate).await.unwrap() {
+    match rate_limit::acquire_all(&pool, &[("key:b", rate)]).await.unwrap() {
         Decision::RetryAt(at) => {
             assert_eq!(at.timestamp_micros(), reset.timestamp_micros(), "a block is never shortened")
         }
         Decision::Allowed { .. } => panic!("allowed while blocked"),
     }
-    assert!(matches!(rate_limit::acquire(&pool, "key:c", rate).await.unwrap(), Decision::Allowed { remaining: 2, .. }));
+    assert!(matches!(
+        rate_limit::acquire_all(&pool, &[("key:c", rate)]).await.unwrap(),
+        Decision::Allowed { remaining: 2, .. }
+    ));
 }
 
 #[tokio::test]
@@ -650,7 +650,7 @@ async fn limits_taken_together_are_all_or_nothing() {
     }
     // The refused request charged nothing: the minute limit has spent one of three.
     assert!(matches!(
-        rate_limit::acquire(&pool, "k:minute", minute).await.unwrap(),
+        rate_limit::acquire_all(&pool, &[("k:minute", minute)]).await.unwrap(),
         Decision::Allowed { remaining: 1, .. }
     ));
 }
@@ -676,8 +676,8 @@ async fn a_batch_of_requests_is_decided_in_order_each_all_or_nothing() {
         .collect();
     assert_eq!(remaining, [Some(0), Some(0), Some(0), None, None]);
     // The refused requests charged nothing: their own keys are untouched, the admitted ones spent.
-    assert!(matches!(rate_limit::acquire(&pool, "own:4", own).await.unwrap(), Decision::Allowed { .. }));
-    assert!(matches!(rate_limit::acquire(&pool, "own:0", own).await.unwrap(), Decision::RetryAt(_)));
+    assert!(matches!(rate_limit::acquire_all(&pool, &[("own:4", own)]).await.unwrap(), Decision::Allowed { .. }));
+    assert!(matches!(rate_limit::acquire_all(&pool, &[("own:0", own)]).await.unwrap(), Decision::RetryAt(_)));
     // A later batch sees what this one took.
     let again = rate_limit::acquire_many(&pool, &[&[("shared", shared)]]).await.unwrap();
     assert!(matches!(again[..], [Decision::RetryAt(_)]));

@@ -16,7 +16,7 @@ use herald_shared::heartbeat::{self, Role};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use runtime::{JobRun, Outcome, Perform, Registry, Runtime, Settings};
+pub use runtime::{JobResult, JobRun, Outcome, Perform, Registry, Runtime, Settings};
 
 /// Runs a worker until `shutdown`, then drains what it holds.
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()> {

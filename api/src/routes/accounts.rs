@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, FieldError, page_limit, split_page};
+use crate::error::{ApiError, FieldError, Rejected, page_limit, split_page};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -192,7 +192,7 @@ async fn update(
     let command = account::Command::SetExternalId { external_id: body.external_id };
     match execute::<Account>(&mut tx, id, command, &caller.event_metadata()).await {
         Ok(_) | Err(ExecuteError::Rejected(account::Rejection::Unchanged)) => {}
-        Err(error) => return Err(account_error(error)),
+        Err(error) => return Err(error.into()),
     }
     tx.commit().await?;
     Ok(ApiJson(load(&state, &caller, id).await?))
@@ -213,9 +213,7 @@ async fn disconnect(
 ) -> Result<ApiJson<AccountView>, ApiError> {
     load(&state, &caller, id).await?;
     let mut tx = crate::idempotency::begin(&state.pool).await?;
-    execute::<Account>(&mut tx, id, account::Command::Disconnect, &caller.event_metadata())
-        .await
-        .map_err(account_error)?;
+    execute::<Account>(&mut tx, id, account::Command::Disconnect, &caller.event_metadata()).await?;
     if let Some(revocation) = credentials::wipe_account_tokens(&mut tx, id).await? {
         let grant_id = revocation.owner.grant_id();
         let revoke =
@@ -258,11 +256,13 @@ async fn refresh(
     Ok((StatusCode::ACCEPTED, ApiJson(account)))
 }
 
-fn account_error(error: ExecuteError<account::Rejection>) -> ApiError {
-    match error {
-        ExecuteError::Rejected(account::Rejection::NotFound) => ApiError::not_found("no such account"),
-        ExecuteError::Rejected(rejection) => ApiError::conflict(rejection.to_string()),
-        ExecuteError::Conflict { .. } => ApiError::conflict("the account changed meanwhile; try again"),
-        other => ApiError::internal(&other),
+impl Rejected for account::Rejection {
+    const NOUN: &'static str = "account";
+
+    fn into_api_error(self) -> ApiError {
+        match self {
+            Self::NotFound => ApiError::not_found("no such account"),
+            rejection => ApiError::conflict(rejection.to_string()),
+        }
     }
 }

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, FieldError, Rejected};
 use crate::extract::{ApiJson, ApiPath};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -187,7 +187,7 @@ async fn register(
         image_url: body.image_url,
         client_id: body.client_id,
     };
-    execute::<OAuthApp>(&mut tx, id, command, &caller.event_metadata()).await.map_err(app_error)?;
+    execute::<OAuthApp>(&mut tx, id, command, &caller.event_metadata()).await?;
     if let Some(secret) = &body.client_secret {
         credentials::store_app_secret(&mut tx, &state.keyring, id, secret)
             .await
@@ -235,7 +235,7 @@ async fn update(
     };
     match execute::<OAuthApp>(&mut tx, id, command, &caller.event_metadata()).await {
         Ok(_) | Err(ExecuteError::Rejected(oauth_app::Rejection::Unchanged)) => {}
-        Err(error) => return Err(app_error(error)),
+        Err(error) => return Err(error.into()),
     }
     if let Some(secret) = &body.client_secret {
         credentials::store_app_secret(&mut tx, &state.keyring, id, secret)
@@ -267,25 +267,23 @@ async fn delete(
     )
     .fetch_one(&mut *tx)
     .await?;
-    execute::<OAuthApp>(&mut tx, id, oauth_app::Command::Delete { accounts_using }, &caller.event_metadata())
-        .await
-        .map_err(app_error)?;
+    execute::<OAuthApp>(&mut tx, id, oauth_app::Command::Delete { accounts_using }, &caller.event_metadata()).await?;
     credentials::forget_app_secret(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn app_error(error: ExecuteError<oauth_app::Rejection>) -> ApiError {
-    match error {
-        ExecuteError::Rejected(oauth_app::Rejection::NotFound) => ApiError::not_found("no such app"),
-        ExecuteError::Rejected(oauth_app::Rejection::InUse(count)) => {
-            ApiError::conflict(format!("{count} connected account(s) use this app; disconnect them first"))
+impl Rejected for oauth_app::Rejection {
+    const NOUN: &'static str = "app";
+
+    fn into_api_error(self) -> ApiError {
+        match self {
+            Self::NotFound => ApiError::not_found("no such app"),
+            Self::InUse(count) => {
+                ApiError::conflict(format!("{count} connected account(s) use this app; disconnect them first"))
+            }
+            Self::Blank => ApiError::validation(vec![FieldError::new("name", "must not be blank")]),
+            rejection => ApiError::conflict(rejection.to_string()),
         }
-        ExecuteError::Rejected(oauth_app::Rejection::Blank) => {
-            ApiError::validation(vec![FieldError::new("name", "must not be blank")])
-        }
-        ExecuteError::Rejected(rejection) => ApiError::conflict(rejection.to_string()),
-        ExecuteError::Conflict { .. } => ApiError::conflict("the app changed meanwhile; try again"),
-        other => ApiError::internal(&other),
     }
 }

@@ -220,6 +220,47 @@ async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, ApiJson<Created>), ApiError> {
+    let Checked { environment, scopes, per_minute, per_day } = check_create(&body, &caller)?;
+    caller.covers(&Reach {
+        test_only: environment == Environment::Test,
+        scopes: &scopes,
+        platforms: body.platforms.as_deref(),
+        accounts: body.accounts.as_deref(),
+    })?;
+    let request = KeyRequest {
+        name: body.name,
+        description: body.description,
+        environment,
+        scopes: body.scopes,
+        platforms: body.platforms,
+        accounts: body.accounts,
+        expires_at: body.expires_at,
+        requests_per_minute: per_minute,
+        requests_per_day: per_day,
+        allowed_ips: body.allowed_ips,
+        allowed_origins: body.allowed_origins,
+    };
+    let max = state.config.max_live_keys;
+    let mut tx = crate::idempotency::begin(&state.pool).await?;
+    let (id, secret) = keys::create_key_in(&mut tx, caller.project_id, request, max, &caller.event_metadata())
+        .await
+        .map_err(key_error)?;
+    tx.commit().await?;
+    let view = load(&state, caller.project_id, id).await?;
+    Ok((StatusCode::CREATED, ApiJson(Created { view, key: keys::reveal(&secret).to_owned() })))
+}
+
+/// What [`check_create`] read from a valid body.
+struct Checked {
+    environment: Environment,
+    /// The scopes granted, expanded.
+    scopes: Vec<String>,
+    per_minute: i32,
+    per_day: i32,
+}
+
+/// Checks a new key's fields, all at once: a 422 naming every field that is wrong.
+fn check_create(body: &CreateBody, caller: &Caller) -> Result<Checked, ApiError> {
     let mut errors = Vec::new();
     let environment = match body.environment.as_deref() {
         None if caller.environment == Environment::Test => Environment::Test,
@@ -276,33 +317,7 @@ async fn create(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    caller.covers(&Reach {
-        test_only: environment == Environment::Test,
-        scopes: &scopes,
-        platforms: body.platforms.as_deref(),
-        accounts: body.accounts.as_deref(),
-    })?;
-    let request = KeyRequest {
-        name: body.name,
-        description: body.description,
-        environment,
-        scopes: body.scopes,
-        platforms: body.platforms,
-        accounts: body.accounts,
-        expires_at: body.expires_at,
-        requests_per_minute: per_minute,
-        requests_per_day: per_day,
-        allowed_ips: body.allowed_ips,
-        allowed_origins: body.allowed_origins,
-    };
-    let max = state.config.max_live_keys;
-    let mut tx = crate::idempotency::begin(&state.pool).await?;
-    let (id, secret) = keys::create_key_in(&mut tx, caller.project_id, request, max, &caller.event_metadata())
-        .await
-        .map_err(key_error)?;
-    tx.commit().await?;
-    let view = load(&state, caller.project_id, id).await?;
-    Ok((StatusCode::CREATED, ApiJson(Created { view, key: keys::reveal(&secret).to_owned() })))
+    Ok(Checked { environment, scopes, per_minute, per_day })
 }
 
 /// Revoke an API key.

@@ -9,8 +9,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use herald_shared::commands::load;
 use herald_shared::commands::posts::{self, TargetRequest};
-use herald_shared::commands::{ExecuteError, load};
 use herald_shared::domain::api_key::Environment;
 use herald_shared::domain::post::{self, Post, Target};
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, FieldError, page_limit, split_page};
+use crate::error::{ApiError, FieldError, Rejected, page_limit, split_page};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -231,7 +231,7 @@ async fn create(
         external_id: body.external_id,
         now: Utc::now(),
     };
-    posts::execute_and_queue(&mut tx, id, command, &metadata).await.map_err(post_error)?;
+    posts::execute_and_queue(&mut tx, id, command, &metadata).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, ApiJson(load_view(&state, &caller, id).await?)))
 }
@@ -361,7 +361,7 @@ async fn change(state: &AppState, caller: &Caller, id: Uuid, command: post::Comm
     load_view(state, caller, id).await?;
     let metadata = caller.event_metadata();
     let mut tx = crate::idempotency::begin(&state.pool).await?;
-    posts::execute_and_queue(&mut tx, id, command, &metadata).await.map_err(post_error)?;
+    posts::execute_and_queue(&mut tx, id, command, &metadata).await?;
     tx.commit().await?;
     load_view(state, caller, id).await
 }
@@ -390,7 +390,7 @@ async fn update(
         None if body.content.is_some() => {
             let (post, _) = {
                 let mut tx = state.pool.begin().await?;
-                load::<Post>(&mut tx, id).await.map_err(post_error)?
+                load::<Post>(&mut tx, id).await?
             };
             Some(check_targets(&state, &caller, &content, posts::current_targets(&post), &mut errors).await?)
         }
@@ -478,15 +478,16 @@ async fn results(
     Ok(ApiJson(Results { post_id: post.id, status: post.status, data: post.deliveries }))
 }
 
-fn post_error(error: ExecuteError<post::Rejection>) -> ApiError {
-    use post::Rejection;
-    match error {
-        ExecuteError::Rejected(Rejection::NotFound) => ApiError::not_found("no such post"),
-        ExecuteError::Rejected(rejection @ (Rejection::NoTargets | Rejection::DuplicateTarget(_))) => {
-            ApiError::validation(vec![FieldError::new("targets", rejection.to_string())])
+impl Rejected for post::Rejection {
+    const NOUN: &'static str = "post";
+
+    fn into_api_error(self) -> ApiError {
+        match self {
+            Self::NotFound => ApiError::not_found("no such post"),
+            Self::NoTargets | Self::DuplicateTarget(_) => {
+                ApiError::validation(vec![FieldError::new("targets", self.to_string())])
+            }
+            rejection => ApiError::conflict(rejection.to_string()),
         }
-        ExecuteError::Rejected(rejection) => ApiError::conflict(rejection.to_string()),
-        ExecuteError::Conflict { .. } => ApiError::conflict("the post changed meanwhile; try again"),
-        other => ApiError::internal(&other),
     }
 }

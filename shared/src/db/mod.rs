@@ -1,7 +1,4 @@
 //! The PostgreSQL connection pool and the embedded migrations.
-
-pub mod local;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -89,6 +86,23 @@ pub fn with_database(url: &str, database: &str) -> String {
     match query {
         Some(query) => format!("{server}/{database}?{query}"),
         None => format!("{server}/{database}"),
+    }
+}
+
+/// Runs `step`, a delete of at most `batch` rows, until it deletes less than a batch; the rows
+/// deleted in all. Pruning goes this way so no one statement holds its locks for long.
+pub async fn delete_in_batches<F, Fut>(batch: i64, mut step: F) -> Result<u64, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64, sqlx::Error>>,
+{
+    let mut total = 0;
+    loop {
+        let deleted = step().await?;
+        total += deleted;
+        if deleted < u64::try_from(batch).unwrap_or(0) {
+            return Ok(total);
+        }
     }
 }
 

@@ -370,12 +370,16 @@ fn check_targets(targets: &[Target]) -> Result<(), Rejection> {
     Ok(())
 }
 
+#[path = "post_commands.rs"]
+mod commands;
+
 impl Aggregate for Post {
     const KIND: &'static str = "post";
     type Command = Command;
     type Event = Event;
     type Rejection = Rejection;
 
+    /// Dispatches: each command is decided by its own method below.
     fn decide(&self, command: Command) -> Result<Vec<Event>, Rejection> {
         if !self.exists && !matches!(command, Command::Create { .. }) {
             return Err(Rejection::NotFound);
@@ -390,187 +394,54 @@ impl Aggregate for Post {
                 requires_approval,
                 external_id,
                 now,
-            } => {
-                if self.exists {
-                    return Err(Rejection::AlreadyExists);
-                }
-                check_targets(&targets)?;
-                let status = if draft {
-                    PostStatus::Draft
-                } else if requires_approval {
-                    PostStatus::PendingApproval
-                } else {
-                    PostStatus::Scheduled
-                };
-                let scheduled_at = if draft { scheduled_at } else { Some(scheduled_at.unwrap_or(now)) };
-                Ok(vec![Event::Created {
-                    project_id,
-                    content,
-                    targets,
-                    scheduled_at,
-                    status,
-                    requires_approval,
-                    external_id,
-                }])
-            }
-            Command::Update { content, targets, scheduled_at } => {
-                if matches!(
-                    self.status,
-                    PostStatus::Canceled | PostStatus::Published | PostStatus::Partial | PostStatus::Failed
-                ) {
-                    return Err(Rejection::Finished(self.status));
-                }
-                if self.deliveries.iter().any(|delivery| delivery.status.started()) {
-                    return Err(Rejection::DeliveryStarted);
-                }
-                let targets = match targets {
-                    Some(targets) => {
-                        check_targets(&targets)?;
-                        targets
-                    }
-                    None => self
-                        .deliveries
-                        .iter()
-                        .map(|delivery| Target {
-                            delivery_id: delivery.id,
-                            account_id: delivery.account_id,
-                            content: delivery.content.clone(),
-                            options: delivery.options.clone(),
-                        })
-                        .collect(),
-                };
-                Ok(vec![Event::Updated {
-                    content: content.unwrap_or_else(|| self.content.clone()),
-                    targets,
-                    scheduled_at: scheduled_at.or(self.scheduled_at),
-                    generation: self.generation + 1,
-                }])
-            }
-            Command::Approve => {
-                if self.status != PostStatus::PendingApproval {
-                    return Err(Rejection::NotPendingApproval);
-                }
-                Ok(vec![Event::Approved { status: PostStatus::Scheduled }])
-            }
-            Command::Publish { now } => {
-                if self.status != PostStatus::Draft {
-                    return Err(Rejection::NotADraft);
-                }
-                Ok(vec![Event::PublishRequested { scheduled_at: now, status: self.initial_status() }])
-            }
-            Command::Cancel => {
-                let delivery_ids: Vec<Uuid> = self
-                    .deliveries
-                    .iter()
-                    .filter(|delivery| !delivery.status.started() && delivery.status != DeliveryStatus::Canceled)
-                    .map(|delivery| delivery.id)
-                    .collect();
-                if delivery_ids.is_empty() {
-                    return Err(Rejection::Finished(self.status));
-                }
-                let statuses: Vec<DeliveryStatus> =
-                    self.deliveries
-                        .iter()
-                        .map(|delivery| {
-                            if delivery_ids.contains(&delivery.id) { DeliveryStatus::Canceled } else { delivery.status }
-                        })
-                        .collect();
-                Ok(vec![Event::Canceled { delivery_ids, status: derive_status(&statuses, PostStatus::Canceled) }])
-            }
-            Command::Retry { force, now } => {
-                let delivery_ids: Vec<Uuid> = self
-                    .deliveries
-                    .iter()
-                    .filter(|delivery| {
-                        delivery.status == DeliveryStatus::Failed
-                            || (force && delivery.status == DeliveryStatus::Unknown)
-                    })
-                    .map(|delivery| delivery.id)
-                    .collect();
-                if delivery_ids.is_empty() {
-                    return Err(Rejection::NothingToRetry);
-                }
-                Ok(vec![Event::Retried { delivery_ids, generation: self.generation + 1, scheduled_at: now }])
-            }
-            Command::Queue { delivery_id, generation } => {
-                let delivery = self.delivery(delivery_id)?;
-                if delivery.status != DeliveryStatus::Pending
-                    || delivery.generation != generation
-                    || self.status != PostStatus::Scheduled && self.status != PostStatus::Publishing
-                {
-                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
-                }
-                Ok(vec![Event::DeliveryQueued { delivery_id, generation }])
-            }
-            Command::StartPublishing { delivery_id, generation } => {
-                let delivery = self.delivery(delivery_id)?;
-                if delivery.status != DeliveryStatus::Queued || delivery.generation != generation {
-                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
-                }
-                Ok(vec![Event::DeliveryPublishing { delivery_id, attempt: delivery.attempts + 1 }])
-            }
+            } => self.create(
+                project_id,
+                content,
+                targets,
+                external_id,
+                commands::Start { scheduled_at, draft, requires_approval, now },
+            ),
+            Command::Update { content, targets, scheduled_at } => self.update(content, targets, scheduled_at),
+            Command::Approve => self.approve(),
+            Command::Publish { now } => self.publish(now),
+            Command::Cancel => self.cancel(),
+            Command::Retry { force, now } => self.retry(force, now),
+            Command::Queue { delivery_id, generation } => self.queue(delivery_id, generation),
+            Command::StartPublishing { delivery_id, generation } => self.start_publishing(delivery_id, generation),
             Command::RecordPublished { delivery_id, platform_post_id, platform_url, at } => {
-                let delivery = self.delivery(delivery_id)?;
-                if !matches!(delivery.status, DeliveryStatus::Publishing | DeliveryStatus::Unknown) {
-                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
-                }
-                let post_status = self.status_with(delivery_id, DeliveryStatus::Published);
-                Ok(vec![Event::DeliveryPublished {
-                    delivery_id,
-                    platform_post_id,
-                    platform_url,
-                    published_at: at,
-                    post_status,
-                }])
+                self.record_published(delivery_id, platform_post_id, platform_url, at)
             }
             Command::RecordRetrying { delivery_id, error, retry_at } => {
-                let delivery = self.delivery(delivery_id)?;
-                if delivery.status != DeliveryStatus::Publishing {
-                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
-                }
-                Ok(vec![Event::DeliveryRetrying { delivery_id, error, retry_at }])
+                self.record_retrying(delivery_id, error, retry_at)
             }
-            Command::RecordFailed { delivery_id, error } => {
-                let delivery = self.delivery(delivery_id)?;
-                if !matches!(delivery.status, DeliveryStatus::Publishing | DeliveryStatus::Queued) {
-                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
-                }
-                let post_status = self.status_with(delivery_id, DeliveryStatus::Failed);
-                Ok(vec![Event::DeliveryFailed { delivery_id, error, post_status }])
-            }
-            Command::RecordUnknown { delivery_id, error } => {
-                let delivery = self.delivery(delivery_id)?;
-                if delivery.status != DeliveryStatus::Publishing {
-                    return Err(Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation });
-                }
-                let post_status = self.status_with(delivery_id, DeliveryStatus::Unknown);
-                Ok(vec![Event::DeliveryUnknown { delivery_id, error, post_status }])
-            }
+            Command::RecordFailed { delivery_id, error } => self.record_failed(delivery_id, error),
+            Command::RecordUnknown { delivery_id, error } => self.record_unknown(delivery_id, error),
             Command::RecordAbandoned { delivery_id, generation, status, error } => {
-                let delivery = self.delivery(delivery_id)?;
-                let moved = Rejection::DeliveryMoved { status: delivery.status, generation: delivery.generation };
-                if delivery.status != status || delivery.generation != generation {
-                    return Err(moved);
-                }
-                match status {
-                    DeliveryStatus::Publishing => {
-                        let post_status = self.status_with(delivery_id, DeliveryStatus::Unknown);
-                        Ok(vec![Event::DeliveryUnknown { delivery_id, error, post_status }])
-                    }
-                    DeliveryStatus::Queued => {
-                        let post_status = self.status_with(delivery_id, DeliveryStatus::Failed);
-                        Ok(vec![Event::DeliveryFailed { delivery_id, error, post_status }])
-                    }
-                    _ => Err(moved),
-                }
+                self.record_abandoned(delivery_id, generation, status, error)
             }
         }
     }
 
+    /// Events about the post as a whole change the post; the others one of its deliveries.
     fn evolve(mut self, event: &Event) -> Self {
         match event {
+            Event::Created { .. }
+            | Event::Updated { .. }
+            | Event::Approved { .. }
+            | Event::PublishRequested { .. }
+            | Event::Canceled { .. }
+            | Event::Retried { .. } => self.evolve_post(event),
+            _ => self.evolve_delivery(event),
+        }
+        self
+    }
+}
+
+impl Post {
+    fn evolve_post(&mut self, event: &Event) {
+        match event {
             Event::Created { project_id, content, targets, scheduled_at, status, requires_approval, external_id } => {
-                self = Post {
+                *self = Post {
                     exists: true,
                     project_id: *project_id,
                     status: *status,
@@ -612,6 +483,12 @@ impl Aggregate for Post {
                 }
                 self.status = PostStatus::Publishing;
             }
+            _ => {}
+        }
+    }
+
+    fn evolve_delivery(&mut self, event: &Event) {
+        match event {
             Event::DeliveryQueued { delivery_id, .. } => {
                 self.update_delivery(*delivery_id, |delivery| delivery.status = DeliveryStatus::Queued);
             }
@@ -632,31 +509,28 @@ impl Aggregate for Post {
                 self.status = *post_status;
             }
             Event::DeliveryRetrying { delivery_id, error, .. } => {
-                self.update_delivery(*delivery_id, |delivery| {
-                    delivery.status = DeliveryStatus::Queued;
-                    delivery.last_error = Some(error.clone());
-                });
+                self.delivery_erred(*delivery_id, DeliveryStatus::Queued, error);
             }
             Event::DeliveryFailed { delivery_id, error, post_status } => {
-                self.update_delivery(*delivery_id, |delivery| {
-                    delivery.status = DeliveryStatus::Failed;
-                    delivery.last_error = Some(error.clone());
-                });
+                self.delivery_erred(*delivery_id, DeliveryStatus::Failed, error);
                 self.status = *post_status;
             }
             Event::DeliveryUnknown { delivery_id, error, post_status } => {
-                self.update_delivery(*delivery_id, |delivery| {
-                    delivery.status = DeliveryStatus::Unknown;
-                    delivery.last_error = Some(error.clone());
-                });
+                self.delivery_erred(*delivery_id, DeliveryStatus::Unknown, error);
                 self.status = *post_status;
             }
+            _ => {}
         }
-        self
     }
-}
 
-impl Post {
+    /// A delivery's attempt met `error` and the delivery is now `status`.
+    fn delivery_erred(&mut self, id: Uuid, status: DeliveryStatus, error: &DeliveryError) {
+        self.update_delivery(id, |delivery| {
+            delivery.status = status;
+            delivery.last_error = Some(error.clone());
+        });
+    }
+
     fn update_delivery(&mut self, id: Uuid, change: impl FnOnce(&mut Delivery)) {
         if let Some(delivery) = self.deliveries.iter_mut().find(|delivery| delivery.id == id) {
             change(delivery);

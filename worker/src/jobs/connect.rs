@@ -19,7 +19,7 @@ use herald_shared::platforms::{PlatformError, TokenSet};
 use uuid::Uuid;
 
 use super::Context;
-use crate::runtime::{JobRun, Outcome, Perform};
+use crate::runtime::{JobResult, JobRun, Outcome, Perform};
 
 struct PendingSession {
     project_id: Uuid,
@@ -30,11 +30,8 @@ struct PendingSession {
 }
 
 impl Perform<Context> for ExchangeCode {
-    async fn perform(self, context: &Context, run: JobRun) -> Outcome {
-        match exchange(&self, context, run).await {
-            Ok(outcome) => outcome,
-            Err(error) => Outcome::Retry(format!("{error:#}")),
-        }
+    async fn perform(self, context: &Context, run: JobRun) -> JobResult {
+        exchange(&self, context, run).await
     }
 }
 

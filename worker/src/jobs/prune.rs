@@ -2,50 +2,41 @@
 //! spent state and old connect-session secrets (`herald_shared::retention`), in batches so no
 //! statement holds locks for long.
 
+use anyhow::Context as _;
 use herald_shared::jobs::PruneExpired;
 use herald_shared::queue::maintenance;
 
 use super::Context;
-use crate::runtime::{JobRun, Outcome, Perform};
+use crate::runtime::{JobResult, JobRun, Outcome, Perform};
 
 /// Rows one delete takes.
 const BATCH: i64 = 10_000;
 
 impl Perform<Context> for PruneExpired {
-    async fn perform(self, context: &Context, _run: JobRun) -> Outcome {
+    async fn perform(self, context: &Context, _run: JobRun) -> JobResult {
         let retention = context.config.queue.retention();
         let mut pruned = 0;
         loop {
-            match maintenance::prune_finished(&context.pool, retention, BATCH).await {
-                Ok(deleted) => {
-                    pruned += deleted;
-                    if deleted < BATCH as u64 {
-                        break;
-                    }
-                }
-                Err(error) => return Outcome::Retry(format!("pruning stopped after {pruned} jobs: {error}")),
+            let deleted = maintenance::prune_finished(&context.pool, retention, BATCH)
+                .await
+                .with_context(|| format!("pruning stopped after {pruned} jobs"))?;
+            pruned += deleted;
+            if deleted < BATCH as u64 {
+                break;
             }
         }
-        let mut forgotten = 0;
-        loop {
-            match herald_shared::idempotency::prune_idempotency_keys(&context.pool, BATCH).await {
-                Ok(deleted) => {
-                    forgotten += deleted;
-                    if deleted < BATCH as u64 {
-                        break;
-                    }
-                }
-                Err(error) => return Outcome::Retry(format!("pruning idempotency records stopped: {error}")),
-            }
-        }
+        let forgotten = herald_shared::idempotency::prune(&context.pool, BATCH)
+            .await
+            .context("pruning idempotency records stopped")?;
         if pruned + forgotten > 0 {
             tracing::info!(pruned, forgotten, "pruned finished jobs and expired idempotency records");
         }
-        match herald_shared::retention::prune(&context.pool, BATCH).await {
-            Ok(spent) if spent.total() > 0 => tracing::info!(?spent, "pruned spent sandbox state and session secrets"),
-            Ok(_) => {}
-            Err(error) => return Outcome::Retry(format!("pruning sandbox state and session secrets stopped: {error}")),
+        let spent = herald_shared::retention::prune(&context.pool, BATCH)
+            .await
+            .context("pruning sandbox state and session secrets stopped")?;
+        if spent.total() > 0 {
+            tracing::info!(?spent, "pruned spent sandbox state and session secrets");
         }
-        Outcome::Done
+        Ok(Outcome::Done)
     }
 }

@@ -43,7 +43,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::Context;
-use crate::runtime::{JobRun, Outcome, Perform};
+use crate::runtime::{JobResult, JobRun, Outcome, Perform};
 
 /// How long after the platform timeout an earlier attempt is surely over.
 const IN_FLIGHT_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
@@ -60,11 +60,8 @@ impl Perform<Context> for PublishDelivery {
         }
     }
 
-    async fn perform(self, context: &Context, run: JobRun) -> Outcome {
-        match publish(&self, context, run).await {
-            Ok(outcome) => outcome,
-            Err(error) => Outcome::Retry(format!("{error:#}")),
-        }
+    async fn perform(self, context: &Context, run: JobRun) -> JobResult {
+        publish(&self, context, run).await
     }
 }
 

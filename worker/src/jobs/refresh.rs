@@ -22,7 +22,7 @@ use herald_shared::platforms::{self, PlatformError};
 use uuid::Uuid;
 
 use super::Context;
-use crate::runtime::{JobRun, Outcome, Perform};
+use crate::runtime::{JobResult, JobRun, Outcome, Perform};
 
 /// The least time between two refreshes of an account, unless its token is about to expire.
 const MIN_REFRESH_INTERVAL: chrono::Duration = chrono::Duration::seconds(30);
@@ -36,11 +36,8 @@ struct AccountRow {
 }
 
 impl Perform<Context> for RefreshCredentials {
-    async fn perform(self, context: &Context, run: JobRun) -> Outcome {
-        match refresh(&self, context, run).await {
-            Ok(outcome) => outcome,
-            Err(error) => Outcome::Retry(format!("{error:#}")),
-        }
+    async fn perform(self, context: &Context, run: JobRun) -> JobResult {
+        refresh(&self, context, run).await
     }
 }
 

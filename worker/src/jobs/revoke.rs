@@ -9,7 +9,7 @@ use herald_shared::platforms::PlatformError;
 use uuid::Uuid;
 
 use super::Context;
-use crate::runtime::{JobRun, Outcome, Perform};
+use crate::runtime::{JobResult, JobRun, Outcome, Perform};
 
 struct AccountRow {
     project_id: Uuid,
@@ -18,11 +18,8 @@ struct AccountRow {
 }
 
 impl Perform<Context> for RevokeGrant {
-    async fn perform(self, context: &Context, _run: JobRun) -> Outcome {
-        match revoke(&self, context).await {
-            Ok(outcome) => outcome,
-            Err(error) => Outcome::Retry(format!("{error:#}")),
-        }
+    async fn perform(self, context: &Context, _run: JobRun) -> JobResult {
+        revoke(&self, context).await
     }
 }
 

@@ -37,7 +37,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use registry::{JobRun, Outcome, Perform, Registry};
+pub use registry::{JobResult, JobRun, Outcome, Perform, Registry};
 
 /// How a runtime claims, holds and drains jobs.
 #[derive(Debug, Clone)]

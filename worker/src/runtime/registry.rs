@@ -27,6 +27,11 @@ pub enum Outcome {
     Unknown(String),
 }
 
+/// What one attempt of a job returns: the outcome it chose, or an error. The runtime maps an
+/// error, in one place ([`Registry::register`]), to a transient failure ([`Outcome::Retry`])
+/// whose reason is the error's whole chain, so a job only says what it decided and `?`s the rest.
+pub type JobResult = anyhow::Result<Outcome>;
+
 /// The attempt a job is running in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobRun {
@@ -48,8 +53,8 @@ pub trait Perform<C>: Job {
         Duration::from_secs(60)
     }
 
-    /// Does the work.
-    fn perform(self, context: &C, run: JobRun) -> impl Future<Output = Outcome> + Send;
+    /// Does the work; an `Err` is retried after a backoff, like [`Outcome::Retry`].
+    fn perform(self, context: &C, run: JobRun) -> impl Future<Output = JobResult> + Send;
 }
 
 pub(crate) type BoxedRun<C> =
@@ -80,7 +85,7 @@ impl<C: Send + Sync + 'static> Registry<C> {
         let run: BoxedRun<C> = Arc::new(|context: Arc<C>, payload: String, run: JobRun| {
             Box::pin(async move {
                 match serde_json::from_str::<J>(&payload) {
-                    Ok(job) => job.perform(&context, run).await,
+                    Ok(job) => job.perform(&context, run).await.unwrap_or_else(retry),
                     Err(error) => Outcome::Fail(format!("the payload is not a {}: {error}", J::KIND)),
                 }
             })
@@ -100,4 +105,10 @@ impl<C: Send + Sync + 'static> Registry<C> {
         }
         queues
     }
+}
+
+/// The one place a job's error becomes an outcome: a transient failure, its reason the whole
+/// chain of contexts (`{:#}`) so the job's history says what failed where.
+fn retry(error: anyhow::Error) -> Outcome {
+    Outcome::Retry(format!("{error:#}"))
 }

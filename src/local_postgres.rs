@@ -17,7 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use tokio::process::Command;
 
 /// The role and database the private server is created with.
-pub const LOCAL_USER: &str = "herald";
+const LOCAL_USER: &str = "herald";
 const LOCAL_DATABASE: &str = "herald";
 const SOCKET_PATH_LIMIT: usize = 100;
 

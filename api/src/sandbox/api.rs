@@ -1,0 +1,237 @@
+//! The sandbox platform's API, for the access tokens its provider issues: the accounts a grant
+//! reaches, publishing (with the failures a text asks for, `super::failures`), finding posts by
+//! client reference, and a post's public page.
+
+// utoipa's macros expand the types we name into fully qualified paths.
+#![allow(unused_qualifications)]
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{digest, failures};
+use crate::AppState;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::html::{escape, page, page_html};
+
+/// The accounts a sandbox grant reaches.
+///
+/// The person who approved and two pages, for the access token in `Authorization: Bearer`.
+#[utoipa::path(get, operation_id = "listSandboxAccounts", path = "/sandbox/api/accounts", tag = "sandbox", responses(
+    (status = 200, description = "`{\"data\": [{\"id\", \"kind\", \"username\", \"name\"}]}`", body = Object),
+    (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
+    (status = 503, description = "The sandbox cannot check the token just now: try again (a problem)", body = Object),
+))]
+pub(super) async fn accounts(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let login = match grant_login(&state, &headers).await {
+        Ok(login) => login,
+        Err(refusal) => return refusal,
+    };
+    let data = json!([
+        { "id": format!("person-{login}"), "kind": "person", "username": login, "name": login },
+        { "id": format!("page-{login}-1"), "kind": "page", "username": format!("{login}-news"), "name": format!("{login} News") },
+        { "id": format!("page-{login}-2"), "kind": "page", "username": format!("{login}-shop"), "name": format!("{login} Shop") },
+    ]);
+    axum::Json(json!({ "data": data })).into_response()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(super) struct PublishBody {
+    /// One of the grant's accounts.
+    account_id: String,
+    text: String,
+    /// The publisher's reference, to find the post again.
+    client_ref: Option<String>,
+}
+
+/// Publish a sandbox post.
+///
+/// Publishes the text on one of the grant's accounts, or fails the way its text asks: `[fail:401]`,
+/// `[fail:429:SECONDS]`, `[fail:500]`, `[fail:timeout]`, `[fail:timeout-after-success]`,
+/// `[fail:slow:MILLISECONDS]`, with `xN` to fail only the first N attempts of a `client_ref`.
+#[utoipa::path(post, operation_id = "publishSandboxPost", path = "/sandbox/api/posts", tag = "sandbox", request_body = PublishBody, responses(
+    (status = 201, description = "`{\"id\", \"url\"}`", body = Object),
+    (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
+    (status = 403, description = "Not one of the grant's accounts", body = Object),
+    (status = 429, description = "Rate limited; `Retry-After` says for how long", body = Object),
+    (status = 500, description = "An injected failure", body = Object),
+    (status = 503, description = "The sandbox's database failed (checking the token or storing the post); try again (a problem)"),
+    (status = 504, description = "An injected timeout (`[fail:timeout]`, `[fail:timeout-after-success]`), after 300 s"),
+))]
+pub(super) async fn publish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PublishBody>,
+) -> Response {
+    let login = match grant_login(&state, &headers).await {
+        Ok(login) => login,
+        Err(refusal) => return refusal,
+    };
+    let owned = [format!("person-{login}"), format!("page-{login}-1"), format!("page-{login}-2")];
+    if !owned.contains(&body.account_id) {
+        return (StatusCode::FORBIDDEN, axum::Json(json!({ "error": "not one of this grant's accounts" })))
+            .into_response();
+    }
+    let attempt = match count_attempt(&state, body.client_ref.as_deref()).await {
+        Ok(attempt) => attempt,
+        Err(refusal) => return refusal,
+    };
+    let failure = failures::for_attempt(&body.text, attempt);
+    if let Some(failure) = &failure
+        && let Some(answer) = failure.before_publishing().await
+    {
+        return answer;
+    }
+    let id = Uuid::now_v7();
+    let stored = sqlx::query!(
+        "INSERT INTO sandbox_posts (id, login, account_id, text, client_ref) VALUES ($1, $2, $3, $4, $5)",
+        id,
+        login,
+        body.account_id,
+        body.text,
+        body.client_ref
+    )
+    .execute(&state.pool)
+    .await;
+    if let Err(error) = stored {
+        tracing::error!(%error, "the sandbox cannot store a post");
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    if let Some(failure) = &failure
+        && let Some(answer) = failure.after_publishing().await
+    {
+        return answer;
+    }
+    let url = format!("{}/sandbox/posts/{id}", state.config.public_url());
+    (StatusCode::CREATED, axum::Json(json!({ "id": id, "url": url }))).into_response()
+}
+
+/// Counts a publish attempt of `client_ref` (1 without one), for markers that fail only the
+/// first attempts; the answer to send when the sandbox's database fails.
+async fn count_attempt(state: &AppState, client_ref: Option<&str>) -> Result<i32, Response> {
+    let Some(client_ref) = client_ref else { return Ok(1) };
+    sqlx::query_scalar!(
+        "INSERT INTO sandbox_publish_attempts (client_ref, attempts) VALUES ($1, 1)
+                 ON CONFLICT (client_ref) DO UPDATE
+                 SET attempts = sandbox_publish_attempts.attempts + 1, updated_at = now()
+                 RETURNING attempts",
+        client_ref
+    )
+    .fetch_one(&state.pool)
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, "the sandbox cannot count a publish attempt");
+        unavailable_problem("The sandbox could not take the post; try again.")
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct FindQuery {
+    client_ref: String,
+}
+
+/// Find sandbox posts by client reference.
+///
+/// The grant's posts made with `client_ref`, oldest first: how a publisher checks whether an
+/// unanswered publish happened.
+#[utoipa::path(get, operation_id = "findSandboxPosts", path = "/sandbox/api/posts", tag = "sandbox", params(FindQuery), responses(
+    (status = 200, description = "`{\"data\": [{\"id\", \"url\"}]}`", body = Object),
+    (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
+    (status = 503, description = "The sandbox's database failed (checking the token or reading the posts); try again (a problem)"),
+))]
+pub(super) async fn find_posts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<FindQuery>,
+) -> Response {
+    let login = match grant_login(&state, &headers).await {
+        Ok(login) => login,
+        Err(refusal) => return refusal,
+    };
+    let found = sqlx::query_scalar!(
+        "SELECT id FROM sandbox_posts WHERE client_ref = $1 AND login = $2 ORDER BY created_at",
+        query.client_ref,
+        login
+    )
+    .fetch_all(&state.pool)
+    .await;
+    match found {
+        Ok(ids) => {
+            let base = state.config.public_url();
+            let data: Vec<_> =
+                ids.iter().map(|id| json!({ "id": id, "url": format!("{base}/sandbox/posts/{id}") })).collect();
+            axum::Json(json!({ "data": data })).into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, "the sandbox cannot search its posts");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// A published sandbox post.
+///
+/// The post's public page, the URL a publish answers with.
+#[utoipa::path(get, operation_id = "getSandboxPost", path = "/sandbox/posts/{id}", tag = "sandbox",
+    params(("id" = Uuid, Path, description = "The post's id on the sandbox")),
+    responses(
+        (status = 200, description = "The post", content_type = "text/html", body = String),
+        (status = 404, description = "No such post", content_type = "text/html", body = String),
+        (status = 503, description = "The sandbox could not read the post; try again", content_type = "text/html", body = String),
+    ))]
+pub(super) async fn show_post(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>) -> Response {
+    let found = sqlx::query!("SELECT account_id, text, created_at FROM sandbox_posts WHERE id = $1", id)
+        .fetch_optional(&state.pool)
+        .await;
+    match found {
+        Ok(Some(post)) => {
+            let body = format!(
+                "<p>{}</p><p><small>{} · {}</small></p>",
+                escape(&post.text),
+                escape(&post.account_id),
+                post.created_at.to_rfc3339()
+            );
+            page_html(StatusCode::OK, "A sandbox post", &body)
+        }
+        Ok(None) => page(StatusCode::NOT_FOUND, "No such post", "The sandbox has no post with this id."),
+        Err(error) => {
+            tracing::error!(%error, "the sandbox cannot read a post");
+            page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "The sandbox could not read the post.")
+        }
+    }
+}
+
+/// The login behind a live access token in `Authorization: Bearer`, or the answer to send: a
+/// 401 `invalid_token` for a missing, unknown, expired or revoked token, a 503 when the
+/// sandbox's own database fails (which a client must take for "try again", never for a dead
+/// grant: a database blip must not disconnect anyone's test accounts).
+async fn grant_login(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
+    let invalid_token = || (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_token" }))).into_response();
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or_else(invalid_token)?;
+    let login = sqlx::query_scalar!(
+        "SELECT g.login FROM sandbox_tokens t JOIN sandbox_grants g ON g.id = t.grant_id
+         WHERE t.token_hash = $1 AND t.kind = 'access' AND t.expires_at > now() AND g.revoked_at IS NULL",
+        digest(token)
+    )
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, "the sandbox cannot look up a token");
+        unavailable_problem("The sandbox could not check the access token; try again.")
+    })?;
+    login.ok_or_else(invalid_token)
+}
+
+/// A 503 problem: the sandbox's database failed, the client may try again.
+fn unavailable_problem(detail: &str) -> Response {
+    crate::error::ApiError::unavailable("sandbox_unavailable", detail).into_response()
+}
