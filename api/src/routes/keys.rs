@@ -245,7 +245,7 @@ async fn create(
     };
     if let Some(platforms) = &body.platforms {
         check_list("platforms", platforms, &mut errors, |name| {
-            (!platforms::NAMES.contains(&name)).then(|| format!("unknown platform `{name}`"))
+            (!platforms::is_known(name)).then(|| format!("unknown platform `{name}`"))
         });
     }
     if let Some(accounts) = &body.accounts {

@@ -5,6 +5,8 @@
 pub mod account;
 pub mod api_key;
 pub mod connect_session;
+pub mod content;
 pub mod oauth_app;
 pub mod post;
 pub mod project;
+pub mod tokens;

@@ -1,0 +1,13 @@
+//! What a platform accepts as a post's content, as a plain value: the post validation (a use
+//! case) checks a post against it without knowing the platforms, which fill it in from their
+//! specs (`platforms::PlatformSpec::content`).
+
+/// A platform's limits on a post's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentRules {
+    /// The most characters a post may have.
+    pub max_chars: usize,
+    /// Whether a post of text alone can be published. YouTube, Pinterest, Instagram and TikTok
+    /// need an image or a video, which herald's posts cannot carry yet.
+    pub publishes_text: bool,
+}
