@@ -469,6 +469,18 @@ mod tests {
     }
 
     #[test]
+    fn a_platform_pace_of_zero_or_less_is_refused_by_name() {
+        let config = load(&[("HERALD_PLATFORMS__X__PUBLISHES_PER_HOUR", "3")]).unwrap();
+        assert_eq!(config.platforms["x"].publishes_per_hour, Some(3));
+        let error = load(&[("HERALD_PLATFORMS__X__APP_PUBLISHES_PER_HOUR", "0")]).unwrap_err();
+        assert_eq!(error.to_string(), "HERALD_PLATFORMS__X__APP_PUBLISHES_PER_HOUR: must be at least 1");
+        let error = load(&[("HERALD_PLATFORMS__SANDBOX__REFRESH_MARGIN_SECONDS", "0")]).unwrap_err();
+        assert_eq!(error.to_string(), "HERALD_PLATFORMS__SANDBOX__REFRESH_MARGIN_SECONDS: must be at least 1");
+        let error = load(&[("HERALD_PLATFORMS__X__PUBLISHES_PER_HOUR", "-2")]).unwrap_err();
+        assert_eq!(error.setting, "HERALD_PLATFORMS__X__PUBLISHES_PER_HOUR", "{error}");
+    }
+
+    #[test]
     fn a_file_sits_between_defaults_and_environment() {
         figment::Jail::expect_with(|jail| {
             jail.clear_env();
