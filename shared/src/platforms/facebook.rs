@@ -1,10 +1,10 @@
 //! Facebook Pages through the Graph API. Facebook Login without PKCE, the client
 //! authenticating in the body; the short-lived user token the code buys is exchanged at once
-//! for a long-lived one (`fb_exchange_token`, about 60 days, [`meta`]). A grant reaches the
+//! for a long-lived one (`fb_exchange_token`, about 60 days, `meta`). A grant reaches the
 //! Pages the user manages (`GET /me/accounts`), each with its own Page token, which does not
 //! expire when it comes from a long-lived user token: each Page is an account with that token,
 //! so nothing needs a refresh. Publishing is `POST /{page-id}/feed` with `message`. Errors are
-//! Graph's ([`meta`]).
+//! Graph's (`meta`).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //!
 //! A platform is one file: its adapter and its [`PlatformSpec`] (name, default endpoints and
 //! scopes, refresh margin, publish rates, content rules, how its adapter is built), named once
-//! in [`registry::ALL`]. Adding a platform is that file and one line in that list.
+//! in [`ALL`]. Adding a platform is that file and one line in that list.
 //!
 //! Every platform's endpoints, managed OAuth app and pace are settings with one naming scheme,
 //! `HERALD_PLATFORMS__<NAME>__AUTHORIZE_URL`, `__TOKEN_URL`, `__API_URL`, `__UPLOAD_URL`,
@@ -17,21 +17,35 @@
 //! Errors are classified once, here, into what the caller must do ([`PlatformError`]): retry
 //! later, wait for a reset, ask the user to reconnect, or give up.
 
-pub mod bluesky;
-pub mod facebook;
 pub mod http;
-pub mod instagram;
-pub mod linkedin;
-pub mod mastodon;
 mod meta;
 pub mod oauth;
-pub mod pinterest;
 pub mod registry;
-pub mod sandbox;
-pub mod threads;
-pub mod tiktok;
-pub mod x;
-pub mod youtube;
+
+/// Declares each platform's module (its file) and lists its spec in [`ALL`], in one place.
+macro_rules! platforms {
+    ($($name:ident),* $(,)?) => {
+        $(pub mod $name;)*
+
+        /// Every platform herald knows, in the order they are listed to people. Adding a
+        /// platform is its file and one line here.
+        pub const ALL: &[&PlatformSpec] = &[$(&$name::SPEC),*];
+    };
+}
+
+platforms! {
+    x,
+    linkedin,
+    facebook,
+    instagram,
+    threads,
+    youtube,
+    tiktok,
+    pinterest,
+    bluesky,
+    mastodon,
+    sandbox,
+}
 
 use std::sync::Arc;
 
@@ -196,7 +210,7 @@ pub trait Platform: Send + Sync {
     /// What herald knows of this platform (its file's `SPEC`).
     fn spec(&self) -> &'static PlatformSpec;
 
-    /// The lowercase name, as in [`registry::ALL`].
+    /// The lowercase name, as in [`ALL`].
     fn name(&self) -> &'static str {
         self.spec().name
     }

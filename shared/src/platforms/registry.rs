@@ -1,5 +1,6 @@
-//! The one list of platforms ([`ALL`]), and [`Platforms`]: every adapter built from its spec
-//! and the settings, with its managed app and pace resolved.
+//! What is known from the one list of platforms ([`ALL`]): which names are platforms, and
+//! [`Platforms`], every adapter built from its spec and the settings, with its managed app and
+//! pace resolved.
 //!
 //! Adding a platform is one new file in `platforms/` (its adapter and its `SPEC`) and one line
 //! in [`ALL`]: the settings, the connect and apps routes, the keys' reach, the refresh sweep
@@ -8,26 +9,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{
-    ClientCredentials, Endpoints, Platform, PlatformSpec, PublishRates, bluesky, facebook, instagram, linkedin,
-    mastodon, oauth, pinterest, sandbox, split_scopes, threads, tiktok, x, youtube,
-};
+use super::{ALL, ClientCredentials, Endpoints, Platform, PlatformSpec, PublishRates, oauth, sandbox, split_scopes};
 use crate::config::{Config, ConfigError, PlatformSettings};
-
-/// Every platform herald knows, in the order they are listed to people.
-pub const ALL: &[&PlatformSpec] = &[
-    &x::SPEC,
-    &linkedin::SPEC,
-    &facebook::SPEC,
-    &instagram::SPEC,
-    &threads::SPEC,
-    &youtube::SPEC,
-    &tiktok::SPEC,
-    &pinterest::SPEC,
-    &bluesky::SPEC,
-    &mastodon::SPEC,
-    &sandbox::SPEC,
-];
 
 /// The spec of the platform called `name`.
 pub fn spec(name: &str) -> Option<&'static PlatformSpec> {
@@ -186,6 +169,7 @@ impl Platforms {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platforms::{hourly, mastodon, x};
 
     fn config_with(name: &str, settings: PlatformSettings) -> Config {
         let mut config = Config::default();
@@ -226,10 +210,7 @@ mod tests {
         let platforms = Platforms::from_config(&config_with("x", settings)).unwrap();
         let x = platforms.pace("x").unwrap();
         assert_eq!(x.refresh_margin, chrono::Duration::seconds(90));
-        assert_eq!(
-            x.publish_rates,
-            PublishRates { per_account: super::super::hourly(3), per_app: super::super::hourly(7) }
-        );
+        assert_eq!(x.publish_rates, PublishRates { per_account: hourly(3), per_app: hourly(7) });
         let mastodon = platforms.pace("mastodon").unwrap();
         assert_eq!(mastodon.publish_rates, mastodon::SPEC.publish_rates);
         assert_eq!(mastodon.refresh_margin, chrono::Duration::days(7));

@@ -233,7 +233,9 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
     let Some(account) = account else {
         return attempt.fail(context, "account_missing", "the target account no longer exists".into()).await;
     };
-    let Some(adapter) = context.platforms.get(&account.platform) else {
+    let (Some(adapter), Some(pace)) =
+        (context.platforms.get(&account.platform), context.platforms.pace(&account.platform))
+    else {
         let reason = context.platforms.unavailable(&account.platform, "publish to");
         return attempt.fail(context, "platform_unsupported", reason).await;
     };
@@ -260,26 +262,10 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         Err(outcome) => return Ok(outcome),
     };
 
-    // The platform's limits, per account and per app (the project's own, or the managed one),
-    // shared by every worker.
-    let client_id = match account.app_id {
-        Some(_) => account.app_client_id.clone(),
-        None => context.platforms.managed_app(&account.platform).map(|app| app.client_id.clone()),
+    let account_key = match within_limits(context, &mut attempt, &account, pace.publish_rates).await? {
+        Ok(account_key) => account_key,
+        Err(outcome) => return Ok(outcome),
     };
-    let Some(client_id) = client_id else {
-        return attempt.fail(context, "app_missing", "the account's OAuth app is gone".into()).await;
-    };
-    let Some(pace) = context.platforms.pace(&account.platform) else {
-        let reason = context.platforms.unavailable(&account.platform, "publish to");
-        return attempt.fail(context, "platform_unsupported", reason).await;
-    };
-    let platforms::PublishRates { per_account, per_app } = pace.publish_rates;
-    let account_key = format!("publish:account:{}", attempt.account_id);
-    let app_key = format!("publish:app:{}:{client_id}", account.platform);
-    let limits = vec![(account_key.clone(), per_account), (app_key, per_app)];
-    if let Decision::RetryAt(at) = context.publishing.limits.call(limits).await? {
-        return Ok(Outcome::RetryAt(at, "waiting for the platform's publish limit".into()));
-    }
 
     // queued → publishing, committed before the call: the at-most-once guard.
     let start = post::Command::StartPublishing { delivery_id: job.delivery_id, generation: job.generation };
@@ -291,6 +277,32 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         platforms::http::with_request_id(adapter.publish(&tokens, &attempt.publication(&account))).await;
     attempt.platform_request_id = request_id;
     record_answer(context, &mut attempt, &account_key, answer).await
+}
+
+/// Asks the platform's limits, per account and per app (the project's own, or the managed one),
+/// shared by every worker, at the configured `rates`; returns the account's limiter key (a
+/// rate limit the platform answers blocks it). `Err` is the outcome to end the attempt with:
+/// wait for the limiter, or the app is gone.
+async fn within_limits(
+    context: &Context,
+    attempt: &mut Attempt<'_>,
+    account: &PublishAccount,
+    rates: platforms::PublishRates,
+) -> anyhow::Result<Result<String, Outcome>> {
+    let client_id = match account.app_id {
+        Some(_) => account.app_client_id.clone(),
+        None => context.platforms.managed_app(&account.platform).map(|app| app.client_id.clone()),
+    };
+    let Some(client_id) = client_id else {
+        return Ok(Err(attempt.fail(context, "app_missing", "the account's OAuth app is gone".into()).await?));
+    };
+    let account_key = format!("publish:account:{}", attempt.account_id);
+    let app_key = format!("publish:app:{}:{client_id}", account.platform);
+    let limits = vec![(account_key.clone(), rates.per_account), (app_key, rates.per_app)];
+    if let Decision::RetryAt(at) = context.publishing.limits.call(limits).await? {
+        return Ok(Err(Outcome::RetryAt(at, "waiting for the platform's publish limit".into())));
+    }
+    Ok(Ok(account_key))
 }
 
 /// What the platform answered, recorded.
