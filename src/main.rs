@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use herald_shared::Config;
 use herald_shared::crypto::Keyring;
+use herald_shared::platforms;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -142,7 +143,7 @@ fn main() -> ExitCode {
         println!("herald {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let config = match Config::load() {
+    let config = match Config::load().and_then(|config| platforms::validate_settings(&config).map(|()| config)) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("herald: configuration error: {error}");
@@ -213,7 +214,7 @@ async fn run_role(command: Command, mut config: Config) -> Result<()> {
         Command::Secrets { action: SecretsAction::Reencrypt } => {
             ensure_encryption_key(&mut config, false)?;
             let pool = herald_shared::db::connect_and_migrate(&config).await?;
-            let keyring = config.keyring()?;
+            let keyring = Keyring::from_config(&config)?;
             let report = herald_shared::credentials::reencrypt_all(&pool, &keyring, 1000).await?;
             for (column, moved) in &report.moved {
                 println!("{column}: {moved} re-encrypted");
@@ -321,14 +322,14 @@ async fn use_private_postgres_if_needed(config: &mut Config) -> Result<Option<Lo
 
 /// The encryption key: configured, or the one `herald dev` generated into the data directory.
 fn ensure_encryption_key(config: &mut Config, may_generate: bool) -> Result<()> {
-    if !config.keyring()?.is_empty() {
+    if !Keyring::from_config(config)?.is_empty() {
         return Ok(());
     }
     let path = config.data_dir.join("encryption.key");
     if path.is_file() {
         let key = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         config.encryption_key = Some(SecretString::from(key.trim().to_owned()));
-        config.keyring().with_context(|| format!("the key in {} is damaged", path.display()))?;
+        Keyring::from_config(config).with_context(|| format!("the key in {} is damaged", path.display()))?;
         tracing::info!(path = %path.display(), "using the encryption key from the data directory");
         return Ok(());
     }

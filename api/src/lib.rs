@@ -71,8 +71,8 @@ impl AppState {
             move |notice| listening.on_notice(notice),
             shutdown.clone(),
         ));
-        let keyring = Arc::new(config.keyring()?);
-        let platforms = herald_shared::platforms::Platforms::from_config(&config);
+        let keyring = Arc::new(herald_shared::crypto::Keyring::from_config(&config)?);
+        let platforms = herald_shared::platforms::Platforms::from_config(&config)?;
         Ok(Self { pool, limiter, config, keys, keyring, platforms })
     }
 }

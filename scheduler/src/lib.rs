@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use herald_shared::Config;
+use herald_shared::credentials;
 use herald_shared::heartbeat::{self, Role};
 use herald_shared::jobs::{PruneExpired, RefreshCredentials};
+use herald_shared::platforms::Platforms;
 use herald_shared::queue::{self, Enqueued, NewJob};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +19,7 @@ use uuid::Uuid;
 
 /// How often finished jobs are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(5 * 60);
-/// How often expiring credentials are looked for. The margins (`platforms::refresh_margin`) are
+/// How often expiring credentials are looked for. The margins (each platform's pace) are
 /// minutes to days, so a minute is early enough.
 const REFRESH_SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// How often deliveries left pending are looked for. Commands queue their deliveries' jobs
@@ -30,6 +32,7 @@ const ABANDONED_GRACE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Runs a scheduler until `shutdown`.
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()> {
+    let platforms = Platforms::from_config(&config)?;
     let pool = herald_shared::db::connect_and_migrate(&config).await?;
     let scheduler_id = Uuid::now_v7();
     tracing::info!(%scheduler_id, "scheduler started");
@@ -54,7 +57,7 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()>
                 end_abandoned(&pool, &config).await;
             }
             _ = refresh.tick() => {
-                if let Err(error) = emit_refreshes(&pool).await {
+                if let Err(error) = emit_refreshes(&pool, &platforms).await {
                     tracing::warn!(error = %format!("{error:#}"), "cannot queue credential refreshes");
                 }
             }
@@ -93,37 +96,16 @@ async fn emit_prune(pool: &PgPool) {
     }
 }
 
-/// Queues a refresh for every pair about to expire within its platform's margin: each grant
-/// with a connected account that uses it (one job per grant, named after one of its accounts),
-/// and each account's own pair (accounts connected before grants existed). The dedup key (one
-/// per grant or account) makes replicas and repeated sweeps harmless; each job carries the
-/// version it saw, so it refreshes that one only.
-pub async fn emit_refreshes(pool: &PgPool) -> Result<usize> {
-    let platforms: Vec<String> = herald_shared::platforms::NAMES.iter().map(|name| (*name).to_owned()).collect();
-    let margins: Vec<f64> =
-        platforms.iter().map(|name| herald_shared::platforms::refresh_margin(name).num_seconds() as f64).collect();
-    let due = sqlx::query!(
-        r#"(SELECT DISTINCT ON (g.id) c.account_id AS "account_id!", g.id AS grant_id, g.version AS "version!"
-            FROM grant_credentials g
-            JOIN account_credentials c ON c.grant_id = g.id AND c.access_token IS NULL
-            JOIN accounts a ON a.id = c.account_id AND a.status = 'connected'
-            JOIN unnest($1::text[], $2::float8[]) AS m(platform, margin_secs) ON m.platform = g.platform
-            WHERE g.refresh_token IS NOT NULL AND g.expires_at < now() + make_interval(secs => m.margin_secs)
-            ORDER BY g.id, c.account_id
-            LIMIT 10000)
-           UNION ALL
-           (SELECT c.account_id, NULL::uuid, c.version
-            FROM account_credentials c
-            JOIN accounts a ON a.id = c.account_id
-            JOIN unnest($1::text[], $2::float8[]) AS m(platform, margin_secs) ON m.platform = a.platform
-            WHERE a.status = 'connected' AND c.grant_id IS NULL AND c.refresh_token IS NOT NULL
-              AND c.expires_at < now() + make_interval(secs => m.margin_secs)
-            LIMIT 10000)"#,
-        &platforms,
-        &margins,
-    )
-    .fetch_all(pool)
-    .await?;
+/// Queues a refresh for every pair about to expire within its platform's margin (the
+/// configured one, `platforms`' pace): each grant with a connected account that uses it (one
+/// job per grant, named after one of its accounts), and each account's own pair (accounts
+/// connected before grants existed). The dedup key (one per grant or account) makes replicas
+/// and repeated sweeps harmless; each job carries the version it saw, so it refreshes that one
+/// only.
+pub async fn emit_refreshes(pool: &PgPool, platforms: &Platforms) -> Result<usize> {
+    let margins: Vec<(&str, chrono::Duration)> =
+        platforms.paces().map(|(name, pace)| (name, pace.refresh_margin)).collect();
+    let due = credentials::expiring_pairs(pool, &margins).await?;
     let jobs = due
         .iter()
         .map(|row| {

@@ -16,8 +16,6 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{Keyring, KeyringError};
-
 /// The environment variable that names an optional settings file.
 pub const CONFIG_FILE_VAR: &str = "HERALD_CONFIG";
 
@@ -76,7 +74,7 @@ pub struct Config {
     /// `<public_url>/v1/connect/<platform>/callback`. Defaults to `http://<listen>`.
     pub public_url: Option<String>,
     /// Each platform's endpoints and managed app (`HERALD_PLATFORMS__<NAME>__*`).
-    pub platforms: BTreeMap<String, crate::platforms::PlatformSettings>,
+    pub platforms: BTreeMap<String, PlatformSettings>,
     /// `/readyz` also requires a worker heartbeat fresher than three heartbeat intervals. Off by
     /// default, so an api-only deployment (workers elsewhere, scaled to zero) is not unready.
     pub ready_requires_worker: bool,
@@ -102,6 +100,37 @@ pub struct QueueConfig {
     pub concurrency: BTreeMap<String, usize>,
     /// How long finished jobs are kept before the scheduler prunes them, in hours.
     pub retention_hours: u64,
+}
+
+/// One platform's endpoints, managed app and pace, as configured
+/// (`HERALD_PLATFORMS__<NAME>__*`). Unset fields take the platform's own defaults (its spec in
+/// `platforms/`); which names are platforms is known there too, and checked when herald starts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlatformSettings {
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub api_url: Option<String>,
+    pub upload_url: Option<String>,
+    pub revoke_url: Option<String>,
+    /// The managed app's client id: what a connect without `app_id` uses.
+    pub client_id: Option<String>,
+    #[serde(skip_serializing)]
+    pub client_secret: Option<SecretString>,
+    /// Space- or comma-separated scopes asked for by default.
+    pub scopes: Option<String>,
+    /// The sandbox only (`HERALD_PLATFORMS__SANDBOX__ENABLED`, default true): `false` stops
+    /// serving `/sandbox` and refuses to connect or publish to sandbox accounts.
+    pub enabled: Option<bool>,
+    /// Publishes herald allows per account per hour (`__PUBLISHES_PER_HOUR`), instead of the
+    /// platform's default pace: for an account whose platform grants it more, or less.
+    pub publishes_per_hour: Option<u32>,
+    /// Publishes herald allows per OAuth app per hour, over all its accounts
+    /// (`__APP_PUBLISHES_PER_HOUR`).
+    pub app_publishes_per_hour: Option<u32>,
+    /// How long before its access token expires an account is refreshed, in seconds
+    /// (`__REFRESH_MARGIN_SECONDS`).
+    pub refresh_margin_seconds: Option<u64>,
 }
 
 impl Default for QueueConfig {
@@ -251,54 +280,31 @@ impl Config {
             return Err(ConfigError::new("HERALD_PUBLIC_URL", "expected an http:// or https:// URL"));
         }
         for (name, settings) in &self.platforms {
-            let setting = format!("HERALD_PLATFORMS__{}", name.to_uppercase());
-            if !crate::platforms::NAMES.contains(&name.as_str()) {
-                let known = crate::platforms::NAMES.join(", ").to_uppercase();
-                return Err(ConfigError::new(setting, format!("not a platform herald knows ({known})")));
-            }
-            if settings.enabled.is_some() && name != "sandbox" {
-                return Err(ConfigError::new(format!("{setting}__ENABLED"), "only the sandbox can be turned off"));
-            }
-            let urls = [
-                ("AUTHORIZE_URL", &settings.authorize_url),
-                ("TOKEN_URL", &settings.token_url),
-                ("API_URL", &settings.api_url),
-                ("UPLOAD_URL", &settings.upload_url),
-                ("REVOKE_URL", &settings.revoke_url),
-            ];
-            for (field, url) in urls {
-                if let Some(url) = url
-                    && !(url.starts_with("http://") || url.starts_with("https://"))
-                {
-                    return Err(ConfigError::new(format!("{setting}__{field}"), "expected an http:// or https:// URL"));
-                }
-            }
+            settings.validate(&format!("HERALD_PLATFORMS__{}", name.to_uppercase()), name)?;
         }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|error| ConfigError::new("HERALD_LOG", format!("not a log filter: {error}")))?;
-        self.keyring()?;
+        for (setting, key) in self.encryption_keys() {
+            if decode_encryption_key(key.expose_secret()).is_none() {
+                return Err(ConfigError::new(setting, "expected 32 bytes, base64"));
+            }
+        }
         Ok(())
     }
 
-    /// The encryption keys, newest first. Empty when no key is configured (the roles that need
-    /// one refuse to start; `herald dev` generates one).
-    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
-        let mut encoded = Vec::new();
-        if let Some(keys) = &self.encryption_keys {
-            for key in keys.expose_secret().split(',').map(str::trim).filter(|key| !key.is_empty()) {
-                encoded.push(("HERALD_ENCRYPTION_KEYS", key.to_owned()));
+    /// The configured encryption keys, newest first, still base64, each with the setting it came
+    /// from (for errors). `crypto::Keyring::from_config` builds the keyring from them.
+    pub fn encryption_keys(&self) -> Vec<(&'static str, SecretString)> {
+        let mut keys = Vec::new();
+        if let Some(listed) = &self.encryption_keys {
+            for key in listed.expose_secret().split(',').map(str::trim).filter(|key| !key.is_empty()) {
+                keys.push(("HERALD_ENCRYPTION_KEYS", SecretString::from(key)));
             }
         }
         if let Some(key) = &self.encryption_key {
-            encoded.push(("HERALD_ENCRYPTION_KEY", key.expose_secret().trim().to_owned()));
+            keys.push(("HERALD_ENCRYPTION_KEY", SecretString::from(key.expose_secret().trim())));
         }
-        let mut keyring = Keyring::default();
-        for (setting, key) in encoded {
-            keyring.push_base64(&key).map_err(|error| match error {
-                KeyringError::Encoding => ConfigError::new(setting, "expected 32 bytes, base64"),
-            })?;
-        }
-        Ok(keyring)
+        keys
     }
 
     /// Where clients and platforms reach this api, without a trailing slash.
@@ -312,23 +318,6 @@ impl Config {
     /// The OAuth callback herald registers for `platform`.
     pub fn callback_url(&self, platform: &str) -> String {
         format!("{}/v1/connect/{platform}/callback", self.public_url())
-    }
-
-    /// `platform`'s endpoints: its settings over the defaults. `None` for an unknown platform.
-    pub fn platform_endpoints(&self, platform: &str) -> Option<crate::platforms::Endpoints> {
-        let mut endpoints = crate::platforms::defaults(platform, &self.public_url())?;
-        if let Some(settings) = self.platforms.get(platform) {
-            let settings = settings.clone();
-            endpoints.authorize_url = settings.authorize_url.unwrap_or(endpoints.authorize_url);
-            endpoints.token_url = settings.token_url.unwrap_or(endpoints.token_url);
-            endpoints.api_url = settings.api_url.unwrap_or(endpoints.api_url);
-            endpoints.upload_url = settings.upload_url.or(endpoints.upload_url);
-            endpoints.revoke_url = settings.revoke_url.or(endpoints.revoke_url);
-            if let Some(scopes) = &settings.scopes {
-                endpoints.scopes = crate::platforms::split_scopes(scopes);
-            }
-        }
-        Some(endpoints)
     }
 
     /// Whether herald serves the sandbox platform (`HERALD_PLATFORMS__SANDBOX__ENABLED`, default
@@ -351,6 +340,47 @@ impl Config {
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.heartbeat_secs)
     }
+}
+
+impl PlatformSettings {
+    /// Checks what types alone cannot; `setting` is the variables' prefix
+    /// (`HERALD_PLATFORMS__X`), `name` the platform's.
+    fn validate(&self, setting: &str, name: &str) -> Result<(), ConfigError> {
+        if self.enabled.is_some() && name != "sandbox" {
+            return Err(ConfigError::new(format!("{setting}__ENABLED"), "only the sandbox can be turned off"));
+        }
+        let urls = [
+            ("AUTHORIZE_URL", &self.authorize_url),
+            ("TOKEN_URL", &self.token_url),
+            ("API_URL", &self.api_url),
+            ("UPLOAD_URL", &self.upload_url),
+            ("REVOKE_URL", &self.revoke_url),
+        ];
+        for (field, url) in urls {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(ConfigError::new(format!("{setting}__{field}"), "expected an http:// or https:// URL"));
+            }
+        }
+        let paces = [
+            ("PUBLISHES_PER_HOUR", self.publishes_per_hour.map(u64::from)),
+            ("APP_PUBLISHES_PER_HOUR", self.app_publishes_per_hour.map(u64::from)),
+            ("REFRESH_MARGIN_SECONDS", self.refresh_margin_seconds),
+        ];
+        if let Some((field, _)) = paces.iter().find(|(_, value)| *value == Some(0)) {
+            return Err(ConfigError::new(format!("{setting}__{field}"), "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// The 32 bytes a standard-base64 encryption key holds, or `None` if it holds anything else.
+/// Pure, so settings are checked at load; `crypto` builds its ciphers from the same bytes.
+pub fn decode_encryption_key(encoded: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    (bytes.len() == 32).then_some(bytes)
 }
 
 /// How an operator would name the setting at `path`, given where the bad value came from.
@@ -436,6 +466,18 @@ mod tests {
         assert_eq!(error.to_string(), "HERALD_PLATFORMS__X__ENABLED: only the sandbox can be turned off");
         let error = load(&[("HERALD_PLATFORMS__SANDBOX__ENABLED", "nope")]).unwrap_err();
         assert_eq!(error.setting, "HERALD_PLATFORMS__SANDBOX__ENABLED", "{error}");
+    }
+
+    #[test]
+    fn a_platform_pace_of_zero_or_less_is_refused_by_name() {
+        let config = load(&[("HERALD_PLATFORMS__X__PUBLISHES_PER_HOUR", "3")]).unwrap();
+        assert_eq!(config.platforms["x"].publishes_per_hour, Some(3));
+        let error = load(&[("HERALD_PLATFORMS__X__APP_PUBLISHES_PER_HOUR", "0")]).unwrap_err();
+        assert_eq!(error.to_string(), "HERALD_PLATFORMS__X__APP_PUBLISHES_PER_HOUR: must be at least 1");
+        let error = load(&[("HERALD_PLATFORMS__SANDBOX__REFRESH_MARGIN_SECONDS", "0")]).unwrap_err();
+        assert_eq!(error.to_string(), "HERALD_PLATFORMS__SANDBOX__REFRESH_MARGIN_SECONDS: must be at least 1");
+        let error = load(&[("HERALD_PLATFORMS__X__PUBLISHES_PER_HOUR", "-2")]).unwrap_err();
+        assert_eq!(error.setting, "HERALD_PLATFORMS__X__PUBLISHES_PER_HOUR", "{error}");
     }
 
     #[test]

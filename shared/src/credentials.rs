@@ -8,6 +8,9 @@
 //! the platform issues one per account (Facebook Pages). A pair is replaced by compare-and-set
 //! on `version`: a refresh writes only if nobody wrote since it read, so two refreshes can never
 //! leave the older pair behind, and one grant is refreshed once for all its accounts.
+//!
+//! This module alone reads the sealed tables: the jobs' reads of an account with its tokens
+//! (`accounts`) and the OAuth client a connect or refresh uses (`clients`) live here too.
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
@@ -15,7 +18,13 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::crypto::{CryptoError, Keyring};
-use crate::platforms::TokenSet;
+use crate::domain::tokens::TokenSet;
+
+mod accounts;
+mod clients;
+
+pub use accounts::{ExpiringPair, JobAccount, PublishAccount, expiring_pairs, job_account, publish_accounts};
+pub use clients::{ClientError, client_for};
 
 /// Reading or writing a sealed value failed.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,8 @@ use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use crate::config::{Config, ConfigError};
+
 const FORMAT: &str = "v1";
 const NONCE_LEN: usize = 12;
 
@@ -58,13 +60,22 @@ impl std::fmt::Debug for Keyring {
 }
 
 impl Keyring {
+    /// The keys `config` names, newest first. Empty when no key is configured (the roles that
+    /// need one refuse to start; `herald dev` generates one).
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let mut keyring = Keyring::default();
+        for (setting, key) in config.encryption_keys() {
+            keyring.push_base64(key.expose_secret()).map_err(|error| match error {
+                KeyringError::Encoding => ConfigError { setting: setting.to_owned(), problem: error.to_string() },
+            })?;
+        }
+        Ok(keyring)
+    }
+
     /// Adds a key (32 bytes, standard base64) after the ones already there. A repeated key is
     /// ignored.
     pub fn push_base64(&mut self, encoded: &str) -> Result<(), KeyringError> {
-        let bytes = STANDARD.decode(encoded.trim()).map_err(|_| KeyringError::Encoding)?;
-        if bytes.len() != 32 {
-            return Err(KeyringError::Encoding);
-        }
+        let bytes = crate::config::decode_encryption_key(encoded).ok_or(KeyringError::Encoding)?;
         let id = hex::encode(&Sha256::digest(&bytes)[..4]);
         if self.keys.iter().any(|key| key.id == id) {
             return Ok(());

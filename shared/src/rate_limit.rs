@@ -27,7 +27,7 @@ pub struct Rate {
 
 impl Rate {
     /// `limit` per `period`, all of which may come at once.
-    pub fn per(limit: u32, period: Duration) -> Self {
+    pub const fn per(limit: u32, period: Duration) -> Self {
         Self { limit, period, burst: limit }
     }
 

@@ -4,6 +4,7 @@
 
 use herald_shared::commands::execute;
 use herald_shared::commands::keys::{self, KeyRequest};
+use herald_shared::crypto::Keyring;
 use herald_shared::domain::connect_session::{Command, ConnectSession, SessionSpec};
 use herald_shared::events::EventMetadata;
 use reqwest::StatusCode;
@@ -227,7 +228,7 @@ async fn no_token_code_or_state_is_stored_in_plain_text() {
     client.http.get(&callback).send().await.unwrap();
     let account_id: Uuid = sqlx::query_scalar("SELECT id FROM accounts LIMIT 1").fetch_one(&app.pool).await.unwrap();
 
-    let keyring = app.config.keyring().unwrap();
+    let keyring = Keyring::from_config(&app.config).unwrap();
     let mut tx = app.pool.begin().await.unwrap();
     let stored = herald_shared::credentials::load_account_tokens(&mut tx, &keyring, account_id).await.unwrap().unwrap();
     drop(tx);

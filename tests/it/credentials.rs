@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use herald_shared::crypto::Keyring;
+use herald_shared::platforms::Platforms;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -121,7 +123,7 @@ async fn a_reconnect_without_a_refresh_token_keeps_the_stored_one() {
     let (app, fake, client) = app_with_fake().await;
     let account_id = connect(&app, &client).await;
     let id = Uuid::parse_str(&account_id).unwrap();
-    let keyring = app.config.keyring().unwrap();
+    let keyring = Keyring::from_config(&app.config).unwrap();
     let stored_refresh = |app: &TestApp| {
         let (pool, keyring) = (app.pool.clone(), &keyring);
         async move {
@@ -146,7 +148,10 @@ async fn the_scheduler_refreshes_credentials_that_expire_within_the_margin() {
     fake.short_lived.store(true, Ordering::SeqCst);
     let account_id = connect(&app, &client).await;
     // The fake's tokens now live 60 s: inside the sandbox's five-minute margin.
-    assert_eq!(herald_scheduler::emit_refreshes(&app.pool).await.unwrap(), 1);
+    assert_eq!(
+        herald_scheduler::emit_refreshes(&app.pool, &Platforms::from_config(&app.config).unwrap()).await.unwrap(),
+        1
+    );
     refreshes_settled(&app).await;
     assert_eq!(fake.refresh_requests.load(Ordering::SeqCst), 1);
     assert!(account_of(&app, &client, &account_id).await["last_refresh_at"].is_string());
@@ -168,7 +173,7 @@ async fn a_new_key_and_secrets_reencrypt_move_every_secret_to_it() {
     let app_id = Uuid::parse_str(registered.json::<Value>().await.unwrap()["id"].as_str().unwrap()).unwrap();
 
     let old_key = app.config.encryption_key.as_ref().unwrap().expose_secret().to_owned();
-    let new_key = herald_shared::crypto::Keyring::generate_base64();
+    let new_key = Keyring::generate_base64();
     let output = tokio::process::Command::new(crate::harness::herald_binary())
         .args(["secrets", "reencrypt"])
         .env_clear()
@@ -184,7 +189,7 @@ async fn a_new_key_and_secrets_reencrypt_move_every_secret_to_it() {
     assert!(stdout.contains("oauth_app_secrets.client_secret: 1 re-encrypted"), "{stdout}");
 
     // Only the new key is needed from now on.
-    let mut only_new = herald_shared::crypto::Keyring::default();
+    let mut only_new = Keyring::default();
     only_new.push_base64(new_key.expose_secret()).unwrap();
     let mut tx = app.pool.begin().await.unwrap();
     let tokens = herald_shared::credentials::load_account_tokens(&mut tx, &only_new, account_id).await.unwrap();
@@ -236,7 +241,7 @@ async fn no_token_code_state_or_client_secret_reaches_the_logs() {
         json!({"platform": "sandbox", "name": "Own", "client_id": "own", "client_secret": "log-scan-secret-9f2"});
     client.http.post(app.url("/v1/apps")).bearer_auth(&client.key).json(&body).send().await.unwrap();
 
-    let keyring = app.config.keyring().unwrap();
+    let keyring = Keyring::from_config(&app.config).unwrap();
     let mut tx = app.pool.begin().await.unwrap();
     let id = Uuid::parse_str(&account_id).unwrap();
     let stored = herald_shared::credentials::load_account_tokens(&mut tx, &keyring, id).await.unwrap().unwrap();

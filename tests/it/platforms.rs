@@ -5,18 +5,21 @@
 //! Facebook (a long-lived user token, each Page with its own token, Graph error codes) and
 //! Threads (a 60-day token that refreshes itself, two-step publishing), Mastodon (statuses
 //! with `Idempotency-Key`), and YouTube, Pinterest, Instagram and TikTok, which connect but
-//! cannot publish text.
+//! cannot publish text. And a platform's pace set by setting replaces its spec's.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use axum::Router;
+use herald_shared::platforms::PlatformSettings;
 use serde_json::{Value, json};
 
 use crate::connect::Client;
 use crate::connect::get_json;
 use crate::credentials::{account_of, app_with_fake, refresh, refreshes_settled};
 use crate::fake_oauth::FakeOAuth;
-use crate::harness::TestApp;
+use crate::harness::{TestApp, TestDb, test_config};
 
 /// Connects the fake's accounts on `platform` through the whole OAuth flow; how many the result
 /// page says were connected.
@@ -270,5 +273,45 @@ async fn a_tiktok_account_connects_with_client_key_and_rotates_its_refresh_token
     assert_eq!(account["platform_user_id"], "723f24d7-e717-40f8");
 
     refreshes_once_and_refuses_text(&app, &fake, &client, account["id"].as_str().unwrap()).await;
+    app.stop().await.unwrap();
+}
+
+/// A publish rate set for one platform (`HERALD_PLATFORMS__SANDBOX__PUBLISHES_PER_HOUR=1`)
+/// replaces its spec's: an account's second publish within the hour waits for the limiter
+/// (its job comes back about an hour later), instead of going out at once.
+#[tokio::test]
+async fn a_configured_publish_rate_makes_the_second_publish_wait() {
+    let db = TestDb::new().await;
+    let mut config = test_config(&db);
+    let once_an_hour = PlatformSettings { publishes_per_hour: Some(1), ..PlatformSettings::default() };
+    config.platforms.insert("sandbox".into(), once_an_hour);
+    let app = TestApp::spawn_on(db, Arc::new(config), Router::new()).await;
+    let client = crate::connect::client(&app).await;
+    let (_, callback) = crate::connect::authorize(&app, &client, json!({}), "login=ada").await;
+    client.http.get(&callback).send().await.unwrap();
+    let account = crate::connect::accounts(&app, &client).await[0]["id"].clone();
+
+    let first =
+        crate::posts::create(&app, &client, json!({"content": "first", "targets": [{"account_id": account}]})).await;
+    crate::posts::wait_for(&app, &client, first["id"].as_str().unwrap(), &["published"], Duration::from_secs(30)).await;
+    let second =
+        crate::posts::create(&app, &client, json!({"content": "second", "targets": [{"account_id": account}]})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs WHERE kind = 'delivery.publish' AND run_at > now() + interval '30 minutes'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if waiting == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the second publish was never put off");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let post = get_json(&app, &client, &format!("/v1/posts/{}", second["id"].as_str().unwrap())).await;
+    assert_ne!(post["status"], "published", "{post}");
+    assert_eq!(crate::posts::made(&app, "second").await, 0);
     app.stop().await.unwrap();
 }

@@ -166,8 +166,8 @@ async fn register(
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<(StatusCode, ApiJson<AppView>), ApiError> {
     let mut errors = Vec::new();
-    if !platforms::NAMES.contains(&body.platform.as_str()) {
-        errors.push(FieldError::new("platform", format!("must be one of {}", platforms::NAMES.join(", "))));
+    if !platforms::is_known(&body.platform) {
+        errors.push(FieldError::new("platform", format!("must be one of {}", platforms::known_names())));
     }
     check_name(&body.name, &mut errors);
     check_image(body.image_url.as_deref(), &mut errors);

@@ -17,11 +17,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use herald_shared::commands::{ExecuteError, execute};
+use herald_shared::credentials::ClientError;
 use herald_shared::domain::api_key::Environment;
 use herald_shared::domain::connect_session::{self, ConnectSession, SessionSpec, SessionStatus};
 use herald_shared::events::EventMetadata;
 use herald_shared::jobs::ExchangeCode;
-use herald_shared::platforms::{self, ClientCredentials, ClientError};
+use herald_shared::platforms::{self, ClientCredentials};
 use herald_shared::queue::{self, NewJob};
 use herald_shared::{credentials, platforms::oauth};
 use rand::Rng;
@@ -129,7 +130,7 @@ async fn start(
     ApiPath(platform): ApiPath<String>,
     ApiJson(body): ApiJson<StartBody>,
 ) -> Result<(StatusCode, ApiJson<Started>), ApiError> {
-    if !platforms::NAMES.contains(&platform.as_str()) {
+    if !platforms::is_known(&platform) {
         return Err(ApiError::not_found(format!("herald knows no platform called {platform}")));
     }
     caller.reaches_platform(&platform)?;
@@ -231,7 +232,8 @@ async fn client_for(
     platform: &str,
     app_id: Option<Uuid>,
 ) -> Result<ClientCredentials, ApiError> {
-    match state.platforms.client_for(tx, &state.keyring, project_id, platform, app_id).await {
+    let managed = state.platforms.managed_app(platform);
+    match credentials::client_for(tx, &state.keyring, managed, project_id, platform, app_id).await {
         Ok(client) => Ok(client),
         Err(ClientError::NoManagedApp) => {
             let name = platform.to_uppercase();

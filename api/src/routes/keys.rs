@@ -287,7 +287,7 @@ fn check_create(body: &CreateBody, caller: &Caller) -> Result<Checked, ApiError>
     };
     if let Some(platforms) = &body.platforms {
         check_list("platforms", platforms, &mut errors, |name| {
-            (!platforms::NAMES.contains(&name)).then(|| format!("unknown platform `{name}`"))
+            (!platforms::is_known(name)).then(|| format!("unknown platform `{name}`"))
         });
     }
     if let Some(accounts) = &body.accounts {

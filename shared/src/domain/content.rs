@@ -1,12 +1,13 @@
-//! What a platform takes in a post, as its adapter's spec states it: the value the post checks
-//! (`crate::commands::posts`) are made against, so checking a post needs no platform code.
+//! What a platform accepts as a post's content, as a plain value: the post validation (a use
+//! case) checks a post against it without knowing the platforms, which fill it in from their
+//! specs (`platforms::PlatformSpec::content`).
 
-/// The content rules of one platform.
+/// A platform's limits on a post's content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContentRules {
-    /// The most characters (Unicode scalar values) a post may have.
+    /// The most characters a post may have.
     pub max_chars: usize,
     /// Whether a post of text alone can be published. YouTube, Pinterest, Instagram and TikTok
-    /// need an image or a video, which posts cannot carry yet.
+    /// need an image or a video, which herald's posts cannot carry yet.
     pub publishes_text: bool,
 }

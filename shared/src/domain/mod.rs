@@ -10,3 +10,4 @@ pub mod content;
 pub mod oauth_app;
 pub mod post;
 pub mod project;
+pub mod tokens;

@@ -6,6 +6,9 @@
 //! Publishing is `com.atproto.repo.createRecord` of an `app.bsky.feed.post`. The access token's
 //! lifetime is read from its JWT `exp`.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,7 +17,30 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::oauth::OAuthClient;
-use super::{ClientCredentials, GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet, http};
+use super::{
+    ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec,
+    Publication, PublishRates, Published, TokenSet, hourly, http,
+};
+
+/// Bluesky, as herald knows it before any setting.
+pub const SPEC: PlatformSpec = PlatformSpec {
+    name: "bluesky",
+    label: "Bluesky",
+    // No OAuth redirect: sessions are opened with an app password against the PDS's XRPC.
+    endpoints: DefaultEndpoints {
+        authorize_url: "https://bsky.social",
+        token_url: "https://bsky.social/xrpc/com.atproto.server.createSession",
+        api_url: "https://bsky.social/xrpc",
+        upload_url: None,
+        revoke_url: Some("https://bsky.social/xrpc/com.atproto.server.deleteSession"),
+        scopes: &[],
+    },
+    refresh_margin: Duration::from_secs(10 * 60),
+    publish_rates: PublishRates { per_account: hourly(1_600), per_app: hourly(100_000) },
+    content: ContentRules { max_chars: 300, publishes_text: true },
+    builtin_client_id: Some("herald"),
+    build: |oauth| Arc::new(BlueskyAdapter::new(oauth)),
+};
 
 pub struct BlueskyAdapter {
     oauth: OAuthClient,
@@ -80,8 +106,8 @@ impl From<Session> for TokenSet {
 
 #[async_trait]
 impl Platform for BlueskyAdapter {
-    fn name(&self) -> &'static str {
-        "bluesky"
+    fn spec(&self) -> &'static PlatformSpec {
+        &SPEC
     }
 
     fn oauth(&self) -> &OAuthClient {
@@ -175,10 +201,6 @@ impl Platform for BlueskyAdapter {
         let rkey = created.uri.rsplit('/').next().unwrap_or_default().to_owned();
         let url = format!("https://bsky.app/profile/{}/post/{rkey}", publication.platform_user_id);
         Ok(Published { platform_post_id: created.uri, url: Some(url) })
-    }
-
-    fn max_content_chars(&self) -> usize {
-        300
     }
 }
 

@@ -7,13 +7,39 @@
 //! Publishing needs an image or a video (a media container), which herald's posts cannot carry
 //! yet: Instagram accounts connect and stay fresh, and the posts API refuses them as targets.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::facebook::{exchange_for_long_lived, graph, long_lived_token};
+use super::meta::{self, LongLivedExchange};
 use super::oauth::OAuthClient;
-use super::{ClientCredentials, GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet};
+use super::{
+    ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec,
+    Publication, PublishRates, Published, TokenSet, hourly, per_minutes,
+};
+
+/// Instagram, as herald knows it before any setting.
+pub const SPEC: PlatformSpec = PlatformSpec {
+    name: "instagram",
+    label: "Instagram",
+    endpoints: DefaultEndpoints {
+        authorize_url: "https://www.instagram.com/oauth/authorize",
+        token_url: "https://api.instagram.com/oauth/access_token",
+        api_url: "https://graph.instagram.com",
+        upload_url: None,
+        revoke_url: None,
+        scopes: &["instagram_business_basic", "instagram_business_content_publish"],
+    },
+    // Long-lived tokens of about 60 days, refreshed only after 24 h.
+    refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
+    publish_rates: PublishRates { per_account: per_minutes(50, 24 * 60), per_app: hourly(10_000) },
+    content: ContentRules { max_chars: 2200, publishes_text: false },
+    builtin_client_id: None,
+    build: |oauth| Arc::new(InstagramAdapter::new(oauth)),
+};
 
 pub struct InstagramAdapter {
     oauth: OAuthClient,
@@ -26,15 +52,7 @@ impl InstagramAdapter {
 
     /// The Graph host the long-lived token endpoints live on, without an API version.
     fn graph_base(&self) -> String {
-        let api = self.oauth.endpoints().api_url.trim_end_matches('/');
-        match api.rsplit_once('/') {
-            Some((base, version))
-                if version.starts_with('v') && version[1..].starts_with(|c: char| c.is_ascii_digit()) =>
-            {
-                base.to_owned()
-            }
-            _ => api.to_owned(),
-        }
+        meta::unversioned(&self.oauth.endpoints().api_url)
     }
 }
 
@@ -47,8 +65,8 @@ struct Me {
 
 #[async_trait]
 impl Platform for InstagramAdapter {
-    fn name(&self) -> &'static str {
-        "instagram"
+    fn spec(&self) -> &'static PlatformSpec {
+        &SPEC
     }
 
     fn oauth(&self) -> &OAuthClient {
@@ -66,7 +84,8 @@ impl Platform for InstagramAdapter {
         _pkce_verifier: Option<&SecretString>,
         redirect_uri: &str,
     ) -> Result<TokenSet, PlatformError> {
-        exchange_for_long_lived(&self.oauth, &self.graph_base(), "ig_exchange_token", client, code, redirect_uri).await
+        let exchange = LongLivedExchange::self_renewing(&self.graph_base(), "ig_exchange_token");
+        meta::exchange_for_long_lived(&self.oauth, &exchange, client, code, None, redirect_uri).await
     }
 
     async fn refresh(
@@ -74,14 +93,14 @@ impl Platform for InstagramAdapter {
         _client: &ClientCredentials,
         refresh_token: &SecretString,
     ) -> Result<TokenSet, PlatformError> {
-        let query = [("grant_type", "ig_refresh_token"), ("access_token", refresh_token.expose_secret())];
-        long_lived_token(&self.oauth, &self.graph_base(), "refresh_access_token", &query).await
+        meta::renew(&self.oauth, &self.graph_base(), "ig_refresh_token", refresh_token).await
     }
 
     async fn accounts(&self, tokens: &TokenSet) -> Result<Vec<GrantedAccount>, PlatformError> {
         let url = format!("{}/me?fields=user_id,username", self.oauth.endpoints().api_url);
         let me: Me =
-            graph(&self.oauth, self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret())).await?;
+            meta::graph(&self.oauth, self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret()))
+                .await?;
         let id =
             me.user_id.or(me.id).ok_or_else(|| PlatformError::Permanent("Instagram named no user id".to_owned()))?;
         Ok(vec![GrantedAccount {
@@ -93,17 +112,9 @@ impl Platform for InstagramAdapter {
         }])
     }
 
-    fn publishes_text(&self) -> bool {
-        false
-    }
-
     async fn publish(&self, _tokens: &TokenSet, _publication: &Publication<'_>) -> Result<Published, PlatformError> {
         Err(PlatformError::Permanent(
             "an Instagram post needs an image or a video, which herald cannot attach yet".to_owned(),
         ))
-    }
-
-    fn max_content_chars(&self) -> usize {
-        2200
     }
 }

@@ -11,15 +11,40 @@
 //! 2.0.0`; 201 with the post's URN in `x-restli-id`. A duplicate is a 422; a 429 names no
 //! reset (the limits are daily, midnight UTC).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::oauth::OAuthClient;
-use super::{GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet, http};
+use super::{
+    ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec, Publication, PublishRates,
+    Published, TokenSet, hourly, http,
+};
 
 /// The API version herald speaks (`LinkedIn-Version: YYYYMM`).
 const API_VERSION: &str = "202411";
+
+/// LinkedIn, as herald knows it before any setting.
+pub const SPEC: PlatformSpec = PlatformSpec {
+    name: "linkedin",
+    label: "LinkedIn",
+    endpoints: DefaultEndpoints {
+        authorize_url: "https://www.linkedin.com/oauth/v2/authorization",
+        token_url: "https://www.linkedin.com/oauth/v2/accessToken",
+        api_url: "https://api.linkedin.com",
+        upload_url: None,
+        revoke_url: Some("https://www.linkedin.com/oauth/v2/revoke"),
+        scopes: &["openid", "profile", "w_member_social"],
+    },
+    refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
+    publish_rates: PublishRates { per_account: hourly(100), per_app: hourly(10_000) },
+    content: ContentRules { max_chars: 3000, publishes_text: true },
+    builtin_client_id: None,
+    build: |oauth| Arc::new(LinkedInAdapter::new(oauth)),
+};
 
 pub struct LinkedInAdapter {
     oauth: OAuthClient,
@@ -49,8 +74,8 @@ struct Acl {
 
 #[async_trait]
 impl Platform for LinkedInAdapter {
-    fn name(&self) -> &'static str {
-        "linkedin"
+    fn spec(&self) -> &'static PlatformSpec {
+        &SPEC
     }
 
     fn oauth(&self) -> &OAuthClient {
@@ -117,9 +142,5 @@ impl Platform for LinkedInAdapter {
             .ok_or_else(|| PlatformError::Ambiguous("LinkedIn accepted the post but named no id".to_owned()))?;
         let url = format!("https://www.linkedin.com/feed/update/{urn}");
         Ok(Published { platform_post_id: urn, url: Some(url) })
-    }
-
-    fn max_content_chars(&self) -> usize {
-        3000
     }
 }

@@ -15,13 +15,38 @@
 //! the words (a remote mention shown without its domain, say) is not recognised, which errs on
 //! the side of `unknown`.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::oauth::OAuthClient;
-use super::{GrantedAccount, LookUp, Platform, PlatformError, Publication, Published, TokenSet, http};
+use super::{
+    ContentRules, DefaultEndpoints, GrantedAccount, LookUp, Platform, PlatformError, PlatformSpec, Publication,
+    PublishRates, Published, TokenSet, http, per_minutes,
+};
+
+/// Mastodon, as herald knows it before any setting.
+pub const SPEC: PlatformSpec = PlatformSpec {
+    name: "mastodon",
+    label: "Mastodon",
+    endpoints: DefaultEndpoints {
+        authorize_url: "https://mastodon.social/oauth/authorize",
+        token_url: "https://mastodon.social/oauth/token",
+        api_url: "https://mastodon.social",
+        upload_url: None,
+        revoke_url: Some("https://mastodon.social/oauth/revoke"),
+        scopes: &["read", "write"],
+    },
+    refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
+    publish_rates: PublishRates { per_account: per_minutes(300, 5), per_app: per_minutes(10_000, 5) },
+    content: ContentRules { max_chars: 500, publishes_text: true },
+    builtin_client_id: None,
+    build: |oauth| Arc::new(MastodonAdapter::new(oauth)),
+};
 
 pub struct MastodonAdapter {
     oauth: OAuthClient,
@@ -68,8 +93,8 @@ const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(5);
 
 #[async_trait]
 impl Platform for MastodonAdapter {
-    fn name(&self) -> &'static str {
-        "mastodon"
+    fn spec(&self) -> &'static PlatformSpec {
+        &SPEC
     }
 
     fn oauth(&self) -> &OAuthClient {
@@ -123,10 +148,6 @@ impl Platform for MastodonAdapter {
         Ok(found.map_or(LookUp::CannotTell, |status| {
             LookUp::Found(Published { platform_post_id: status.id, url: status.url })
         }))
-    }
-
-    fn max_content_chars(&self) -> usize {
-        500
     }
 }
 

@@ -5,12 +5,37 @@
 //! A Pin needs an image and a board, which herald's posts cannot carry yet: Pinterest accounts
 //! connect and stay fresh, and the posts API refuses them as targets.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::oauth::OAuthClient;
-use super::{GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet, http};
+use super::{
+    ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec, Publication, PublishRates,
+    Published, TokenSet, hourly, http,
+};
+
+/// Pinterest, as herald knows it before any setting.
+pub const SPEC: PlatformSpec = PlatformSpec {
+    name: "pinterest",
+    label: "Pinterest",
+    endpoints: DefaultEndpoints {
+        authorize_url: "https://www.pinterest.com/oauth/",
+        token_url: "https://api.pinterest.com/v5/oauth/token",
+        api_url: "https://api.pinterest.com/v5",
+        upload_url: None,
+        revoke_url: None,
+        scopes: &["boards:read", "pins:read", "pins:write"],
+    },
+    refresh_margin: Duration::from_secs(3 * 24 * 60 * 60),
+    publish_rates: PublishRates { per_account: hourly(100), per_app: hourly(10_000) },
+    content: ContentRules { max_chars: 500, publishes_text: false },
+    builtin_client_id: None,
+    build: |oauth| Arc::new(PinterestAdapter::new(oauth)),
+};
 
 pub struct PinterestAdapter {
     oauth: OAuthClient,
@@ -30,8 +55,8 @@ struct UserAccount {
 
 #[async_trait]
 impl Platform for PinterestAdapter {
-    fn name(&self) -> &'static str {
-        "pinterest"
+    fn spec(&self) -> &'static PlatformSpec {
+        &SPEC
     }
 
     fn oauth(&self) -> &OAuthClient {
@@ -55,15 +80,7 @@ impl Platform for PinterestAdapter {
         }])
     }
 
-    fn publishes_text(&self) -> bool {
-        false
-    }
-
     async fn publish(&self, _tokens: &TokenSet, _publication: &Publication<'_>) -> Result<Published, PlatformError> {
         Err(PlatformError::Permanent("a Pin needs an image and a board, which herald cannot attach yet".to_owned()))
-    }
-
-    fn max_content_chars(&self) -> usize {
-        500
     }
 }

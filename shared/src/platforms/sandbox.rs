@@ -8,12 +8,39 @@
 //! `GET {api}/posts?client_ref=` finds what a publish made. A 401 means the token is dead. Its
 //! posts can inject failures through markers in the text (see `api/src/sandbox.rs`).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::oauth::OAuthClient;
-use super::{GrantedAccount, LookUp, Platform, PlatformError, Publication, Published, TokenSet, http};
+use super::{
+    ContentRules, DefaultEndpoints, GrantedAccount, LookUp, Platform, PlatformError, PlatformSpec, Publication,
+    PublishRates, Published, TokenSet, http, per_minutes,
+};
+
+/// The sandbox, as herald knows it before any setting.
+pub const SPEC: PlatformSpec = PlatformSpec {
+    name: "sandbox",
+    label: "the sandbox",
+    // Served by herald itself, under its public URL.
+    endpoints: DefaultEndpoints {
+        authorize_url: "/sandbox/oauth/authorize",
+        token_url: "/sandbox/oauth/token",
+        api_url: "/sandbox/api",
+        upload_url: None,
+        revoke_url: Some("/sandbox/oauth/revoke"),
+        scopes: &["profile", "publish"],
+    },
+    refresh_margin: Duration::from_secs(5 * 60),
+    // The sandbox takes what herald's own benchmark sends.
+    publish_rates: PublishRates { per_account: per_minutes(100_000, 1), per_app: per_minutes(1_000_000, 1) },
+    content: ContentRules { max_chars: 500, publishes_text: true },
+    builtin_client_id: Some("herald-sandbox"),
+    build: |oauth| Arc::new(SandboxAdapter::new(oauth)),
+};
 
 pub struct SandboxAdapter {
     oauth: OAuthClient,
@@ -57,8 +84,8 @@ impl From<SandboxPost> for Published {
 
 #[async_trait]
 impl Platform for SandboxAdapter {
-    fn name(&self) -> &'static str {
-        "sandbox"
+    fn spec(&self) -> &'static PlatformSpec {
+        &SPEC
     }
 
     fn oauth(&self) -> &OAuthClient {
@@ -101,9 +128,5 @@ impl Platform for SandboxAdapter {
         let request = self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret());
         let found: PostList = http::send_json(self.oauth.label(), request).await?;
         Ok(found.data.into_iter().next().map_or(LookUp::NotFound, |post| LookUp::Found(post.into())))
-    }
-
-    fn max_content_chars(&self) -> usize {
-        500
     }
 }

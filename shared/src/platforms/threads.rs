@@ -4,7 +4,10 @@
 //! the access and the refresh token, and the refresh job renews it a week before it expires.
 //! A grant reaches the user (`GET /me`). Publishing is two calls: create a text container
 //! (`POST /{user}/threads`, `media_type=TEXT`), then publish it (`POST /{user}/threads_publish`);
-//! the permalink is read afterwards. Errors are Graph's (see `facebook::classify_graph`).
+//! the permalink is read afterwards. Errors are Graph's (`meta`).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::RequestBuilder;
@@ -12,9 +15,32 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::facebook::{exchange_for_long_lived, graph, long_lived_token};
+use super::meta::{self, LongLivedExchange};
 use super::oauth::OAuthClient;
-use super::{ClientCredentials, GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet};
+use super::{
+    ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec,
+    Publication, PublishRates, Published, TokenSet, hourly, per_minutes,
+};
+
+/// Threads, as herald knows it before any setting.
+pub const SPEC: PlatformSpec = PlatformSpec {
+    name: "threads",
+    label: "Threads",
+    endpoints: DefaultEndpoints {
+        authorize_url: "https://threads.net/oauth/authorize",
+        token_url: "https://graph.threads.net/oauth/access_token",
+        api_url: "https://graph.threads.net/v1.0",
+        upload_url: None,
+        revoke_url: None,
+        scopes: &["threads_basic", "threads_content_publish"],
+    },
+    // Long-lived tokens of about 60 days, refreshed only after 24 h.
+    refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
+    publish_rates: PublishRates { per_account: per_minutes(250, 24 * 60), per_app: hourly(10_000) },
+    content: ContentRules { max_chars: 500, publishes_text: true },
+    builtin_client_id: None,
+    build: |oauth| Arc::new(ThreadsAdapter::new(oauth)),
+};
 
 pub struct ThreadsAdapter {
     oauth: OAuthClient,
@@ -26,16 +52,12 @@ impl ThreadsAdapter {
     }
 
     async fn graph<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, PlatformError> {
-        graph(&self.oauth, request).await
+        meta::graph(&self.oauth, request).await
     }
 
     /// Where the long-lived token endpoints live: the API's host, without its version.
     fn token_base(&self) -> String {
-        self.oauth.endpoints().api_url.trim_end_matches('/').trim_end_matches("/v1.0").to_owned()
-    }
-
-    async fn long_lived(&self, path: &str, query: &[(&str, &str)]) -> Result<TokenSet, PlatformError> {
-        long_lived_token(&self.oauth, &self.token_base(), path, query).await
+        meta::unversioned(&self.oauth.endpoints().api_url)
     }
 }
 
@@ -58,8 +80,8 @@ struct Permalink {
 
 #[async_trait]
 impl Platform for ThreadsAdapter {
-    fn name(&self) -> &'static str {
-        "threads"
+    fn spec(&self) -> &'static PlatformSpec {
+        &SPEC
     }
 
     fn oauth(&self) -> &OAuthClient {
@@ -77,7 +99,8 @@ impl Platform for ThreadsAdapter {
         _pkce_verifier: Option<&SecretString>,
         redirect_uri: &str,
     ) -> Result<TokenSet, PlatformError> {
-        exchange_for_long_lived(&self.oauth, &self.token_base(), "th_exchange_token", client, code, redirect_uri).await
+        let exchange = LongLivedExchange::self_renewing(&self.token_base(), "th_exchange_token");
+        meta::exchange_for_long_lived(&self.oauth, &exchange, client, code, None, redirect_uri).await
     }
 
     async fn refresh(
@@ -85,8 +108,7 @@ impl Platform for ThreadsAdapter {
         _client: &ClientCredentials,
         refresh_token: &SecretString,
     ) -> Result<TokenSet, PlatformError> {
-        let query = [("grant_type", "th_refresh_token"), ("access_token", refresh_token.expose_secret())];
-        self.long_lived("refresh_access_token", &query).await
+        meta::renew(&self.oauth, &self.token_base(), "th_refresh_token", refresh_token).await
     }
 
     async fn accounts(&self, tokens: &TokenSet) -> Result<Vec<GrantedAccount>, PlatformError> {
@@ -126,9 +148,5 @@ impl Platform for ThreadsAdapter {
             .ok()
             .and_then(|found| found.permalink);
         Ok(Published { platform_post_id: published.id, url: permalink })
-    }
-
-    fn max_content_chars(&self) -> usize {
-        500
     }
 }

@@ -7,6 +7,9 @@
 //! Publishing needs a video, which herald's posts cannot carry yet: TikTok accounts connect and
 //! stay fresh, and the posts API refuses them as targets.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,7 +19,29 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::oauth::OAuthClient;
-use super::{ClientCredentials, GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet, http};
+use super::{
+    ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec,
+    Publication, PublishRates, Published, TokenSet, http, per_minutes,
+};
+
+/// TikTok, as herald knows it before any setting.
+pub const SPEC: PlatformSpec = PlatformSpec {
+    name: "tiktok",
+    label: "TikTok",
+    endpoints: DefaultEndpoints {
+        authorize_url: "https://www.tiktok.com/v2/auth/authorize/",
+        token_url: "https://open.tiktokapis.com/v2/oauth/token/",
+        api_url: "https://open.tiktokapis.com",
+        upload_url: None,
+        revoke_url: Some("https://open.tiktokapis.com/v2/oauth/revoke/"),
+        scopes: &["user.info.basic", "video.publish"],
+    },
+    refresh_margin: Duration::from_secs(30 * 60),
+    publish_rates: PublishRates { per_account: per_minutes(6, 1), per_app: per_minutes(600, 1) },
+    content: ContentRules { max_chars: 2200, publishes_text: false },
+    builtin_client_id: None,
+    build: |oauth| Arc::new(TikTokAdapter::new(oauth)),
+};
 
 pub struct TikTokAdapter {
     oauth: OAuthClient,
@@ -96,8 +121,8 @@ struct User {
 
 #[async_trait]
 impl Platform for TikTokAdapter {
-    fn name(&self) -> &'static str {
-        "tiktok"
+    fn spec(&self) -> &'static PlatformSpec {
+        &SPEC
     }
 
     fn oauth(&self) -> &OAuthClient {
@@ -177,15 +202,7 @@ impl Platform for TikTokAdapter {
         http::send(self.oauth.label(), request).await.map(drop)
     }
 
-    fn publishes_text(&self) -> bool {
-        false
-    }
-
     async fn publish(&self, _tokens: &TokenSet, _publication: &Publication<'_>) -> Result<Published, PlatformError> {
         Err(PlatformError::Permanent("a TikTok post needs a video, which herald cannot attach yet".to_owned()))
-    }
-
-    fn max_content_chars(&self) -> usize {
-        2200
     }
 }

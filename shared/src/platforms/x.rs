@@ -6,12 +6,39 @@
 //! a post up by a client reference, so an unanswered publish ends `unknown`. Rate limits answer
 //! 429 with `x-rate-limit-reset` (unix seconds).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::oauth::OAuthClient;
-use super::{GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet, http};
+use super::{
+    ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec, Publication, PublishRates,
+    Published, TokenSet, http, per_minutes,
+};
+
+/// X, as herald knows it before any setting.
+pub const SPEC: PlatformSpec = PlatformSpec {
+    name: "x",
+    label: "X",
+    endpoints: DefaultEndpoints {
+        authorize_url: "https://x.com/i/oauth2/authorize",
+        token_url: "https://api.x.com/2/oauth2/token",
+        api_url: "https://api.x.com",
+        upload_url: None,
+        revoke_url: Some("https://api.x.com/2/oauth2/revoke"),
+        scopes: &["tweet.read", "tweet.write", "users.read", "offline.access"],
+    },
+    // Access tokens of two hours.
+    refresh_margin: Duration::from_secs(30 * 60),
+    // 200 per 15 minutes per user; 300 per 3 hours per user and app.
+    publish_rates: PublishRates { per_account: per_minutes(200, 15), per_app: per_minutes(300, 180) },
+    content: ContentRules { max_chars: 280, publishes_text: true },
+    builtin_client_id: None,
+    build: |oauth| Arc::new(XAdapter::new(oauth)),
+};
 
 pub struct XAdapter {
     oauth: OAuthClient,
@@ -47,8 +74,8 @@ struct Tweet {
 
 #[async_trait]
 impl Platform for XAdapter {
-    fn name(&self) -> &'static str {
-        "x"
+    fn spec(&self) -> &'static PlatformSpec {
+        &SPEC
     }
 
     fn oauth(&self) -> &OAuthClient {
@@ -75,9 +102,5 @@ impl Platform for XAdapter {
         let created: Created = http::send_json(self.oauth.label(), request).await?;
         let url = format!("https://x.com/i/web/status/{}", created.data.id);
         Ok(Published { platform_post_id: created.data.id, url: Some(url) })
-    }
-
-    fn max_content_chars(&self) -> usize {
-        280
     }
 }

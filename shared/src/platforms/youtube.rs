@@ -7,12 +7,37 @@
 //! Publishing needs a video (a resumable upload), which herald's posts cannot carry yet: YouTube
 //! accounts connect and stay fresh, and the posts API refuses them as targets.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::oauth::OAuthClient;
-use super::{GrantedAccount, Platform, PlatformError, Publication, Published, TokenSet, http};
+use super::{
+    ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec, Publication, PublishRates,
+    Published, TokenSet, hourly, http,
+};
+
+/// YouTube, as herald knows it before any setting.
+pub const SPEC: PlatformSpec = PlatformSpec {
+    name: "youtube",
+    label: "YouTube",
+    endpoints: DefaultEndpoints {
+        authorize_url: "https://accounts.google.com/o/oauth2/v2/auth",
+        token_url: "https://oauth2.googleapis.com/token",
+        api_url: "https://www.googleapis.com/youtube/v3",
+        upload_url: Some("https://www.googleapis.com/upload/youtube/v3"),
+        revoke_url: Some("https://oauth2.googleapis.com/revoke"),
+        scopes: &["https://www.googleapis.com/auth/youtube.upload", "https://www.googleapis.com/auth/youtube.readonly"],
+    },
+    refresh_margin: Duration::from_secs(10 * 60),
+    publish_rates: PublishRates { per_account: hourly(100), per_app: hourly(10_000) },
+    content: ContentRules { max_chars: 5000, publishes_text: false },
+    builtin_client_id: None,
+    build: |oauth| Arc::new(YouTubeAdapter::new(oauth)),
+};
 
 pub struct YouTubeAdapter {
     oauth: OAuthClient,
@@ -45,8 +70,8 @@ struct Snippet {
 
 #[async_trait]
 impl Platform for YouTubeAdapter {
-    fn name(&self) -> &'static str {
-        "youtube"
+    fn spec(&self) -> &'static PlatformSpec {
+        &SPEC
     }
 
     fn oauth(&self) -> &OAuthClient {
@@ -70,15 +95,7 @@ impl Platform for YouTubeAdapter {
             .collect())
     }
 
-    fn publishes_text(&self) -> bool {
-        false
-    }
-
     async fn publish(&self, _tokens: &TokenSet, _publication: &Publication<'_>) -> Result<Published, PlatformError> {
         Err(PlatformError::Permanent("a YouTube post needs a video, which herald cannot attach yet".to_owned()))
-    }
-
-    fn max_content_chars(&self) -> usize {
-        5000
     }
 }

@@ -58,10 +58,16 @@ async fn exchange(job: &ExchangeCode, context: &Context, run: JobRun) -> anyhow:
         return Ok(Outcome::Fail("no adapter".into()));
     };
     let secrets = credentials::load_session_secrets(&mut tx, &context.keyring, session_id).await?;
-    let client = match context
-        .platforms
-        .client_for(&mut tx, &context.keyring, session.project_id, &session.platform, session.app_id)
-        .await
+    let managed = context.platforms.managed_app(&session.platform);
+    let client = match credentials::client_for(
+        &mut tx,
+        &context.keyring,
+        managed,
+        session.project_id,
+        &session.platform,
+        session.app_id,
+    )
+    .await
     {
         Ok(client) => client,
         Err(error) => {

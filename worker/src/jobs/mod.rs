@@ -8,12 +8,12 @@ mod revoke;
 
 use std::sync::Arc;
 
-use herald_shared::Config;
 use herald_shared::crypto::Keyring;
 use herald_shared::events::GroupCommitter;
 use herald_shared::jobs::{ExchangeCode, PruneExpired, PublishDelivery, RefreshCredentials, RevokeGrant};
 use herald_shared::platforms::Platforms;
 use herald_shared::projections::ReadModels;
+use herald_shared::{Config, credentials};
 use sqlx::PgPool;
 
 use crate::runtime::Registry;
@@ -43,8 +43,8 @@ pub struct Context {
 
 impl Context {
     pub fn new(pool: PgPool, config: Arc<Config>) -> anyhow::Result<Self> {
-        let keyring = Arc::new(config.keyring()?);
-        let platforms = Platforms::from_config(&config);
+        let keyring = Arc::new(Keyring::from_config(&config)?);
+        let platforms = Platforms::from_config(&config)?;
         // A limiter decision is one short statement: a quarter of the pool's size is plenty.
         let limiter = herald_shared::db::relaxed_commit_pool(&pool, (config.database_max_connections / 4).max(2));
         // Two of each at once: while one batch waits for its answer or its commit, the next
@@ -78,7 +78,8 @@ async fn platform_client(
     let Some(adapter) = context.platforms.get(platform) else {
         return Err(crate::Outcome::Fail(format!("no adapter for {platform}")));
     };
-    match context.platforms.client_for(connection, &context.keyring, project_id, platform, app_id).await {
+    let managed = context.platforms.managed_app(platform);
+    match credentials::client_for(connection, &context.keyring, managed, project_id, platform, app_id).await {
         Ok(client) => Ok((adapter, client)),
         Err(error) => Err(crate::Outcome::Fail(format!("no OAuth client: {error}"))),
     }

@@ -23,13 +23,12 @@
 //! recording at that moment, still committed before the platform is called). Each job keeps
 //! the post's state it loaded and decides on it; a write that lost a race loads again.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use herald_shared::batch::Batcher;
 use herald_shared::commands::{ExecuteError, execute, execute_loaded, load, load_many};
-use herald_shared::credentials::{self, PairOwner};
+use herald_shared::credentials::{self, PublishAccount};
 use herald_shared::crypto::Keyring;
 use herald_shared::domain::account::{self, Account};
 use herald_shared::domain::post::{self, DeliveryError, DeliveryStatus, Post};
@@ -38,7 +37,6 @@ use herald_shared::jobs::{PublishDelivery, RefreshCredentials};
 use herald_shared::platforms::{self, LookUp, Platform, PlatformError, Publication, TokenSet};
 use herald_shared::queue::RetryPolicy;
 use herald_shared::rate_limit::{self, Decision, Rate};
-use secrecy::SecretString;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -101,19 +99,7 @@ impl Batches {
 /// target account with its token.
 struct Loaded {
     post: Option<(Post, i64)>,
-    account: Option<AccountRow>,
-}
-
-#[derive(Clone)]
-struct AccountRow {
-    platform: String,
-    platform_user_id: String,
-    status: String,
-    app_id: Option<Uuid>,
-    /// The project's own app's client id (the per-app limit's key), when it has one.
-    app_client_id: Option<String>,
-    access_token: Option<SecretString>,
-    expires_at: Option<DateTime<Utc>>,
+    account: Option<PublishAccount>,
 }
 
 /// Loads the posts and target accounts of `requests` (post id, delivery id): two statements.
@@ -127,43 +113,8 @@ async fn load_batch(pool: &PgPool, keyring: &Keyring, requests: Vec<(Uuid, Uuid)
     };
     let account_ids: Vec<Uuid> =
         requests.iter().filter_map(|(post_id, delivery_id)| target(post_id, delivery_id)).collect();
-    let rows = sqlx::query!(
-        r#"SELECT a.id AS "id!", a.platform AS "platform!",
-                  a.platform_user_id AS "platform_user_id!", a.status AS "status!", a.app_id,
-                  o.client_id AS "app_client_id?", c.access_token AS "own_access_token?",
-                  c.expires_at AS "own_expires_at?", g.id AS "grant_id?", g.access_token AS "grant_access_token?",
-                  g.expires_at AS "grant_expires_at?"
-           FROM accounts a
-           LEFT JOIN oauth_apps o ON o.id = a.app_id AND o.project_id = a.project_id AND o.platform = a.platform
-                                 AND o.deleted_at IS NULL
-           LEFT JOIN account_credentials c ON c.account_id = a.id
-           LEFT JOIN grant_credentials g ON g.id = c.grant_id
-           WHERE a.id = ANY($1)"#,
-        &account_ids,
-    )
-    .fetch_all(&mut *connection)
-    .await?;
+    let accounts = credentials::publish_accounts(&mut connection, keyring, &account_ids).await?;
     drop(connection);
-    let mut accounts = HashMap::with_capacity(rows.len());
-    for row in rows {
-        // The account's own token where the platform issued one, else its grant's.
-        let (owner, sealed, expires_at) = match (row.own_access_token, row.grant_id) {
-            (Some(own), _) => (PairOwner::Account(row.id), Some(own), row.own_expires_at),
-            (None, Some(grant_id)) => (PairOwner::Grant(grant_id), row.grant_access_token, row.grant_expires_at),
-            (None, None) => (PairOwner::Account(row.id), None, None),
-        };
-        let access_token = sealed.map(|sealed| owner.open(keyring, "access_token", &sealed)).transpose()?;
-        let account = AccountRow {
-            platform: row.platform,
-            platform_user_id: row.platform_user_id,
-            status: row.status,
-            app_id: row.app_id,
-            app_client_id: row.app_client_id,
-            access_token,
-            expires_at,
-        };
-        accounts.insert(row.id, account);
-    }
     Ok(requests
         .iter()
         .map(|(post_id, delivery_id)| Loaded {
@@ -191,7 +142,7 @@ struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    fn publication<'b>(&'b self, account: &'b AccountRow) -> Publication<'b> {
+    fn publication<'b>(&'b self, account: &'b PublishAccount) -> Publication<'b> {
         Publication {
             platform_user_id: &account.platform_user_id,
             content: &self.content,
@@ -279,7 +230,9 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
     let Some(account) = account else {
         return attempt.fail(context, "account_missing", "the target account no longer exists".into()).await;
     };
-    let Some(adapter) = context.platforms.get(&account.platform) else {
+    let (Some(adapter), Some(pace)) =
+        (context.platforms.get(&account.platform), context.platforms.pace(&account.platform))
+    else {
         let reason = context.platforms.unavailable(&account.platform, "publish to");
         return attempt.fail(context, "platform_unsupported", reason).await;
     };
@@ -306,22 +259,10 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         Err(outcome) => return Ok(outcome),
     };
 
-    // The platform's limits, per account and per app (the project's own, or the managed one),
-    // shared by every worker.
-    let client_id = match account.app_id {
-        Some(_) => account.app_client_id.clone(),
-        None => context.platforms.managed_app(&account.platform).map(|app| app.client_id.clone()),
+    let account_key = match within_limits(context, &mut attempt, &account, pace.publish_rates).await? {
+        Ok(account_key) => account_key,
+        Err(outcome) => return Ok(outcome),
     };
-    let Some(client_id) = client_id else {
-        return attempt.fail(context, "app_missing", "the account's OAuth app is gone".into()).await;
-    };
-    let (per_account, per_app) = platforms::publish_rates(&account.platform);
-    let account_key = format!("publish:account:{}", attempt.account_id);
-    let app_key = format!("publish:app:{}:{client_id}", account.platform);
-    let limits = vec![(account_key.clone(), per_account), (app_key, per_app)];
-    if let Decision::RetryAt(at) = context.publishing.limits.call(limits).await? {
-        return Ok(Outcome::RetryAt(at, "waiting for the platform's publish limit".into()));
-    }
 
     // queued → publishing, committed before the call: the at-most-once guard.
     let start = post::Command::StartPublishing { delivery_id: job.delivery_id, generation: job.generation };
@@ -333,6 +274,32 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         platforms::http::with_request_id(adapter.publish(&tokens, &attempt.publication(&account))).await;
     attempt.platform_request_id = request_id;
     record_answer(context, &mut attempt, &account_key, answer).await
+}
+
+/// Asks the platform's limits, per account and per app (the project's own, or the managed one),
+/// shared by every worker, at the configured `rates`; returns the account's limiter key (a
+/// rate limit the platform answers blocks it). `Err` is the outcome to end the attempt with:
+/// wait for the limiter, or the app is gone.
+async fn within_limits(
+    context: &Context,
+    attempt: &mut Attempt<'_>,
+    account: &PublishAccount,
+    rates: platforms::PublishRates,
+) -> anyhow::Result<Result<String, Outcome>> {
+    let client_id = match account.app_id {
+        Some(_) => account.app_client_id.clone(),
+        None => context.platforms.managed_app(&account.platform).map(|app| app.client_id.clone()),
+    };
+    let Some(client_id) = client_id else {
+        return Ok(Err(attempt.fail(context, "app_missing", "the account's OAuth app is gone".into()).await?));
+    };
+    let account_key = format!("publish:account:{}", attempt.account_id);
+    let app_key = format!("publish:app:{}:{client_id}", account.platform);
+    let limits = vec![(account_key.clone(), rates.per_account), (app_key, rates.per_app)];
+    if let Decision::RetryAt(at) = context.publishing.limits.call(limits).await? {
+        return Ok(Err(Outcome::RetryAt(at, "waiting for the platform's publish limit".into())));
+    }
+    Ok(Ok(account_key))
 }
 
 /// What the platform answered, recorded.
@@ -407,7 +374,7 @@ async fn record_published(
 async fn reconcile(
     context: &Context,
     attempt: &mut Attempt<'_>,
-    account: &AccountRow,
+    account: &PublishAccount,
     adapter: &dyn Platform,
 ) -> anyhow::Result<Outcome> {
     let delivery_id = attempt.job.delivery_id;
@@ -449,11 +416,12 @@ async fn reconcile(
 async fn fresh_tokens(
     context: &Context,
     attempt: &mut Attempt<'_>,
-    account: &AccountRow,
+    account: &PublishAccount,
 ) -> anyhow::Result<Result<TokenSet, Outcome>> {
     let mut stored = account.access_token.clone().map(|token| (token, account.expires_at));
+    let margin = context.platforms.pace(&account.platform).map(|pace| pace.refresh_margin);
     if stored.as_ref().is_some_and(|(_, expires_at)| {
-        expires_at.is_some_and(|at| at - Utc::now() < platforms::refresh_margin(&account.platform))
+        expires_at.is_some_and(|at| margin.is_some_and(|margin| at - Utc::now() < margin))
     }) {
         let job = RefreshCredentials { account_id: attempt.account_id, grant_id: None, seen_version: None };
         match super::refresh::refresh(&job, context, attempt.run).await? {

@@ -18,7 +18,7 @@ use herald_shared::credentials;
 use herald_shared::domain::account::{self, Account};
 use herald_shared::events::EventMetadata;
 use herald_shared::jobs::RefreshCredentials;
-use herald_shared::platforms::{self, PlatformError};
+use herald_shared::platforms::PlatformError;
 use uuid::Uuid;
 
 use super::Context;
@@ -26,14 +26,6 @@ use crate::runtime::{JobResult, JobRun, Outcome, Perform};
 
 /// The least time between two refreshes of an account, unless its token is about to expire.
 const MIN_REFRESH_INTERVAL: chrono::Duration = chrono::Duration::seconds(30);
-
-struct AccountRow {
-    project_id: Uuid,
-    platform: String,
-    app_id: Option<Uuid>,
-    status: String,
-    last_refresh_at: Option<chrono::DateTime<chrono::Utc>>,
-}
 
 impl Perform<Context> for RefreshCredentials {
     async fn perform(self, context: &Context, run: JobRun) -> JobResult {
@@ -44,13 +36,7 @@ impl Perform<Context> for RefreshCredentials {
 pub(super) async fn refresh(job: &RefreshCredentials, context: &Context, run: JobRun) -> anyhow::Result<Outcome> {
     let account_id = job.account_id;
     let mut tx = context.pool.begin().await?;
-    let account = sqlx::query_as!(
-        AccountRow,
-        "SELECT project_id, platform, app_id, status, last_refresh_at FROM accounts WHERE id = $1",
-        account_id
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
+    let account = credentials::job_account(&mut tx, account_id).await?;
     let Some(account) = account else { return Ok(Outcome::Fail("the account does not exist".into())) };
     if account.status != "connected" {
         return Ok(Outcome::Done);
@@ -71,7 +57,8 @@ pub(super) async fn refresh(job: &RefreshCredentials, context: &Context, run: Jo
     // A pair refreshed moments ago that is not about to expire needs no new one: triggers that
     // raced the last refresh (and read its new version) end here instead of rotating again.
     let now = chrono::Utc::now();
-    let expiring = stored.expires_at.is_none_or(|at| at - now < platforms::refresh_margin(&account.platform));
+    let margin = context.platforms.pace(&account.platform).map(|pace| pace.refresh_margin);
+    let expiring = stored.expires_at.is_none_or(|at| margin.is_none_or(|margin| at - now < margin));
     let last_refresh = stored.refreshed_at.or(account.last_refresh_at);
     if last_refresh.is_some_and(|at| now - at < MIN_REFRESH_INTERVAL) && !expiring {
         return Ok(Outcome::Done);

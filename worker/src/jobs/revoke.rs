@@ -3,19 +3,12 @@
 //! platform. A transient
 //! failure retries; a refusal ends the job (the grant may already be dead).
 
-use herald_shared::credentials::PairOwner;
+use herald_shared::credentials::{self, PairOwner};
 use herald_shared::jobs::RevokeGrant;
 use herald_shared::platforms::PlatformError;
-use uuid::Uuid;
 
 use super::Context;
 use crate::runtime::{JobResult, JobRun, Outcome, Perform};
-
-struct AccountRow {
-    project_id: Uuid,
-    platform: String,
-    app_id: Option<Uuid>,
-}
 
 impl Perform<Context> for RevokeGrant {
     async fn perform(self, context: &Context, _run: JobRun) -> JobResult {
@@ -25,10 +18,7 @@ impl Perform<Context> for RevokeGrant {
 
 async fn revoke(job: &RevokeGrant, context: &Context) -> anyhow::Result<Outcome> {
     let mut tx = context.pool.begin().await?;
-    let account =
-        sqlx::query_as!(AccountRow, "SELECT project_id, platform, app_id FROM accounts WHERE id = $1", job.account_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let account = credentials::job_account(&mut tx, job.account_id).await?;
     let Some(account) = account else { return Ok(Outcome::Fail("the account does not exist".into())) };
     let (adapter, client) =
         match super::platform_client(context, &mut tx, account.project_id, &account.platform, account.app_id).await {
