@@ -22,7 +22,7 @@ use herald_shared::domain::api_key::Environment;
 use herald_shared::domain::connect_session::{self, ConnectSession, SessionSpec, SessionStatus};
 use herald_shared::events::EventMetadata;
 use herald_shared::jobs::ExchangeCode;
-use herald_shared::platforms::{self, ClientCredentials};
+use herald_shared::platforms::{self, ClientCredentials, Platform};
 use herald_shared::queue::{self, NewJob};
 use herald_shared::{credentials, platforms::oauth};
 use rand::Rng;
@@ -145,24 +145,7 @@ async fn start(
     {
         return Err(ApiError::validation(vec![FieldError::new("redirect_uri", "must be an http(s) URL")]));
     }
-    let password_login = match (adapter.connects_with_password(), &body.identifier, &body.app_password) {
-        (true, Some(identifier), Some(password)) => {
-            Some(serde_json::json!({ "identifier": identifier, "password": password.expose_secret() }).to_string())
-        }
-        (true, _, _) => {
-            return Err(ApiError::validation(vec![FieldError::new(
-                "app_password",
-                format!("{platform} connects with `identifier` and `app_password`"),
-            )]));
-        }
-        (false, None, None) => None,
-        (false, _, _) => {
-            return Err(ApiError::validation(vec![FieldError::new(
-                "app_password",
-                format!("{platform} connects through OAuth: leave out `identifier` and `app_password`"),
-            )]));
-        }
-    };
+    let password_login = password_login(adapter.as_ref(), &platform, &body)?;
     let mut tx = crate::idempotency::begin(&state.pool).await?;
     let client = client_for(&state, &mut tx, caller.project_id, &platform, body.app_id).await?;
 
@@ -196,24 +179,7 @@ async fn start(
             .map_err(|error| ApiError::internal(&error))?;
     }
     if let Some(login) = password_login {
-        // No redirect: the session is authorized at once and the exchange job opens it.
-        let secrets = credentials::SessionSecrets { pkce_verifier: None, code: Some(SecretString::from(login)) };
-        credentials::store_session_secrets(&mut tx, &state.keyring, session_id, &secrets)
-            .await
-            .map_err(|error| ApiError::internal(&error))?;
-        let authorize = connect_session::Command::Authorize { now: Utc::now() };
-        execute::<ConnectSession>(&mut tx, session_id, authorize, &metadata)
-            .await
-            .map_err(|error| ApiError::internal(&error))?;
-        let job = NewJob::of(&ExchangeCode { session_id }).map_err(|error| ApiError::internal(&error))?;
-        queue::enqueue(&mut *tx, job).await?;
-        tx.commit().await?;
-        let outcome = wait_for_outcome(&state, session_id).await;
-        let (status, account_ids) =
-            outcome.map_or((SessionStatus::Pending, Vec::new()), |view| (view.status, view.account_ids));
-        let account_ids = reachable(&state, &caller, account_ids).await?;
-        let started =
-            Started { url: None, session_id, expires_at, status: Some(status), account_ids: Some(account_ids) };
+        let started = connect_with_password(&state, &caller, tx, session_id, login, expires_at).await?;
         return Ok((StatusCode::CREATED, ApiJson(started)));
     }
     let url = adapter
@@ -222,6 +188,53 @@ async fn start(
     tx.commit().await?;
     let started = Started { url: Some(url), session_id, expires_at, status: None, account_ids: None };
     Ok((StatusCode::CREATED, ApiJson(started)))
+}
+
+/// The identifier and app password of a platform that connects with them (Bluesky), as the
+/// session's code; `None` for an OAuth platform. A 422 when the body does not match the platform.
+fn password_login(adapter: &dyn Platform, platform: &str, body: &StartBody) -> Result<Option<String>, ApiError> {
+    match (adapter.connects_with_password(), &body.identifier, &body.app_password) {
+        (true, Some(identifier), Some(password)) => {
+            Ok(Some(serde_json::json!({ "identifier": identifier, "password": password.expose_secret() }).to_string()))
+        }
+        (true, _, _) => Err(ApiError::validation(vec![FieldError::new(
+            "app_password",
+            format!("{platform} connects with `identifier` and `app_password`"),
+        )])),
+        (false, None, None) => Ok(None),
+        (false, _, _) => Err(ApiError::validation(vec![FieldError::new(
+            "app_password",
+            format!("{platform} connects through OAuth: leave out `identifier` and `app_password`"),
+        )])),
+    }
+}
+
+/// No redirect: the session is authorized at once with `login` as its code, the exchange job
+/// opens it, and the answer waits (up to [`CALLBACK_WAIT`]) for its outcome.
+async fn connect_with_password(
+    state: &AppState,
+    caller: &Caller,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    session_id: Uuid,
+    login: String,
+    expires_at: DateTime<Utc>,
+) -> Result<Started, ApiError> {
+    let secrets = credentials::SessionSecrets { pkce_verifier: None, code: Some(SecretString::from(login)) };
+    credentials::store_session_secrets(&mut tx, &state.keyring, session_id, &secrets)
+        .await
+        .map_err(|error| ApiError::internal(&error))?;
+    let authorize = connect_session::Command::Authorize { now: Utc::now() };
+    execute::<ConnectSession>(&mut tx, session_id, authorize, &caller.event_metadata())
+        .await
+        .map_err(|error| ApiError::internal(&error))?;
+    let job = NewJob::of(&ExchangeCode { session_id }).map_err(|error| ApiError::internal(&error))?;
+    queue::enqueue(&mut *tx, job).await?;
+    tx.commit().await?;
+    let outcome = wait_for_outcome(state, session_id).await;
+    let (status, account_ids) =
+        outcome.map_or((SessionStatus::Pending, Vec::new()), |view| (view.status, view.account_ids));
+    let account_ids = reachable(state, caller, account_ids).await?;
+    Ok(Started { url: None, session_id, expires_at, status: Some(status), account_ids: Some(account_ids) })
 }
 
 /// The OAuth client for a connect, or a 422 naming `app_id`.

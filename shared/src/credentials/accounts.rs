@@ -1,6 +1,7 @@
 //! What the jobs read of an account, typed, with its tokens opened where they need them: one
 //! read each, shared, instead of an account query per job.
 
+use crate::domain::account::AccountStatus;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -19,7 +20,7 @@ pub struct JobAccount {
     pub platform: String,
     /// The project's own OAuth app; `None`: the platform's managed one.
     pub app_id: Option<Uuid>,
-    pub status: String,
+    pub status: AccountStatus,
     pub last_refresh_at: Option<DateTime<Utc>>,
 }
 
@@ -27,7 +28,7 @@ pub struct JobAccount {
 pub async fn job_account(tx: &mut PgConnection, account_id: Uuid) -> Result<Option<JobAccount>, sqlx::Error> {
     sqlx::query_as!(
         JobAccount,
-        "SELECT project_id, platform, app_id, status, last_refresh_at FROM accounts WHERE id = $1",
+        r#"SELECT project_id, platform, app_id, status AS "status: AccountStatus", last_refresh_at FROM accounts WHERE id = $1"#,
         account_id
     )
     .fetch_optional(&mut *tx)
@@ -40,7 +41,7 @@ pub async fn job_account(tx: &mut PgConnection, account_id: Uuid) -> Result<Opti
 pub struct PublishAccount {
     pub platform: String,
     pub platform_user_id: String,
-    pub status: String,
+    pub status: AccountStatus,
     pub app_id: Option<Uuid>,
     /// The project's own app's client id (the per-app limit's key), when it has one.
     pub app_client_id: Option<String>,
@@ -57,7 +58,7 @@ pub async fn publish_accounts(
 ) -> Result<HashMap<Uuid, PublishAccount>, CredentialError> {
     let rows = sqlx::query!(
         r#"SELECT a.id AS "id!", a.platform AS "platform!",
-                  a.platform_user_id AS "platform_user_id!", a.status AS "status!", a.app_id,
+                  a.platform_user_id AS "platform_user_id!", a.status AS "status!: AccountStatus", a.app_id,
                   o.client_id AS "app_client_id?", c.access_token AS "own_access_token?",
                   c.expires_at AS "own_expires_at?", g.id AS "grant_id?", g.access_token AS "grant_access_token?",
                   g.expires_at AS "grant_expires_at?"

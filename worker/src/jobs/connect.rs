@@ -6,16 +6,18 @@
 //! list is retried in place (three tries) rather than by re-running the job, and an exchange
 //! whose answer was lost ends the session as failed (the platform will refuse the code).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use herald_shared::commands::execute;
 use herald_shared::credentials;
 use herald_shared::domain::account::{self, Account, Grant};
-use herald_shared::domain::connect_session::{self, ConnectSession};
+use herald_shared::domain::connect_session::{self, ConnectSession, SessionStatus};
 use herald_shared::events::EventMetadata;
 use herald_shared::jobs::ExchangeCode;
-use herald_shared::platforms::{PlatformError, TokenSet};
+use herald_shared::platforms::{ClientCredentials, GrantedAccount, Platform, PlatformError, TokenSet};
+use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::Context;
@@ -26,7 +28,7 @@ struct PendingSession {
     platform: String,
     app_id: Option<Uuid>,
     external_id: Option<String>,
-    status: String,
+    status: SessionStatus,
 }
 
 impl Perform<Context> for ExchangeCode {
@@ -38,28 +40,77 @@ impl Perform<Context> for ExchangeCode {
 async fn exchange(job: &ExchangeCode, context: &Context, run: JobRun) -> anyhow::Result<Outcome> {
     let session_id = job.session_id;
     let metadata = EventMetadata { actor: Some(format!("job:{}", run.id)), ..EventMetadata::default() };
+    let ready = match prepare(context, session_id, &metadata).await? {
+        Ok(ready) => ready,
+        Err(outcome) => return Ok(outcome),
+    };
+    let metadata = EventMetadata { project_id: Some(ready.session.project_id), ..metadata };
+    // Nothing is held in the database while the platform answers.
+    let redirect_uri = context.config.callback_url(&ready.session.platform);
+    let exchanged =
+        ready.adapter.exchange_code(&ready.client, &ready.code, ready.pkce_verifier.as_ref(), &redirect_uri).await;
+    let tokens = match exchanged {
+        Ok(tokens) => tokens,
+        Err(PlatformError::Transient(reason)) if run.attempt < run.max_attempts => {
+            return Ok(Outcome::Retry(reason));
+        }
+        Err(error) => return give_up(context, session_id, &metadata, error.to_string()).await,
+    };
+    let list = || async { ready.adapter.accounts(&tokens).await };
+    let reached = list
+        .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(3))
+        .when(PlatformError::is_transient)
+        .await;
+    match reached {
+        Ok(reached) if !reached.is_empty() => {
+            record(context, session_id, &ready.session, &tokens, reached, &metadata).await
+        }
+        Ok(_) => give_up(context, session_id, &metadata, "the grant reaches no account".into()).await,
+        Err(error) => give_up(context, session_id, &metadata, format!("listing accounts: {error}")).await,
+    }
+}
+
+/// What the exchange needs, read (and the session's secrets opened) before the platform is
+/// called.
+struct Ready {
+    session: PendingSession,
+    adapter: Arc<dyn Platform>,
+    client: ClientCredentials,
+    code: SecretString,
+    pkce_verifier: Option<SecretString>,
+}
+
+/// Reads the pending session, its adapter, OAuth client and code. `Err` is the outcome to end the
+/// job with: a session that is gone or no longer pending, or one that cannot be finished (then
+/// ended as failed here).
+async fn prepare(
+    context: &Context,
+    session_id: Uuid,
+    metadata: &EventMetadata,
+) -> anyhow::Result<Result<Ready, Outcome>> {
     let mut tx = context.pool.begin().await?;
     let session = sqlx::query_as!(
         PendingSession,
-        "SELECT project_id, platform, app_id, external_id, status FROM connect_sessions WHERE id = $1",
+        r#"SELECT project_id, platform, app_id, external_id, status AS "status: SessionStatus"
+           FROM connect_sessions WHERE id = $1"#,
         session_id
     )
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(session) = session else { return Ok(Outcome::Fail("the session does not exist".into())) };
-    if session.status != "pending" {
-        return Ok(Outcome::Done);
+    let Some(session) = session else { return Ok(Err(Outcome::Fail("the session does not exist".into()))) };
+    if session.status != SessionStatus::Pending {
+        return Ok(Err(Outcome::Done));
     }
-    let metadata = EventMetadata { project_id: Some(session.project_id), ..metadata };
+    let metadata = EventMetadata { project_id: Some(session.project_id), ..metadata.clone() };
     let fail = |reason: String| connect_session::Command::Fail { reason };
     let Some(adapter) = context.platforms.get(&session.platform) else {
         execute::<ConnectSession>(&mut tx, session_id, fail("no adapter for this platform".into()), &metadata).await?;
         tx.commit().await?;
-        return Ok(Outcome::Fail("no adapter".into()));
+        return Ok(Err(Outcome::Fail("no adapter".into())));
     };
     let secrets = credentials::load_session_secrets(&mut tx, &context.keyring, session_id).await?;
     let managed = context.platforms.managed_app(&session.platform);
-    let client = match credentials::client_for(
+    let client = credentials::client_for(
         &mut tx,
         &context.keyring,
         managed,
@@ -67,43 +118,34 @@ async fn exchange(job: &ExchangeCode, context: &Context, run: JobRun) -> anyhow:
         &session.platform,
         session.app_id,
     )
-    .await
-    {
+    .await;
+    let client = match client {
         Ok(client) => client,
         Err(error) => {
             let reason = format!("no OAuth client: {error}");
             execute::<ConnectSession>(&mut tx, session_id, fail(reason.clone()), &metadata).await?;
             tx.commit().await?;
-            return Ok(Outcome::Fail(reason));
+            return Ok(Err(Outcome::Fail(reason)));
         }
     };
     let Some(code) = secrets.code else {
         execute::<ConnectSession>(&mut tx, session_id, fail("the code is gone".into()), &metadata).await?;
         tx.commit().await?;
-        return Ok(Outcome::Fail("no code".into()));
+        return Ok(Err(Outcome::Fail("no code".into())));
     };
-    // Nothing is held in the database while the platform answers.
-    drop(tx);
+    Ok(Ok(Ready { session, adapter, client, code, pkce_verifier: secrets.pkce_verifier }))
+}
 
-    let redirect_uri = context.config.callback_url(&session.platform);
-    let tokens = match adapter.exchange_code(&client, &code, secrets.pkce_verifier.as_ref(), &redirect_uri).await {
-        Ok(tokens) => tokens,
-        Err(PlatformError::Transient(reason)) if run.attempt < run.max_attempts => {
-            return Ok(Outcome::Retry(reason));
-        }
-        Err(error) => return give_up(context, session_id, &metadata, error.to_string()).await,
-    };
-    let list = || async { adapter.accounts(&tokens).await };
-    let reached = list
-        .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(3))
-        .when(PlatformError::is_transient)
-        .await;
-    let reached = match reached {
-        Ok(reached) if !reached.is_empty() => reached,
-        Ok(_) => return give_up(context, session_id, &metadata, "the grant reaches no account".into()).await,
-        Err(error) => return give_up(context, session_id, &metadata, format!("listing accounts: {error}")).await,
-    };
-
+/// Records every account the grant reached, with the grant's tokens sealed, and completes the
+/// session, in one transaction.
+async fn record(
+    context: &Context,
+    session_id: Uuid,
+    session: &PendingSession,
+    tokens: &TokenSet,
+    reached: Vec<GrantedAccount>,
+    metadata: &EventMetadata,
+) -> anyhow::Result<Outcome> {
     let mut tx = context.pool.begin().await?;
     if let Some(app_id) = session.app_id {
         // Held until commit, so the app cannot be deleted while its accounts are recorded.
@@ -113,7 +155,7 @@ async fn exchange(job: &ExchangeCode, context: &Context, run: JobRun) -> anyhow:
                 .await?;
         if live.is_none() {
             drop(tx);
-            return give_up(context, session_id, &metadata, "the app was deleted during the connect".into()).await;
+            return give_up(context, session_id, metadata, "the app was deleted during the connect".into()).await;
         }
     }
     let mut existing = Vec::with_capacity(reached.len());
@@ -128,12 +170,12 @@ async fn exchange(job: &ExchangeCode, context: &Context, run: JobRun) -> anyhow:
         .await?;
         existing.push(id);
     }
-    let grant_id = store_grant(context, &mut tx, &session, &existing, &tokens).await?;
+    let grant_id = store_grant(context, &mut tx, session, &existing, tokens).await?;
     let mut account_ids = Vec::with_capacity(reached.len());
     let mut superseded = Vec::new();
     for (granted, existing) in reached.into_iter().zip(existing) {
         let account_id = existing.unwrap_or_else(Uuid::now_v7);
-        let account_tokens: &TokenSet = granted.token.as_ref().unwrap_or(&tokens);
+        let account_tokens: &TokenSet = granted.token.as_ref().unwrap_or(tokens);
         let grant = Grant {
             project_id: session.project_id,
             platform: session.platform.clone(),
@@ -147,7 +189,7 @@ async fn exchange(job: &ExchangeCode, context: &Context, run: JobRun) -> anyhow:
             expires_at: account_tokens.expires_at,
             session_id,
         };
-        execute::<Account>(&mut tx, account_id, account::Command::Connect(Box::new(grant)), &metadata).await?;
+        execute::<Account>(&mut tx, account_id, account::Command::Connect(Box::new(grant)), metadata).await?;
         let own = granted.token.as_ref();
         superseded.extend(credentials::link_account(&mut tx, &context.keyring, account_id, grant_id, own).await?);
         account_ids.push(account_id);
@@ -156,7 +198,7 @@ async fn exchange(job: &ExchangeCode, context: &Context, run: JobRun) -> anyhow:
         credentials::forget_unused_grant(&mut tx, old).await?;
     }
     let complete = connect_session::Command::Complete { account_ids };
-    execute::<ConnectSession>(&mut tx, session_id, complete, &metadata).await?;
+    execute::<ConnectSession>(&mut tx, session_id, complete, metadata).await?;
     credentials::forget_session_secrets(&mut tx, session_id).await?;
     tx.commit().await?;
     Ok(Outcome::Done)
@@ -206,7 +248,7 @@ async fn carried_refresh_token(
     context: &Context,
     tx: &mut sqlx::PgConnection,
     accounts: &[Uuid],
-) -> anyhow::Result<Option<secrecy::SecretString>> {
+) -> anyhow::Result<Option<SecretString>> {
     for account_id in accounts {
         let stored = credentials::load_account_tokens(&mut *tx, &context.keyring, *account_id).await?;
         if let Some(token) = stored.and_then(|stored| stored.refresh_token) {

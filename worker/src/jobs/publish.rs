@@ -30,7 +30,7 @@ use herald_shared::batch::Batcher;
 use herald_shared::commands::{ExecuteError, execute, execute_loaded, load, load_many};
 use herald_shared::credentials::{self, PublishAccount};
 use herald_shared::crypto::Keyring;
-use herald_shared::domain::account::{self, Account};
+use herald_shared::domain::account::{self, Account, AccountStatus};
 use herald_shared::domain::post::{self, DeliveryError, DeliveryStatus, Post};
 use herald_shared::events::EventMetadata;
 use herald_shared::jobs::{PublishDelivery, RefreshCredentials};
@@ -251,8 +251,10 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         attempt.began = started;
         return reconcile(context, &mut attempt, &account, adapter.as_ref()).await;
     }
-    if account.status != "connected" {
-        return attempt.fail(context, "reconnect_required", format!("the account is {}", account.status)).await;
+    if account.status != AccountStatus::Connected {
+        return attempt
+            .fail(context, "reconnect_required", format!("the account is {}", account.status.as_str()))
+            .await;
     }
     let tokens = match fresh_tokens(context, &mut attempt, &account).await? {
         Ok(tokens) => tokens,

@@ -15,7 +15,7 @@
 
 use herald_shared::commands::{ExecuteError, execute};
 use herald_shared::credentials;
-use herald_shared::domain::account::{self, Account};
+use herald_shared::domain::account::{self, Account, AccountStatus};
 use herald_shared::events::EventMetadata;
 use herald_shared::jobs::RefreshCredentials;
 use herald_shared::platforms::PlatformError;
@@ -38,7 +38,7 @@ pub(super) async fn refresh(job: &RefreshCredentials, context: &Context, run: Jo
     let mut tx = context.pool.begin().await?;
     let account = credentials::job_account(&mut tx, account_id).await?;
     let Some(account) = account else { return Ok(Outcome::Fail("the account does not exist".into())) };
-    if account.status != "connected" {
+    if account.status != AccountStatus::Connected {
         return Ok(Outcome::Done);
     }
     let metadata = EventMetadata {
