@@ -28,7 +28,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use herald_shared::credentials;
 use herald_shared::idempotency::{self, Claim};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -173,7 +172,7 @@ async fn remember(state: &AppState, claim: &Claim, response: Response) -> Respon
     } else {
         // `/v1` answers JSON, which is text; anything else is kept without its body.
         String::from_utf8(bytes.to_vec()).ok().and_then(|text| {
-            credentials::seal_idempotent_response(&state.keyring, claim.token, &SecretString::from(text))
+            idempotency::seal_response(&state.keyring, claim.token, &SecretString::from(text))
                 .inspect_err(|error| tracing::warn!(%error, "cannot seal the response of an idempotent request"))
                 .ok()
         })
@@ -200,7 +199,7 @@ fn replay(
     let Some(sealed) = sealed_body else {
         return response_lost();
     };
-    let body = match credentials::open_idempotent_response(&state.keyring, claim, &sealed) {
+    let body = match idempotency::open_response(&state.keyring, claim, &sealed) {
         Ok(body) => body,
         Err(error) => {
             tracing::warn!(%error, "cannot open the kept response of an idempotent request");

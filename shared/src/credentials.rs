@@ -39,11 +39,23 @@ fn associated_data(table: &str, id: Uuid, column: &str) -> String {
     format!("{table}:{id}:{column}")
 }
 
-fn seal(keyring: &Keyring, table: &str, id: Uuid, column: &str, value: &SecretString) -> Result<String, CryptoError> {
+pub(crate) fn seal(
+    keyring: &Keyring,
+    table: &str,
+    id: Uuid,
+    column: &str,
+    value: &SecretString,
+) -> Result<String, CryptoError> {
     keyring.seal(value, &associated_data(table, id, column))
 }
 
-fn open(keyring: &Keyring, table: &str, id: Uuid, column: &str, sealed: &str) -> Result<SecretString, CryptoError> {
+pub(crate) fn open(
+    keyring: &Keyring,
+    table: &str,
+    id: Uuid,
+    column: &str,
+    sealed: &str,
+) -> Result<SecretString, CryptoError> {
     keyring.open(sealed, &associated_data(table, id, column))
 }
 
@@ -493,17 +505,6 @@ pub async fn load_app_secret(
         .fetch_optional(&mut *tx)
         .await?;
     Ok(sealed.map(|sealed| open(keyring, "oauth_app_secrets", app_id, "client_secret", &sealed)).transpose()?)
-}
-
-/// Seals the response kept for an `Idempotency-Key` (it can carry a secret: a new API key's) for
-/// the claim that made it.
-pub fn seal_idempotent_response(keyring: &Keyring, claim: Uuid, body: &SecretString) -> Result<String, CryptoError> {
-    seal(keyring, "idempotency_keys", claim, "sealed_body", body)
-}
-
-/// Opens what [`seal_idempotent_response`] sealed.
-pub fn open_idempotent_response(keyring: &Keyring, claim: Uuid, sealed: &str) -> Result<SecretString, CryptoError> {
-    open(keyring, "idempotency_keys", claim, "sealed_body", sealed)
 }
 
 /// Every sealed column: (table, key column, sealed column). Re-encryption walks these.

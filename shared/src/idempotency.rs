@@ -1,14 +1,16 @@
 //! The storage side of `Idempotency-Key`: how long a key is remembered, the claim a request
 //! holds on it, the response kept for replays and the pruning of expired records, each as the
 //! one statement that does it. The HTTP side (which requests carry a key, waiting for the first
-//! request, replaying its answer) is the api's middleware (`herald_api`'s `idempotency`); the
-//! kept response is sealed by `credentials::seal_idempotent_response`, the one reader of sealed
-//! columns.
+//! request, replaying its answer) is the api's middleware (`herald_api`'s `idempotency`). The
+//! kept response is sealed ([`seal_response`]): it can carry a secret (a new API key's).
 
 use std::time::Duration;
 
+use secrecy::SecretString;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
+
+use crate::crypto::{CryptoError, Keyring};
 
 /// How long an `Idempotency-Key` is remembered.
 pub const WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
@@ -166,4 +168,15 @@ async fn prune_batch(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error> {
     .execute(pool)
     .await?;
     Ok(result.rows_affected())
+}
+
+/// Seals the response kept for the claim `claim`, bound to it (a sealed body cannot be replayed
+/// for another claim).
+pub fn seal_response(keyring: &Keyring, claim: Uuid, body: &SecretString) -> Result<String, CryptoError> {
+    crate::credentials::seal(keyring, "idempotency_keys", claim, "sealed_body", body)
+}
+
+/// Opens what [`seal_response`] sealed.
+pub fn open_response(keyring: &Keyring, claim: Uuid, sealed: &str) -> Result<SecretString, CryptoError> {
+    crate::credentials::open(keyring, "idempotency_keys", claim, "sealed_body", sealed)
 }
