@@ -2,12 +2,16 @@
 //! case) checks a post against it without knowing the platforms, which fill it in from their
 //! specs (`platforms::PlatformSpec::content`).
 
+use super::media_rules::MediaRules;
+
 /// A platform's limits on a post's content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ContentRules {
     /// The most characters a post may have.
     pub max_chars: usize,
     /// Whether a post of text alone can be published. YouTube, Pinterest, Instagram and TikTok
     /// need an image or a video, which herald's posts cannot carry yet.
     pub publishes_text: bool,
+    /// What media a post may carry there.
+    pub media: MediaRules,
 }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::oauth::OAuthClient;
 use super::{
-    ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec,
+    ClientCredentials, Between, ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, Platform, PlatformError, PlatformSpec,
     Publication, PublishRates, Published, TokenSet, hourly, http,
 };
 
@@ -37,7 +37,35 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     },
     refresh_margin: Duration::from_secs(10 * 60),
     publish_rates: PublishRates { per_account: hourly(1_600), per_app: hourly(100_000) },
-    content: ContentRules { max_chars: 300, publishes_text: true },
+    content: ContentRules {
+        max_chars: 300,
+        publishes_text: true,
+        // Lexicons (app.bsky.embed.images / video): 4 images of up to 2,000,000 bytes, or one MP4 of
+        // up to 300,000,000 bytes and 3 min; one embed, so never both.
+        media: MediaRules {
+            images: KindRules {
+                types: &["image/jpeg", "image/png", "image/webp", "image/gif"],
+                max_bytes: 2_000_000,
+                max_count: 4,
+                aspect: None,
+                width: None,
+                height: None,
+                duration_ms: None,
+            },
+            videos: KindRules {
+                types: &["video/mp4"],
+                max_bytes: 300_000_000,
+                max_count: 1,
+                aspect: None,
+                width: None,
+                height: None,
+                duration_ms: Some(Between::new(1, 180_000)),
+            },
+            max_items: 4,
+            mixes: false,
+            required: false,
+        },
+    },
     builtin_client_id: Some("herald"),
     build: |oauth| Arc::new(BlueskyAdapter::new(oauth)),
 };

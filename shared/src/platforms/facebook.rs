@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use super::meta::{self, LongLivedExchange};
 use super::oauth::OAuthClient;
 use super::{
-    ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec,
+    ClientCredentials, Between, ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, Platform, PlatformError, PlatformSpec,
     Publication, PublishRates, Published, TokenSet, hourly,
 };
 
@@ -37,7 +37,35 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     // Long-lived tokens of about 60 days (Page tokens do not expire at all).
     refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
     publish_rates: PublishRates { per_account: hourly(100), per_app: hourly(10_000) },
-    content: ContentRules { max_chars: 63_206, publishes_text: true },
+    content: ContentRules {
+        max_chars: 63_206,
+        publishes_text: true,
+        // Pages: up to 10 photos or one video, not both (publishers' guides; Meta's help pages
+        // differ: 4 or 10 MB images, 4 or 10 GB video).
+        media: MediaRules {
+            images: KindRules {
+                types: &["image/jpeg", "image/png", "image/gif"],
+                max_bytes: 10_000_000,
+                max_count: 10,
+                aspect: None,
+                width: None,
+                height: None,
+                duration_ms: None,
+            },
+            videos: KindRules {
+                types: &["video/mp4", "video/quicktime", "video/webm"],
+                max_bytes: 10_000_000_000,
+                max_count: 1,
+                aspect: Some(Between::new(9.0 / 16.0, 16.0 / 9.0)),
+                width: None,
+                height: None,
+                duration_ms: Some(Between::new(1_000, 14_400_000)),
+            },
+            max_items: 10,
+            mixes: false,
+            required: false,
+        },
+    },
     builtin_client_id: None,
     build: |oauth| Arc::new(FacebookAdapter::new(oauth)),
 };

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use super::meta::{self, LongLivedExchange};
 use super::oauth::OAuthClient;
 use super::{
-    ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec,
+    ClientCredentials, Between, ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, Platform, PlatformError, PlatformSpec,
     Publication, PublishRates, Published, TokenSet, hourly, per_minutes,
 };
 
@@ -36,7 +36,35 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     // Long-lived tokens of about 60 days, refreshed only after 24 h.
     refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
     publish_rates: PublishRates { per_account: per_minutes(50, 24 * 60), per_app: hourly(10_000) },
-    content: ContentRules { max_chars: 2200, publishes_text: false },
+    content: ContentRules {
+        max_chars: 2200,
+        publishes_text: false,
+        // Content publishing: JPEG up to 8 MB at 4:5 to 1.91:1; Reels MP4/MOV 3 s-15 min (300 MB,
+        // the lower of two published figures); carousels of up to 10, mixed.
+        media: MediaRules {
+            images: KindRules {
+                types: &["image/jpeg"],
+                max_bytes: 8_000_000,
+                max_count: 10,
+                aspect: Some(Between::new(0.8, 1.91)),
+                width: None,
+                height: None,
+                duration_ms: None,
+            },
+            videos: KindRules {
+                types: &["video/mp4", "video/quicktime"],
+                max_bytes: 300_000_000,
+                max_count: 10,
+                aspect: Some(Between::new(0.01, 10.0)),
+                width: None,
+                height: None,
+                duration_ms: Some(Between::new(3_000, 900_000)),
+            },
+            max_items: 10,
+            mixes: true,
+            required: true,
+        },
+    },
     builtin_client_id: None,
     build: |oauth| Arc::new(InstagramAdapter::new(oauth)),
 };

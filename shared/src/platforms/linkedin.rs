@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::oauth::OAuthClient;
 use super::{
-    ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec, Publication, PublishRates,
+    Between, ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, Platform, PlatformError, PlatformSpec, Publication, PublishRates,
     Published, TokenSet, hourly, http,
 };
 
@@ -41,7 +41,35 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     },
     refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
     publish_rates: PublishRates { per_account: hourly(100), per_app: hourly(10_000) },
-    content: ContentRules { max_chars: 3000, publishes_text: true },
+    content: ContentRules {
+        max_chars: 3000,
+        publishes_text: true,
+        // MultiImage: 2-20 images (official); image bytes, video 500 MB, 3 s-30 min and the
+        // aspect range from publishers' guides.
+        media: MediaRules {
+            images: KindRules {
+                types: &["image/jpeg", "image/png", "image/gif"],
+                max_bytes: 5_000_000,
+                max_count: 20,
+                aspect: None,
+                width: None,
+                height: None,
+                duration_ms: None,
+            },
+            videos: KindRules {
+                types: &["video/mp4"],
+                max_bytes: 500_000_000,
+                max_count: 1,
+                aspect: Some(Between::new(1.0 / 2.4, 2.4)),
+                width: None,
+                height: None,
+                duration_ms: Some(Between::new(3_000, 1_800_000)),
+            },
+            max_items: 20,
+            mixes: false,
+            required: false,
+        },
+    },
     builtin_client_id: None,
     build: |oauth| Arc::new(LinkedInAdapter::new(oauth)),
 };

@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use super::oauth::OAuthClient;
 use super::{
-    ContentRules, DefaultEndpoints, GrantedAccount, LookUp, Platform, PlatformError, PlatformSpec, Publication,
+    ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, LookUp, Platform, PlatformError, PlatformSpec, Publication,
     PublishRates, Published, TokenSet, http, per_minutes,
 };
 
@@ -43,7 +43,35 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     },
     refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
     publish_rates: PublishRates { per_account: per_minutes(300, 5), per_app: per_minutes(10_000, 5) },
-    content: ContentRules { max_chars: 500, publishes_text: true },
+    content: ContentRules {
+        max_chars: 500,
+        publishes_text: true,
+        // Mastodon 4 defaults (an instance may set others): 4 attachments, images up to 16 MiB,
+        // one video up to 99 MiB alone.
+        media: MediaRules {
+            images: KindRules {
+                types: &["image/jpeg", "image/png", "image/gif", "image/webp"],
+                max_bytes: 16_777_216,
+                max_count: 4,
+                aspect: None,
+                width: None,
+                height: None,
+                duration_ms: None,
+            },
+            videos: KindRules {
+                types: &["video/mp4", "video/quicktime", "video/webm"],
+                max_bytes: 103_809_024,
+                max_count: 1,
+                aspect: None,
+                width: None,
+                height: None,
+                duration_ms: None,
+            },
+            max_items: 4,
+            mixes: false,
+            required: false,
+        },
+    },
     builtin_client_id: None,
     build: |oauth| Arc::new(MastodonAdapter::new(oauth)),
 };

@@ -55,6 +55,7 @@ use secrecy::SecretString;
 
 pub use crate::config::PlatformSettings;
 pub use crate::domain::content::ContentRules;
+pub use crate::domain::media_rules::{Between, KindRules, MediaRules};
 pub use crate::domain::tokens::{ClientCredentials, TokenSet};
 use crate::rate_limit::Rate;
 pub use registry::{Pace, Platforms, is_known, known_names, validate_settings};

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::oauth::OAuthClient;
 use super::{
-    ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec, Publication, PublishRates,
+    Between, ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, Platform, PlatformError, PlatformSpec, Publication, PublishRates,
     Published, TokenSet, hourly, http,
 };
 
@@ -32,7 +32,35 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     },
     refresh_margin: Duration::from_secs(3 * 24 * 60 * 60),
     publish_rates: PublishRates { per_account: hourly(100), per_app: hourly(10_000) },
-    content: ContentRules { max_chars: 500, publishes_text: false },
+    content: ContentRules {
+        max_chars: 500,
+        publishes_text: false,
+        // Product specs: PNG/JPEG up to 20 MB (carousels of up to 5); MP4/MOV up to 2 GB, 4 s-15 min,
+        // between 1:2 and 1.91:1.
+        media: MediaRules {
+            images: KindRules {
+                types: &["image/jpeg", "image/png"],
+                max_bytes: 20_000_000,
+                max_count: 5,
+                aspect: None,
+                width: None,
+                height: None,
+                duration_ms: None,
+            },
+            videos: KindRules {
+                types: &["video/mp4", "video/quicktime"],
+                max_bytes: 2_000_000_000,
+                max_count: 1,
+                aspect: Some(Between::new(0.5, 1.91)),
+                width: None,
+                height: None,
+                duration_ms: Some(Between::new(4_000, 900_000)),
+            },
+            max_items: 5,
+            mixes: false,
+            required: true,
+        },
+    },
     builtin_client_id: None,
     build: |oauth| Arc::new(PinterestAdapter::new(oauth)),
 };

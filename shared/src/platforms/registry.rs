@@ -232,4 +232,19 @@ mod tests {
         assert!(platforms.managed_app("sandbox").is_none());
         assert!(platforms.pace("sandbox").is_some());
     }
+
+    #[test]
+    fn every_spec_states_coherent_media_rules() {
+        for spec in ALL {
+            let media = &spec.content.media;
+            // Exactly the platforms that cannot publish text alone need media.
+            assert_eq!(media.required, !spec.content.publishes_text, "{}", spec.name);
+            for kind in [&media.images, &media.videos] {
+                assert_eq!(kind.types.is_empty(), kind.max_count == 0, "{}", spec.name);
+                assert!(kind.max_count <= media.max_items, "{}", spec.name);
+                assert!(kind.types.iter().all(|t| t.starts_with("image/") || t.starts_with("video/")), "{}", spec.name);
+            }
+            assert!(media.max_items >= 1, "{} takes some media", spec.name);
+        }
+    }
 }

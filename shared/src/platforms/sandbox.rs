@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::oauth::OAuthClient;
 use super::{
-    ContentRules, DefaultEndpoints, GrantedAccount, LookUp, Platform, PlatformError, PlatformSpec, Publication,
+    ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, LookUp, Platform, PlatformError, PlatformSpec, Publication,
     PublishRates, Published, TokenSet, http, per_minutes,
 };
 
@@ -37,7 +37,34 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     refresh_margin: Duration::from_secs(5 * 60),
     // The sandbox takes what herald's own benchmark sends.
     publish_rates: PublishRates { per_account: per_minutes(100_000, 1), per_app: per_minutes(1_000_000, 1) },
-    content: ContentRules { max_chars: 500, publishes_text: true },
+    content: ContentRules {
+        max_chars: 500,
+        publishes_text: true,
+        // The sandbox takes what any platform takes, so tests can attach anything herald accepts.
+        media: MediaRules {
+            images: KindRules {
+                types: &["image/jpeg", "image/png", "image/gif", "image/webp"],
+                max_bytes: 100_000_000,
+                max_count: 10,
+                aspect: None,
+                width: None,
+                height: None,
+                duration_ms: None,
+            },
+            videos: KindRules {
+                types: &["video/mp4", "video/quicktime", "video/webm"],
+                max_bytes: 5_000_000_000,
+                max_count: 10,
+                aspect: None,
+                width: None,
+                height: None,
+                duration_ms: None,
+            },
+            max_items: 10,
+            mixes: true,
+            required: false,
+        },
+    },
     builtin_client_id: Some("herald-sandbox"),
     build: |oauth| Arc::new(SandboxAdapter::new(oauth)),
 };

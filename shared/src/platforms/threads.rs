@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use super::meta::{self, LongLivedExchange};
 use super::oauth::OAuthClient;
 use super::{
-    ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec,
+    ClientCredentials, Between, ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, Platform, PlatformError, PlatformSpec,
     Publication, PublishRates, Published, TokenSet, hourly, per_minutes,
 };
 
@@ -37,7 +37,35 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     // Long-lived tokens of about 60 days, refreshed only after 24 h.
     refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
     publish_rates: PublishRates { per_account: per_minutes(250, 24 * 60), per_app: hourly(10_000) },
-    content: ContentRules { max_chars: 500, publishes_text: true },
+    content: ContentRules {
+        max_chars: 500,
+        publishes_text: true,
+        // Threads media specifications: JPEG/PNG up to 8 MB, aspect up to 10:1; MP4/MOV up to 1 GB
+        // and 5 min; carousels of up to 20, mixed.
+        media: MediaRules {
+            images: KindRules {
+                types: &["image/jpeg", "image/png"],
+                max_bytes: 8_000_000,
+                max_count: 20,
+                aspect: Some(Between::new(0.1, 10.0)),
+                width: None,
+                height: None,
+                duration_ms: None,
+            },
+            videos: KindRules {
+                types: &["video/mp4", "video/quicktime"],
+                max_bytes: 1_000_000_000,
+                max_count: 20,
+                aspect: Some(Between::new(0.01, 10.0)),
+                width: None,
+                height: None,
+                duration_ms: Some(Between::new(1, 300_000)),
+            },
+            max_items: 20,
+            mixes: true,
+            required: false,
+        },
+    },
     builtin_client_id: None,
     build: |oauth| Arc::new(ThreadsAdapter::new(oauth)),
 };

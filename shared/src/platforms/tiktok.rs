@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::oauth::OAuthClient;
 use super::{
-    ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec,
+    ClientCredentials, Between, ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, Platform, PlatformError, PlatformSpec,
     Publication, PublishRates, Published, TokenSet, http, per_minutes,
 };
 
@@ -38,7 +38,35 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     },
     refresh_margin: Duration::from_secs(30 * 60),
     publish_rates: PublishRates { per_account: per_minutes(6, 1), per_app: per_minutes(600, 1) },
-    content: ContentRules { max_chars: 2200, publishes_text: false },
+    content: ContentRules {
+        max_chars: 2200,
+        publishes_text: false,
+        // Content Posting API: one video (MP4/WebM/MOV, 3 s-10 min, 360-4096 px, 4 GB) or up to 35
+        // photos (JPEG/WebP, 20 MB), never both.
+        media: MediaRules {
+            images: KindRules {
+                types: &["image/jpeg", "image/webp"],
+                max_bytes: 20_000_000,
+                max_count: 35,
+                aspect: None,
+                width: None,
+                height: None,
+                duration_ms: None,
+            },
+            videos: KindRules {
+                types: &["video/mp4", "video/webm", "video/quicktime"],
+                max_bytes: 4_000_000_000,
+                max_count: 1,
+                aspect: None,
+                width: Some(Between::new(360, 4096)),
+                height: Some(Between::new(360, 4096)),
+                duration_ms: Some(Between::new(3_000, 600_000)),
+            },
+            max_items: 35,
+            mixes: false,
+            required: true,
+        },
+    },
     builtin_client_id: None,
     build: |oauth| Arc::new(TikTokAdapter::new(oauth)),
 };

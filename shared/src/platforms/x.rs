@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::oauth::OAuthClient;
 use super::{
-    ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec, Publication, PublishRates,
+    Between, ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, Platform, PlatformError, PlatformSpec, Publication, PublishRates,
     Published, TokenSet, http, per_minutes,
 };
 
@@ -35,7 +35,35 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     refresh_margin: Duration::from_secs(30 * 60),
     // 200 per 15 minutes per user; 300 per 3 hours per user and app.
     publish_rates: PublishRates { per_account: per_minutes(200, 15), per_app: per_minutes(300, 180) },
-    content: ContentRules { max_chars: 280, publishes_text: true },
+    content: ContentRules {
+        max_chars: 280,
+        publishes_text: true,
+        // docs.x.com media: 5 MB images, 4 photos or 1 video (512 MB); types, sizes in px and
+        // 0.5-140 s from publishers' guides.
+        media: MediaRules {
+            images: KindRules {
+                types: &["image/jpeg", "image/png", "image/gif", "image/webp"],
+                max_bytes: 5_000_000,
+                max_count: 4,
+                aspect: None,
+                width: Some(Between::new(4, 8192)),
+                height: Some(Between::new(4, 8192)),
+                duration_ms: None,
+            },
+            videos: KindRules {
+                types: &["video/mp4", "video/quicktime"],
+                max_bytes: 512_000_000,
+                max_count: 1,
+                aspect: Some(Between::new(1.0 / 3.0, 3.0)),
+                width: Some(Between::new(32, 1280)),
+                height: Some(Between::new(32, 1024)),
+                duration_ms: Some(Between::new(500, 140_000)),
+            },
+            max_items: 4,
+            mixes: false,
+            required: false,
+        },
+    },
     builtin_client_id: None,
     build: |oauth| Arc::new(XAdapter::new(oauth)),
 };

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::oauth::OAuthClient;
 use super::{
-    ContentRules, DefaultEndpoints, GrantedAccount, Platform, PlatformError, PlatformSpec, Publication, PublishRates,
+    ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, Platform, PlatformError, PlatformSpec, Publication, PublishRates,
     Published, TokenSet, hourly, http,
 };
 
@@ -34,7 +34,26 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     },
     refresh_margin: Duration::from_secs(10 * 60),
     publish_rates: PublishRates { per_account: hourly(100), per_app: hourly(10_000) },
-    content: ContentRules { max_chars: 5000, publishes_text: false },
+    content: ContentRules {
+        max_chars: 5000,
+        publishes_text: false,
+        // videos.insert: one video of any container, up to 256 GB; no images.
+        media: MediaRules {
+            images: KindRules::NONE,
+            videos: KindRules {
+                types: &["video/mp4", "video/quicktime", "video/webm"],
+                max_bytes: 256_000_000_000,
+                max_count: 1,
+                aspect: None,
+                width: None,
+                height: None,
+                duration_ms: None,
+            },
+            max_items: 1,
+            mixes: false,
+            required: true,
+        },
+    },
     builtin_client_id: None,
     build: |oauth| Arc::new(YouTubeAdapter::new(oauth)),
 };
