@@ -9,6 +9,7 @@
 
 mod ingest;
 pub mod metadata;
+pub mod samples;
 pub mod signing;
 
 use std::ops::Range;
@@ -270,3 +271,6 @@ fn s3_builder(settings: &MediaSettings) -> AmazonS3Builder {
     }
     builder
 }
+
+#[cfg(test)]
+mod tests;
