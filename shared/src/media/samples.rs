@@ -55,7 +55,8 @@ fn mvhd(timescale: u32, duration: u32) -> Vec<u8> {
 }
 
 fn tkhd(id: u32, duration: u32, width: u32, height: u32) -> Vec<u8> {
-    let mut body = be32(&[0, 0, id, 0, duration, 0, 0, 0]);
+    // creation, modification, id, reserved, duration, reserved x2, layer and group, volume.
+    let mut body = be32(&[0, 0, id, 0, duration, 0, 0, 0, 0]);
     body.extend_from_slice(&be32(&MATRIX));
     body.extend_from_slice(&be32(&[width << 16, height << 16]));
     let mut with_flags = vec![0, 0, 0, 7];

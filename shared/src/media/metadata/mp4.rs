@@ -24,19 +24,13 @@ where
     F: Fn(Range<u64>) -> Fut,
     Fut: Future<Output = Result<Bytes, object_store::Error>>,
 {
-    let read_at = async |range: Range<u64>| -> Result<Bytes, object_store::Error> {
-        match usize::try_from(range.end) {
-            Ok(end) if end <= head.len() => Ok(Bytes::copy_from_slice(&head[range.start as usize..end])),
-            _ => read(range).await,
-        }
-    };
     let mut found = Vec::new();
     let mut offset = 0u64;
     for _ in 0..MAX_BOXES {
         if offset + 8 > size {
             break;
         }
-        let header = read_at(offset..(offset + 16).min(size)).await?;
+        let header = read_at(head, &read, offset..(offset + 16).min(size)).await?;
         let Some((box_size, name)) = box_header(&header, size - offset) else {
             return Ok(Err(format!("a broken box header at byte {offset}")));
         };
@@ -44,7 +38,7 @@ where
             if box_size > MAX_MOOV_BYTES {
                 return Ok(Err(format!("a {} box of {box_size} bytes", String::from_utf8_lossy(&name))));
             }
-            found.extend_from_slice(&read_at(offset..offset + box_size).await?);
+            found.extend_from_slice(&read_at(head, &read, offset..offset + box_size).await?);
             if &name == b"moov" {
                 return Ok(Ok(found));
             }
@@ -52,6 +46,18 @@ where
         offset += box_size;
     }
     Ok(Err("no moov box".to_owned()))
+}
+
+/// The bytes `range` of the object: from `head` when it holds them, else read.
+async fn read_at<F, Fut>(head: &[u8], read: &F, range: Range<u64>) -> Result<Bytes, object_store::Error>
+where
+    F: Fn(Range<u64>) -> Fut,
+    Fut: Future<Output = Result<Bytes, object_store::Error>>,
+{
+    match (usize::try_from(range.start), usize::try_from(range.end)) {
+        (Ok(start), Ok(end)) if end <= head.len() => Ok(Bytes::copy_from_slice(&head[start..end])),
+        _ => read(range).await,
+    }
 }
 
 /// The size and type of the box whose header starts `header`, at most `left` bytes long.

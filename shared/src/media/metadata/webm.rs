@@ -39,7 +39,7 @@ fn elements(mut bytes: &[u8]) -> impl Iterator<Item = Element<'_>> {
             Some(size) => usize::try_from(size).map_or((available, false), |size| (size.min(available), size <= available)),
             None => (available, false),
         };
-        let element = Element { id: u32::try_from(id).ok()?, body: &bytes[start..start + len], whole };
+        let element = Element { id: u32::try_from(id?).ok()?, body: &bytes[start..start + len], whole };
         bytes = &bytes[start + len..];
         Some(element)
     })
