@@ -66,8 +66,12 @@ async fn media_script(pool: &PgPool, project_id: Uuid) {
         audio_codec: Some("aac".into()),
     };
     let uploaded = Uuid::now_v7();
-    let upload =
-        Command::Upload { project_id, environment: Environment::Test, facts: facts.clone(), object_key: object_key(uploaded) };
+    let upload = Command::Upload {
+        project_id,
+        environment: Environment::Test,
+        facts: facts.clone(),
+        object_key: object_key(uploaded),
+    };
     run::<Media>(pool, uploaded, upload, project_id).await.unwrap();
     run::<Media>(pool, uploaded, Command::Delete, project_id).await.unwrap();
     for outcome in [Command::CompleteImport { facts }, Command::FailImport { reason: "timed out".into() }] {
