@@ -184,16 +184,14 @@ async fn upload(
     let id = Uuid::now_v7();
     let key = media_item::object_key(id);
     let limits = MediaLimits::from_settings(&state.config.media);
-    let field = loop {
-        let field = multipart.next_field().await.map_err(|error| ApiError::bad_request(error.body_text()))?;
-        match field {
-            Some(field) if field.name() == Some("file") => break field,
-            Some(field) => {
-                let name = field.name().unwrap_or_default().to_owned();
-                return Err(ApiError::validation(vec![FieldError::new(name, "unknown field; send only `file`")]));
-            }
-            None => return Err(ApiError::validation(vec![FieldError::new("file", "is required")])),
+    let first = multipart.next_field().await.map_err(|error| ApiError::bad_request(error.body_text()))?;
+    let field = match first {
+        Some(field) if field.name() == Some("file") => field,
+        Some(field) => {
+            let name = field.name().unwrap_or_default().to_owned();
+            return Err(ApiError::validation(vec![FieldError::new(name, "unknown field; send only `file`")]));
         }
+        None => return Err(ApiError::validation(vec![FieldError::new("file", "is required")])),
     };
     let facts = state.media.ingest(&key, Box::pin(field), &limits).await.map_err(ingest_error)?;
     let rest = multipart.next_field().await;
