@@ -178,3 +178,16 @@ async fn parts_sent_again_replace_and_complete_joins_them_in_order() {
         "local: herald serves it"
     );
 }
+
+/// The api awaits these in axum handlers and the worker in jobs, which need `Send` futures.
+#[test]
+fn the_store_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let (media, _dir) = store();
+    send(&media.ingest("k", body(b"x", 1), &LIMITS));
+    send(&media.complete(Uuid::nil(), &[1], "k", &LIMITS));
+    send(&media.put_part(Uuid::nil(), 1, body(b"x", 1), &LIMITS));
+    send(&media.read("k", None));
+    send(&media.presigned_get("k", Duration::from_secs(60)));
+    send(&media.abort(Uuid::nil()));
+}
