@@ -7,6 +7,8 @@ pub mod aggregate;
 pub mod api_key;
 pub mod connect_session;
 pub mod content;
+pub mod media;
+pub mod media_item;
 pub mod media_rules;
 pub mod oauth_app;
 pub mod post;
