@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("idempotency", 2),
     ("jobs", 2),
     ("notify", 2),
+    ("outbound", 2),
     ("projections", 2),
     ("queue", 2),
     ("rate_limit", 2),
