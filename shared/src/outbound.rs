@@ -37,8 +37,8 @@ pub const MAX_REDIRECTS: usize = 5;
 pub const MAX_URL_CHARS: usize = 2048;
 /// How long establishing a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long one fetch may take in all, by default (body included).
-const TOTAL_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long one fetch may take in all, by default (body included): a 1 GiB video at 4 MB/s.
+pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Why a fetch did not happen or did not finish. Messages name the refused address class or
 /// the status, never the URL (a URL may carry a token in its query).
@@ -181,7 +181,7 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
         return verdict;
     }
     if let Some((_, _, class)) = FORBIDDEN_V6.iter().find(|(base, length, _)| bits & mask128(*length) == *base) {
-        return Some(class);
+        return Some(*class);
     }
     // Only 2000::/3 is allocated as global unicast; everything else is reserved by the IETF.
     if bits & mask128(3) != 0x2000_0000_0000_0000 << 64 {
@@ -299,7 +299,7 @@ impl Resolve for GuardedResolver {
         Box::pin(async move {
             let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
             let allowed = Self::filter(found)?;
-            Ok(Box::new(allowed.into_iter()) as Addrs)
+            Ok::<Addrs, Box<dyn std::error::Error + Send + Sync>>(Box::new(allowed.into_iter()))
         })
     }
 }
@@ -360,7 +360,7 @@ pub fn body_stream(
     let declared_too_large = response.content_length().is_some_and(|length| length > limit);
     let mut received: u64 = 0;
     let mut done = false;
-    let body = response.bytes_stream().map(move |chunk| {
+    let body = response.bytes_stream().map(move |chunk| -> Result<Bytes, OutboundError> {
         let chunk = chunk.map_err(|error| classify(&error))?;
         received += chunk.len() as u64;
         if received > limit {

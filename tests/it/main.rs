@@ -16,6 +16,7 @@ mod foundation;
 mod grants;
 mod keys;
 mod mastodon;
+mod media_import;
 mod outbound;
 mod openapi;
 mod platforms;

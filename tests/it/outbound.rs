@@ -70,8 +70,8 @@ async fn every_loopback_form_is_refused_before_a_packet_is_sent() {
         // A name that resolves to loopback: refused by the resolver, after the lookup.
         (format!("http://localhost:{port}/file"), "loopback"),
     ];
-    for (url, class) in &cases {
-        let url = reqwest::Url::parse(url).unwrap();
+    for (url, class) in cases {
+        let url = reqwest::Url::parse(&url).unwrap();
         let refused = guarded().get(&url).await.expect_err(url.as_str());
         assert_eq!(refused, OutboundError::Refused { class }, "{url}");
         assert_eq!(refused.to_string(), format!("refused: the address is {class}"));
