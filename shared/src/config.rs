@@ -16,6 +16,10 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+mod media;
+
+pub use media::{MediaSettings, MediaStoreKind};
+
 /// The environment variable that names an optional settings file.
 pub const CONFIG_FILE_VAR: &str = "HERALD_CONFIG";
 
@@ -86,6 +90,8 @@ pub struct Config {
     /// and local development, where the servers are on loopback: on a server it hands every
     /// key holder herald's network position.
     pub allow_private_networks: bool,
+    /// Where media objects live and their limits (`HERALD_MEDIA__*`).
+    pub media: MediaSettings,
 }
 
 /// How workers claim and hold jobs.
@@ -195,6 +201,7 @@ impl Default for Config {
             platform_timeout_secs: 30,
             ready_requires_worker: false,
             allow_private_networks: false,
+            media: MediaSettings::default(),
         }
     }
 }
@@ -285,6 +292,7 @@ impl Config {
         {
             return Err(ConfigError::new("HERALD_PUBLIC_URL", "expected an http:// or https:// URL"));
         }
+        self.media.validate()?;
         for (name, settings) in &self.platforms {
             settings.validate(&format!("HERALD_PLATFORMS__{}", name.to_uppercase()), name)?;
         }
@@ -335,6 +343,11 @@ impl Config {
     /// How long a call to a platform may take.
     pub fn platform_timeout(&self) -> Duration {
         Duration::from_secs(self.platform_timeout_secs)
+    }
+
+    /// Where the local media store keeps its files.
+    pub fn media_dir(&self) -> PathBuf {
+        self.data_dir.join("media")
     }
 
     /// The grace period for in-flight work at shutdown.
@@ -484,6 +497,32 @@ mod tests {
         assert_eq!(error.to_string(), "HERALD_PLATFORMS__SANDBOX__REFRESH_MARGIN_SECONDS: must be at least 1");
         let error = load(&[("HERALD_PLATFORMS__X__PUBLISHES_PER_HOUR", "-2")]).unwrap_err();
         assert_eq!(error.setting, "HERALD_PLATFORMS__X__PUBLISHES_PER_HOUR", "{error}");
+    }
+
+    #[test]
+    fn media_settings_default_to_local_and_check_s3() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.media.store, MediaStoreKind::Local);
+        assert_eq!(config.media_dir(), PathBuf::from(".herald/media"));
+        let error = load(&[("HERALD_MEDIA__STORE", "s3")]).unwrap_err();
+        assert_eq!(error.to_string(), "HERALD_MEDIA__BUCKET: required when HERALD_MEDIA__STORE is s3");
+        let error = load(&[("HERALD_MEDIA__STORE", "ftp")]).unwrap_err();
+        assert_eq!(error.setting, "HERALD_MEDIA__STORE", "{error}");
+        let error = load(&[("HERALD_MEDIA__URL_LIFETIME_SECONDS", "5")]).unwrap_err();
+        assert_eq!(error.setting, "HERALD_MEDIA__URL_LIFETIME_SECONDS", "{error}");
+        let error = load(&[("HERALD_MEDIA__ACCESS_KEY_ID", "id")]).unwrap_err();
+        assert_eq!(error.setting, "HERALD_MEDIA__SECRET_ACCESS_KEY", "{error}");
+        let config = load(&[
+            ("HERALD_MEDIA__STORE", "s3"),
+            ("HERALD_MEDIA__BUCKET", "media"),
+            ("HERALD_MEDIA__SECRET_ACCESS_KEY", "hunter2-secret"),
+            ("HERALD_MEDIA__ACCESS_KEY_ID", "id"),
+            ("HERALD_MEDIA__PATH_STYLE", "true"),
+        ])
+        .unwrap();
+        assert!(config.media.path_style);
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(!serde_json::to_string(&config).unwrap().contains("hunter2"));
     }
 
     #[test]

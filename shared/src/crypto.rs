@@ -10,6 +10,7 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -44,6 +45,8 @@ pub enum CryptoError {
 struct Key {
     id: String,
     cipher: Aes256Gcm,
+    /// The key itself, kept only to derive purpose keys from (see [`Keyring::derive`]).
+    bytes: [u8; 32],
 }
 
 /// The configured keys, newest first.
@@ -81,7 +84,8 @@ impl Keyring {
             return Ok(());
         }
         let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| KeyringError::Encoding)?;
-        self.keys.push(Key { id, cipher });
+        let bytes: [u8; 32] = bytes.as_slice().try_into().map_err(|_| KeyringError::Encoding)?;
+        self.keys.push(Key { id, cipher, bytes });
         Ok(())
     }
 
@@ -132,6 +136,20 @@ impl Keyring {
         let payload = Payload { msg: ciphertext, aad: associated_data.as_bytes() };
         let plaintext = key.cipher.decrypt(&Nonce::from(nonce), payload).map_err(|_| CryptoError::Invalid)?;
         String::from_utf8(plaintext).map(SecretString::from).map_err(|_| CryptoError::Invalid)
+    }
+
+    /// A key for one `purpose` (e.g. `media-url`), HMAC-SHA256 of the purpose under the newest
+    /// key, so no second secret has to be configured and a leaked purpose key opens nothing else.
+    ///
+    /// Derived from the newest key only: putting a new key in front (rotation) changes every
+    /// derived key, so whatever was signed with the old one (outstanding signed media URLs, for
+    /// example) stops verifying at once. Signed URLs are short-lived and re-issued on demand, so
+    /// that is the price of a rotation that really retires the old key.
+    pub fn derive(&self, purpose: &str) -> Result<[u8; 32], CryptoError> {
+        let key = self.keys.first().ok_or(CryptoError::NoKey)?;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.bytes).map_err(|_| CryptoError::Invalid)?;
+        mac.update(purpose.as_bytes());
+        Ok(mac.finalize().into_bytes().into())
     }
 
     /// The id of the key a sealed value was sealed with, to find rows that need re-encryption.
@@ -189,6 +207,17 @@ mod tests {
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
         assert!(keyring.open(&String::from_utf8(tampered).unwrap(), "a").is_err());
         assert_eq!(keyring.open("plain", "a").unwrap_err(), CryptoError::Invalid);
+    }
+
+    #[test]
+    fn derived_keys_differ_by_purpose_and_follow_the_newest_key() {
+        let (old, new) = (Keyring::generate_base64(), Keyring::generate_base64());
+        let before = keyring(&[&old]);
+        let url_key = before.derive("media-url").unwrap();
+        assert_eq!(url_key, keyring(&[&old]).derive("media-url").unwrap());
+        assert_ne!(url_key, before.derive("something-else").unwrap());
+        assert_ne!(url_key, keyring(&[&new, &old]).derive("media-url").unwrap());
+        assert_eq!(Keyring::default().derive("media-url").unwrap_err(), CryptoError::NoKey);
     }
 
     #[test]

@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("heartbeat", 2),
     ("idempotency", 2),
     ("jobs", 2),
+    ("media", 2),
     ("notify", 2),
     ("outbound", 2),
     ("projections", 2),

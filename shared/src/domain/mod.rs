@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod api_key;
 pub mod connect_session;
 pub mod content;
+pub mod media;
 pub mod oauth_app;
 pub mod post;
 pub mod project;
