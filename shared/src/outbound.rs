@@ -61,7 +61,7 @@ pub enum OutboundError {
     #[error("timed out")]
     Timeout,
     /// The body is larger than the caller's cap.
-    #[error("larger than {limit} bytes")]
+    #[error("larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
     /// A connection or transfer failure that may pass (the message has no URL).
     #[error("network error: {0}")]

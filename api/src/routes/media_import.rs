@@ -66,5 +66,6 @@ async fn import(
     let job = NewJob::of(&ImportMedia { media_id: id }).map_err(|error| ApiError::internal(&error))?;
     queue::enqueue(&mut *tx, job).await?;
     tx.commit().await?;
-    Ok((StatusCode::ACCEPTED, ApiJson(super::media::load_view(&state, &caller, id).await?)))
+    let item = super::media::load(&state, &caller, id).await?;
+    Ok((StatusCode::ACCEPTED, ApiJson(item.view(&state))))
 }
