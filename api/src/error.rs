@@ -86,9 +86,10 @@ pub(crate) struct Problem<'a> {
     /// What went wrong with this request, for a human.
     detail: &'a str,
     /// Stable, for code to branch on: `unauthorized`, `forbidden`, `not_found`,
-    /// `validation_failed`, `rate_limited`, `conflict`, `idempotency_conflict`,
-    /// `payload_too_large`, `bad_request`, `unsupported_media_type`, `method_not_allowed`,
-    /// `internal`, or a 503 code naming the dependency that is down.
+    /// `validation_failed`, `rate_limited`, `conflict`, `idempotency_conflict`, `in_use`,
+    /// `payload_too_large`, `too_large`, `bad_request`, `unsupported_media_type`,
+    /// `range_not_satisfiable`, `method_not_allowed`, `internal`, or a 503 code naming the
+    /// dependency that is down.
     code: &'a str,
     /// The request's `X-Request-Id`, to quote when asking for help.
     request_id: Option<String>,
@@ -161,6 +162,30 @@ impl ApiError {
     /// 413: the body is larger than the configured limit.
     pub fn payload_too_large(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large", detail)
+    }
+
+    /// 413: an uploaded file is over the limit for its kind (a setting); `detail` names it.
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "File too large", detail)
+    }
+
+    /// 422: an uploaded file's bytes are of a type herald does not take; `detail` names what
+    /// they were sniffed as.
+    pub fn unsupported_file(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_media_type", "Unsupported media type", detail)
+    }
+
+    /// 409: something still uses what the request would delete.
+    pub fn in_use(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "in_use", "In use", detail)
+    }
+
+    /// 416: no byte of the `Range` asked for is in the object of `size` bytes.
+    pub fn range_not_satisfiable(size: u64) -> Self {
+        let detail = format!("the range asked for is not within the {size} bytes of this object");
+        let content_range = HeaderValue::from_str(&format!("bytes */{size}")).unwrap_or(HeaderValue::from_static("*"));
+        Self::new(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "Range not satisfiable", detail)
+            .with_header(header::CONTENT_RANGE, content_range)
     }
 
     /// 415: the body is not JSON.

@@ -53,6 +53,11 @@ pub struct AppState {
     pub keyring: Arc<herald_shared::crypto::Keyring>,
     /// The platform adapters and managed apps.
     pub platforms: herald_shared::platforms::Platforms,
+    /// Where media objects are streamed to and served from.
+    pub media: herald_shared::media::MediaStore,
+    /// Signs and checks media content URLs (derived from the keyring: rotating the newest
+    /// encryption key invalidates every outstanding URL).
+    pub media_url_key: Arc<[u8; 32]>,
 }
 
 impl AppState {
@@ -73,7 +78,11 @@ impl AppState {
         ));
         let keyring = Arc::new(herald_shared::crypto::Keyring::from_config(&config)?);
         let platforms = herald_shared::platforms::Platforms::from_config(&config)?;
-        Ok(Self { pool, limiter, config, keys, keyring, platforms })
+        let media = herald_shared::media::MediaStore::from_config(&config)?;
+        let media_url_key = Arc::new(
+            keyring.derive(herald_shared::media::signing::PURPOSE).context("no key to sign media URLs with")?,
+        );
+        Ok(Self { pool, limiter, config, keys, keyring, platforms, media, media_url_key })
     }
 }
 

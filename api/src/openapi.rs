@@ -49,6 +49,7 @@ use crate::error::{FieldError, Problem};
         (name = "accounts", description = "Connected social accounts and their health"),
         (name = "apps", description = "Your own OAuth apps (bring your own app)"),
         (name = "posts", description = "Posts, their deliveries and outcomes"),
+        (name = "media", description = "The media library: uploads, imports, and the signed URLs platforms fetch from"),
         (name = "sandbox", description = "The built-in fake platform, for tests; no key needed"),
         (name = "operations", description = "Liveness, readiness, metrics and this document; no key needed"),
     )

@@ -13,12 +13,21 @@
 //!   after a session that never came back expired, or after one that ended. A `pending`
 //!   session's are kept: its exchange job needs them (an abandoned one is failed by the
 //!   scheduler, which forgets them).
+//!
+//! And the media store ([`sweep_media`]): the objects of media deleted more than
+//! [`MEDIA_PURGE_AFTER`] ago, the parts of uploads that expired, and objects no row names that
+//! are older than [`ORPHAN_GRACE`] (left by a process that died between storing an object and
+//! committing its row).
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::db::delete_in_batches;
+use crate::domain::media_item::OBJECT_PREFIX;
+use crate::media::MediaStore;
 
 /// How long the sandbox keeps posts, publish attempts, rotated refresh tokens and revoked grants.
 pub const SANDBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -146,4 +155,153 @@ async fn session_secrets(pool: &PgPool, batch: i64) -> Result<u64, sqlx::Error> 
     .execute(pool)
     .await?;
     Ok(result.rows_affected())
+}
+
+/// How long a deleted media item's object is kept: a platform may be fetching it right now.
+pub const MEDIA_PURGE_AFTER: Duration = Duration::from_secs(10 * 60);
+/// How old an object no row names must be to be swept: a younger one may be an upload whose row
+/// is not committed yet (the longest upload herald expects takes well under this).
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+/// Where the store keeps resumable uploads' parts (`uploads/<upload>/<part>`).
+const PARTS_PREFIX: &str = "uploads/";
+
+/// What one media sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaSwept {
+    /// Objects of deleted items.
+    pub purged: u64,
+    /// Expired uploads (their parts and rows).
+    pub expired_uploads: u64,
+    /// Objects and parts no row names.
+    pub orphans: u64,
+}
+
+/// Why a media sweep stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("media store error: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+/// Removes what the module documentation says from `store`, `batch` items a statement; the
+/// delays are parameters so a test can sweep at once.
+pub async fn sweep_media(
+    pool: &PgPool,
+    store: &MediaStore,
+    purge_after: Duration,
+    orphan_grace: Duration,
+    batch: i64,
+) -> Result<MediaSwept, SweepError> {
+    let mut swept = MediaSwept::default();
+    loop {
+        let purged = purge_deleted(pool, store, purge_after, batch).await?;
+        swept.purged += purged;
+        if purged < u64::try_from(batch).unwrap_or(0) {
+            break;
+        }
+    }
+    loop {
+        let expired = expire_uploads(pool, store, batch).await?;
+        swept.expired_uploads += expired;
+        if expired < u64::try_from(batch).unwrap_or(0) {
+            break;
+        }
+    }
+    swept.orphans = sweep_orphans(pool, store, orphan_grace, batch).await?;
+    Ok(swept)
+}
+
+/// Deletes the objects of up to `batch` items deleted more than `after` ago, and notes it.
+async fn purge_deleted(pool: &PgPool, store: &MediaStore, after: Duration, batch: i64) -> Result<u64, SweepError> {
+    let due = sqlx::query!(
+        "SELECT id, object_key FROM media
+         WHERE deleted_at IS NOT NULL AND purged_at IS NULL AND deleted_at < now() - make_interval(secs => $1)
+         ORDER BY deleted_at LIMIT $2",
+        after.as_secs_f64(),
+        batch,
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut purged = Vec::with_capacity(due.len());
+    for item in due {
+        store.delete(&item.object_key).await?;
+        purged.push(item.id);
+    }
+    sqlx::query!("UPDATE media SET purged_at = now() WHERE id = ANY($1)", &purged).execute(pool).await?;
+    Ok(purged.len() as u64)
+}
+
+/// Aborts up to `batch` uploads past their expiry that never completed (and forgets completed
+/// ones past it: their parts are gone already). One being completed right now is left alone
+/// until its claim is a day old.
+async fn expire_uploads(pool: &PgPool, store: &MediaStore, batch: i64) -> Result<u64, SweepError> {
+    let due = sqlx::query!(
+        r#"SELECT id, completed_at IS NOT NULL AS "completed!" FROM media_uploads
+           WHERE expires_at < now() AND (completing_at IS NULL OR completing_at < now() - interval '1 day'
+                                         OR completed_at IS NOT NULL)
+           ORDER BY expires_at LIMIT $1"#,
+        batch,
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut expired = Vec::with_capacity(due.len());
+    for upload in due {
+        if !upload.completed {
+            store.abort(upload.id).await;
+        }
+        expired.push(upload.id);
+    }
+    sqlx::query!("DELETE FROM media_uploads WHERE id = ANY($1)", &expired).execute(pool).await?;
+    Ok(expired.len() as u64)
+}
+
+/// Deletes media objects and upload parts older than `grace` that no row names.
+async fn sweep_orphans(pool: &PgPool, store: &MediaStore, grace: Duration, batch: i64) -> Result<u64, SweepError> {
+    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+    let limit = usize::try_from(batch).unwrap_or(1).max(1);
+    let mut swept = 0;
+    for prefix in [OBJECT_PREFIX, PARTS_PREFIX] {
+        let mut listed = store.list_keys(prefix);
+        let mut old = Vec::new();
+        while let Some(object) = listed.next().await {
+            let object = object?;
+            if object.last_modified < cutoff {
+                old.push(object.key);
+            }
+            if old.len() >= limit {
+                swept += delete_unnamed(pool, store, prefix, std::mem::take(&mut old)).await?;
+            }
+        }
+        swept += delete_unnamed(pool, store, prefix, old).await?;
+    }
+    Ok(swept)
+}
+
+/// Deletes those of `keys` (all under `prefix`) that no row names: a media item's `object_key`,
+/// or an upload's id for a part.
+async fn delete_unnamed(pool: &PgPool, store: &MediaStore, prefix: &str, keys: Vec<String>) -> Result<u64, SweepError> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let named: Vec<String> = if prefix == PARTS_PREFIX {
+        let uploads: Vec<Uuid> = keys.iter().filter_map(|key| part_upload(key)).collect();
+        let known = sqlx::query_scalar!("SELECT id FROM media_uploads WHERE id = ANY($1)", &uploads).fetch_all(pool).await?;
+        keys.iter().filter(|key| part_upload(key).is_some_and(|upload| known.contains(&upload))).cloned().collect()
+    } else {
+        sqlx::query_scalar!("SELECT object_key FROM media WHERE object_key = ANY($1)", &keys).fetch_all(pool).await?
+    };
+    let mut deleted = 0;
+    for key in keys.iter().filter(|key| !named.contains(key)) {
+        tracing::info!(key, "deleting a media object no row names");
+        store.delete(key).await?;
+        deleted += 1;
+    }
+    Ok(deleted)
+}
+
+/// The upload a part's key (`uploads/<upload>/<part>`) belongs to.
+fn part_upload(key: &str) -> Option<Uuid> {
+    key.strip_prefix(PARTS_PREFIX)?.split('/').next()?.parse().ok()
 }

@@ -100,7 +100,7 @@ const PUBLIC_V1: &[&str] = &["/v1/openapi.json", "/v1/connect/{platform}/callbac
 
 /// A concrete path for a route template.
 fn concrete(template: &str, id: &str) -> String {
-    template.replace("{id}", id).replace("{platform}", "sandbox")
+    template.replace("{id}", id).replace("{platform}", "sandbox").replace("{n}", "1")
 }
 
 pub(crate) fn request(app: &TestApp, method: &str, path: &str, key: &str) -> reqwest::RequestBuilder {

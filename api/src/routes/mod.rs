@@ -9,6 +9,8 @@ mod apps;
 mod connect;
 mod events;
 mod keys;
+mod media;
+mod media_uploads;
 mod ops;
 mod posts;
 
@@ -32,12 +34,19 @@ fn authenticated() -> OpenApiRouter<AppState> {
         .merge(accounts::routes())
         .merge(apps::routes())
         .merge(posts::routes())
+        .merge(media::routes())
+        .merge(media_uploads::routes())
 }
 
-/// The routes anyone may call: operations, the API's own documentation and the OAuth callback
-/// (its state is the credential). The sandbox platform's are public too, when it is on.
+/// The routes anyone may call: operations, the API's own documentation, the OAuth callback (its
+/// state is the credential) and media content (its signature is). The sandbox platform's are
+/// public too, when it is on.
 fn public() -> OpenApiRouter<AppState> {
-    ops::routes().routes(routes!(openapi::openapi_json)).routes(routes!(openapi::docs)).merge(connect::public_routes())
+    ops::routes()
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(openapi::docs))
+        .merge(connect::public_routes())
+        .merge(media::public_routes())
 }
 
 /// Every route. The `/v1` routes need a key ([`crate::auth::authenticate`] runs first), and

@@ -9,11 +9,13 @@
 //! - [`deliveries`]: queueing the publish jobs of deliveries that became due.
 //! - [`posts`]: checking a new post's targets and content before it is created.
 //! - [`keys`]: projects and their API keys.
+//! - [`media`]: recording uploaded media, and deleting media no unfinished post needs.
 //! - [`abandoned`]: ending the deliveries and connect sessions whose job ended without an outcome.
 
 pub mod abandoned;
 pub mod deliveries;
 pub mod keys;
+pub mod media;
 pub mod posts;
 
 use std::collections::HashMap;

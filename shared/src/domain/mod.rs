@@ -8,6 +8,7 @@ pub mod api_key;
 pub mod connect_session;
 pub mod content;
 pub mod media;
+pub mod media_item;
 pub mod oauth_app;
 pub mod post;
 pub mod project;

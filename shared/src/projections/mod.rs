@@ -8,6 +8,7 @@
 mod account;
 mod api_key;
 mod connect_session;
+mod media;
 mod oauth_app;
 mod post;
 mod project;
@@ -20,7 +21,7 @@ use sqlx::PgConnection;
 
 use crate::domain::aggregate::Aggregate;
 use crate::domain::{account::Account, api_key::ApiKey, connect_session::ConnectSession, oauth_app::OAuthApp};
-use crate::domain::{post::Post, project::Project};
+use crate::domain::{media_item::Media, post::Post, project::Project};
 use crate::events::{ProjectionFailed, Projector, RecordedEvent};
 
 /// Every read model herald keeps, as one [`Projector`].
@@ -44,6 +45,7 @@ pub async fn apply(tx: &mut PgConnection, event: &RecordedEvent) -> Result<(), P
         ConnectSession::KIND => connect_session::apply(tx, event).await,
         Account::KIND => account::apply(tx, event).await,
         Post::KIND => post::apply(tx, event).await,
+        Media::KIND => media::apply(tx, event).await,
         other => Err(ProjectionError::UnknownStream(other.to_owned())),
     }
 }

@@ -11,14 +11,23 @@ use crate::events::RecordedEvent;
 const BATCH: i64 = 2_000;
 
 /// Every read model, children first (the order `TRUNCATE` needs without `CASCADE` surprises).
-pub const READ_MODELS: &[&str] =
-    &["deliveries", "posts", "accounts", "connect_sessions", "oauth_apps", "api_keys", "projects"];
+pub const READ_MODELS: &[&str] = &[
+    "post_media",
+    "deliveries",
+    "posts",
+    "media",
+    "accounts",
+    "connect_sessions",
+    "oauth_apps",
+    "api_keys",
+    "projects",
+];
 
 /// Empties the read models and replays every event into them. Returns how many events it applied.
 pub async fn rebuild(pool: &PgPool) -> Result<u64, ProjectionError> {
     let mut tx = pool.begin().await?;
     sqlx::query!("LOCK TABLE events IN SHARE MODE").execute(&mut *tx).await?;
-    sqlx::query!("TRUNCATE deliveries, posts, accounts, connect_sessions, oauth_apps, api_keys, projects")
+    sqlx::query!("TRUNCATE post_media, deliveries, posts, media, accounts, connect_sessions, oauth_apps, api_keys, projects")
         .execute(&mut *tx)
         .await?;
     let mut after = 0i64;

@@ -1,5 +1,6 @@
 //! Pruning finished jobs past the retention window, expired idempotency records, the sandbox's
-//! spent state and old connect-session secrets (`herald_shared::retention`), in batches so no
+//! spent state and old connect-session secrets, and sweeping the media store of deleted items'
+//! objects, expired uploads and orphans (`herald_shared::retention`), in batches so no
 //! statement holds locks for long.
 
 use anyhow::Context as _;
@@ -36,6 +37,21 @@ impl Perform<Context> for PruneExpired {
             .context("pruning sandbox state and session secrets stopped")?;
         if spent.total() > 0 {
             tracing::info!(?spent, "pruned spent sandbox state and session secrets");
+        }
+        // Built here rather than kept in the context: the job runs rarely, and a client made
+        // per run costs nothing next to what it sweeps.
+        let store = herald_shared::media::MediaStore::from_config(&context.config).context("the media store")?;
+        let swept = herald_shared::retention::sweep_media(
+            &context.pool,
+            &store,
+            herald_shared::retention::MEDIA_PURGE_AFTER,
+            herald_shared::retention::ORPHAN_GRACE,
+            BATCH,
+        )
+        .await
+        .context("sweeping the media store stopped")?;
+        if swept != herald_shared::retention::MediaSwept::default() {
+            tracing::info!(?swept, "swept the media store");
         }
         Ok(Outcome::Done)
     }
