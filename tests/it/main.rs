@@ -24,4 +24,5 @@ mod platforms;
 mod posts;
 mod queue;
 mod reach;
+mod s3;
 mod sandbox;

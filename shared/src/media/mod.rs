@@ -9,6 +9,7 @@
 
 mod ingest;
 pub mod metadata;
+pub mod samples;
 pub mod signing;
 
 use std::ops::Range;
@@ -234,7 +235,7 @@ impl MediaStore {
     /// Deletes every part of `upload`. Best effort: what it misses, the orphan sweep finds.
     pub async fn abort(&self, upload: Uuid) {
         let prefix = Path::from(format!("uploads/{upload}"));
-        let found: Vec<Path> = self.store.list(Some(&prefix)).filter_map(|meta| async { meta.ok() }).map(|meta| meta.location).collect().await;
+        let found: Vec<Path> = self.store.list(Some(&prefix)).filter_map(|meta| async move { meta.ok() }).map(|meta| meta.location).collect().await;
         for path in found {
             if let Err(error) = self.store.delete(&path).await {
                 tracing::warn!(%upload, %error, "could not delete an upload part");
@@ -270,3 +271,6 @@ fn s3_builder(settings: &MediaSettings) -> AmazonS3Builder {
     }
     builder
 }
+
+#[cfg(test)]
+mod tests;

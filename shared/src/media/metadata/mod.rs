@@ -76,33 +76,9 @@ pub(super) async fn describe(
     })
 }
 
-/// Test files, built byte by byte (the unit tests here and in `media`'s own tests use them).
-#[cfg(test)]
-pub(crate) mod samples {
-    /// A PNG signature and `IHDR` of `width` x `height` (enough for the header readers).
-    pub fn png(width: u32, height: u32) -> Vec<u8> {
-        let mut png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
-        png.extend_from_slice(&width.to_be_bytes());
-        png.extend_from_slice(&height.to_be_bytes());
-        png.extend_from_slice(&[8, 6, 0, 0, 0, 0, 0, 0, 0]);
-        png
-    }
-
-    /// A JPEG with an `APP0` segment, then `SOF0` of `width` x `height`.
-    pub fn jpeg(width: u16, height: u16) -> Vec<u8> {
-        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
-        jpeg.extend_from_slice(b"JFIF\0\x01\x01\x00\x00\x01\x00\x01\x00\x00");
-        jpeg.extend_from_slice(&[0xFF, 0xC0, 0x00, 0x11, 0x08]);
-        jpeg.extend_from_slice(&height.to_be_bytes());
-        jpeg.extend_from_slice(&width.to_be_bytes());
-        jpeg.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1, 0xFF, 0xD9]);
-        jpeg
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::samples::{jpeg, png};
+    use crate::media::samples::{jpeg, png};
     use super::*;
 
     #[test]

@@ -24,19 +24,13 @@ where
     F: Fn(Range<u64>) -> Fut,
     Fut: Future<Output = Result<Bytes, object_store::Error>>,
 {
-    let read_at = async |range: Range<u64>| -> Result<Bytes, object_store::Error> {
-        match usize::try_from(range.end) {
-            Ok(end) if end <= head.len() => Ok(Bytes::copy_from_slice(&head[range.start as usize..end])),
-            _ => read(range).await,
-        }
-    };
     let mut found = Vec::new();
     let mut offset = 0u64;
     for _ in 0..MAX_BOXES {
         if offset + 8 > size {
             break;
         }
-        let header = read_at(offset..(offset + 16).min(size)).await?;
+        let header = read_at(head, &read, offset..(offset + 16).min(size)).await?;
         let Some((box_size, name)) = box_header(&header, size - offset) else {
             return Ok(Err(format!("a broken box header at byte {offset}")));
         };
@@ -44,7 +38,7 @@ where
             if box_size > MAX_MOOV_BYTES {
                 return Ok(Err(format!("a {} box of {box_size} bytes", String::from_utf8_lossy(&name))));
             }
-            found.extend_from_slice(&read_at(offset..offset + box_size).await?);
+            found.extend_from_slice(&read_at(head, &read, offset..offset + box_size).await?);
             if &name == b"moov" {
                 return Ok(Ok(found));
             }
@@ -52,6 +46,18 @@ where
         offset += box_size;
     }
     Ok(Err("no moov box".to_owned()))
+}
+
+/// The bytes `range` of the object: from `head` when it holds them, else read.
+async fn read_at<F, Fut>(head: &[u8], read: &F, range: Range<u64>) -> Result<Bytes, object_store::Error>
+where
+    F: Fn(Range<u64>) -> Fut,
+    Fut: Future<Output = Result<Bytes, object_store::Error>>,
+{
+    match (usize::try_from(range.start), usize::try_from(range.end)) {
+        (Ok(start), Ok(end)) if end <= head.len() => Ok(Bytes::copy_from_slice(&head[start..end])),
+        _ => read(range).await,
+    }
 }
 
 /// The size and type of the box whose header starts `header`, at most `left` bytes long.
@@ -130,136 +136,8 @@ fn codec_name(codec: CodecType) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod samples {
-    //! A minimal mp4 built box by box: `ftyp`, `mdat`, then `moov` (at the end, as many encoders
-    //! leave it) with one `avc1` video track and one `mp4a` audio track.
-
-    fn boxed(name: &[u8; 4], body: &[u8]) -> Vec<u8> {
-        let mut out = u32::try_from(body.len() + 8).unwrap().to_be_bytes().to_vec();
-        out.extend_from_slice(name);
-        out.extend_from_slice(body);
-        out
-    }
-
-    fn full(name: &[u8; 4], body: &[u8]) -> Vec<u8> {
-        let mut with_version = vec![0, 0, 0, 0];
-        with_version.extend_from_slice(body);
-        boxed(name, &with_version)
-    }
-
-    fn be32(values: &[u32]) -> Vec<u8> {
-        values.iter().flat_map(|value| value.to_be_bytes()).collect()
-    }
-
-    const MATRIX: [u32; 9] = [0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x4000_0000];
-
-    fn mvhd(timescale: u32, duration: u32) -> Vec<u8> {
-        let mut body = be32(&[0, 0, timescale, duration, 0x10000]);
-        body.extend_from_slice(&[1, 0, 0, 0]);
-        body.extend_from_slice(&[0; 8]);
-        body.extend_from_slice(&be32(&MATRIX));
-        body.extend_from_slice(&[0; 24]);
-        body.extend_from_slice(&be32(&[3]));
-        full(b"mvhd", &body)
-    }
-
-    fn tkhd(id: u32, duration: u32, width: u32, height: u32) -> Vec<u8> {
-        let mut body = be32(&[0, 0, id, 0, duration, 0, 0, 0]);
-        body.extend_from_slice(&be32(&MATRIX));
-        body.extend_from_slice(&be32(&[width << 16, height << 16]));
-        let mut with_flags = vec![0, 0, 0, 7];
-        with_flags.extend_from_slice(&body);
-        boxed(b"tkhd", &with_flags)
-    }
-
-    fn mdhd(timescale: u32, duration: u32) -> Vec<u8> {
-        let mut body = be32(&[0, 0, timescale, duration]);
-        body.extend_from_slice(&[0x55, 0xC4, 0, 0]);
-        full(b"mdhd", &body)
-    }
-
-    fn hdlr(kind: &[u8; 4]) -> Vec<u8> {
-        let mut body = be32(&[0]);
-        body.extend_from_slice(kind);
-        body.extend_from_slice(&[0; 12]);
-        body.push(0);
-        full(b"hdlr", &body)
-    }
-
-    fn avc1(width: u16, height: u16) -> Vec<u8> {
-        let mut body = vec![0; 6];
-        body.extend_from_slice(&1u16.to_be_bytes());
-        body.extend_from_slice(&[0; 16]);
-        body.extend_from_slice(&width.to_be_bytes());
-        body.extend_from_slice(&height.to_be_bytes());
-        body.extend_from_slice(&be32(&[0x0048_0000, 0x0048_0000, 0]));
-        body.extend_from_slice(&1u16.to_be_bytes());
-        body.extend_from_slice(&[0; 32]);
-        body.extend_from_slice(&0x0018u16.to_be_bytes());
-        body.extend_from_slice(&0xFFFFu16.to_be_bytes());
-        // avcC: version 1, profile 66 (baseline), level 30, no SPS or PPS.
-        body.extend_from_slice(&boxed(b"avcC", &[1, 66, 0, 30, 0xFF, 0xE0, 0]));
-        boxed(b"avc1", &body)
-    }
-
-    fn mp4a() -> Vec<u8> {
-        let mut body = vec![0; 6];
-        body.extend_from_slice(&1u16.to_be_bytes());
-        body.extend_from_slice(&[0; 8]);
-        body.extend_from_slice(&2u16.to_be_bytes());
-        body.extend_from_slice(&16u16.to_be_bytes());
-        body.extend_from_slice(&[0; 4]);
-        body.extend_from_slice(&be32(&[44_100 << 16]));
-        // esds: ES descriptor with a decoder config for AAC LC (object type 0x40), 44.1 kHz stereo.
-        let esds = [
-            0x03, 0x19, 0x00, 0x01, 0x00, 0x04, 0x11, 0x40, 0x15, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-            0x00, 0x00, 0x00, 0x05, 0x02, 0x12, 0x10, 0x06, 0x01, 0x02,
-        ];
-        body.extend_from_slice(&full(b"esds", &esds));
-        boxed(b"mp4a", &body)
-    }
-
-    fn stbl(entry: Vec<u8>, samples: u32, delta: u32) -> Vec<u8> {
-        let mut stsd = be32(&[1]);
-        stsd.extend_from_slice(&entry);
-        let mut body = full(b"stsd", &stsd);
-        body.extend_from_slice(&full(b"stts", &be32(&[1, samples, delta])));
-        body.extend_from_slice(&full(b"stsc", &be32(&[0])));
-        body.extend_from_slice(&full(b"stsz", &be32(&[0, 0])));
-        body.extend_from_slice(&full(b"stco", &be32(&[0])));
-        boxed(b"stbl", &body)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn trak(id: u32, handler: &[u8; 4], size: (u32, u32), timescale: u32, samples: u32, delta: u32, entry: Vec<u8>) -> Vec<u8> {
-        let duration = samples * delta;
-        let mut minf = if handler == b"vide" { full(b"vmhd", &[0; 8]) } else { full(b"smhd", &[0; 4]) };
-        minf.extend_from_slice(&stbl(entry, samples, delta));
-        let mut mdia = mdhd(timescale, duration);
-        mdia.extend_from_slice(&hdlr(handler));
-        mdia.extend_from_slice(&boxed(b"minf", &minf));
-        let mut body = tkhd(id, duration * 1000 / timescale, size.0, size.1);
-        body.extend_from_slice(&boxed(b"mdia", &mdia));
-        boxed(b"trak", &body)
-    }
-
-    /// An mp4 of `seconds` seconds of `width` x `height` video at 30 fps (timescale 15360, as
-    /// ffmpeg writes), plus AAC audio, with `mdat_bytes` of media data before the `moov`.
-    pub fn mp4(width: u16, height: u16, seconds: u32, mdat_bytes: usize) -> Vec<u8> {
-        let mut file = boxed(b"ftyp", b"isom\0\0\x02\0isomiso2avc1mp41");
-        file.extend_from_slice(&boxed(b"mdat", &vec![0; mdat_bytes]));
-        let mut moov = mvhd(1000, seconds * 1000);
-        let size = (u32::from(width), u32::from(height));
-        moov.extend_from_slice(&trak(1, b"vide", size, 15_360, seconds * 30, 512, avc1(width, height)));
-        moov.extend_from_slice(&trak(2, b"soun", (0, 0), 44_100, seconds * 44_100 / 1024, 1024, mp4a()));
-        file.extend_from_slice(&boxed(b"moov", &moov));
-        file
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::samples::mp4;
+    use crate::media::samples::mp4;
     use super::*;
 
     async fn boxes_of(file: &[u8], head: usize) -> Result<Vec<u8>, String> {

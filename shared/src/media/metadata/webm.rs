@@ -39,7 +39,7 @@ fn elements(mut bytes: &[u8]) -> impl Iterator<Item = Element<'_>> {
             Some(size) => usize::try_from(size).map_or((available, false), |size| (size.min(available), size <= available)),
             None => (available, false),
         };
-        let element = Element { id: u32::try_from(id).ok()?, body: &bytes[start..start + len], whole };
+        let element = Element { id: u32::try_from(id?).ok()?, body: &bytes[start..start + len], whole };
         bytes = &bytes[start + len..];
         Some(element)
     })
@@ -164,47 +164,8 @@ fn codec_name(id: &str) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod samples {
-    //! A minimal webm: EBML header, then a Segment of unknown size holding Info, Tracks (VP9
-    //! video, Opus audio) and the start of a Cluster.
-
-    /// One element with a one-to-four byte id and an eight-byte size.
-    pub fn element(id: u32, body: &[u8]) -> Vec<u8> {
-        let id_bytes = id.to_be_bytes();
-        let skip = id_bytes.iter().position(|byte| *byte != 0).unwrap_or(3);
-        let mut out = id_bytes[skip..].to_vec();
-        out.push(0x01);
-        out.extend_from_slice(&(body.len() as u64).to_be_bytes()[1..]);
-        out.extend_from_slice(body);
-        out
-    }
-
-    fn uint(id: u32, value: u64) -> Vec<u8> {
-        element(id, &value.to_be_bytes())
-    }
-
-    /// A webm of `width` x `height` VP9 at `fps`, lasting `duration_ms`.
-    pub fn webm(width: u64, height: u64, fps: u64, duration_ms: f64) -> Vec<u8> {
-        let mut file = element(super::EBML, &[element(0x4282, b"webm"), uint(0x4287, 4)].concat());
-        let info = element(super::INFO, &[uint(super::TIMESTAMP_SCALE, 1_000_000), element(super::DURATION, &duration_ms.to_be_bytes())].concat());
-        let video = element(super::VIDEO, &[uint(super::PIXEL_WIDTH, width), uint(super::PIXEL_HEIGHT, height)].concat());
-        let video_track = element(
-            super::TRACK_ENTRY,
-            &[uint(0xD7, 1), uint(super::TRACK_TYPE, 1), element(super::CODEC_ID, b"V_VP9"), uint(super::DEFAULT_DURATION, 1_000_000_000 / fps), video].concat(),
-        );
-        let audio_track = element(super::TRACK_ENTRY, &[uint(0xD7, 2), uint(super::TRACK_TYPE, 2), element(super::CODEC_ID, b"A_OPUS")].concat());
-        let tracks = element(super::TRACKS, &[video_track, audio_track].concat());
-        let cluster = element(super::CLUSTER, &[uint(0xE7, 0), vec![0xA3, 0x84, 0x81, 0, 0, 0x80]].concat());
-        let mut segment = vec![0x18, 0x53, 0x80, 0x67, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
-        segment.extend_from_slice(&[info, tracks, cluster].concat());
-        file.extend_from_slice(&segment);
-        file
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::samples::{element, webm};
+    use crate::media::samples::{element, webm};
     use super::*;
 
     #[test]
