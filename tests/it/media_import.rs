@@ -18,6 +18,9 @@ use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use herald_shared::commands::keys::{self, KeyRequest};
+use herald_shared::events::EventMetadata;
+
 use crate::connect::{Client, client};
 use crate::harness::{TestApp, TestDb, test_config};
 
@@ -228,6 +231,21 @@ async fn bad_urls_are_422_problems() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Importing needs `media:upload`.
+    let (project_id, _, _) = keys::create_project(&app.pool, "Readers", &EventMetadata::default()).await.unwrap();
+    let reader = KeyRequest { scopes: vec!["media:read".into()], ..KeyRequest::admin("reader") };
+    let (_, secret) = keys::create_key(&app.pool, project_id, reader, 10, &EventMetadata::default()).await.unwrap();
+    let refused = client
+        .http
+        .post(app.url("/v1/media/import"))
+        .bearer_auth(keys::reveal(&secret))
+        .json(&json!({ "url": "https://example.com/a.png" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
     let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM media").fetch_one(&app.pool).await.unwrap();
     assert_eq!(recorded, 0);
     app.stop().await.unwrap();
