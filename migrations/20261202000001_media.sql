@@ -61,9 +61,11 @@ CREATE TABLE media_upload_parts (
 );
 
 -- Which media a post uses, in order: on the post (delivery_id NULL) or on one target. Kept by the
--- post projection (a read model); `commands::media::media_in_use` reads it to refuse deleting
--- media a post that has not finished publishing still needs.
+-- post projection (a read model; `id` is derived from the post, target and position, e.g. a
+-- UUIDv5, so a rebuild reproduces it); `commands::media::media_in_use` reads it to refuse
+-- deleting media a post that has not finished publishing still needs.
 CREATE TABLE post_media (
+    id           uuid PRIMARY KEY,
     post_id      uuid    NOT NULL REFERENCES posts (id),
     delivery_id  uuid,
     media_id     uuid    NOT NULL,

@@ -259,7 +259,11 @@ async fn expire_uploads(pool: &PgPool, store: &MediaStore, batch: i64) -> Result
 
 /// Deletes media objects and upload parts older than `grace` that no row names.
 async fn sweep_orphans(pool: &PgPool, store: &MediaStore, grace: Duration, batch: i64) -> Result<u64, SweepError> {
-    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+    let now = chrono::Utc::now();
+    let cutoff = chrono::Duration::from_std(grace)
+        .ok()
+        .and_then(|grace| now.checked_sub_signed(grace))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
     let limit = usize::try_from(batch).unwrap_or(1).max(1);
     let mut swept = 0;
     for prefix in [OBJECT_PREFIX, PARTS_PREFIX] {

@@ -210,6 +210,9 @@ async fn another_projects_key_sees_nothing_of_this_one() {
         .unwrap();
     let acme_app = registered.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let acme_post = draft_post(&app, acme.id, "acme's draft", &[acme_account.parse().unwrap()]).await.to_string();
+    let acme_media = crate::media::recorded_media(&app, acme.id).await.to_string();
+    let created = request(&app, "POST", "/v1/media/uploads", &acme.admin_key).send().await.unwrap();
+    let acme_upload = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let acme_resources = [
         ("/v1/apps/{id}", acme_app.clone()),
         ("/v1/posts/{id}", acme_post.clone()),
@@ -222,6 +225,10 @@ async fn another_projects_key_sees_nothing_of_this_one() {
         ("/v1/accounts/{id}/disconnect", acme_account.clone()),
         ("/v1/accounts/{id}/refresh", acme_account.clone()),
         ("/v1/connect/sessions/{id}", acme_session.clone()),
+        ("/v1/media/{id}", acme_media.clone()),
+        ("/v1/media/uploads/{id}", acme_upload.clone()),
+        ("/v1/media/uploads/{id}/parts/{n}", acme_upload.clone()),
+        ("/v1/media/uploads/{id}/complete", acme_upload.clone()),
     ];
     for (method, template, _) in documented_operations(&app).await {
         if !template.contains("{id}") {
@@ -245,9 +252,9 @@ async fn another_projects_key_sees_nothing_of_this_one() {
     let still_a_draft: Value =
         get(&app, &format!("/v1/posts/{acme_post}"), &acme.admin_key).await.json().await.unwrap();
     assert_eq!(still_a_draft["status"], "draft", "Globex's cancel and publish changed nothing");
-    for list in ["/v1/keys", "/v1/accounts", "/v1/apps", "/v1/posts"] {
+    for list in ["/v1/keys", "/v1/accounts", "/v1/apps", "/v1/posts", "/v1/media"] {
         let seen: Value = get(&app, list, &globex.admin_key).await.json().await.unwrap();
-        for acme_id in [&acme_key_id, &acme_account, &acme_session, &acme_app, &acme_post] {
+        for acme_id in [&acme_key_id, &acme_account, &acme_session, &acme_app, &acme_post, &acme_media] {
             assert!(!seen.to_string().contains(acme_id.as_str()), "{list} shows Globex an Acme resource");
         }
     }

@@ -9,8 +9,9 @@ use std::time::Duration;
 use axum::Router;
 use futures::TryStreamExt;
 use herald_shared::commands::keys::{self, KeyRequest};
-use herald_shared::commands::media::media_in_use;
+use herald_shared::commands::media::{media_in_use, record_upload};
 use herald_shared::domain::api_key::Environment;
+use herald_shared::domain::media::{MediaFacts, MediaKind};
 use herald_shared::events::EventMetadata;
 use herald_shared::media::{MediaLimits, MediaStore, signing};
 use herald_shared::retention::{ORPHAN_GRACE, sweep_media};
@@ -105,12 +106,43 @@ fn metadata(project_id: Uuid) -> EventMetadata {
     EventMetadata { project_id: Some(project_id), ..EventMetadata::default() }
 }
 
+/// A ready image of `project_id`, recorded as an upload records it (its object is not stored:
+/// for tests of the routes that only read the row).
+pub async fn recorded_media(app: &TestApp, project_id: Uuid) -> Uuid {
+    let id = Uuid::now_v7();
+    let facts = MediaFacts {
+        kind: MediaKind::Image,
+        content_type: "image/png".into(),
+        size_bytes: 100,
+        sha256: sha256(b"not stored"),
+        width: Some(1),
+        height: Some(1),
+        duration_ms: None,
+        frame_rate: None,
+        video_codec: None,
+        audio_codec: None,
+    };
+    let mut tx = app.pool.begin().await.unwrap();
+    let key = herald_shared::domain::media_item::object_key(id);
+    record_upload(&mut tx, id, project_id, Environment::Live, facts, key, &metadata(project_id)).await.unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
 /// The app with the small image limit.
 async fn spawn() -> TestApp {
     let db = TestDb::new().await;
     let mut config = test_config(&db);
     config.media.max_image_bytes = MAX_IMAGE;
     TestApp::spawn_on(db, Arc::new(config), Router::new()).await
+}
+
+/// The same without a worker, whose maintenance job would sweep while the test sets things up.
+async fn spawn_without_worker() -> TestApp {
+    let db = TestDb::new().await;
+    let mut config = test_config(&db);
+    config.media.max_image_bytes = MAX_IMAGE;
+    TestApp::spawn_without_worker(db, Arc::new(config)).await
 }
 
 /// A project and its admin key.
@@ -174,7 +206,7 @@ async fn an_image_and_a_video_are_described_from_their_bytes_whatever_their_name
     assert_eq!(clip["content_type"], "video/webm");
     assert_eq!((clip["width"].as_i64(), clip["height"].as_i64()), (Some(320), Some(240)), "{clip}");
     assert_eq!(clip["duration_ms"], 1500, "{clip}");
-    assert_eq!(clip["video_codec"], "V_VP9", "{clip}");
+    assert_eq!(clip["video_codec"], "vp9", "{clip}");
     assert_eq!(clip["sha256"], sha256(&video));
 
     // A PNG named .mp4 and sent as video/mp4 is an image.
@@ -423,10 +455,10 @@ async fn signed_urls_expire_resist_tampering_and_serve_ranges() {
     // Expired: signed with the real key, but for a time already past.
     let keyring = herald_shared::crypto::Keyring::from_config(&app.config).unwrap();
     let signing_key = keyring.derive(signing::PURPOSE).unwrap();
-    let an_hour_ago = chrono::Utc::now() - chrono::Duration::hours(2);
-    let expired = signing::content_url(&app.config.public_url(), &signing_key, id, Duration::from_secs(3600), an_hour_ago);
+    let two_hours_ago = chrono::Utc::now() - chrono::Duration::hours(2);
+    let expired = signing::content_url(&app.config.public_url(), &signing_key, id, Duration::from_secs(3600), two_hours_ago.timestamp());
     problem(app.http.get(&expired).send().await.unwrap(), StatusCode::FORBIDDEN, "forbidden").await;
-    let fresh = signing::content_url(&app.config.public_url(), &signing_key, id, Duration::from_secs(60), chrono::Utc::now());
+    let fresh = signing::content_url(&app.config.public_url(), &signing_key, id, Duration::from_secs(60), chrono::Utc::now().timestamp());
     assert_eq!(app.http.get(&fresh).send().await.unwrap().status(), StatusCode::OK);
 
     // Deleted: the same good URL is a 404.
@@ -439,14 +471,16 @@ async fn signed_urls_expire_resist_tampering_and_serve_ranges() {
 
 #[tokio::test]
 async fn an_item_a_post_still_needs_is_not_deleted_and_the_sweep_removes_what_nothing_needs() {
-    let app = spawn().await;
+    let app = spawn_without_worker().await;
     let (acme, admin) = project(&app, "Acme").await;
     let item = uploaded(&app, &admin, png(5, 5, 50), "a.png").await;
     let id: Uuid = item["id"].as_str().unwrap().parse().unwrap();
     let account = connected_account(&app, acme, "sandbox", "person-1", None).await;
     let post = draft_post(&app, acme, "with media", &[account]).await;
     // What the post projection records once posts carry media.
-    sqlx::query("INSERT INTO post_media (post_id, delivery_id, media_id, position, alt_text) VALUES ($1, NULL, $2, 0, 'a')")
+    let row = "INSERT INTO post_media (id, post_id, delivery_id, media_id, position, alt_text) VALUES ($1, $2, NULL, $3, 0, 'a')";
+    sqlx::query(row)
+        .bind(Uuid::new_v4())
         .bind(post)
         .bind(id)
         .execute(&app.pool)
@@ -459,11 +493,22 @@ async fn an_item_a_post_still_needs_is_not_deleted_and_the_sweep_removes_what_no
     let refused = app.http.delete(app.url(&format!("/v1/media/{id}"))).bearer_auth(&admin).send().await.unwrap();
     problem(refused, StatusCode::CONFLICT, "in_use").await;
 
-    // Once the post has finished publishing, the item may go.
+    // The post has finished publishing, but one target of it carries the item and has not.
     sqlx::query("UPDATE posts SET status = 'published' WHERE id = $1").bind(post).execute(&app.pool).await.unwrap();
+    let delivery: Uuid =
+        sqlx::query_scalar("SELECT id FROM deliveries WHERE post_id = $1").bind(post).fetch_one(&app.pool).await.unwrap();
     let mut connection = app.pool.acquire().await.unwrap();
     assert!(!media_in_use(&mut connection, id).await.unwrap());
+    let on_target = "INSERT INTO post_media (id, post_id, delivery_id, media_id, position) VALUES ($1, $2, $3, $4, 0)";
+    sqlx::query(on_target).bind(Uuid::new_v4()).bind(post).bind(delivery).bind(id).execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE deliveries SET status = 'queued' WHERE id = $1").bind(delivery).execute(&app.pool).await.unwrap();
+    assert!(media_in_use(&mut connection, id).await.unwrap());
     drop(connection);
+    let refused = app.http.delete(app.url(&format!("/v1/media/{id}"))).bearer_auth(&admin).send().await.unwrap();
+    problem(refused, StatusCode::CONFLICT, "in_use").await;
+
+    // Once that target is published too, the item may go.
+    sqlx::query("UPDATE deliveries SET status = 'published' WHERE id = $1").bind(delivery).execute(&app.pool).await.unwrap();
     let deleted = app.http.delete(app.url(&format!("/v1/media/{id}"))).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
 
@@ -498,5 +543,67 @@ async fn an_item_a_post_still_needs_is_not_deleted_and_the_sweep_removes_what_no
     assert_eq!(swept, herald_shared::retention::MediaSwept::default(), "a second sweep finds nothing");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM media_uploads").fetch_one(&app.pool).await.unwrap();
     assert_eq!(rows, 0);
+    app.stop().await.unwrap();
+}
+
+/// Whether the document lists `status` for `method path` with a problem body.
+fn lists_problem(method: &str, path: &str, status: StatusCode) -> bool {
+    let document = serde_json::to_value(&*herald_api::openapi::DOCUMENT).unwrap();
+    let mut response = document["paths"][path][method]["responses"][status.as_str()].clone();
+    if let Some(reference) = response.get("$ref").and_then(Value::as_str) {
+        response = document.pointer(reference.strip_prefix('#').unwrap()).unwrap().clone();
+    }
+    response["content"].get("application/problem+json").is_some()
+}
+
+#[test]
+fn the_media_problems_are_in_the_document() {
+    for (method, path, status) in [
+        ("post", "/v1/media", StatusCode::PAYLOAD_TOO_LARGE),
+        ("post", "/v1/media", StatusCode::UNPROCESSABLE_ENTITY),
+        ("post", "/v1/media", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        ("delete", "/v1/media/{id}", StatusCode::CONFLICT),
+        ("put", "/v1/media/uploads/{id}/parts/{n}", StatusCode::PAYLOAD_TOO_LARGE),
+        ("post", "/v1/media/uploads/{id}/complete", StatusCode::UNPROCESSABLE_ENTITY),
+        ("get", "/media/{id}", StatusCode::FORBIDDEN),
+        ("get", "/media/{id}", StatusCode::NOT_FOUND),
+        ("get", "/media/{id}", StatusCode::RANGE_NOT_SATISFIABLE),
+    ] {
+        assert!(lists_problem(method, path, status), "{method} {path} does not list its {status}");
+    }
+    let document = serde_json::to_value(&*herald_api::openapi::DOCUMENT).unwrap();
+    assert!(document["paths"]["/media/{id}"]["get"]["security"].is_null(), "the content URL needs no key");
+}
+
+#[tokio::test]
+async fn the_maintenance_job_aborts_expired_uploads() {
+    let app = spawn().await;
+    let (_, admin) = project(&app, "Acme").await;
+    let expired = new_upload(&app, &admin).await;
+    assert_eq!(put_part(&app, &admin, &expired, 1, vec![7; 100]).await.status(), StatusCode::OK);
+    let live = new_upload(&app, &admin).await;
+    sqlx::query("UPDATE media_uploads SET expires_at = now() - interval '1 minute' WHERE id = $1::uuid")
+        .bind(&expired)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let job = herald_shared::queue::NewJob::of(&herald_shared::jobs::PruneExpired {}).unwrap();
+    let mut left = 1;
+    for _ in 0..100 {
+        // Queued again each time: one already running may have passed the uploads.
+        herald_shared::queue::enqueue(&app.pool, job.clone()).await.unwrap();
+        left = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM media_uploads WHERE id = $1::uuid")
+            .bind(&expired)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the job did not sweep the expired upload");
+    assert_eq!(stored_keys(&app, &format!("uploads/{expired}")).await, Vec::<String>::new());
+    assert_eq!(put_part(&app, &admin, &live, 1, vec![1]).await.status(), StatusCode::OK, "the live one is untouched");
     app.stop().await.unwrap();
 }

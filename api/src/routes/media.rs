@@ -100,7 +100,7 @@ impl MediaRow {
     pub(super) fn view(self, state: &AppState) -> MediaView {
         let url = (self.status == MediaStatus::Ready).then(|| {
             let lifetime = state.config.media.url_lifetime();
-            signing::content_url(&state.config.public_url(), &state.media_url_key[..], self.id, lifetime, Utc::now())
+            signing::content_url(&state.config.public_url(), &state.media_url_key[..], self.id, lifetime, Utc::now().timestamp())
         });
         MediaView {
             id: self.id,
@@ -392,7 +392,7 @@ async fn content(
     let (Some(expires), Some(signature)) = (query.expires, query.signature.as_deref()) else {
         return Err(ApiError::forbidden("this URL needs its `expires` and `signature`"));
     };
-    if !signing::verify(&state.media_url_key[..], id, expires, signature, now) {
+    if !signing::verify(&state.media_url_key[..], id, expires, signature, now.timestamp()) {
         return Err(ApiError::forbidden("the signature is wrong or has expired; fetch the media item for a fresh URL"));
     }
     let item = sqlx::query!(

@@ -67,7 +67,9 @@ struct PartView {
 #[schema(as = CompleteMediaUpload)]
 #[serde(deny_unknown_fields)]
 struct CompleteBody {
-    /// The part numbers, in the order their bytes are joined; each once.
+    /// The part numbers, in the order their bytes are joined; each once. (Missing reads as
+    /// none, refused after the upload is found, so another project's upload is a 404 first.)
+    #[serde(default)]
     parts: Vec<u32>,
 }
 
