@@ -149,7 +149,7 @@ impl Keyring {
         let key = self.keys.first().ok_or(CryptoError::NoKey)?;
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.bytes).map_err(|_| CryptoError::Invalid)?;
         mac.update(purpose.as_bytes());
-        mac.finalize().into_bytes().as_slice().try_into().map_err(|_| CryptoError::Invalid)
+        Ok(mac.finalize().into_bytes().into())
     }
 
     /// The id of the key a sealed value was sealed with, to find rows that need re-encryption.

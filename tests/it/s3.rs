@@ -97,7 +97,8 @@ impl Moto {
 }
 
 fn body(bytes: &[u8], chunk: usize) -> impl Stream<Item = Result<Bytes, Infallible>> + Unpin + Send + use<> {
-    let chunks: Vec<Result<Bytes, Infallible>> = bytes.chunks(chunk).map(|piece| Ok(Bytes::copy_from_slice(piece))).collect();
+    let chunks: Vec<Result<Bytes, Infallible>> =
+        bytes.chunks(chunk).map(|piece| Ok(Bytes::copy_from_slice(piece))).collect();
     futures::stream::iter(chunks)
 }
 

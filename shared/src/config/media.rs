@@ -83,8 +83,11 @@ impl MediaSettings {
             return Err(ConfigError::new("HERALD_MEDIA__ENDPOINT", "expected an http:// or https:// URL"));
         }
         if self.access_key_id.is_some() != self.secret_access_key.is_some() {
-            let missing =
-                if self.access_key_id.is_none() { "HERALD_MEDIA__ACCESS_KEY_ID" } else { "HERALD_MEDIA__SECRET_ACCESS_KEY" };
+            let missing = if self.access_key_id.is_none() {
+                "HERALD_MEDIA__ACCESS_KEY_ID"
+            } else {
+                "HERALD_MEDIA__SECRET_ACCESS_KEY"
+            };
             return Err(ConfigError::new(missing, "set both the access key id and the secret access key, or neither"));
         }
         if self.max_image_bytes == 0 {

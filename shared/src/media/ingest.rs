@@ -27,24 +27,27 @@ pub(super) struct Written {
     pub head: Vec<u8>,
 }
 
-/// An object being written. Dropped before [`Pending::keep`], it aborts the upload and deletes
-/// the key in the background, so a caller that gives up (a dropped request) leaves nothing.
+/// An object being written. Dropped before [`Pending::keep`], it aborts the upload (and, once
+/// [`Pending::finish`] has begun, deletes the key) in the background, so a caller that gives up
+/// (a dropped request) leaves nothing. Until the upload completes nothing is visible at the key,
+/// so a part sent again that fails leaves the part sent before.
 struct Pending {
     store: Arc<dyn ObjectStore>,
     path: Path,
     writer: Option<BufWriter>,
+    finishing: bool,
     kept: bool,
 }
 
 impl Pending {
     fn new(store: &Arc<dyn ObjectStore>, path: Path, content_type: Option<&str>) -> Self {
-        let mut writer = BufWriter::with_capacity(Arc::clone(store), path.clone(), PART_SIZE)
-            .with_max_concurrency(CONCURRENCY);
+        let mut writer =
+            BufWriter::with_capacity(Arc::clone(store), path.clone(), PART_SIZE).with_max_concurrency(CONCURRENCY);
         if let Some(content_type) = content_type {
             let attributes = Attributes::from_iter([(Attribute::ContentType, content_type.to_owned())]);
             writer = writer.with_attributes(attributes);
         }
-        Self { store: Arc::clone(store), path, writer: Some(writer), kept: false }
+        Self { store: Arc::clone(store), path, writer: Some(writer), finishing: false, kept: false }
     }
 
     async fn put(&mut self, bytes: Bytes) -> Result<(), IngestError> {
@@ -61,6 +64,7 @@ impl Pending {
     async fn finish(&mut self) -> Result<(), IngestError> {
         // Out of `self` first: a writer dropped mid-shutdown must not be aborted afterwards.
         let Some(mut writer) = self.writer.take() else { return Ok(()) };
+        self.finishing = true;
         writer.shutdown().await.map_err(|error| {
             IngestError::Store(object_store::Error::Generic { store: "media", source: Box::new(error) })
         })
@@ -76,11 +80,15 @@ impl Drop for Pending {
         if self.kept {
             return;
         }
-        let (store, path, writer) = (Arc::clone(&self.store), self.path.clone(), self.writer.take());
+        let (store, path, writer, finishing) =
+            (Arc::clone(&self.store), self.path.clone(), self.writer.take(), self.finishing);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         runtime.spawn(async move {
             if let Some(mut writer) = writer {
                 let _ = writer.abort().await;
+            }
+            if !finishing {
+                return;
             }
             match store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

@@ -193,7 +193,13 @@ impl MediaStore {
 
     /// Stores one part of a resumable upload (its own object; sending a part again replaces it).
     /// Answers its size. Parts are not sniffed: the joined object is, at completion.
-    pub async fn put_part<S, E>(&self, upload: Uuid, part: u32, body: S, limits: &MediaLimits) -> Result<u64, IngestError>
+    pub async fn put_part<S, E>(
+        &self,
+        upload: Uuid,
+        part: u32,
+        body: S,
+        limits: &MediaLimits,
+    ) -> Result<u64, IngestError>
     where
         S: futures::Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
@@ -235,7 +241,13 @@ impl MediaStore {
     /// Deletes every part of `upload`. Best effort: what it misses, the orphan sweep finds.
     pub async fn abort(&self, upload: Uuid) {
         let prefix = Path::from(format!("uploads/{upload}"));
-        let found: Vec<Path> = self.store.list(Some(&prefix)).filter_map(|meta| async move { meta.ok() }).map(|meta| meta.location).collect().await;
+        let found: Vec<Path> = self
+            .store
+            .list(Some(&prefix))
+            .filter_map(|meta| async move { meta.ok() })
+            .map(|meta| meta.location)
+            .collect()
+            .await;
         for path in found {
             if let Err(error) = self.store.delete(&path).await {
                 tracing::warn!(%upload, %error, "could not delete an upload part");

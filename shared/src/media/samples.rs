@@ -104,8 +104,8 @@ fn mp4a() -> Vec<u8> {
     body.extend_from_slice(&be32(&[44_100 << 16]));
     // esds: ES descriptor with a decoder config for AAC LC (object type 0x40), 44.1 kHz stereo.
     let esds = [
-        0x03, 0x19, 0x00, 0x01, 0x00, 0x04, 0x11, 0x40, 0x15, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x05, 0x02, 0x12, 0x10, 0x06, 0x01, 0x02,
+        0x03, 0x19, 0x00, 0x01, 0x00, 0x04, 0x11, 0x40, 0x15, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x05, 0x02, 0x12, 0x10, 0x06, 0x01, 0x02,
     ];
     body.extend_from_slice(&full(b"esds", &esds));
     boxed(b"mp4a", &body)
@@ -122,7 +122,15 @@ fn stbl(entry: Vec<u8>, samples: u32, delta: u32) -> Vec<u8> {
     boxed(b"stbl", &body)
 }
 
-fn trak(id: u32, handler: &[u8; 4], size: (u32, u32), timescale: u32, samples: u32, delta: u32, entry: Vec<u8>) -> Vec<u8> {
+fn trak(
+    id: u32,
+    handler: &[u8; 4],
+    size: (u32, u32),
+    timescale: u32,
+    samples: u32,
+    delta: u32,
+    entry: Vec<u8>,
+) -> Vec<u8> {
     let duration = samples * delta;
     let mut minf = if handler == b"vide" { full(b"vmhd", &[0; 8]) } else { full(b"smhd", &[0; 4]) };
     minf.extend_from_slice(&stbl(entry, samples, delta));
@@ -179,7 +187,8 @@ pub fn webm(width: u64, height: u64, fps: u64, duration_ms: f64) -> Vec<u8> {
     // The EBML header as muxers write it (one-byte sizes: `infer` looks for `42 82 84 webm`).
     let mut file = b"\x1A\x45\xDF\xA3\x9F\x42\x86\x81\x01\x42\xF7\x81\x01\x42\xF2\x81\x04\x42\xF3\x81\x08".to_vec();
     file.extend_from_slice(b"\x42\x82\x84webm\x42\x87\x81\x04\x42\x85\x81\x02");
-    let info = element(0x1549_A966, &[uint(0x2A_D7B1, 1_000_000), element(0x4489, &duration_ms.to_be_bytes())].concat());
+    let info =
+        element(0x1549_A966, &[uint(0x2A_D7B1, 1_000_000), element(0x4489, &duration_ms.to_be_bytes())].concat());
     let video = element(0xE0, &[uint(0xB0, width), uint(0xBA, height)].concat());
     let video_track = element(
         0xAE,

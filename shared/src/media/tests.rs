@@ -25,7 +25,8 @@ fn store() -> (MediaStore, PathBuf) {
 
 /// `bytes` as a body arriving in chunks of `chunk` bytes.
 fn body(bytes: &[u8], chunk: usize) -> impl Stream<Item = Result<Bytes, Infallible>> + Unpin + Send + use<> {
-    let chunks: Vec<Result<Bytes, Infallible>> = bytes.chunks(chunk).map(|piece| Ok(Bytes::copy_from_slice(piece))).collect();
+    let chunks: Vec<Result<Bytes, Infallible>> =
+        bytes.chunks(chunk).map(|piece| Ok(Bytes::copy_from_slice(piece))).collect();
     futures::stream::iter(chunks)
 }
 
@@ -64,8 +65,15 @@ fn the_type_comes_from_the_bytes() {
     assert_eq!(ingest::sniff(&jpeg(1, 1)).unwrap(), "image/jpeg");
     assert_eq!(ingest::sniff(&mp4(16, 16, 1, 16)).unwrap(), "video/mp4");
     assert_eq!(ingest::sniff(&webm(16, 16, 30, 1000.0)).unwrap(), "video/webm");
-    assert!(matches!(ingest::sniff(b"<html>hello</html>"), Err(IngestError::Unsupported(found)) if found == "unknown"));
-    assert!(matches!(ingest::sniff(b"%PDF-1.7\n..."), Err(IngestError::Unsupported(found)) if found == "application/pdf"));
+    assert!(
+        matches!(ingest::sniff(b"\x00\x01 no signature"), Err(IngestError::Unsupported(found)) if found == "unknown")
+    );
+    assert!(
+        matches!(ingest::sniff(b"<html>hello</html>"), Err(IngestError::Unsupported(found)) if found == "text/html")
+    );
+    assert!(
+        matches!(ingest::sniff(b"%PDF-1.7\n..."), Err(IngestError::Unsupported(found)) if found == "application/pdf")
+    );
 }
 
 #[tokio::test]
@@ -115,7 +123,8 @@ async fn refused_bodies_leave_nothing() {
     let error = media.ingest("media/empty", body(b"", 1), &LIMITS).await.unwrap_err();
     assert!(matches!(error, IngestError::Empty), "{error:?}");
     // A video over its limit, found only after several parts were written.
-    let error = media.ingest("media/long.mp4", body(&mp4(16, 16, 1, 20 * 1024 * 1024), 1 << 20), &LIMITS).await.unwrap_err();
+    let error =
+        media.ingest("media/long.mp4", body(&mp4(16, 16, 1, 20 * 1024 * 1024), 1 << 20), &LIMITS).await.unwrap_err();
     assert!(matches!(error, IngestError::TooLarge { limit } if limit == LIMITS.max_video_bytes), "{error:?}");
     let error = media.ingest("media/cut.mp4", body(&mp4(16, 16, 1, 1000)[..1100], 64), &LIMITS).await.unwrap_err();
     assert!(matches!(error, IngestError::Malformed { .. }), "{error:?}");
@@ -147,6 +156,11 @@ async fn parts_sent_again_replace_and_complete_joins_them_in_order() {
     let upload = Uuid::now_v7();
     assert_eq!(media.put_part(upload, 1, body(b"garbage sent first", 5), &LIMITS).await.unwrap(), 18);
     assert_eq!(media.put_part(upload, 1, body(first, 1 << 16), &LIMITS).await.unwrap(), first.len() as u64);
+    let broken_resend = body(&first[..1000], 100)
+        .map(|chunk| chunk.map_err(|never| match never {}))
+        .chain(futures::stream::iter([Err::<Bytes, _>("connection reset")]));
+    let error = media.put_part(upload, 1, broken_resend, &LIMITS).await.unwrap_err();
+    assert!(matches!(error, IngestError::Source(_)), "{error:?}");
     media.put_part(upload, 2, body(second, 1 << 16), &LIMITS).await.unwrap();
     let missing = media.complete(upload, &[1, 2, 3], "media/joined.mp4", &LIMITS).await.unwrap_err();
     assert!(matches!(missing, IngestError::MissingPart(3)), "{missing:?}");
@@ -159,5 +173,8 @@ async fn parts_sent_again_replace_and_complete_joins_them_in_order() {
     media.abort(upload).await;
     media.delete("media/joined.mp4").await.unwrap();
     assert_empty_soon(&dir).await;
-    assert!(media.presigned_get("media/joined.mp4", Duration::from_secs(60)).await.is_none(), "local: herald serves it");
+    assert!(
+        media.presigned_get("media/joined.mp4", Duration::from_secs(60)).await.is_none(),
+        "local: herald serves it"
+    );
 }

@@ -78,8 +78,8 @@ pub(super) async fn describe(
 
 #[cfg(test)]
 mod tests {
-    use crate::media::samples::{jpeg, png};
     use super::*;
+    use crate::media::samples::{jpeg, png};
 
     #[test]
     fn image_dimensions_come_from_the_header() {

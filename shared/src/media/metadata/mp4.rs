@@ -6,7 +6,7 @@ use std::io::Cursor;
 use std::ops::Range;
 
 use bytes::Bytes;
-use mp4parse::{CodecType, ParseStrictness, SampleEntry, TrackType};
+use mp4parse::{CodecType, SampleEntry, TrackType};
 
 use super::VideoFacts;
 
@@ -74,7 +74,7 @@ fn box_header(header: &[u8], left: u64) -> Option<(u64, [u8; 4])> {
 
 /// The video facts in `boxes`: an `ftyp` and a `moov` as [`find_moov`] returns them.
 pub fn parse_mp4(boxes: &[u8]) -> Result<VideoFacts, String> {
-    let context = mp4parse::read_mp4(&mut Cursor::new(boxes), ParseStrictness::Permissive)
+    let context = mp4parse::read_mp4(&mut Cursor::new(boxes))
         .map_err(|error| format!("the moov box does not parse: {error:?}"))?;
     let video = context.tracks.iter().find(|track| track.track_type == TrackType::Video).ok_or("no video track")?;
     let audio = context.tracks.iter().find(|track| track.track_type == TrackType::Audio);
@@ -91,22 +91,59 @@ pub fn parse_mp4(boxes: &[u8]) -> Result<VideoFacts, String> {
     let timescale = video.timescale.map(|scale| scale.0).filter(|scale| *scale > 0);
     let duration = video.duration.map(|duration| duration.0);
     let seconds = timescale.zip(duration).map(|(scale, duration)| duration as f64 / scale as f64);
-    let samples: u64 = video.stts.as_ref().map_or(0, |stts| stts.samples.iter().map(|run| u64::from(run.sample_count)).sum());
-    let frame_rate = seconds.filter(|seconds| *seconds > 0.0 && samples > 0).map(|seconds| round(samples as f64 / seconds));
+    let samples: u64 =
+        video.stts.as_ref().map_or(0, |stts| stts.samples.iter().map(|run| u64::from(run.sample_count)).sum());
+    let frame_rate =
+        seconds.filter(|seconds| *seconds > 0.0 && samples > 0).map(|seconds| round(samples as f64 / seconds));
     let audio_codec = audio.and_then(|track| track.stsd.as_ref()).and_then(|stsd| {
         stsd.descriptions.iter().find_map(|entry| match entry {
             SampleEntry::Audio(audio) => Some(codec_name(audio.codec_type)),
             _ => None,
         })
     });
+    let video_codec = match entry.map(|entry| codec_name(entry.codec_type)) {
+        Some(name) if name != "unknown" => Some(name),
+        _ => sample_entry_types(boxes).into_iter().find_map(|name| video_codec_of(&name)),
+    };
     Ok(VideoFacts {
         width: i32::try_from(width).ok().filter(|width| *width > 0),
         height: i32::try_from(height).ok().filter(|height| *height > 0),
         duration_ms: seconds.map(|seconds| (seconds * 1000.0).round() as i64),
         frame_rate,
-        video_codec: entry.map(|entry| codec_name(entry.codec_type)),
+        video_codec,
         audio_codec,
     })
+}
+
+/// The sample entry types the `stsd` boxes in `boxes` name: the codec of a track `mp4parse` does
+/// not know (HEVC, the codec of most phone videos, among them).
+fn sample_entry_types(boxes: &[u8]) -> Vec<[u8; 4]> {
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = boxes.get(from..).and_then(|rest| rest.windows(4).position(|window| window == b"stsd")) {
+        let stsd = from + at;
+        // "stsd", version and flags, the entry count, the first entry's size, then its type.
+        if let Some(name) = boxes.get(stsd + 16..stsd + 20).and_then(|name| <[u8; 4]>::try_from(name).ok()) {
+            found.push(name);
+        }
+        from = stsd + 4;
+    }
+    found
+}
+
+/// The codec a video sample entry type names, if it is a video one.
+fn video_codec_of(name: &[u8; 4]) -> Option<String> {
+    let codec = match name {
+        b"hvc1" | b"hev1" | b"dvh1" | b"dvhe" => "hevc",
+        b"avc1" | b"avc3" => "h264",
+        b"vp09" => "vp9",
+        b"vp08" => "vp8",
+        b"av01" => "av1",
+        b"mp4v" => "mpeg4",
+        b"apcn" | b"apch" | b"apcs" | b"apco" | b"ap4h" => "prores",
+        _ => return None,
+    };
+    Some(codec.to_owned())
 }
 
 /// Frame rates to three decimals (29.97 stays 29.97).
@@ -118,13 +155,12 @@ fn round(rate: f64) -> f64 {
 fn codec_name(codec: CodecType) -> String {
     match codec {
         CodecType::H264 => "h264",
-        CodecType::HEVC => "hevc",
         CodecType::AV1 => "av1",
         CodecType::VP9 => "vp9",
         CodecType::VP8 => "vp8",
         CodecType::MP4V => "mpeg4",
         CodecType::H263 => "h263",
-        CodecType::AAC | CodecType::XHEAAC => "aac",
+        CodecType::AAC => "aac",
         CodecType::MP3 => "mp3",
         CodecType::Opus => "opus",
         CodecType::FLAC => "flac",
@@ -137,8 +173,8 @@ fn codec_name(codec: CodecType) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::media::samples::mp4;
     use super::*;
+    use crate::media::samples::mp4;
 
     async fn boxes_of(file: &[u8], head: usize) -> Result<Vec<u8>, String> {
         let read = |range: Range<u64>| {
@@ -159,6 +195,18 @@ mod tests {
         assert_eq!(facts.frame_rate, Some(30.0));
         assert_eq!(facts.video_codec.as_deref(), Some("h264"));
         assert_eq!(facts.audio_codec.as_deref(), Some("aac"));
+    }
+
+    #[tokio::test]
+    async fn hevc_is_named_though_the_parser_does_not_know_it() {
+        let mut file = mp4(3840, 2160, 2, 1000);
+        let entry = file.windows(4).rposition(|window| window == b"avc1").unwrap();
+        file[entry..entry + 4].copy_from_slice(b"hvc1");
+        let config = file.windows(4).rposition(|window| window == b"avcC").unwrap();
+        file[config..config + 4].copy_from_slice(b"hvcC");
+        let facts = parse_mp4(&boxes_of(&file, 64).await.unwrap()).unwrap();
+        assert_eq!(facts.video_codec.as_deref(), Some("hevc"));
+        assert_eq!((facts.width, facts.height, facts.duration_ms), (Some(3840), Some(2160), Some(2000)));
     }
 
     #[tokio::test]

@@ -36,7 +36,9 @@ fn elements(mut bytes: &[u8]) -> impl Iterator<Item = Element<'_>> {
         let start = id_len + size_len;
         let available = bytes.len() - start;
         let (len, whole) = match size {
-            Some(size) => usize::try_from(size).map_or((available, false), |size| (size.min(available), size <= available)),
+            Some(size) => {
+                usize::try_from(size).map_or((available, false), |size| (size.min(available), size <= available))
+            }
             None => (available, false),
         };
         let element = Element { id: u32::try_from(id?).ok()?, body: &bytes[start..start + len], whole };
@@ -165,8 +167,8 @@ fn codec_name(id: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::media::samples::{element, webm};
     use super::*;
+    use crate::media::samples::{element, webm};
 
     #[test]
     fn info_and_tracks_give_the_facts() {
