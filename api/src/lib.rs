@@ -79,9 +79,8 @@ impl AppState {
         let keyring = Arc::new(herald_shared::crypto::Keyring::from_config(&config)?);
         let platforms = herald_shared::platforms::Platforms::from_config(&config)?;
         let media = herald_shared::media::MediaStore::from_config(&config)?;
-        let media_url_key = Arc::new(
-            keyring.derive(herald_shared::media::signing::PURPOSE).context("no key to sign media URLs with")?,
-        );
+        let media_url_key =
+            Arc::new(keyring.derive(herald_shared::media::signing::PURPOSE).context("no key to sign media URLs with")?);
         Ok(Self { pool, limiter, config, keys, keyring, platforms, media, media_url_key })
     }
 }

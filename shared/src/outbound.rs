@@ -119,23 +119,23 @@ const METADATA_V6: [Ipv6Addr; 3] = [
 
 /// IPv4 ranges that are not public unicast (IANA's special-purpose registry), first match wins.
 const FORBIDDEN_V4: [(u32, u8, &str); 17] = [
-    (0x0000_0000, 32, "unspecified"),  // 0.0.0.0
-    (0x0000_0000, 8, "this-network"),  // 0.0.0.0/8
-    (0x0a00_0000, 8, "private"),       // 10.0.0.0/8
-    (0x6440_0000, 10, "cgnat"),        // 100.64.0.0/10
-    (0x7f00_0000, 8, "loopback"),      // 127.0.0.0/8
-    (0xa9fe_0000, 16, "link-local"),   // 169.254.0.0/16
-    (0xac10_0000, 12, "private"),      // 172.16.0.0/12
-    (0xc000_0000, 24, "reserved"),     // 192.0.0.0/24, IETF protocol assignments
+    (0x0000_0000, 32, "unspecified"),   // 0.0.0.0
+    (0x0000_0000, 8, "this-network"),   // 0.0.0.0/8
+    (0x0a00_0000, 8, "private"),        // 10.0.0.0/8
+    (0x6440_0000, 10, "cgnat"),         // 100.64.0.0/10
+    (0x7f00_0000, 8, "loopback"),       // 127.0.0.0/8
+    (0xa9fe_0000, 16, "link-local"),    // 169.254.0.0/16
+    (0xac10_0000, 12, "private"),       // 172.16.0.0/12
+    (0xc000_0000, 24, "reserved"),      // 192.0.0.0/24, IETF protocol assignments
     (0xc000_0200, 24, "documentation"), // 192.0.2.0/24
-    (0xc058_6300, 24, "reserved"),     // 192.88.99.0/24, the old 6to4 relay anycast
-    (0xc0a8_0000, 16, "private"),      // 192.168.0.0/16
-    (0xc612_0000, 15, "benchmarking"), // 198.18.0.0/15
+    (0xc058_6300, 24, "reserved"),      // 192.88.99.0/24, the old 6to4 relay anycast
+    (0xc0a8_0000, 16, "private"),       // 192.168.0.0/16
+    (0xc612_0000, 15, "benchmarking"),  // 198.18.0.0/15
     (0xc633_6400, 24, "documentation"), // 198.51.100.0/24
     (0xcb00_7100, 24, "documentation"), // 203.0.113.0/24
-    (0xe000_0000, 4, "multicast"),     // 224.0.0.0/4
-    (0xffff_ffff, 32, "broadcast"),    // 255.255.255.255
-    (0xf000_0000, 4, "reserved"),      // 240.0.0.0/4
+    (0xe000_0000, 4, "multicast"),      // 224.0.0.0/4
+    (0xffff_ffff, 32, "broadcast"),     // 255.255.255.255
+    (0xf000_0000, 4, "reserved"),       // 240.0.0.0/4
 ];
 
 fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
@@ -143,10 +143,7 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         return Some("metadata");
     }
     let bits = u32::from(ip);
-    FORBIDDEN_V4
-        .iter()
-        .find(|(base, length, _)| bits & mask32(*length) == *base)
-        .map(|(_, _, class)| *class)
+    FORBIDDEN_V4.iter().find(|(base, length, _)| bits & mask32(*length) == *base).map(|(_, _, class)| *class)
 }
 
 fn mask32(length: u8) -> u32 {
@@ -159,17 +156,17 @@ fn mask128(length: u8) -> u128 {
 
 /// IPv6 ranges that are not public unicast, first match wins (after the embedded-IPv4 forms).
 const FORBIDDEN_V6: [(u128, u8, &str); 11] = [
-    (0, 128, "unspecified"),                                  // ::
-    (1, 128, "loopback"),                                     // ::1
-    (0x0100_0000_0000_0000 << 64, 64, "reserved"),            // 100::/64, discard-only
-    (0x2001_0002_0000_0000 << 64, 48, "benchmarking"),        // 2001:2::/48
-    (0x2001_0010_0000_0000 << 64, 28, "reserved"),            // 2001:10::/28, ORCHID
-    (0x2001_0db8_0000_0000 << 64, 32, "documentation"),       // 2001:db8::/32
-    (0x3fff_0000_0000_0000 << 64, 20, "documentation"),       // 3fff::/20
-    (0xfc00_0000_0000_0000 << 64, 7, "unique-local"),         // fc00::/7
-    (0xfe80_0000_0000_0000 << 64, 10, "link-local"),          // fe80::/10
-    (0xfec0_0000_0000_0000 << 64, 10, "site-local"),          // fec0::/10
-    (0xff00_0000_0000_0000 << 64, 8, "multicast"),            // ff00::/8
+    (0, 128, "unspecified"),                            // ::
+    (1, 128, "loopback"),                               // ::1
+    (0x0100_0000_0000_0000 << 64, 64, "reserved"),      // 100::/64, discard-only
+    (0x2001_0002_0000_0000 << 64, 48, "benchmarking"),  // 2001:2::/48
+    (0x2001_0010_0000_0000 << 64, 28, "reserved"),      // 2001:10::/28, ORCHID
+    (0x2001_0db8_0000_0000 << 64, 32, "documentation"), // 2001:db8::/32
+    (0x3fff_0000_0000_0000 << 64, 20, "documentation"), // 3fff::/20
+    (0xfc00_0000_0000_0000 << 64, 7, "unique-local"),   // fc00::/7
+    (0xfe80_0000_0000_0000 << 64, 10, "link-local"),    // fe80::/10
+    (0xfec0_0000_0000_0000 << 64, 10, "site-local"),    // fec0::/10
+    (0xff00_0000_0000_0000 << 64, 8, "multicast"),      // ff00::/8
 ];
 
 fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {

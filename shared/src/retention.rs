@@ -291,7 +291,8 @@ async fn delete_unnamed(pool: &PgPool, store: &MediaStore, prefix: &str, keys: V
     }
     let named: Vec<String> = if prefix == PARTS_PREFIX {
         let uploads: Vec<Uuid> = keys.iter().filter_map(|key| part_upload(key)).collect();
-        let known = sqlx::query_scalar!("SELECT id FROM media_uploads WHERE id = ANY($1)", &uploads).fetch_all(pool).await?;
+        let known =
+            sqlx::query_scalar!("SELECT id FROM media_uploads WHERE id = ANY($1)", &uploads).fetch_all(pool).await?;
         keys.iter().filter(|key| part_upload(key).is_some_and(|upload| known.contains(&upload))).cloned().collect()
     } else {
         sqlx::query_scalar!("SELECT object_key FROM media WHERE object_key = ANY($1)", &keys).fetch_all(pool).await?

@@ -85,8 +85,9 @@ fn webm(width: u16, height: u16, duration_ms: f64) -> Vec<u8> {
         ebml(&[0x42, 0x85], &[2]),
     ]
     .concat();
-    let info = [ebml(&[0x2A, 0xD7, 0xB1], &1_000_000u32.to_be_bytes()), ebml(&[0x44, 0x89], &duration_ms.to_be_bytes())]
-        .concat();
+    let info =
+        [ebml(&[0x2A, 0xD7, 0xB1], &1_000_000u32.to_be_bytes()), ebml(&[0x44, 0x89], &duration_ms.to_be_bytes())]
+            .concat();
     let video = [ebml(&[0xB0], &width.to_be_bytes()), ebml(&[0xBA], &height.to_be_bytes())].concat();
     let track = [ebml(&[0xD7], &[1]), ebml(&[0x83], &[1]), ebml(&[0x86], b"V_VP9"), ebml(&[0xE0], &video)].concat();
     let segment = [
@@ -261,7 +262,12 @@ async fn limits_and_unsupported_types_are_problems_that_leave_nothing_behind() {
     .await;
     assert!(body["detail"].as_str().unwrap().contains("application/pdf"), "{body}");
 
-    problem(upload(&app, &admin, Vec::new(), "empty.png", "image/png").await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    problem(
+        upload(&app, &admin, Vec::new(), "empty.png", "image/png").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
     let other_field = Form::new().text("caption", "hello");
     let response = app.http.post(app.url("/v1/media")).bearer_auth(&admin).multipart(other_field).send().await.unwrap();
     problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
@@ -307,7 +313,9 @@ async fn a_resumable_upload_takes_a_part_twice_and_completes_once() {
     assert_eq!(put_part(&app, &admin, &id, 2, second.to_vec()).await.status(), StatusCode::OK);
     problem(put_part(&app, &admin, &id, 0, vec![1]).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 
-    let body = problem(complete(&app, &admin, &id, &[1, 3]).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let body =
+        problem(complete(&app, &admin, &id, &[1, 3]).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+            .await;
     assert!(body.to_string().contains("part 3 was not uploaded"), "{body}");
     problem(complete(&app, &admin, &id, &[1, 1]).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 
@@ -326,7 +334,8 @@ async fn a_resumable_upload_takes_a_part_twice_and_completes_once() {
     // Parts that join into something unsupported: refused, and the parts stay for another try.
     let other = new_upload(&app, &admin).await;
     put_part(&app, &admin, &other, 1, b"plain text ".repeat(20)).await;
-    problem(complete(&app, &admin, &other, &[1]).await, StatusCode::UNPROCESSABLE_ENTITY, "unsupported_media_type").await;
+    problem(complete(&app, &admin, &other, &[1]).await, StatusCode::UNPROCESSABLE_ENTITY, "unsupported_media_type")
+        .await;
     put_part(&app, &admin, &other, 1, png(4, 4, 10)).await;
     assert_eq!(complete(&app, &admin, &other, &[1]).await.status(), StatusCode::CREATED);
 
@@ -358,8 +367,13 @@ async fn lists_filter_by_kind_and_status_and_page_newest_first() {
 
     let first: Value = get(&app, "/v1/media?kind=image&limit=2", &admin).send().await.unwrap().json().await.unwrap();
     let cursor = first["next_cursor"].as_str().unwrap();
-    let second: Value =
-        get(&app, &format!("/v1/media?kind=image&limit=2&cursor={cursor}"), &admin).send().await.unwrap().json().await.unwrap();
+    let second: Value = get(&app, &format!("/v1/media?kind=image&limit=2&cursor={cursor}"), &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(second["next_cursor"].is_null());
     let paged: Vec<&str> = [&first, &second]
         .iter()
@@ -369,8 +383,18 @@ async fn lists_filter_by_kind_and_status_and_page_newest_first() {
     let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
     assert_eq!(paged, newest_first);
 
-    problem(get(&app, "/v1/media?kind=audio", &admin).send().await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    problem(get(&app, "/v1/media?status=done", &admin).send().await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    problem(
+        get(&app, "/v1/media?kind=audio", &admin).send().await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    problem(
+        get(&app, "/v1/media?status=done", &admin).send().await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
     app.stop().await.unwrap();
 }
 
@@ -388,14 +412,20 @@ async fn keys_reach_only_their_project_their_environment_and_their_scopes() {
     let test = uploaded(&app, &test_key, png(3, 3, 5), "test.png").await["id"].as_str().unwrap().to_owned();
 
     // Another project: nothing, on every route that names an item.
-    problem(get(&app, &format!("/v1/media/{live}"), &globex).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
+    problem(get(&app, &format!("/v1/media/{live}"), &globex).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found")
+        .await;
     let deleted = app.http.delete(app.url(&format!("/v1/media/{live}"))).bearer_auth(&globex).send().await.unwrap();
     problem(deleted, StatusCode::NOT_FOUND, "not_found").await;
     let listed = get(&app, "/v1/media", &globex).send().await.unwrap().text().await.unwrap();
     assert!(!listed.contains(&live) && !listed.contains(&test), "{listed}");
 
     // A test key sees only test media; a live key sees both.
-    problem(get(&app, &format!("/v1/media/{live}"), &test_key).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
+    problem(
+        get(&app, &format!("/v1/media/{live}"), &test_key).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
     let listed = get(&app, "/v1/media", &test_key).send().await.unwrap().text().await.unwrap();
     assert!(listed.contains(&test) && !listed.contains(&live), "{listed}");
     let listed = get(&app, "/v1/media", &admin).send().await.unwrap().text().await.unwrap();
@@ -410,7 +440,9 @@ async fn keys_reach_only_their_project_their_environment_and_their_scopes() {
 
     // Scopes: reading needs media:read, uploading and deleting media:upload.
     assert_eq!(get(&app, "/v1/media", &reader).send().await.unwrap().status(), StatusCode::OK);
-    let body = problem(upload(&app, &reader, png(1, 1, 1), "a.png", "image/png").await, StatusCode::FORBIDDEN, "forbidden").await;
+    let body =
+        problem(upload(&app, &reader, png(1, 1, 1), "a.png", "image/png").await, StatusCode::FORBIDDEN, "forbidden")
+            .await;
     assert!(body["detail"].as_str().unwrap().contains("media:upload"), "{body}");
     problem(get(&app, "/v1/media", &uploader).send().await.unwrap(), StatusCode::FORBIDDEN, "forbidden").await;
     assert_eq!(upload(&app, &uploader, png(1, 1, 1), "a.png", "image/png").await.status(), StatusCode::CREATED);
@@ -442,11 +474,14 @@ async fn signed_urls_expire_resist_tampering_and_serve_ranges() {
 
     // Tampered: another signature, another expiry, another item's id.
     let signature = url.split("signature=").nth(1).unwrap().to_owned();
-    let flipped = if signature.starts_with('0') { signature.replacen('0', "1", 1) } else { format!("0{}", &signature[1..]) };
-    problem(app.http.get(url.replace(&signature, &flipped)).send().await.unwrap(), StatusCode::FORBIDDEN, "forbidden").await;
+    let flipped =
+        if signature.starts_with('0') { signature.replacen('0', "1", 1) } else { format!("0{}", &signature[1..]) };
+    problem(app.http.get(url.replace(&signature, &flipped)).send().await.unwrap(), StatusCode::FORBIDDEN, "forbidden")
+        .await;
     let expires = url.split("expires=").nth(1).unwrap().split('&').next().unwrap().to_owned();
     let later = (expires.parse::<i64>().unwrap() + 3600).to_string();
-    problem(app.http.get(url.replace(&expires, &later)).send().await.unwrap(), StatusCode::FORBIDDEN, "forbidden").await;
+    problem(app.http.get(url.replace(&expires, &later)).send().await.unwrap(), StatusCode::FORBIDDEN, "forbidden")
+        .await;
     let other = url.replace(&id.to_string(), &Uuid::now_v7().to_string());
     problem(app.http.get(other).send().await.unwrap(), StatusCode::FORBIDDEN, "forbidden").await;
     let bare = app.url(&format!("/media/{id}"));
@@ -456,16 +491,29 @@ async fn signed_urls_expire_resist_tampering_and_serve_ranges() {
     let keyring = herald_shared::crypto::Keyring::from_config(&app.config).unwrap();
     let signing_key = keyring.derive(signing::PURPOSE).unwrap();
     let two_hours_ago = chrono::Utc::now() - chrono::Duration::hours(2);
-    let expired = signing::content_url(&app.config.public_url(), &signing_key, id, Duration::from_secs(3600), two_hours_ago.timestamp());
+    let expired = signing::content_url(
+        &app.config.public_url(),
+        &signing_key,
+        id,
+        Duration::from_secs(3600),
+        two_hours_ago.timestamp(),
+    );
     problem(app.http.get(&expired).send().await.unwrap(), StatusCode::FORBIDDEN, "forbidden").await;
-    let fresh = signing::content_url(&app.config.public_url(), &signing_key, id, Duration::from_secs(60), chrono::Utc::now().timestamp());
+    let fresh = signing::content_url(
+        &app.config.public_url(),
+        &signing_key,
+        id,
+        Duration::from_secs(60),
+        chrono::Utc::now().timestamp(),
+    );
     assert_eq!(app.http.get(&fresh).send().await.unwrap().status(), StatusCode::OK);
 
     // Deleted: the same good URL is a 404.
     let deleted = app.http.delete(app.url(&format!("/v1/media/{id}"))).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     problem(app.http.get(&url).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
-    problem(get(&app, &format!("/v1/media/{id}"), &admin).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
+    problem(get(&app, &format!("/v1/media/{id}"), &admin).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found")
+        .await;
     app.stop().await.unwrap();
 }
 
@@ -479,13 +527,7 @@ async fn an_item_a_post_still_needs_is_not_deleted_and_the_sweep_removes_what_no
     let post = draft_post(&app, acme, "with media", &[account]).await;
     // What the post projection records once posts carry media.
     let row = "INSERT INTO post_media (id, post_id, delivery_id, media_id, position, alt_text) VALUES ($1, $2, NULL, $3, 0, 'a')";
-    sqlx::query(row)
-        .bind(Uuid::new_v4())
-        .bind(post)
-        .bind(id)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(row).bind(Uuid::new_v4()).bind(post).bind(id).execute(&app.pool).await.unwrap();
     let mut connection = app.pool.acquire().await.unwrap();
     assert!(media_in_use(&mut connection, id).await.unwrap());
     assert!(!media_in_use(&mut connection, Uuid::now_v7()).await.unwrap());
@@ -495,20 +537,31 @@ async fn an_item_a_post_still_needs_is_not_deleted_and_the_sweep_removes_what_no
 
     // The post has finished publishing, but one target of it carries the item and has not.
     sqlx::query("UPDATE posts SET status = 'published' WHERE id = $1").bind(post).execute(&app.pool).await.unwrap();
-    let delivery: Uuid =
-        sqlx::query_scalar("SELECT id FROM deliveries WHERE post_id = $1").bind(post).fetch_one(&app.pool).await.unwrap();
+    let delivery: Uuid = sqlx::query_scalar("SELECT id FROM deliveries WHERE post_id = $1")
+        .bind(post)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     let mut connection = app.pool.acquire().await.unwrap();
     assert!(!media_in_use(&mut connection, id).await.unwrap());
     let on_target = "INSERT INTO post_media (id, post_id, delivery_id, media_id, position) VALUES ($1, $2, $3, $4, 0)";
     sqlx::query(on_target).bind(Uuid::new_v4()).bind(post).bind(delivery).bind(id).execute(&app.pool).await.unwrap();
-    sqlx::query("UPDATE deliveries SET status = 'queued' WHERE id = $1").bind(delivery).execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE deliveries SET status = 'queued' WHERE id = $1")
+        .bind(delivery)
+        .execute(&app.pool)
+        .await
+        .unwrap();
     assert!(media_in_use(&mut connection, id).await.unwrap());
     drop(connection);
     let refused = app.http.delete(app.url(&format!("/v1/media/{id}"))).bearer_auth(&admin).send().await.unwrap();
     problem(refused, StatusCode::CONFLICT, "in_use").await;
 
     // Once that target is published too, the item may go.
-    sqlx::query("UPDATE deliveries SET status = 'published' WHERE id = $1").bind(delivery).execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE deliveries SET status = 'published' WHERE id = $1")
+        .bind(delivery)
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let deleted = app.http.delete(app.url(&format!("/v1/media/{id}"))).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
 
@@ -518,7 +571,14 @@ async fn an_item_a_post_still_needs_is_not_deleted_and_the_sweep_removes_what_no
     // An orphan (stored, never recorded) and an expired upload with a part.
     let limits = MediaLimits::from_settings(&app.config.media);
     let orphan = format!("media/{}", Uuid::now_v7());
-    store.ingest(&orphan, futures::stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from(png(1, 1, 1)))]), &limits).await.unwrap();
+    store
+        .ingest(
+            &orphan,
+            futures::stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from(png(1, 1, 1)))]),
+            &limits,
+        )
+        .await
+        .unwrap();
     let expired = new_upload(&app, &admin).await;
     put_part(&app, &admin, &expired, 1, vec![7; 100]).await;
     sqlx::query("UPDATE media_uploads SET expires_at = now() - interval '1 minute' WHERE id = $1::uuid")

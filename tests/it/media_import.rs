@@ -46,12 +46,18 @@ impl MediaServer {
         let hits = Arc::new(AtomicUsize::new(0));
         let app = Router::new()
             .route("/image.png", get(|| async { ([(header::CONTENT_TYPE, "image/png")], png()) }))
-            .route("/big.png", get(|| async {
-                let mut body = png();
-                body.resize(IMAGE_LIMIT as usize * 4, 0);
-                body
-            }))
-            .route("/page.html", get(|| async { ([(header::CONTENT_TYPE, "image/png")], "<html><body>hi</body></html>") }))
+            .route(
+                "/big.png",
+                get(|| async {
+                    let mut body = png();
+                    body.resize(IMAGE_LIMIT as usize * 4, 0);
+                    body
+                }),
+            )
+            .route(
+                "/page.html",
+                get(|| async { ([(header::CONTENT_TYPE, "image/png")], "<html><body>hi</body></html>") }),
+            )
             .route("/broken", get(|| async { StatusCode::SERVICE_UNAVAILABLE }))
             .route("/r/{n}", get(redirect))
             .layer(axum::middleware::from_fn_with_state(hits.clone(), count));
@@ -81,7 +87,11 @@ async fn count(
 
 /// `/r/{n}` redirects to `/r/{n-1}`; `/r/0` to the image.
 async fn redirect(Path(n): Path<u32>) -> Response {
-    if n == 0 { Redirect::to("/image.png").into_response() } else { Redirect::to(&format!("/r/{}", n - 1)).into_response() }
+    if n == 0 {
+        Redirect::to("/image.png").into_response()
+    } else {
+        Redirect::to(&format!("/r/{}", n - 1)).into_response()
+    }
 }
 
 /// The app, with private networks allowed or not, small image limits, and a key.
@@ -96,7 +106,14 @@ async fn app(allow_private_networks: bool) -> (TestApp, Client) {
 }
 
 async fn import(app: &TestApp, client: &Client, url: &str) -> reqwest::Response {
-    client.http.post(app.url("/v1/media/import")).bearer_auth(&client.key).json(&json!({ "url": url })).send().await.unwrap()
+    client
+        .http
+        .post(app.url("/v1/media/import"))
+        .bearer_auth(&client.key)
+        .json(&json!({ "url": url }))
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Imports `url` (expecting the 202) and waits until the item is no longer `importing`.

@@ -26,10 +26,13 @@ impl CountingServer {
     pub async fn start() -> Self {
         let hits = Arc::new(AtomicUsize::new(0));
         let app = Router::new()
-            .route("/file", get(|State(hits): State<Arc<AtomicUsize>>| async move {
-                hits.fetch_add(1, Ordering::SeqCst);
-                vec![7u8; 4096]
-            }))
+            .route(
+                "/file",
+                get(|State(hits): State<Arc<AtomicUsize>>| async move {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    vec![7u8; 4096]
+                }),
+            )
             .route("/hop/{n}", get(hop))
             .with_state(hits.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
@@ -46,7 +49,11 @@ impl CountingServer {
 /// `/hop/{n}` redirects to `/hop/{n-1}`, and `/hop/0` to `/file`.
 async fn hop(State(hits): State<Arc<AtomicUsize>>, Path(n): Path<u32>) -> Response {
     hits.fetch_add(1, Ordering::SeqCst);
-    if n == 0 { Redirect::to("/file").into_response() } else { Redirect::to(&format!("/hop/{}", n - 1)).into_response() }
+    if n == 0 {
+        Redirect::to("/file").into_response()
+    } else {
+        Redirect::to(&format!("/hop/{}", n - 1)).into_response()
+    }
 }
 
 fn guarded() -> OutboundClient {

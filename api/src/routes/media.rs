@@ -100,7 +100,13 @@ impl MediaRow {
     pub(super) fn view(self, state: &AppState) -> MediaView {
         let url = (self.status == MediaStatus::Ready).then(|| {
             let lifetime = state.config.media.url_lifetime();
-            signing::content_url(&state.config.public_url(), &state.media_url_key[..], self.id, lifetime, Utc::now().timestamp())
+            signing::content_url(
+                &state.config.public_url(),
+                &state.media_url_key[..],
+                self.id,
+                lifetime,
+                Utc::now().timestamp(),
+            )
         });
         MediaView {
             id: self.id,
@@ -193,7 +199,10 @@ async fn upload(
     let rest = multipart.next_field().await;
     if !matches!(rest, Ok(None)) {
         discard(&state, &key).await;
-        return Err(ApiError::validation(vec![FieldError::new("file", "send one field, `file`, and nothing after it")]));
+        return Err(ApiError::validation(vec![FieldError::new(
+            "file",
+            "send one field, `file`, and nothing after it",
+        )]));
     }
     let recorded = record(&state, &caller, id, facts, key.clone()).await;
     if recorded.is_err() {
@@ -331,7 +340,11 @@ async fn show(
 #[utoipa::path(delete, operation_id = "deleteMedia", security(("api_key" = ["media:upload"])), path = "/v1/media/{id}", tag = "media",
     params(("id" = Uuid, Path, description = "The media item's id")),
     responses((status = 204, description = "Deleted")))]
-async fn delete(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<Uuid>) -> Result<StatusCode, ApiError> {
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
     load(&state, &caller, id).await?;
     let mut tx = crate::idempotency::begin(&state.pool).await?;
     match media_commands::delete(&mut tx, id, &caller.event_metadata()).await {
@@ -404,7 +417,8 @@ async fn content(
     .await?
     .ok_or_else(|| ApiError::not_found("no such media item"))?;
     let remaining = u64::try_from(expires - now.timestamp()).unwrap_or(0).max(1);
-    if let Some(presigned) = state.media.presigned_get(&item.object_key, std::time::Duration::from_secs(remaining)).await
+    if let Some(presigned) =
+        state.media.presigned_get(&item.object_key, std::time::Duration::from_secs(remaining)).await
     {
         let url = presigned.map_err(|error| ApiError::internal(&error))?;
         let location = HeaderValue::from_str(url.as_str()).map_err(|error| ApiError::internal(&error))?;
@@ -429,7 +443,10 @@ async fn content(
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(range.end - range.start));
             let content_range = format!("bytes {}-{}/{size}", range.start, range.end - 1);
-            headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&content_range).map_err(|e| ApiError::internal(&e))?);
+            headers.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&content_range).map_err(|e| ApiError::internal(&e))?,
+            );
         }
         None => {
             response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(size));

@@ -38,7 +38,11 @@ pub const MAX_PARTS: u32 = 10_000;
 const STALE_COMPLETION: Duration = Duration::from_secs(60 * 60);
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create)).routes(routes!(put_part)).routes(routes!(complete)).routes(routes!(abort))
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(put_part))
+        .routes(routes!(complete))
+        .routes(routes!(abort))
 }
 
 /// A resumable upload.
@@ -157,11 +161,7 @@ async fn put_part(
     }
     open(&find(&state, &caller, id).await?)?;
     let limits = limits(&state);
-    let size = state
-        .media
-        .put_part(id, part, body.into_data_stream(), &limits)
-        .await
-        .map_err(ingest_error)?;
+    let size = state.media.put_part(id, part, body.into_data_stream(), &limits).await.map_err(ingest_error)?;
     let size_bytes = i64::try_from(size).map_err(|error| ApiError::internal(&error))?;
     let part_number = i32::try_from(part).map_err(|error| ApiError::internal(&error))?;
     sqlx::query!(
@@ -244,7 +244,9 @@ async fn check_parts(state: &AppState, id: Uuid, parts: &[u32]) -> Result<(), Ap
     let total: i64 = sent.iter().map(|row| row.size_bytes).sum();
     let largest = limits(state).largest();
     if u64::try_from(total).unwrap_or(u64::MAX) > largest {
-        return Err(ApiError::too_large(format!("the parts add up to {total} bytes, over the limit of {largest} bytes")));
+        return Err(ApiError::too_large(format!(
+            "the parts add up to {total} bytes, over the limit of {largest} bytes"
+        )));
     }
     Ok(())
 }
@@ -269,7 +271,8 @@ async fn claim(state: &AppState, id: Uuid) -> Result<(), ApiError> {
 
 /// Gives the claim back after a failed completion: the parts are kept, for another try.
 async fn release(state: &AppState, id: Uuid) {
-    let released = sqlx::query!("UPDATE media_uploads SET completing_at = NULL WHERE id = $1", id).execute(&state.pool).await;
+    let released =
+        sqlx::query!("UPDATE media_uploads SET completing_at = NULL WHERE id = $1", id).execute(&state.pool).await;
     if let Err(error) = released {
         tracing::warn!(upload = %id, %error, "could not release an upload's completion claim");
     }
@@ -303,7 +306,11 @@ async fn record_completion(
 #[utoipa::path(delete, operation_id = "abortMediaUpload", security(("api_key" = ["media:upload"])), path = "/v1/media/uploads/{id}", tag = "media",
     params(("id" = Uuid, Path, description = "The upload's id")),
     responses((status = 204, description = "Aborted")))]
-async fn abort(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<Uuid>) -> Result<StatusCode, ApiError> {
+async fn abort(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
     let upload = find(&state, &caller, id).await?;
     if upload.completed_at.is_some() || upload.completing_at.is_some() {
         return Err(ApiError::conflict("the upload is complete or being completed; delete its media item instead"));

@@ -250,9 +250,10 @@ mod tests {
 
     #[test]
     fn an_import_ends_ready_or_failed_once() {
-        assert_eq!(given(vec![import()], Command::CompleteImport { facts: facts() }), Ok(vec![Event::Imported {
-            facts: facts()
-        }]));
+        assert_eq!(
+            given(vec![import()], Command::CompleteImport { facts: facts() }),
+            Ok(vec![Event::Imported { facts: facts() }])
+        );
         let reason = || Command::FailImport { reason: "timed out".into() };
         assert_eq!(given(vec![import()], reason()), Ok(vec![Event::ImportFailed { reason: "timed out".into() }]));
         assert_eq!(given(vec![import(), reason()], reason()), Err(Rejection::NotImporting("failed")));

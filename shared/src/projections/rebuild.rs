@@ -27,9 +27,11 @@ pub const READ_MODELS: &[&str] = &[
 pub async fn rebuild(pool: &PgPool) -> Result<u64, ProjectionError> {
     let mut tx = pool.begin().await?;
     sqlx::query!("LOCK TABLE events IN SHARE MODE").execute(&mut *tx).await?;
-    sqlx::query!("TRUNCATE post_media, deliveries, posts, media, accounts, connect_sessions, oauth_apps, api_keys, projects")
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "TRUNCATE post_media, deliveries, posts, media, accounts, connect_sessions, oauth_apps, api_keys, projects"
+    )
+    .execute(&mut *tx)
+    .await?;
     let mut after = 0i64;
     let mut applied = 0u64;
     loop {

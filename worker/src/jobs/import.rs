@@ -26,7 +26,11 @@ use crate::runtime::{JobResult, JobRun, Outcome, Perform};
 impl Perform<Context> for ImportMedia {
     /// A server error or a dropped connection is often over in seconds; the client is waiting.
     fn retry_policy() -> RetryPolicy {
-        RetryPolicy { base: Duration::from_secs(1), max: Duration::from_secs(10 * 60), floor: Duration::from_millis(500) }
+        RetryPolicy {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(10 * 60),
+            floor: Duration::from_millis(500),
+        }
     }
 
     /// Longer than the fetch's own total timeout, so that one ends an attempt with its reason.
@@ -48,9 +52,7 @@ impl Perform<Context> for ImportMedia {
         match fetch(context, &item).await {
             Ok(facts) => record(context, &item, Command::CompleteImport { facts }, &metadata).await,
             Err(failure) if failure.transient && !last_attempt => Ok(Outcome::Retry(failure.reason)),
-            Err(failure) => {
-                record(context, &item, Command::FailImport { reason: failure.reason }, &metadata).await
-            }
+            Err(failure) => record(context, &item, Command::FailImport { reason: failure.reason }, &metadata).await,
         }
     }
 }
@@ -125,7 +127,9 @@ async fn fetch(context: &Context, item: &Item) -> Result<MediaFacts, Failure> {
     stored.map_err(|error| match (error, fetch_error) {
         (IngestError::Source(_), Some(fetch_error)) => Failure::from_outbound(&fetch_error),
         (IngestError::TooLarge { limit }, _) => Failure::permanent(format!("larger than the limit of {limit} bytes")),
-        (IngestError::Store(error), _) => Failure { reason: format!("the media store failed: {error}"), transient: true },
+        (IngestError::Store(error), _) => {
+            Failure { reason: format!("the media store failed: {error}"), transient: true }
+        }
         (error, _) => Failure::permanent(error.to_string()),
     })
 }
