@@ -40,9 +40,11 @@ CREATE INDEX media_unpurged ON media (deleted_at) WHERE deleted_at IS NOT NULL A
 -- a media item (`media_id`), and its parts are objects in the store. The parts' rows say which
 -- parts arrived and how large, so `complete` can name a missing part and refuse a total over the
 -- limit before streaming anything, and the sweep knows which uploads to abort.
+-- (No foreign key to `projects`: that is a read model, emptied and refilled by a rebuild, and
+-- uploads in flight must outlive one.)
 CREATE TABLE media_uploads (
     id            uuid PRIMARY KEY,
-    project_id    uuid        NOT NULL REFERENCES projects (id),
+    project_id    uuid        NOT NULL,
     environment   text        NOT NULL CHECK (environment IN ('live', 'test')),
     created_at    timestamptz NOT NULL DEFAULT now(),
     expires_at    timestamptz NOT NULL,

@@ -48,6 +48,45 @@ async fn run<A: Aggregate>(
     Ok(())
 }
 
+/// An uploaded item deleted later, an import that completed and one that failed.
+async fn media_script(pool: &PgPool, project_id: Uuid) {
+    use herald_shared::domain::api_key::Environment;
+    use herald_shared::domain::media::{MediaFacts, MediaKind};
+    use herald_shared::domain::media_item::{Command, Media, object_key};
+    let facts = MediaFacts {
+        kind: MediaKind::Video,
+        content_type: "video/mp4".into(),
+        size_bytes: 1234,
+        sha256: "ab".repeat(32),
+        width: Some(1920),
+        height: Some(1080),
+        duration_ms: Some(3000),
+        frame_rate: Some(29.97),
+        video_codec: Some("h264".into()),
+        audio_codec: Some("aac".into()),
+    };
+    let uploaded = Uuid::now_v7();
+    let upload = Command::Upload {
+        project_id,
+        environment: Environment::Test,
+        facts: facts.clone(),
+        object_key: object_key(uploaded),
+    };
+    run::<Media>(pool, uploaded, upload, project_id).await.unwrap();
+    run::<Media>(pool, uploaded, Command::Delete, project_id).await.unwrap();
+    for outcome in [Command::CompleteImport { facts }, Command::FailImport { reason: "timed out".into() }] {
+        let imported = Uuid::now_v7();
+        let request = Command::RequestImport {
+            project_id,
+            environment: Environment::Live,
+            source_url: "https://example.com/a.mp4".into(),
+            object_key: object_key(imported),
+        };
+        run::<Media>(pool, imported, request, project_id).await.unwrap();
+        run::<Media>(pool, imported, outcome, project_id).await.unwrap();
+    }
+}
+
 async fn create_project(pool: &PgPool, name: &str) -> Uuid {
     let id = Uuid::now_v7();
     run::<project::Project>(pool, id, project::Command::Create { name: name.into() }, id).await.unwrap();
@@ -400,6 +439,8 @@ async fn a_rebuild_reproduces_every_read_model_row() {
     let update = post::Command::Update { content: Some("edited".into()), targets: None, scheduled_at: None };
     run::<post::Post>(&pool, edited, update, project_id).await.unwrap();
     run::<post::Post>(&pool, edited, post::Command::Cancel, project_id).await.unwrap();
+
+    media_script(&pool, project_id).await;
 
     let before = snapshot(&pool).await;
     assert!(before.iter().all(|(_, rows)| !rows.is_empty()), "the script touches every read model: {before:?}");

@@ -73,7 +73,7 @@ fn ebml(id: &[u8], payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A WebM of one VP9 track, `width` x `height`, lasting `duration_ms`, with one empty cluster.
+/// A WebM of one VP9 track, `width` x `height`, lasting `duration_ms`, with one cluster.
 fn webm(width: u16, height: u16, duration_ms: f64) -> Vec<u8> {
     let header = [
         ebml(&[0x42, 0x86], &[1]),
@@ -93,7 +93,12 @@ fn webm(width: u16, height: u16, duration_ms: f64) -> Vec<u8> {
     let segment = [
         ebml(&[0x15, 0x49, 0xA9, 0x66], &info),
         ebml(&[0x16, 0x54, 0xAE, 0x6B], &ebml(&[0xAE], &track)),
-        ebml(&[0x1F, 0x43, 0xB6, 0x75], &ebml(&[0xE7], &[0])),
+        // A cluster with one block of filler: a real file's frames (and the sniffer looks for
+        // more than 256 bytes).
+        ebml(
+            &[0x1F, 0x43, 0xB6, 0x75],
+            &[ebml(&[0xE7], &[0]), ebml(&[0xA3], &[0x81, 0, 0, 0x80].repeat(150))].concat(),
+        ),
     ]
     .concat();
     [ebml(&[0x1A, 0x45, 0xDF, 0xA3], &header), ebml(&[0x18, 0x53, 0x80, 0x67], &segment)].concat()
@@ -165,8 +170,10 @@ async fn upload(app: &TestApp, key: &str, bytes: Vec<u8>, name: &str, content_ty
 /// Uploads `bytes` and answers the item, expecting a 201.
 async fn uploaded(app: &TestApp, key: &str, bytes: Vec<u8>, name: &str) -> Value {
     let response = upload(app, key, bytes, name, "application/octet-stream").await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.unwrap()
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
 }
 
 async fn problem(response: reqwest::Response, status: StatusCode, code: &str) -> Value {
@@ -209,6 +216,15 @@ async fn an_image_and_a_video_are_described_from_their_bytes_whatever_their_name
     assert_eq!(clip["duration_ms"], 1500, "{clip}");
     assert_eq!(clip["video_codec"], "vp9", "{clip}");
     assert_eq!(clip["sha256"], sha256(&video));
+
+    // An mp4 (the store's own sample: ftyp, moov with one avc1 track, mdat).
+    let mp4 = herald_shared::media::samples::mp4(640, 360, 3, 2048);
+    let movie = uploaded(&app, &admin, mp4.clone(), "movie.mov").await;
+    assert_eq!((movie["kind"].as_str(), movie["content_type"].as_str()), (Some("video"), Some("video/mp4")), "{movie}");
+    assert_eq!((movie["width"].as_i64(), movie["height"].as_i64()), (Some(640), Some(360)), "{movie}");
+    assert_eq!(movie["duration_ms"], 3000, "{movie}");
+    assert!(movie["video_codec"].is_string(), "{movie}");
+    assert_eq!(movie["size_bytes"], mp4.len());
 
     // A PNG named .mp4 and sent as video/mp4 is an image.
     let lying = upload(&app, &admin, png(10, 20, 10), "clip.mp4", "video/mp4").await;
