@@ -85,6 +85,11 @@ pub struct Config {
     /// How long a call to a platform may take, in seconds. A publish without an answer in time
     /// is looked up before it is tried again.
     pub platform_timeout_secs: u64,
+    /// Let fetches of user-supplied URLs (media import, later webhooks and feeds) reach
+    /// loopback, private, link-local and metadata addresses (`crate::outbound`). Only for tests
+    /// and local development, where the servers are on loopback: on a server it hands every
+    /// key holder herald's network position.
+    pub allow_private_networks: bool,
     /// Where media objects live and their limits (`HERALD_MEDIA__*`).
     pub media: MediaSettings,
 }
@@ -195,6 +200,7 @@ impl Default for Config {
             platforms: BTreeMap::new(),
             platform_timeout_secs: 30,
             ready_requires_worker: false,
+            allow_private_networks: false,
             media: MediaSettings::default(),
         }
     }

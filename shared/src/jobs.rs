@@ -115,3 +115,25 @@ impl Job for PublishDelivery {
         Some(format!("publish:{}:{}", self.delivery_id, self.generation))
     }
 }
+
+/// Fetches an imported media item's URL through the outbound guard (`crate::outbound`) into the
+/// media store, then records `media.imported` with what the bytes are, or `media.import_failed`
+/// with why (see `herald_worker::jobs::import`). Queued by `POST /v1/media/import` in the
+/// transaction that records `media.import_requested`; one per item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportMedia {
+    pub media_id: uuid::Uuid,
+}
+
+impl Job for ImportMedia {
+    const KIND: &'static str = "media.import";
+    const QUEUE: &'static str = "media";
+    /// A client is waiting for the item to be ready.
+    const PRIORITY: i16 = 5;
+    /// Transient network failures retry a few times; the last attempt records the failure.
+    const MAX_ATTEMPTS: i32 = 4;
+
+    fn dedup_key(&self) -> Option<String> {
+        Some(format!("media-import:{}", self.media_id))
+    }
+}

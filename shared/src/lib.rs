@@ -9,7 +9,8 @@
 //! 2. **Storage and plumbing**: [`events`] (the log; it is handed a [`events::Projector`] and names
 //!    no read model), [`projections`] (the read models), [`queue`] and [`jobs`] (the job payloads),
 //!    [`media`] (the object store), [`rate_limit`], [`crypto`], [`credentials`] (the only reader of
-//!    sealed tables), [`idempotency`], [`retention`], [`batch`], [`notify`], [`heartbeat`], [`db`],
+//!    sealed tables), [`idempotency`], [`retention`], [`outbound`] (the guarded client for user-supplied
+//!    URLs), [`batch`], [`notify`], [`heartbeat`], [`db`],
 //!    [`telemetry`], [`shutdown`].
 //! 3. **Use cases**: [`commands`], what a route, a job or the CLI calls to change something (run a
 //!    command on an aggregate, queue deliveries, keys and projects, post checks).
@@ -30,6 +31,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod media;
 pub mod notify;
+pub mod outbound;
 pub mod platforms;
 pub mod projections;
 pub mod queue;

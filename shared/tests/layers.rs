@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("jobs", 2),
     ("media", 2),
     ("notify", 2),
+    ("outbound", 2),
     ("projections", 2),
     ("queue", 2),
     ("rate_limit", 2),

@@ -10,6 +10,7 @@ mod connect;
 mod events;
 mod keys;
 mod media;
+mod media_import;
 mod media_uploads;
 mod ops;
 mod posts;
@@ -35,6 +36,7 @@ fn authenticated() -> OpenApiRouter<AppState> {
         .merge(apps::routes())
         .merge(posts::routes())
         .merge(media::routes())
+        .merge(media_import::routes())
         .merge(media_uploads::routes())
 }
 

@@ -1,6 +1,7 @@
 //! The jobs herald's workers perform, registered in one place.
 
 mod connect;
+mod import;
 mod prune;
 mod publish;
 mod refresh;
@@ -10,7 +11,9 @@ use std::sync::Arc;
 
 use herald_shared::crypto::Keyring;
 use herald_shared::events::GroupCommitter;
-use herald_shared::jobs::{ExchangeCode, PruneExpired, PublishDelivery, RefreshCredentials, RevokeGrant};
+use herald_shared::jobs::{ExchangeCode, ImportMedia, PruneExpired, PublishDelivery, RefreshCredentials, RevokeGrant};
+use herald_shared::media::MediaStore;
+use herald_shared::outbound::OutboundClient;
 use herald_shared::platforms::Platforms;
 use herald_shared::projections::ReadModels;
 use herald_shared::{Config, credentials};
@@ -39,6 +42,10 @@ pub struct Context {
     pub committer: GroupCommitter,
     /// The publish jobs' batched reads and limiter decisions.
     pub publishing: publish::Batches,
+    /// Where media objects live (imports write them, the sweep removes them).
+    pub media: MediaStore,
+    /// The guarded client for user-supplied URLs (`HERALD_ALLOW_PRIVATE_NETWORKS`).
+    pub outbound: OutboundClient,
 }
 
 impl Context {
@@ -51,7 +58,9 @@ impl Context {
         // fills. More would only queue on the same rows.
         let committer = GroupCommitter::spawn(pool.clone(), Arc::new(ReadModels), BATCH_LANES, COMMIT_BATCH);
         let publishing = publish::Batches::spawn(pool.clone(), limiter.clone(), keyring.clone(), BATCH_LANES);
-        Ok(Self { pool, limiter, config, keyring, platforms, committer, publishing })
+        let media = MediaStore::from_config(&config)?;
+        let outbound = OutboundClient::new(&config)?;
+        Ok(Self { pool, limiter, config, keyring, platforms, committer, publishing, media, outbound })
     }
 }
 
@@ -63,6 +72,7 @@ pub fn registry() -> Registry<Context> {
         .register::<RefreshCredentials>()
         .register::<RevokeGrant>()
         .register::<PublishDelivery>()
+        .register::<ImportMedia>()
 }
 
 /// The adapter of `platform` and the OAuth client (`app_id`, or the managed app) that account
