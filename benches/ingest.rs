@@ -146,11 +146,13 @@ async fn append_for(url: &str, project_id: Uuid, writers: usize, mode: Mode) -> 
                 let command = post::Command::Create {
                     project_id,
                     content: "Our spring collection is here".into(),
+                    media: Vec::new(),
                     targets: vec![post::Target {
                         delivery_id: Uuid::now_v7(),
                         account_id: Uuid::now_v7(),
                         content: None,
                         options: serde_json::Value::Null,
+                        media: None,
                     }],
                     scheduled_at: None,
                     draft: false,

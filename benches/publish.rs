@@ -285,10 +285,12 @@ impl Bench {
                     account_id: self.accounts[index % self.accounts.len()],
                     content: None,
                     options: Value::Null,
+                    media: None,
                 };
                 let command = post::Command::Create {
                     project_id: self.project_id,
                     content: format!("bench post {index}"),
+                    media: Vec::new(),
                     targets: vec![target],
                     scheduled_at: Some(later),
                     draft: false,

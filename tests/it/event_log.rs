@@ -97,6 +97,7 @@ fn create_post(project_id: Uuid, accounts: &[Uuid], scheduled_at: Option<DateTim
     post::Command::Create {
         project_id,
         content: "hello world".into(),
+        media: Vec::new(),
         targets: accounts
             .iter()
             .map(|account_id| post::Target {
@@ -104,6 +105,7 @@ fn create_post(project_id: Uuid, accounts: &[Uuid], scheduled_at: Option<DateTim
                 account_id: *account_id,
                 content: None,
                 options: Value::Null,
+                media: None,
             })
             .collect(),
         scheduled_at,
@@ -436,7 +438,8 @@ async fn a_rebuild_reproduces_every_read_model_row() {
     run::<post::Post>(&pool, edited, create_post(project_id, &[account_id, Uuid::now_v7()], None), project_id)
         .await
         .unwrap();
-    let update = post::Command::Update { content: Some("edited".into()), targets: None, scheduled_at: None };
+    let update =
+        post::Command::Update { content: Some("edited".into()), media: None, targets: None, scheduled_at: None };
     run::<post::Post>(&pool, edited, update, project_id).await.unwrap();
     run::<post::Post>(&pool, edited, post::Command::Cancel, project_id).await.unwrap();
 

@@ -52,11 +52,13 @@ pub async fn draft_post(app: &TestApp, project_id: Uuid, content: &str, accounts
             account_id: *account_id,
             content: None,
             options: Value::Null,
+            media: None,
         })
         .collect();
     let command = post::Command::Create {
         project_id,
         content: content.into(),
+        media: Vec::new(),
         targets,
         scheduled_at: None,
         draft: true,

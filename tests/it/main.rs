@@ -21,6 +21,7 @@ mod media_import;
 mod openapi;
 mod outbound;
 mod platforms;
+mod post_media;
 mod posts;
 mod queue;
 mod reach;

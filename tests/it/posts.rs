@@ -276,10 +276,12 @@ async fn two_scheduler_sweeps_queue_each_delivery_once() {
         account_id: accounts[0].parse().unwrap(),
         content: None,
         options: Value::Null,
+        media: None,
     };
     let command = herald_shared::domain::post::Command::Create {
         project_id,
         content: "swept".into(),
+        media: Vec::new(),
         targets: vec![target],
         scheduled_at: None,
         draft: false,

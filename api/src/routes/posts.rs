@@ -1,7 +1,7 @@
 //! `/v1/posts`: posts aimed at several accounts, now or later, and what became of each target.
 //!
 //! Every target must be a connected account of the project within the key's reach, and its
-//! content must fit the platform. A post is visible to a key only if every one of its targets is
+//! content and media must fit the platform (media are the library's, `POST /v1/media`). A post is visible to a key only if every one of its targets is
 //! within its reach. Each command that makes deliveries due (creation, approval, a draft's
 //! publish, an edit, a retry) queues their publish jobs in its own transaction
 //! (`herald_shared::commands::posts`).
@@ -10,11 +10,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use herald_shared::commands::load;
-use herald_shared::commands::posts::{self, TargetRequest};
+use herald_shared::commands::posts::{self, Draft, TargetRequest};
 use herald_shared::domain::api_key::Environment;
-use herald_shared::domain::post::{self, Post, Target};
+use herald_shared::domain::post::{self, MediaRef, Post, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sqlx::PgConnection;
+use sqlx::types::Json;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -35,6 +37,24 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(results))
 }
 
+/// One media item of the library on a post or a target, in order.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(as = PostMedia)]
+#[serde(deny_unknown_fields)]
+struct MediaBody {
+    /// A ready item of the media library (`GET /v1/media/{id}`).
+    id: Uuid,
+    /// Read to people who cannot see the image or video, where the platform takes alt text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alt_text: Option<String>,
+}
+
+impl MediaBody {
+    fn into_refs(media: Vec<MediaBody>) -> Vec<MediaRef> {
+        media.into_iter().map(|item| MediaRef { id: item.id, alt_text: item.alt_text }).collect()
+    }
+}
+
 /// One target of a new or edited post.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +62,8 @@ struct TargetBody {
     account_id: Uuid,
     /// This target's text instead of the post's.
     content: Option<String>,
+    /// This target's media instead of the post's (`[]`: none).
+    media: Option<Vec<MediaBody>>,
     /// Platform options, passed to the platform's adapter.
     #[serde(default)]
     options: Value,
@@ -49,7 +71,12 @@ struct TargetBody {
 
 impl TargetBody {
     fn into_request(self) -> TargetRequest {
-        TargetRequest { account_id: self.account_id, content: self.content, options: self.options }
+        TargetRequest {
+            account_id: self.account_id,
+            content: self.content,
+            options: self.options,
+            media: self.media.map(MediaBody::into_refs),
+        }
     }
 }
 
@@ -59,6 +86,10 @@ impl TargetBody {
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     content: String,
+    /// Images and videos for every target without its own `media`, in order; each target's
+    /// platform rules (types, counts, sizes, dimensions, durations) are checked at creation.
+    #[serde(default)]
+    media: Vec<MediaBody>,
     targets: Vec<TargetBody>,
     /// RFC 3339 with an offset; absent: now.
     scheduled_at: Option<DateTime<Utc>>,
@@ -77,6 +108,8 @@ struct CreateBody {
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
     content: Option<String>,
+    /// The post's media instead of the current ones (`[]`: none).
+    media: Option<Vec<MediaBody>>,
     targets: Option<Vec<TargetBody>>,
     scheduled_at: Option<DateTime<Utc>>,
 }
@@ -98,6 +131,9 @@ pub struct DeliveryView {
     id: Uuid,
     account_id: Uuid,
     content: String,
+    /// This target's own media; `null`: the post's.
+    #[schema(value_type = Option<Vec<MediaBody>>)]
+    media: Option<Json<Vec<MediaBody>>>,
     /// `pending`, `queued`, `publishing`, `published`, `failed`, `unknown` or `canceled`.
     status: String,
     /// Calls made to the platform.
@@ -119,6 +155,9 @@ pub struct PostView {
     /// `canceled`.
     status: String,
     content: String,
+    /// The media of every target without its own.
+    #[schema(value_type = Vec<MediaBody>)]
+    media: Json<Vec<MediaBody>>,
     external_id: Option<String>,
     scheduled_at: Option<DateTime<Utc>>,
     requires_approval: bool,
@@ -133,6 +172,7 @@ struct PostRow {
     id: Uuid,
     status: String,
     content: String,
+    media: Json<Vec<MediaBody>>,
     external_id: Option<String>,
     scheduled_at: Option<DateTime<Utc>>,
     requires_approval: bool,
@@ -176,12 +216,13 @@ struct ListQuery {
     cursor: Option<Uuid>,
 }
 
-/// Checks `targets` with the platforms' content rules (`herald_shared::commands::posts`); the
-/// problems become one 422 together with `errors`.
+/// Checks `targets` of `draft` with the platforms' content and media rules, in `tx`
+/// (`herald_shared::commands::posts`); the problems become one 422 together with `errors`.
 async fn check_targets(
     state: &AppState,
+    tx: &mut PgConnection,
     caller: &Caller,
-    content: &str,
+    draft: Draft<'_>,
     targets: Vec<TargetRequest>,
     errors: &mut Vec<FieldError>,
 ) -> Result<Vec<Target>, ApiError> {
@@ -191,8 +232,7 @@ async fn check_targets(
     };
     let mut problems = Vec::new();
     let checked =
-        posts::check_targets(&state.pool, caller.project_id, &caller.reach(), rules, content, targets, &mut problems)
-            .await?;
+        posts::check_targets(tx, caller.project_id, &caller.reach(), rules, draft, targets, &mut problems).await?;
     errors.extend(problems.into_iter().map(FieldError::from));
     Ok(checked)
 }
@@ -200,9 +240,10 @@ async fn check_targets(
 /// Create a post.
 ///
 /// A post aimed at one or more accounts, published at `scheduled_at` (RFC 3339 with an offset;
-/// absent: now), kept as a draft, or held for approval. Every target must be a connected account
-/// within the key's reach and the content must fit its platform: a 422 names each bad field. Needs
-/// `posts:write`.
+/// absent: now), kept as a draft, or held for approval, with `media` from the library (on the post,
+/// or per target). Every target must be a connected account within the key's reach and the
+/// content and media must fit its platform: one 422 names each bad field and each rule a target's
+/// media break. Needs `posts:write`.
 #[utoipa::path(post, operation_id = "createPost", security(("api_key" = ["posts:write"])), path = "/v1/posts", tag = "posts", request_body = CreateBody,
     responses((status = 201, description = "The post and its deliveries", body = PostView)))]
 async fn create(
@@ -213,17 +254,20 @@ async fn create(
     let mut problems = Vec::new();
     posts::check_external_id(body.external_id.as_deref(), &mut problems);
     let mut errors: Vec<FieldError> = problems.into_iter().map(FieldError::from).collect();
+    let media = MediaBody::into_refs(body.media);
     let targets = body.targets.into_iter().map(TargetBody::into_request).collect();
-    let targets = check_targets(&state, &caller, &body.content, targets, &mut errors).await?;
+    let mut tx = crate::idempotency::begin(&state.pool).await?;
+    let draft = Draft { content: &body.content, media: &media };
+    let targets = check_targets(&state, &mut tx, &caller, draft, targets, &mut errors).await?;
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
     let id = Uuid::now_v7();
     let metadata = caller.event_metadata();
-    let mut tx = crate::idempotency::begin(&state.pool).await?;
     let command = post::Command::Create {
         project_id: caller.project_id,
         content: body.content,
+        media,
         targets,
         scheduled_at: body.scheduled_at,
         draft: body.draft,
@@ -251,8 +295,8 @@ async fn list(
     let limit = page_limit(query.limit, 50, 100)?;
     let rows = sqlx::query_as!(
         PostRow,
-        "SELECT p.id, p.status, p.content, p.external_id, p.scheduled_at, p.requires_approval, p.approved_at,
-                p.created_at, p.updated_at
+        r#"SELECT p.id, p.status, p.content, p.media AS "media: Json<Vec<MediaBody>>", p.external_id, p.scheduled_at,
+                p.requires_approval, p.approved_at, p.created_at, p.updated_at
          FROM posts p
          WHERE p.project_id = $1 AND ($2::uuid IS NULL OR p.id < $2)
            AND ($3::text IS NULL OR p.status = $3) AND ($4::text IS NULL OR p.external_id = $4)
@@ -263,7 +307,7 @@ async fn list(
                WHERE d.post_id = p.id
                  AND NOT (($8::text[] IS NULL OR a.platform = ANY($8)) AND (NOT $9 OR a.platform = 'sandbox')
                           AND ($10::text[] IS NULL OR a.id::text = ANY($10) OR a.external_id = ANY($10))))
-         ORDER BY p.id DESC LIMIT $11",
+         ORDER BY p.id DESC LIMIT $11"#,
         caller.project_id,
         query.cursor,
         query.status,
@@ -290,8 +334,9 @@ async fn list(
 async fn deliveries_of(state: &AppState, post_id: Uuid) -> Result<Vec<DeliveryView>, ApiError> {
     Ok(sqlx::query_as!(
         DeliveryView,
-        "SELECT id, account_id, content, status, attempts, platform_post_id, platform_url, published_at, last_error
-         FROM deliveries WHERE post_id = $1 ORDER BY id",
+        r#"SELECT id, account_id, content, media AS "media: Json<Vec<MediaBody>>", status, attempts, platform_post_id,
+                  platform_url, published_at, last_error
+           FROM deliveries WHERE post_id = $1 ORDER BY id"#,
         post_id
     )
     .fetch_all(&state.pool)
@@ -303,6 +348,7 @@ fn view(row: PostRow, deliveries: Vec<DeliveryView>) -> PostView {
         id: row.id,
         status: row.status,
         content: row.content,
+        media: row.media,
         external_id: row.external_id,
         scheduled_at: row.scheduled_at,
         requires_approval: row.requires_approval,
@@ -317,8 +363,9 @@ fn view(row: PostRow, deliveries: Vec<DeliveryView>) -> PostView {
 async fn load_view(state: &AppState, caller: &Caller, id: Uuid) -> Result<PostView, ApiError> {
     let row = sqlx::query_as!(
         PostRow,
-        "SELECT id, status, content, external_id, scheduled_at, requires_approval, approved_at, created_at, updated_at
-         FROM posts WHERE id = $1 AND project_id = $2",
+        r#"SELECT id, status, content, media AS "media: Json<Vec<MediaBody>>", external_id, scheduled_at,
+                  requires_approval, approved_at, created_at, updated_at
+           FROM posts WHERE id = $1 AND project_id = $2"#,
         id,
         caller.project_id
     )
@@ -368,8 +415,8 @@ async fn change(state: &AppState, caller: &Caller, id: Uuid, command: post::Comm
 
 /// Edit a post.
 ///
-/// Changes its content, targets or scheduled time while no target has started publishing (409
-/// after). Needs `posts:write`.
+/// Changes its content, media, targets or scheduled time while no target has started publishing
+/// (409 after); the targets are checked again against what the post will say. Needs `posts:write`.
 #[utoipa::path(patch, operation_id = "updatePost", security(("api_key" = ["posts:write"])), path = "/v1/posts/{id}", tag = "posts",
     params(("id" = Uuid, Path, description = "The post's id")), request_body = UpdateBody,
     responses((status = 200, description = "The post", body = PostView)))]
@@ -379,28 +426,30 @@ async fn update(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<ApiJson<PostView>, ApiError> {
-    let current = load_view(&state, &caller, id).await?;
-    let content = body.content.clone().unwrap_or(current.content);
+    load_view(&state, &caller, id).await?;
+    let mut tx = crate::idempotency::begin(&state.pool).await?;
+    let (post, _) = load::<Post>(&mut tx, id).await?;
+    let content = body.content.clone().unwrap_or_else(|| post.content.clone());
+    let media = body.media.map(MediaBody::into_refs);
+    let draft = Draft { content: &content, media: media.as_deref().unwrap_or(&post.media) };
     let mut errors = Vec::new();
+    // New targets are checked; so are the current ones when what they publish changed.
     let targets = match body.targets {
-        Some(targets) => {
-            let targets = targets.into_iter().map(TargetBody::into_request).collect();
-            Some(check_targets(&state, &caller, &content, targets, &mut errors).await?)
-        }
-        None if body.content.is_some() => {
-            let (post, _) = {
-                let mut tx = state.pool.begin().await?;
-                load::<Post>(&mut tx, id).await?
-            };
-            Some(check_targets(&state, &caller, &content, posts::current_targets(&post), &mut errors).await?)
-        }
+        Some(targets) => Some(targets.into_iter().map(TargetBody::into_request).collect()),
+        None if body.content.is_some() || media.is_some() => Some(posts::current_targets(&post)),
+        None => None,
+    };
+    let targets = match targets {
+        Some(targets) => Some(check_targets(&state, &mut tx, &caller, draft, targets, &mut errors).await?),
         None => None,
     };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let command = post::Command::Update { content: body.content, targets, scheduled_at: body.scheduled_at };
-    Ok(ApiJson(change(&state, &caller, id, command).await?))
+    let command = post::Command::Update { content: body.content, media, targets, scheduled_at: body.scheduled_at };
+    posts::execute_and_queue(&mut tx, id, command, &caller.event_metadata()).await?;
+    tx.commit().await?;
+    Ok(ApiJson(load_view(&state, &caller, id).await?))
 }
 
 /// Cancel a post.

@@ -44,8 +44,48 @@ pub(super) struct PublishBody {
     /// One of the grant's accounts.
     account_id: String,
     text: String,
+    /// Images and videos by URL, in order, as pull platforms take them: each must be a signed,
+    /// unexpired herald media URL (the sandbox checks it as a platform's fetch would).
+    #[serde(default)]
+    media: Vec<PublishMedia>,
     /// The publisher's reference, to find the post again.
     client_ref: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(super) struct PublishMedia {
+    url: String,
+    alt_text: Option<String>,
+}
+
+/// The media item a signed content URL (`herald_shared::media::signing`) of this herald serves,
+/// if the URL is one and is still valid: what a pull platform's fetch of it would find out.
+fn signed_media_id(state: &AppState, url: &str) -> Option<Uuid> {
+    let url = url::Url::parse(url).ok()?;
+    let public = url::Url::parse(&state.config.public_url()).ok()?;
+    if url.origin() != public.origin() {
+        return None;
+    }
+    let id = url.path().strip_prefix(public.path().trim_end_matches('/'))?.strip_prefix("/media/")?;
+    let id = Uuid::parse_str(id).ok()?;
+    let pair = |name: &str| url.query_pairs().find(|(key, _)| key == name).map(|(_, value)| value.into_owned());
+    let expires = pair("expires")?.parse().ok()?;
+    let signature = pair("signature")?;
+    let now = chrono::Utc::now().timestamp();
+    herald_shared::media::signing::verify(&state.media_url_key[..], id, expires, &signature, now).then_some(id)
+}
+
+/// The media of a publish, checked: `Err` is the reason for the 400 a platform answers when it
+/// cannot fetch one.
+fn checked_media(state: &AppState, media: &[PublishMedia]) -> Result<serde_json::Value, String> {
+    let mut stored = Vec::with_capacity(media.len());
+    for (index, item) in media.iter().enumerate() {
+        let Some(id) = signed_media_id(state, &item.url) else {
+            return Err(format!("media[{index}]: the URL is not a valid signed media URL, or it expired"));
+        };
+        stored.push(json!({ "media_id": id, "alt_text": item.alt_text }));
+    }
+    Ok(serde_json::Value::Array(stored))
 }
 
 /// Publish a sandbox post.
@@ -56,6 +96,7 @@ pub(super) struct PublishBody {
 #[utoipa::path(post, operation_id = "publishSandboxPost", path = "/sandbox/api/posts", tag = "sandbox", request_body = PublishBody, responses(
     (status = 201, description = "`{\"id\", \"url\"}`", body = Object),
     (status = 401, description = "`{\"error\": \"invalid_token\"}`", body = Object),
+    (status = 400, description = "A media URL the sandbox cannot fetch (not a valid signed herald URL, or expired)", body = Object),
     (status = 403, description = "Not one of the grant's accounts", body = Object),
     (status = 429, description = "Rate limited; `Retry-After` says for how long", body = Object),
     (status = 500, description = "An injected failure", body = Object),
@@ -86,14 +127,19 @@ pub(super) async fn publish(
     {
         return answer;
     }
+    let media = match checked_media(&state, &body.media) {
+        Ok(media) => media,
+        Err(error) => return (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": error }))).into_response(),
+    };
     let id = Uuid::now_v7();
     let stored = sqlx::query!(
-        "INSERT INTO sandbox_posts (id, login, account_id, text, client_ref) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO sandbox_posts (id, login, account_id, text, client_ref, media) VALUES ($1, $2, $3, $4, $5, $6)",
         id,
         login,
         body.account_id,
         body.text,
-        body.client_ref
+        body.client_ref,
+        media
     )
     .execute(&state.pool)
     .await;
@@ -185,14 +231,15 @@ pub(super) async fn find_posts(
         (status = 503, description = "The sandbox could not read the post; try again", content_type = "text/html", body = String),
     ))]
 pub(super) async fn show_post(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>) -> Response {
-    let found = sqlx::query!("SELECT account_id, text, created_at FROM sandbox_posts WHERE id = $1", id)
+    let found = sqlx::query!("SELECT account_id, text, media, created_at FROM sandbox_posts WHERE id = $1", id)
         .fetch_optional(&state.pool)
         .await;
     match found {
         Ok(Some(post)) => {
             let body = format!(
-                "<p>{}</p><p><small>{} · {}</small></p>",
+                "<p>{}</p>{}<p><small>{} · {}</small></p>",
                 escape(&post.text),
+                media_html(&state, &post.media).await,
                 escape(&post.account_id),
                 post.created_at.to_rfc3339()
             );
@@ -204,6 +251,49 @@ pub(super) async fn show_post(State(state): State<AppState>, ApiPath(id): ApiPat
             page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "The sandbox could not read the post.")
         }
     }
+}
+
+/// A post's media on its page, each at a fresh signed URL (`<img>` with its alt text, or
+/// `<video>`); an item deleted from the library since shows as gone.
+async fn media_html(state: &AppState, media: &serde_json::Value) -> String {
+    let items: Vec<(Uuid, Option<String>)> = media
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| {
+            let id = Uuid::parse_str(item.get("media_id")?.as_str()?).ok()?;
+            Some((id, item.get("alt_text").and_then(|alt| alt.as_str()).map(str::to_owned)))
+        })
+        .collect();
+    if items.is_empty() {
+        return String::new();
+    }
+    let ids: Vec<Uuid> = items.iter().map(|(id, _)| *id).collect();
+    let kinds = sqlx::query!("SELECT id, kind FROM media WHERE id = ANY($1) AND deleted_at IS NULL", &ids)
+        .fetch_all(&state.pool)
+        .await
+        .unwrap_or_default();
+    let lifetime = state.config.media.url_lifetime();
+    let now = chrono::Utc::now().timestamp();
+    let mut html = String::from("<div class=\"media\">");
+    for (id, alt_text) in items {
+        let alt = escape(alt_text.as_deref().unwrap_or(""));
+        let url = herald_shared::media::signing::content_url(
+            &state.config.public_url(),
+            &state.media_url_key[..],
+            id,
+            lifetime,
+            now,
+        );
+        let url = escape(&url);
+        match kinds.iter().find(|row| row.id == id).and_then(|row| row.kind.as_deref()) {
+            Some("video") => html.push_str(&format!("<video controls src=\"{url}\" title=\"{alt}\"></video>")),
+            Some(_) => html.push_str(&format!("<img src=\"{url}\" alt=\"{alt}\">")),
+            None => html.push_str("<p><em>(media no longer in the library)</em></p>"),
+        }
+    }
+    html.push_str("</div>");
+    html
 }
 
 /// The login behind a live access token in `Authorization: Bearer`, or the answer to send: a

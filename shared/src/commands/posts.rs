@@ -2,22 +2,37 @@
 //! publish jobs it makes due.
 //!
 //! Every target must be a connected account of the project within the key's reach, named once,
-//! and its content must fit the platform. The checks collect every problem (one per field), so a
-//! client learns all it has to fix from one answer.
+//! and its content must fit the platform. Every media item must be a ready item of the project's
+//! library that the key may see, and each target's media must fit its platform's rules (types,
+//! counts, sizes, dimensions, durations, mixing). The checks collect every problem (one per
+//! field, one per broken rule), so a client learns all it has to fix from one answer.
+//!
+//! The checks run in the command's transaction, and the media rows they read are locked
+//! `FOR SHARE`: a delete of one of them (which locks it `FOR UPDATE`, then looks for posts using
+//! it) waits for the post to commit and then sees it.
+
+use std::collections::HashMap;
 
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{ExecuteError, Executed, deliveries, execute};
 use crate::domain::account::AccountStatus;
 use crate::domain::api_key::Reach;
 use crate::domain::content::ContentRules;
-use crate::domain::post::{self, Post, Target};
+use crate::domain::media::MediaKind;
+use crate::domain::media_item::MediaStatus;
+use crate::domain::media_rules::{Attachment, broken_rules};
+use crate::domain::post::{self, MediaRef, Post, Target};
 use crate::events::EventMetadata;
 
 /// The most targets one post may have.
 pub const MAX_TARGETS: usize = 50;
+
+/// The most media one list (the post's, or a target's) may name: the most any platform takes
+/// (TikTok's photo posts).
+pub const MAX_MEDIA: usize = 35;
 
 /// One target as a client asks for it.
 #[derive(Debug, Clone)]
@@ -27,6 +42,16 @@ pub struct TargetRequest {
     pub content: Option<String>,
     /// Platform options, passed to the platform's adapter.
     pub options: Value,
+    /// This target's media instead of the post's (an empty list: none).
+    pub media: Option<Vec<MediaRef>>,
+}
+
+/// What a new or edited post says, to check against its targets.
+#[derive(Debug, Clone, Copy)]
+pub struct Draft<'a> {
+    pub content: &'a str,
+    /// The post's media, for every target without its own.
+    pub media: &'a [MediaRef],
 }
 
 /// One field of a request that is wrong, and why.
@@ -50,21 +75,23 @@ pub fn check_external_id(external_id: Option<&str>, problems: &mut Vec<Invalid>)
     }
 }
 
-/// Checks `targets` of a post of `content` in `project_id` for a key of `reach`, adding every
+/// Checks `targets` of `draft` in `project_id` for a key of `reach`, in `tx`, adding every
 /// problem to `problems`, and gives each a new delivery id. `rules` answers what a platform takes,
 /// or why it cannot be published to.
 pub async fn check_targets(
-    pool: &PgPool,
+    tx: &mut PgConnection,
     project_id: Uuid,
     reach: &Reach<'_>,
     rules: impl Fn(&str) -> Result<ContentRules, String>,
-    content: &str,
+    draft: Draft<'_>,
     targets: Vec<TargetRequest>,
     problems: &mut Vec<Invalid>,
 ) -> Result<Vec<Target>, sqlx::Error> {
     if targets.is_empty() || targets.len() > MAX_TARGETS {
         problems.push(Invalid::new("targets", format!("must have 1 to {MAX_TARGETS} targets")));
     }
+    let library = Library::load(tx, project_id, reach.test_only, draft.media, &targets).await?;
+    library.check_list("media", draft.media, problems);
     let ids: Vec<Uuid> = targets.iter().map(|target| target.account_id).collect();
     let accounts = sqlx::query!(
         r#"SELECT id, platform, status AS "status: AccountStatus", external_id FROM accounts
@@ -72,7 +99,7 @@ pub async fn check_targets(
         project_id,
         &ids
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let mut checked = Vec::with_capacity(targets.len());
     for (index, target) in targets.into_iter().enumerate() {
@@ -92,15 +119,19 @@ pub async fn check_targets(
             let status = account.status.as_str();
             problems.push(Invalid::new(field("account_id"), format!("the account is {status}; reconnect it")));
         }
-        let text = target.content.as_deref().unwrap_or(content);
+        let text = target.content.as_deref().unwrap_or(draft.content);
         let content_field = if target.content.is_some() { field("content") } else { "content".to_owned() };
+        if let Some(media) = &target.media {
+            library.check_list(&field("media"), media, problems);
+        }
+        let media = target.media.as_deref().unwrap_or(draft.media);
         match rules(&account.platform) {
             Err(reason) => problems.push(Invalid::new(field("account_id"), reason)),
-            Ok(rules) if !rules.publishes_text => problems.push(Invalid::new(
-                field("account_id"),
-                format!("{} posts need an image or a video, which herald cannot attach yet", account.platform),
-            )),
-            Ok(rules) => check_length(&account.platform, rules.max_chars, text, content_field, problems),
+            Ok(rules) => {
+                check_length(&account.platform, rules.max_chars, text, content_field, problems);
+                let broken = library.broken_rules(&account.platform, &rules, media);
+                problems.extend(broken.into_iter().map(|rule| Invalid::new(field("media"), rule)));
+            }
         }
         if !(target.options.is_null() || target.options.is_object()) {
             problems.push(Invalid::new(field("options"), "must be an object"));
@@ -110,9 +141,119 @@ pub async fn check_targets(
             account_id: target.account_id,
             content: target.content,
             options: target.options,
+            media: target.media,
         });
     }
     Ok(checked)
+}
+
+/// The library items a post names, as the key may see them.
+struct Library {
+    items: HashMap<Uuid, LibraryItem>,
+}
+
+struct LibraryItem {
+    status: MediaStatus,
+    kind: Option<MediaKind>,
+    content_type: Option<String>,
+    size_bytes: Option<i64>,
+    width: Option<i32>,
+    height: Option<i32>,
+    duration_ms: Option<i64>,
+}
+
+impl Library {
+    /// Reads (and locks `FOR SHARE`) every item `media` and `targets` name that is the
+    /// project's, not deleted, and in the key's environment (a test key sees only test media).
+    async fn load(
+        tx: &mut PgConnection,
+        project_id: Uuid,
+        test_only: bool,
+        media: &[MediaRef],
+        targets: &[TargetRequest],
+    ) -> Result<Self, sqlx::Error> {
+        let mut ids: Vec<Uuid> = media.iter().map(|item| item.id).collect();
+        ids.extend(targets.iter().flat_map(|target| target.media.iter().flatten().map(|item| item.id)));
+        if ids.is_empty() {
+            return Ok(Self { items: HashMap::new() });
+        }
+        let rows = sqlx::query!(
+            r#"SELECT id, status AS "status: MediaStatus", kind AS "kind: MediaKind", content_type, size_bytes,
+                      width, height, duration_ms
+               FROM media
+               WHERE id = ANY($1) AND project_id = $2 AND deleted_at IS NULL AND (NOT $3 OR environment = 'test')
+               FOR SHARE"#,
+            &ids,
+            project_id,
+            test_only,
+        )
+        .fetch_all(tx)
+        .await?;
+        let items = rows
+            .into_iter()
+            .map(|row| {
+                let item = LibraryItem {
+                    status: row.status,
+                    kind: row.kind,
+                    content_type: row.content_type,
+                    size_bytes: row.size_bytes,
+                    width: row.width,
+                    height: row.height,
+                    duration_ms: row.duration_ms,
+                };
+                (row.id, item)
+            })
+            .collect();
+        Ok(Self { items })
+    }
+
+    /// Checks one list of media (at `field`): each item exists and is ready, its alt text is not
+    /// blank, and the list is not too long.
+    fn check_list(&self, field: &str, media: &[MediaRef], problems: &mut Vec<Invalid>) {
+        if media.len() > MAX_MEDIA {
+            problems.push(Invalid::new(field, format!("at most {MAX_MEDIA} items")));
+        }
+        for (index, item) in media.iter().enumerate() {
+            let at = |name: &str| format!("{field}[{index}].{name}");
+            match self.items.get(&item.id) {
+                None => problems.push(Invalid::new(at("id"), "no such media")),
+                Some(found) if found.status != MediaStatus::Ready => problems
+                    .push(Invalid::new(at("id"), format!("the media item is {}, not ready", found.status.as_str()))),
+                Some(_) => {}
+            }
+            if media[..index].iter().any(|earlier| earlier.id == item.id) {
+                problems.push(Invalid::new(at("id"), "attached twice"));
+            }
+            if item.alt_text.as_deref().is_some_and(|alt| alt.trim().is_empty()) {
+                problems.push(Invalid::new(at("alt_text"), "must not be blank (leave it out instead)"));
+            }
+        }
+    }
+
+    /// The rules of `platform` that `media` (the ready items of it; the others are named by
+    /// [`Library::check_list`]) break, as sentences.
+    fn broken_rules(&self, platform: &str, rules: &ContentRules, media: &[MediaRef]) -> Vec<String> {
+        let attachments: Vec<Attachment<'_>> = media
+            .iter()
+            .filter_map(|item| {
+                let found = self.items.get(&item.id).filter(|found| found.status == MediaStatus::Ready)?;
+                Some(Attachment {
+                    is_video: found.kind == Some(MediaKind::Video),
+                    alt_text_chars: item.alt_text.as_deref().map_or(0, |alt| alt.chars().count()),
+                    content_type: found.content_type.as_deref().unwrap_or_default(),
+                    size_bytes: found.size_bytes.and_then(|size| u64::try_from(size).ok()).unwrap_or_default(),
+                    width: found.width.and_then(|width| u32::try_from(width).ok()),
+                    height: found.height.and_then(|height| u32::try_from(height).ok()),
+                    duration_ms: found.duration_ms.and_then(|duration| u64::try_from(duration).ok()),
+                })
+            })
+            .collect();
+        if !rules.publishes_media && (!media.is_empty() || rules.media.required) {
+            let needs = if rules.media.required { "posts need an image or a video, but " } else { "" };
+            return vec![format!("{platform} {needs}herald cannot publish media there yet")];
+        }
+        broken_rules(platform, &rules.media, &attachments)
+    }
 }
 
 /// Checks that `text` is not empty and fits `max_chars`.
@@ -134,6 +275,7 @@ pub fn current_targets(post: &Post) -> Vec<TargetRequest> {
             account_id: delivery.account_id,
             content: delivery.content.clone(),
             options: delivery.options.clone(),
+            media: delivery.media.clone(),
         })
         .collect()
 }

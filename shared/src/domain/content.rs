@@ -10,8 +10,11 @@ pub struct ContentRules {
     /// The most characters a post may have.
     pub max_chars: usize,
     /// Whether a post of text alone can be published. YouTube, Pinterest, Instagram and TikTok
-    /// need an image or a video, which herald's posts cannot carry yet.
+    /// need an image or a video.
     pub publishes_text: bool,
+    /// Whether herald's adapter publishes a post's media there yet. Until it does, a post with
+    /// media for that platform is refused at creation rather than published without them.
+    pub publishes_media: bool,
     /// What media a post may carry there.
     pub media: MediaRules,
 }

@@ -61,6 +61,9 @@ impl KindRules {
 pub struct MediaRules {
     pub images: KindRules,
     pub videos: KindRules,
+    /// The longest alt text, in characters; `None`: the platform takes none (alt text given is
+    /// not published there).
+    pub max_alt_text: Option<usize>,
     /// The most attachments of any kind in one post.
     pub max_items: usize,
     /// Whether images and videos may be in the same post (carousels).
@@ -71,14 +74,22 @@ pub struct MediaRules {
 
 impl MediaRules {
     /// A platform that takes no media.
-    pub const NONE: MediaRules =
-        MediaRules { images: KindRules::NONE, videos: KindRules::NONE, max_items: 0, mixes: false, required: false };
+    pub const NONE: MediaRules = MediaRules {
+        images: KindRules::NONE,
+        videos: KindRules::NONE,
+        max_alt_text: None,
+        max_items: 0,
+        mixes: false,
+        required: false,
+    };
 }
 
 /// One attachment as the checks see it: what its bytes turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attachment<'a> {
     pub is_video: bool,
+    /// Its alt text's length in characters (0: none).
+    pub alt_text_chars: usize,
     pub content_type: &'a str,
     pub size_bytes: u64,
     pub width: Option<u32>,
@@ -110,6 +121,14 @@ pub fn broken_rules(platform: &str, rules: &MediaRules, attachments: &[Attachmen
         broken.push(format!("{platform} does not take images and videos in the same post"));
     }
     for (index, item) in attachments.iter().enumerate() {
+        if let Some(most) = rules.max_alt_text
+            && item.alt_text_chars > most
+        {
+            broken.push(format!(
+                "media[{index}]: alt text of {} characters; {platform} takes at most {most}",
+                item.alt_text_chars
+            ));
+        }
         let kind = if item.is_video { &rules.videos } else { &rules.images };
         if kind.max_count > 0 {
             broken.extend(
@@ -191,6 +210,7 @@ mod tests {
             height: None,
             duration_ms: Some(Between::new(500, 140_000)),
         },
+        max_alt_text: Some(1000),
         max_items: 4,
         mixes: false,
         required: false,
@@ -199,6 +219,7 @@ mod tests {
     fn image(content_type: &str, size_bytes: u64, width: u32, height: u32) -> Attachment<'_> {
         Attachment {
             is_video: false,
+            alt_text_chars: 0,
             content_type,
             size_bytes,
             width: Some(width),
@@ -210,6 +231,7 @@ mod tests {
     fn video(duration_ms: Option<u64>, width: u32, height: u32) -> Attachment<'static> {
         Attachment {
             is_video: true,
+            alt_text_chars: 0,
             content_type: "video/mp4",
             size_bytes: 1_000_000,
             width: Some(width),
@@ -262,5 +284,12 @@ mod tests {
         );
         let unknown = broken_rules("x", &FOUR_IMAGES_OR_ONE_VIDEO, &[video(None, 10, 10)]);
         assert_eq!(unknown, ["media[0]: its duration is unknown; x needs one"]);
+        let described = Attachment { alt_text_chars: 1001, ..image("image/png", 1, 10, 10) };
+        assert_eq!(
+            broken_rules("x", &FOUR_IMAGES_OR_ONE_VIDEO, &[described]),
+            ["media[0]: alt text of 1001 characters; x takes at most 1000"]
+        );
+        let no_alt_text = MediaRules { max_alt_text: None, ..FOUR_IMAGES_OR_ONE_VIDEO };
+        assert!(broken_rules("x", &no_alt_text, &[described]).is_empty(), "ignored where not taken");
     }
 }

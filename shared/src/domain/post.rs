@@ -82,6 +82,15 @@ impl DeliveryStatus {
     }
 }
 
+/// One media item of the library attached to a post or a target, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRef {
+    pub id: Uuid,
+    /// The description read to people who cannot see it, where the platform takes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alt_text: Option<String>,
+}
+
 /// One target as given at creation or edit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
@@ -92,6 +101,16 @@ pub struct Target {
     pub content: Option<String>,
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub options: Value,
+    /// Per-target media (an empty list: none); the post's media when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Vec<MediaRef>>,
+}
+
+impl Target {
+    /// The media this target publishes: its own, or the post's.
+    pub fn media_or<'a>(&'a self, post_media: &'a [MediaRef]) -> &'a [MediaRef] {
+        self.media.as_deref().unwrap_or(post_media)
+    }
 }
 
 /// A failure as the platform reported it.
@@ -109,6 +128,8 @@ pub struct Delivery {
     pub account_id: Uuid,
     pub content: Option<String>,
     pub options: Value,
+    /// Its own media; the post's when `None`.
+    pub media: Option<Vec<MediaRef>>,
     pub status: DeliveryStatus,
     pub generation: i32,
     pub attempts: i32,
@@ -125,6 +146,8 @@ pub struct Post {
     pub project_id: Uuid,
     pub status: PostStatus,
     pub content: String,
+    /// The media of every target without its own.
+    pub media: Vec<MediaRef>,
     pub external_id: Option<String>,
     pub scheduled_at: Option<DateTime<Utc>>,
     pub requires_approval: bool,
@@ -138,6 +161,7 @@ pub enum Command {
     Create {
         project_id: Uuid,
         content: String,
+        media: Vec<MediaRef>,
         targets: Vec<Target>,
         /// None: now (or, for a draft, when it is published).
         scheduled_at: Option<DateTime<Utc>>,
@@ -148,6 +172,7 @@ pub enum Command {
     },
     Update {
         content: Option<String>,
+        media: Option<Vec<MediaRef>>,
         targets: Option<Vec<Target>>,
         scheduled_at: Option<DateTime<Utc>>,
     },
@@ -208,6 +233,8 @@ pub enum Event {
     Created {
         project_id: Uuid,
         content: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        media: Vec<MediaRef>,
         targets: Vec<Target>,
         scheduled_at: Option<DateTime<Utc>>,
         status: PostStatus,
@@ -216,7 +243,14 @@ pub enum Event {
         external_id: Option<String>,
     },
     #[serde(rename = "post.updated")]
-    Updated { content: String, targets: Vec<Target>, scheduled_at: Option<DateTime<Utc>>, generation: i32 },
+    Updated {
+        content: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        media: Vec<MediaRef>,
+        targets: Vec<Target>,
+        scheduled_at: Option<DateTime<Utc>>,
+        generation: i32,
+    },
     #[serde(rename = "post.approved")]
     Approved { status: PostStatus },
     #[serde(rename = "post.publish_requested")]
@@ -388,6 +422,7 @@ impl Aggregate for Post {
             Command::Create {
                 project_id,
                 content,
+                media,
                 targets,
                 scheduled_at,
                 draft,
@@ -396,12 +431,13 @@ impl Aggregate for Post {
                 now,
             } => self.create(
                 project_id,
-                content,
-                targets,
+                commands::Body { content, media, targets },
                 external_id,
                 commands::Start { scheduled_at, draft, requires_approval, now },
             ),
-            Command::Update { content, targets, scheduled_at } => self.update(content, targets, scheduled_at),
+            Command::Update { content, media, targets, scheduled_at } => {
+                self.update(content, media, targets, scheduled_at)
+            }
             Command::Approve => self.approve(),
             Command::Publish { now } => self.publish(now),
             Command::Cancel => self.cancel(),
@@ -440,12 +476,22 @@ impl Aggregate for Post {
 impl Post {
     fn evolve_post(&mut self, event: &Event) {
         match event {
-            Event::Created { project_id, content, targets, scheduled_at, status, requires_approval, external_id } => {
+            Event::Created {
+                project_id,
+                content,
+                media,
+                targets,
+                scheduled_at,
+                status,
+                requires_approval,
+                external_id,
+            } => {
                 *self = Post {
                     exists: true,
                     project_id: *project_id,
                     status: *status,
                     content: content.clone(),
+                    media: media.clone(),
                     external_id: external_id.clone(),
                     scheduled_at: *scheduled_at,
                     requires_approval: *requires_approval,
@@ -454,8 +500,9 @@ impl Post {
                     deliveries: targets.iter().map(|target| new_delivery(target, 1)).collect(),
                 };
             }
-            Event::Updated { content, targets, scheduled_at, generation } => {
+            Event::Updated { content, media, targets, scheduled_at, generation } => {
                 self.content = content.clone();
+                self.media = media.clone();
                 self.scheduled_at = *scheduled_at;
                 self.generation = *generation;
                 self.deliveries = targets.iter().map(|target| new_delivery(target, *generation)).collect();
@@ -544,6 +591,7 @@ fn new_delivery(target: &Target, generation: i32) -> Delivery {
         account_id: target.account_id,
         content: target.content.clone(),
         options: target.options.clone(),
+        media: target.media.clone(),
         generation,
         ..Delivery::default()
     }

@@ -8,6 +8,13 @@ use super::{
     Delivery, DeliveryError, DeliveryStatus, Event, Post, PostStatus, Rejection, Target, check_targets, derive_status,
 };
 
+/// What a new post says and where: its text, its media and its targets.
+pub(super) struct Body {
+    pub(super) content: String,
+    pub(super) media: Vec<super::MediaRef>,
+    pub(super) targets: Vec<Target>,
+}
+
 /// How a new post starts: its status and due time follow from these.
 pub(super) struct Start {
     pub(super) scheduled_at: Option<DateTime<Utc>>,
@@ -33,19 +40,20 @@ impl Post {
     pub(super) fn create(
         &self,
         project_id: Uuid,
-        content: String,
-        targets: Vec<Target>,
+        body: Body,
         external_id: Option<String>,
         start: Start,
     ) -> Result<Vec<Event>, Rejection> {
         if self.exists {
             return Err(Rejection::AlreadyExists);
         }
+        let Body { content, media, targets } = body;
         check_targets(&targets)?;
         let (status, scheduled_at) = start.status_and_due_time();
         Ok(vec![Event::Created {
             project_id,
             content,
+            media,
             targets,
             scheduled_at,
             status,
@@ -57,6 +65,7 @@ impl Post {
     pub(super) fn update(
         &self,
         content: Option<String>,
+        media: Option<Vec<super::MediaRef>>,
         targets: Option<Vec<Target>>,
         scheduled_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<Event>, Rejection> {
@@ -82,11 +91,13 @@ impl Post {
                     account_id: delivery.account_id,
                     content: delivery.content.clone(),
                     options: delivery.options.clone(),
+                    media: delivery.media.clone(),
                 })
                 .collect(),
         };
         Ok(vec![Event::Updated {
             content: content.unwrap_or_else(|| self.content.clone()),
+            media: media.unwrap_or_else(|| self.media.clone()),
             targets,
             scheduled_at: scheduled_at.or(self.scheduled_at),
             generation: self.generation + 1,

@@ -17,7 +17,7 @@ const DELIVERY_A: Uuid = Uuid::from_u128(20);
 const DELIVERY_B: Uuid = Uuid::from_u128(21);
 
 fn target(delivery_id: Uuid, account_id: Uuid) -> Target {
-    Target { delivery_id, account_id, content: None, options: Value::Null }
+    Target { delivery_id, account_id, content: None, options: Value::Null, media: None }
 }
 
 fn targets() -> Vec<Target> {
@@ -28,6 +28,7 @@ fn created(status: PostStatus) -> Event {
     Event::Created {
         project_id: PROJECT,
         content: "hello".into(),
+        media: Vec::new(),
         targets: targets(),
         scheduled_at: Some(at(60)),
         status,
@@ -66,6 +67,7 @@ fn create(draft: bool, requires_approval: bool, scheduled_at: Option<DateTime<Ut
     Command::Create {
         project_id: PROJECT,
         content: "hello".into(),
+        media: Vec::new(),
         targets: targets(),
         scheduled_at,
         draft,
@@ -99,6 +101,7 @@ fn creating_twice_or_without_targets_or_with_a_repeated_account_is_refused() {
     let no_targets = Command::Create {
         project_id: PROJECT,
         content: "x".into(),
+        media: Vec::new(),
         targets: vec![],
         scheduled_at: None,
         draft: false,
@@ -110,6 +113,7 @@ fn creating_twice_or_without_targets_or_with_a_repeated_account_is_refused() {
     let repeated = Command::Create {
         project_id: PROJECT,
         content: "x".into(),
+        media: Vec::new(),
         targets: vec![target(DELIVERY_A, ACCOUNT_A), target(DELIVERY_B, ACCOUNT_A)],
         scheduled_at: None,
         draft: false,
@@ -130,7 +134,12 @@ fn commands_on_a_missing_post_are_refused() {
 fn editing_before_any_delivery_started_resets_the_deliveries_to_a_new_generation() {
     let post = given(&[created(PostStatus::Scheduled), queued(DELIVERY_A)]);
     let events = post
-        .decide(Command::Update { content: Some("edited".into()), targets: None, scheduled_at: Some(at(120)) })
+        .decide(Command::Update {
+            content: Some("edited".into()),
+            media: None,
+            targets: None,
+            scheduled_at: Some(at(120)),
+        })
         .unwrap();
     let post = events.iter().fold(post, Post::evolve);
     assert_eq!(post.content, "edited");
@@ -145,9 +154,43 @@ fn editing_before_any_delivery_started_resets_the_deliveries_to_a_new_generation
 }
 
 #[test]
+fn media_on_the_post_and_a_target_survive_edits_that_do_not_replace_them() {
+    let image = MediaRef { id: Uuid::from_u128(7), alt_text: Some("a cat".into()) };
+    let mut own = target(DELIVERY_A, ACCOUNT_A);
+    own.media = Some(vec![]);
+    let created = Command::Create {
+        project_id: PROJECT,
+        content: "hello".into(),
+        media: vec![image.clone()],
+        targets: vec![own, target(DELIVERY_B, ACCOUNT_B)],
+        scheduled_at: None,
+        draft: true,
+        requires_approval: false,
+        external_id: None,
+        now: at(0),
+    };
+    let post = given(&[]);
+    let post = post.decide(created).unwrap().iter().fold(post, Post::evolve);
+    assert_eq!(post.media, std::slice::from_ref(&image));
+    assert_eq!(post.deliveries[0].media, Some(vec![]), "the first target publishes none");
+    assert_eq!(post.deliveries[1].media, None, "the second the post's");
+    let edit = Command::Update { content: Some("edited".into()), media: None, targets: None, scheduled_at: None };
+    let edited = post.decide(edit).unwrap().iter().fold(post.clone(), Post::evolve);
+    assert_eq!((edited.media.as_slice(), &edited.deliveries[0].media), (&[image][..], &Some(vec![])));
+    let cleared = Command::Update { content: None, media: Some(vec![]), targets: None, scheduled_at: None };
+    let cleared = post.decide(cleared).unwrap().iter().fold(post, Post::evolve);
+    assert!(cleared.media.is_empty());
+    // An event recorded before posts carried media reads as a post without any.
+    let old = json!({"type": "post.created", "project_id": PROJECT, "content": "x", "targets": [],
+        "scheduled_at": null, "status": "draft", "requires_approval": false});
+    let Event::Created { media, .. } = serde_json::from_value(old).unwrap() else { panic!("not a creation") };
+    assert!(media.is_empty());
+}
+
+#[test]
 fn editing_a_delivery_that_started_is_refused() {
     let post = given(&[created(PostStatus::Scheduled), queued(DELIVERY_A), publishing(DELIVERY_A)]);
-    let update = Command::Update { content: Some("late".into()), targets: None, scheduled_at: None };
+    let update = Command::Update { content: Some("late".into()), media: None, targets: None, scheduled_at: None };
     assert_eq!(post.decide(update), Err(Rejection::DeliveryStarted));
 }
 
@@ -208,7 +251,7 @@ fn canceling_a_published_post_is_refused() {
     ]);
     assert_eq!(post.status, PostStatus::Published);
     assert_eq!(post.decide(Command::Cancel), Err(Rejection::Finished(PostStatus::Published)));
-    let edit = Command::Update { content: Some("x".into()), targets: None, scheduled_at: None };
+    let edit = Command::Update { content: Some("x".into()), media: None, targets: None, scheduled_at: None };
     assert_eq!(post.decide(edit), Err(Rejection::Finished(PostStatus::Published)));
 }
 

@@ -40,6 +40,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     content: ContentRules {
         max_chars: 300,
         publishes_text: true,
+        publishes_media: false,
         // Lexicons (app.bsky.embed.images / video): 4 images of up to 2,000,000 bytes, or one MP4 of
         // up to 300,000,000 bytes and 3 min; one embed, so never both.
         media: MediaRules {
@@ -61,6 +62,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
                 height: None,
                 duration_ms: Some(Between::new(1, 180_000)),
             },
+            // Alt text: the Bluesky app's limit (the lexicon sets none).
+            max_alt_text: Some(2000),
             max_items: 4,
             mixes: false,
             required: false,

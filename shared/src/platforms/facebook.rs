@@ -40,6 +40,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     content: ContentRules {
         max_chars: 63_206,
         publishes_text: true,
+        publishes_media: false,
         // Pages: up to 10 photos or one video, not both (publishers' guides; Meta's help pages
         // differ: 4 or 10 MB images, 4 or 10 GB video).
         media: MediaRules {
@@ -61,6 +62,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
                 height: None,
                 duration_ms: Some(Between::new(1_000, 14_400_000)),
             },
+            // Alt text: `alt_text_custom` has no documented limit: herald keeps it to 1,000.
+            max_alt_text: Some(1000),
             max_items: 10,
             mixes: false,
             required: false,

@@ -39,6 +39,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     content: ContentRules {
         max_chars: 2200,
         publishes_text: false,
+        publishes_media: false,
         // Content publishing: JPEG up to 8 MB at 4:5 to 1.91:1; Reels MP4/MOV 3 s-15 min (300 MB,
         // the lower of two published figures); carousels of up to 10, mixed.
         media: MediaRules {
@@ -60,6 +61,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
                 height: None,
                 duration_ms: Some(Between::new(3_000, 900_000)),
             },
+            // Alt text: `alt_text` (image containers) has no documented limit: herald keeps it to 1,000.
+            max_alt_text: Some(1000),
             max_items: 10,
             mixes: true,
             required: true,

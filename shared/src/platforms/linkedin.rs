@@ -44,6 +44,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     content: ContentRules {
         max_chars: 3000,
         publishes_text: true,
+        publishes_media: false,
         // MultiImage: 2-20 images (official); image bytes, video 500 MB, 3 s-30 min and the
         // aspect range from publishers' guides.
         media: MediaRules {
@@ -65,6 +66,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
                 height: None,
                 duration_ms: Some(Between::new(3_000, 1_800_000)),
             },
+            // Alt text: the Images API's `altText`, at most 4,086 characters.
+            max_alt_text: Some(4086),
             max_items: 20,
             mixes: false,
             required: false,

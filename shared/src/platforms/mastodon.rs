@@ -46,6 +46,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     content: ContentRules {
         max_chars: 500,
         publishes_text: true,
+        publishes_media: false,
         // Mastodon 4 defaults (an instance may set others): 4 attachments, images up to 16 MiB,
         // one video up to 99 MiB alone.
         media: MediaRules {
@@ -67,6 +68,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
                 height: None,
                 duration_ms: None,
             },
+            // Alt text: a media `description`, 1,500 characters on a default instance.
+            max_alt_text: Some(1500),
             max_items: 4,
             mixes: false,
             required: false,

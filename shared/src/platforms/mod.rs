@@ -170,12 +170,31 @@ impl PlatformError {
     }
 }
 
+/// One image or video to publish, as the library stores it.
+#[derive(Debug, Clone)]
+pub struct MediaFile {
+    pub id: uuid::Uuid,
+    pub alt_text: Option<String>,
+    /// What its bytes are (type, size, dimensions, duration), read at ingest.
+    pub facts: crate::domain::media::MediaFacts,
+    /// An expiring signed URL on herald's public base URL, for platforms that fetch media
+    /// themselves (it redirects to a presigned URL when the store is S3).
+    pub url: String,
+    /// Where its bytes are in the store, for adapters that upload them: stream them with
+    /// [`crate::media::MediaStore::read`], never whole.
+    pub object_key: String,
+}
+
 /// What to publish, for one target.
 #[derive(Debug, Clone)]
 pub struct Publication<'a> {
     /// The account's id on the platform.
     pub platform_user_id: &'a str,
     pub content: &'a str,
+    /// The target's images and videos, in order (empty for a text post).
+    pub media: &'a [MediaFile],
+    /// The media store the files are in.
+    pub store: &'a crate::media::MediaStore,
     /// Per-target options, as the client gave them.
     pub options: &'a serde_json::Value,
     /// herald's id for this publish (the delivery and its generation): where the platform keeps

@@ -35,6 +35,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     content: ContentRules {
         max_chars: 500,
         publishes_text: false,
+        publishes_media: false,
         // Product specs: PNG/JPEG up to 20 MB (carousels of up to 5); MP4/MOV up to 2 GB, 4 s-15 min,
         // between 1:2 and 1.91:1.
         media: MediaRules {
@@ -56,6 +57,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
                 height: None,
                 duration_ms: Some(Between::new(4_000, 900_000)),
             },
+            // Alt text: a pin's `alt_text`, at most 500 characters.
+            max_alt_text: Some(500),
             max_items: 5,
             mixes: false,
             required: true,

@@ -233,6 +233,8 @@ mod tests {
         assert!(platforms.pace("sandbox").is_some());
     }
 
+    use crate::domain::media_rules::{Attachment, broken_rules};
+
     #[test]
     fn every_spec_states_coherent_media_rules() {
         for spec in ALL {
@@ -245,6 +247,90 @@ mod tests {
                 assert!(kind.types.iter().all(|t| t.starts_with("image/") || t.starts_with("video/")), "{}", spec.name);
             }
             assert!(media.max_items >= 1, "{} takes some media", spec.name);
+        }
+    }
+
+    fn image<'a>(content_type: &'a str, size_bytes: u64, width: u32, height: u32) -> Attachment<'a> {
+        Attachment {
+            is_video: false,
+            alt_text_chars: 0,
+            content_type,
+            size_bytes,
+            width: Some(width),
+            height: Some(height),
+            duration_ms: None,
+        }
+    }
+
+    fn video(seconds: u64, width: u32, height: u32) -> Attachment<'static> {
+        Attachment {
+            is_video: true,
+            alt_text_chars: 0,
+            content_type: "video/mp4",
+            size_bytes: 10_000_000,
+            width: Some(width),
+            height: Some(height),
+            duration_ms: Some(seconds * 1000),
+        }
+    }
+
+    /// What each platform's documentation refuses, refused by its spec (and what it takes,
+    /// taken): one case per rule that sets the platforms apart.
+    #[test]
+    fn each_platform_refuses_what_its_documentation_refuses() {
+        let jpeg = image("image/jpeg", 500_000, 1080, 1080);
+        let png = image("image/png", 500_000, 1080, 1080);
+        let portrait = video(30, 1080, 1920);
+        let cases: &[(&str, Vec<Attachment<'_>>, Option<&str>)] = &[
+            ("x", vec![jpeg; 4], None),
+            ("x", vec![jpeg; 5], Some("x takes at most 4 images in a post")),
+            ("x", vec![video(141, 1280, 720)], Some("141.0 s long; x takes 0.5 to 140.0 s")),
+            ("x", vec![jpeg, video(10, 1280, 720)], Some("x does not take images and videos in the same post")),
+            ("x", vec![image("image/png", 6_000_000, 100, 100)], Some("6000000 bytes; x takes at most 5000000")),
+            ("linkedin", vec![jpeg; 20], None),
+            ("linkedin", vec![image("image/webp", 1, 10, 10)], Some("linkedin does not take image/webp")),
+            ("linkedin", vec![video(2, 1920, 1080)], Some("2.0 s long; linkedin takes 3.0 to 1800.0 s")),
+            ("facebook", vec![jpeg; 11], Some("facebook takes at most 10 attachments")),
+            ("facebook", vec![video(10, 3000, 1000)], Some("aspect ratio 3000:1000")),
+            ("instagram", vec![], Some("instagram posts need an image or a video")),
+            ("instagram", vec![jpeg, portrait], None),
+            ("instagram", vec![png], Some("instagram does not take image/png")),
+            (
+                "instagram",
+                vec![image("image/jpeg", 1, 1080, 1920)],
+                Some("aspect ratio 1080:1920; instagram takes 0.80"),
+            ),
+            ("threads", vec![png; 20], None),
+            ("threads", vec![png; 21], Some("threads takes at most 20 attachments")),
+            ("threads", vec![video(301, 1080, 1920)], Some("301.0 s long")),
+            ("youtube", vec![portrait], None),
+            ("youtube", vec![jpeg], Some("youtube takes no images")),
+            ("youtube", vec![portrait, portrait], Some("youtube takes at most 1 attachments")),
+            ("tiktok", vec![jpeg; 35], None),
+            ("tiktok", vec![png], Some("tiktok does not take image/png")),
+            ("tiktok", vec![video(601, 1080, 1920)], Some("601.0 s long; tiktok takes 3.0 to 600.0 s")),
+            ("tiktok", vec![video(30, 320, 240)], Some("320 px wide; tiktok takes 360 to 4096 px")),
+            ("pinterest", vec![jpeg; 5], None),
+            ("pinterest", vec![video(3, 1000, 1500)], Some("3.0 s long; pinterest takes 4.0 to 900.0 s")),
+            (
+                "bluesky",
+                vec![image("image/png", 2_000_001, 10, 10)],
+                Some("2000001 bytes; bluesky takes at most 2000000"),
+            ),
+            ("bluesky", vec![video(181, 1080, 1920)], Some("181.0 s long")),
+            ("mastodon", vec![jpeg; 5], Some("mastodon takes at most 4 attachments")),
+            ("mastodon", vec![image("image/gif", 1, 10, 10)], None),
+        ];
+        for (platform, attachments, refusal) in cases {
+            let spec = ALL.iter().find(|spec| spec.name == *platform).unwrap();
+            let broken = broken_rules(platform, &spec.content.media, attachments);
+            match refusal {
+                None => assert!(broken.is_empty(), "{platform} takes {attachments:?}: {broken:?}"),
+                Some(rule) => assert!(
+                    broken.iter().any(|sentence| sentence.contains(rule)),
+                    "{platform} should refuse {attachments:?} with {rule:?}: {broken:?}"
+                ),
+            }
         }
     }
 }

@@ -40,6 +40,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     content: ContentRules {
         max_chars: 500,
         publishes_text: true,
+        publishes_media: true,
         // The sandbox takes what any platform takes, so tests can attach anything herald accepts.
         media: MediaRules {
             images: KindRules {
@@ -60,6 +61,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
                 height: None,
                 duration_ms: None,
             },
+            // Alt text: as X.
+            max_alt_text: Some(1000),
             max_items: 10,
             mixes: true,
             required: false,
@@ -137,9 +140,15 @@ impl Platform for SandboxAdapter {
     }
 
     async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
+        let media: Vec<serde_json::Value> = publication
+            .media
+            .iter()
+            .map(|file| serde_json::json!({ "url": file.url, "alt_text": file.alt_text }))
+            .collect();
         let body = serde_json::json!({
             "account_id": publication.platform_user_id,
             "text": publication.content,
+            "media": media,
             "client_ref": publication.reference,
         });
         let url = format!("{}/posts", self.oauth.endpoints().api_url);

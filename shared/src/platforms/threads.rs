@@ -40,6 +40,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     content: ContentRules {
         max_chars: 500,
         publishes_text: true,
+        publishes_media: false,
         // Threads media specifications: JPEG/PNG up to 8 MB, aspect up to 10:1; MP4/MOV up to 1 GB
         // and 5 min; carousels of up to 20, mixed.
         media: MediaRules {
@@ -61,6 +62,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
                 height: None,
                 duration_ms: Some(Between::new(1, 300_000)),
             },
+            // Alt text: `alt_text` on media containers has no documented limit: herald keeps it to 1,000.
+            max_alt_text: Some(1000),
             max_items: 20,
             mixes: true,
             required: false,

@@ -41,6 +41,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     content: ContentRules {
         max_chars: 2200,
         publishes_text: false,
+        publishes_media: false,
         // Content Posting API: one video (MP4/WebM/MOV, 3 s-10 min, 360-4096 px, 4 GB) or up to 35
         // photos (JPEG/WebP, 20 MB), never both.
         media: MediaRules {
@@ -62,6 +63,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
                 height: Some(Between::new(360, 4096)),
                 duration_ms: Some(Between::new(3_000, 600_000)),
             },
+            // Alt text: no alt text on TikTok posts.
+            max_alt_text: None,
             max_items: 35,
             mixes: false,
             required: true,

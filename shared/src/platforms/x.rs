@@ -38,6 +38,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     content: ContentRules {
         max_chars: 280,
         publishes_text: true,
+        publishes_media: false,
         // docs.x.com media: 5 MB images, 4 photos or 1 video (512 MB); types, sizes in px and
         // 0.5-140 s from publishers' guides.
         media: MediaRules {
@@ -59,6 +60,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
                 height: Some(Between::new(32, 1024)),
                 duration_ms: Some(Between::new(500, 140_000)),
             },
+            // Alt text: media metadata `alt_text`, at most 1,000 characters.
+            max_alt_text: Some(1000),
             max_items: 4,
             mixes: false,
             required: false,

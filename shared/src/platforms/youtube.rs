@@ -37,6 +37,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     content: ContentRules {
         max_chars: 5000,
         publishes_text: false,
+        publishes_media: false,
         // videos.insert: one video of any container, up to 256 GB; no images.
         media: MediaRules {
             images: KindRules::NONE,
@@ -49,6 +50,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
                 height: None,
                 duration_ms: None,
             },
+            // Alt text: no alt text on videos.
+            max_alt_text: None,
             max_items: 1,
             mixes: false,
             required: true,

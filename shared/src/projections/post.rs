@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{ProjectionError, stream_uuid};
 use crate::domain::aggregate::DomainEvent;
-use crate::domain::post::{DeliveryStatus, Event, Target};
+use crate::domain::post::{DeliveryStatus, Event, MediaRef, Target};
 use crate::events::RecordedEvent;
 
 /// The event type [`insert_created`] handles.
@@ -20,14 +20,25 @@ pub async fn insert_created(tx: &mut PgConnection, events: &[&RecordedEvent]) ->
     }
     let mut posts = PostRows::default();
     let mut deliveries = DeliveryRows::default();
+    let mut attachments = AttachmentRows::default();
     for recorded in events {
         let post_id = stream_uuid(&recorded.stream_id)?;
-        let Event::Created { project_id, content, targets, scheduled_at, status, requires_approval, external_id } =
-            Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)?
+        let Event::Created {
+            project_id,
+            content,
+            media,
+            targets,
+            scheduled_at,
+            status,
+            requires_approval,
+            external_id,
+        } = Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)?
         else {
             return Err(ProjectionError::Invalid("expected post.created"));
         };
-        deliveries.push(post_id, project_id, &content, &targets, 1, recorded.recorded_at);
+        deliveries.push(post_id, project_id, &content, &targets, 1, recorded.recorded_at)?;
+        attachments.push(post_id, &media, &targets);
+        posts.media.push(serde_json::to_value(&media)?);
         posts.ids.push(post_id);
         posts.projects.push(project_id);
         posts.statuses.push(status.as_str().to_owned());
@@ -39,11 +50,12 @@ pub async fn insert_created(tx: &mut PgConnection, events: &[&RecordedEvent]) ->
     }
     sqlx::query!(
         "INSERT INTO posts (id, project_id, status, content, external_id, scheduled_at, requires_approval,
-                            generation, created_at, updated_at)
-         SELECT id, project_id, status, content, external_id, scheduled_at, requires_approval, 1, recorded_at, recorded_at
+                            generation, created_at, updated_at, media)
+         SELECT id, project_id, status, content, external_id, scheduled_at, requires_approval, 1, recorded_at, recorded_at,
+                media
          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bool[],
-                     $8::timestamptz[])
-              AS p(id, project_id, status, content, external_id, scheduled_at, requires_approval, recorded_at)",
+                     $8::timestamptz[], $9::jsonb[])
+              AS p(id, project_id, status, content, external_id, scheduled_at, requires_approval, recorded_at, media)",
         &posts.ids,
         &posts.projects,
         &posts.statuses,
@@ -52,10 +64,12 @@ pub async fn insert_created(tx: &mut PgConnection, events: &[&RecordedEvent]) ->
         &posts.scheduled as &[Option<DateTime<Utc>>],
         &posts.approvals,
         &posts.recorded,
+        &posts.media,
     )
     .execute(&mut *tx)
     .await?;
-    deliveries.insert(tx).await?;
+    deliveries.insert(&mut *tx).await?;
+    attachments.insert(tx).await?;
     Ok(())
 }
 
@@ -69,6 +83,62 @@ struct PostRows {
     scheduled: Vec<Option<DateTime<Utc>>>,
     approvals: Vec<bool>,
     recorded: Vec<DateTime<Utc>>,
+    media: Vec<Value>,
+}
+
+/// `post_media` rows (one per attachment, in order) to insert in one statement. Their ids are
+/// derived from the post, the target and the position, so a rebuild makes the same ones.
+#[derive(Default)]
+struct AttachmentRows {
+    ids: Vec<Uuid>,
+    posts: Vec<Uuid>,
+    deliveries: Vec<Option<Uuid>>,
+    media: Vec<Uuid>,
+    positions: Vec<i32>,
+    alt_texts: Vec<Option<String>>,
+}
+
+impl AttachmentRows {
+    /// The post's own media (`delivery_id` NULL) and each target's own.
+    fn push(&mut self, post_id: Uuid, post_media: &[MediaRef], targets: &[Target]) {
+        self.push_list(post_id, None, post_media);
+        for target in targets {
+            if let Some(media) = &target.media {
+                self.push_list(post_id, Some(target.delivery_id), media);
+            }
+        }
+    }
+
+    fn push_list(&mut self, post_id: Uuid, delivery_id: Option<Uuid>, media: &[MediaRef]) {
+        for (position, item) in (0..).zip(media) {
+            let name = format!("{}:{position}", delivery_id.unwrap_or_default());
+            self.ids.push(Uuid::new_v5(&post_id, name.as_bytes()));
+            self.posts.push(post_id);
+            self.deliveries.push(delivery_id);
+            self.media.push(item.id);
+            self.positions.push(position);
+            self.alt_texts.push(item.alt_text.clone());
+        }
+    }
+
+    async fn insert(self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query!(
+            "INSERT INTO post_media (id, post_id, delivery_id, media_id, position, alt_text)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::int[], $6::text[])",
+            &self.ids,
+            &self.posts,
+            &self.deliveries as &[Option<Uuid>],
+            &self.media,
+            &self.positions,
+            &self.alt_texts as &[Option<String>],
+        )
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
 }
 
 /// `deliveries` rows to insert in one statement.
@@ -80,6 +150,7 @@ struct DeliveryRows {
     accounts: Vec<Uuid>,
     contents: Vec<String>,
     options: Vec<Value>,
+    media: Vec<Option<Value>>,
     generations: Vec<i32>,
     recorded: Vec<DateTime<Utc>>,
 }
@@ -93,7 +164,7 @@ impl DeliveryRows {
         targets: &[Target],
         generation: i32,
         at: DateTime<Utc>,
-    ) {
+    ) -> Result<(), serde_json::Error> {
         for target in targets {
             self.ids.push(target.delivery_id);
             self.posts.push(post_id);
@@ -105,24 +176,28 @@ impl DeliveryRows {
             } else {
                 target.options.clone()
             });
+            self.media.push(target.media.as_ref().map(serde_json::to_value).transpose()?);
             self.generations.push(generation);
             self.recorded.push(at);
         }
+        Ok(())
     }
 
     async fn insert(self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
         sqlx::query!(
-            "INSERT INTO deliveries (id, post_id, project_id, account_id, content, options, status, generation, updated_at)
-             SELECT id, post_id, project_id, account_id, content, options, 'pending', generation, updated_at
-             FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::jsonb[], $7::int[],
-                         $8::timestamptz[])
-                  AS d(id, post_id, project_id, account_id, content, options, generation, updated_at)",
+            "INSERT INTO deliveries (id, post_id, project_id, account_id, content, options, media, status, generation,
+                                     updated_at)
+             SELECT id, post_id, project_id, account_id, content, options, media, 'pending', generation, updated_at
+             FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[], $8::int[],
+                         $9::timestamptz[])
+                  AS d(id, post_id, project_id, account_id, content, options, media, generation, updated_at)",
             &self.ids,
             &self.posts,
             &self.projects,
             &self.accounts,
             &self.contents,
             &self.options,
+            &self.media as &[Option<Value>],
             &self.generations,
             &self.recorded,
         )
@@ -260,22 +335,8 @@ pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<()
     let event = Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)?;
     match event {
         Event::Created { .. } => insert_created(tx, &[recorded]).await?,
-        Event::Updated { content, targets, scheduled_at, generation } => {
-            let project_id = sqlx::query_scalar!(
-                "UPDATE posts SET content = $2, scheduled_at = $3, generation = $4, updated_at = $5 WHERE id = $1
-                 RETURNING project_id",
-                post_id,
-                content,
-                scheduled_at,
-                generation,
-                at,
-            )
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query!("DELETE FROM deliveries WHERE post_id = $1", post_id).execute(&mut *tx).await?;
-            let mut rows = DeliveryRows::default();
-            rows.push(post_id, project_id, &content, &targets, generation, at);
-            rows.insert(tx).await?;
+        Event::Updated { content, media, targets, scheduled_at, generation } => {
+            apply_updated(tx, post_id, Body { content, media, targets }, scheduled_at, generation, at).await?;
         }
         Event::Approved { status } => {
             sqlx::query!(
@@ -332,6 +393,47 @@ pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<()
             }
         }
     }
+    Ok(())
+}
+
+/// What a `post.updated` event says the post is now.
+struct Body {
+    content: String,
+    media: Vec<MediaRef>,
+    targets: Vec<Target>,
+}
+
+/// Rewrites the post's row, and replaces its deliveries and attachments with the edited ones.
+async fn apply_updated(
+    tx: &mut PgConnection,
+    post_id: Uuid,
+    body: Body,
+    scheduled_at: Option<DateTime<Utc>>,
+    generation: i32,
+    at: DateTime<Utc>,
+) -> Result<(), ProjectionError> {
+    let Body { content, media, targets } = body;
+    let project_id = sqlx::query_scalar!(
+        "UPDATE posts SET content = $2, scheduled_at = $3, generation = $4, updated_at = $5, media = $6
+         WHERE id = $1
+         RETURNING project_id",
+        post_id,
+        content,
+        scheduled_at,
+        generation,
+        at,
+        serde_json::to_value(&media)?,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query!("DELETE FROM deliveries WHERE post_id = $1", post_id).execute(&mut *tx).await?;
+    sqlx::query!("DELETE FROM post_media WHERE post_id = $1", post_id).execute(&mut *tx).await?;
+    let mut rows = DeliveryRows::default();
+    rows.push(post_id, project_id, &content, &targets, generation, at)?;
+    rows.insert(&mut *tx).await?;
+    let mut attachments = AttachmentRows::default();
+    attachments.push(post_id, &media, &targets);
+    attachments.insert(tx).await?;
     Ok(())
 }
 

@@ -11,10 +11,17 @@ use crate::events::RecordedEvent;
 const BATCH: i64 = 2_000;
 
 /// Every read model, children first (the order `TRUNCATE` needs without `CASCADE` surprises).
-/// `post_media` joins them once the post projection fills it (it is truncated already: it
-/// refers to `posts`).
-pub const READ_MODELS: &[&str] =
-    &["deliveries", "posts", "media", "accounts", "connect_sessions", "oauth_apps", "api_keys", "projects"];
+pub const READ_MODELS: &[&str] = &[
+    "post_media",
+    "deliveries",
+    "posts",
+    "media",
+    "accounts",
+    "connect_sessions",
+    "oauth_apps",
+    "api_keys",
+    "projects",
+];
 
 /// Empties the read models and replays every event into them. Returns how many events it applied.
 pub async fn rebuild(pool: &PgPool) -> Result<u64, ProjectionError> {

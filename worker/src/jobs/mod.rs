@@ -42,8 +42,11 @@ pub struct Context {
     pub committer: GroupCommitter,
     /// The publish jobs' batched reads and limiter decisions.
     pub publishing: publish::Batches,
-    /// Where media objects live (imports write them, the sweep removes them).
+    /// Where media objects live (imports write them, publishing reads them, the sweep removes
+    /// them).
     pub media: MediaStore,
+    /// Signs the URLs platforms fetch a post's media from (`herald_shared::media::signing`).
+    pub media_url_key: [u8; 32],
     /// The guarded client for user-supplied URLs (`HERALD_ALLOW_PRIVATE_NETWORKS`).
     pub outbound: OutboundClient,
 }
@@ -59,8 +62,9 @@ impl Context {
         let committer = GroupCommitter::spawn(pool.clone(), Arc::new(ReadModels), BATCH_LANES, COMMIT_BATCH);
         let publishing = publish::Batches::spawn(pool.clone(), limiter.clone(), keyring.clone(), BATCH_LANES);
         let media = MediaStore::from_config(&config)?;
+        let media_url_key = keyring.derive(herald_shared::media::signing::PURPOSE)?;
         let outbound = OutboundClient::new(&config)?;
-        Ok(Self { pool, limiter, config, keyring, platforms, committer, publishing, media, outbound })
+        Ok(Self { pool, limiter, config, keyring, platforms, committer, publishing, media, media_url_key, outbound })
     }
 }
 

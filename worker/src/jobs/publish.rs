@@ -31,9 +31,11 @@ use herald_shared::commands::{ExecuteError, execute, execute_loaded, load, load_
 use herald_shared::credentials::{self, PublishAccount};
 use herald_shared::crypto::Keyring;
 use herald_shared::domain::account::{self, Account, AccountStatus};
+use herald_shared::domain::media::{MediaFacts, MediaKind};
 use herald_shared::domain::post::{self, DeliveryError, DeliveryStatus, Post};
 use herald_shared::events::EventMetadata;
 use herald_shared::jobs::{PublishDelivery, RefreshCredentials};
+use herald_shared::media::signing;
 use herald_shared::platforms::{self, LookUp, Platform, PlatformError, Publication, TokenSet};
 use herald_shared::queue::RetryPolicy;
 use herald_shared::rate_limit::{self, Decision, Rate};
@@ -127,6 +129,7 @@ async fn load_batch(pool: &PgPool, keyring: &Keyring, requests: Vec<(Uuid, Uuid)
 /// Everything one attempt needs, loaded before the platform is called.
 struct Attempt<'a> {
     job: &'a PublishDelivery,
+    store: &'a herald_shared::media::MediaStore,
     run: JobRun,
     metadata: EventMetadata,
     /// The post as this attempt last saw it, and its version: commands are decided on it.
@@ -134,6 +137,8 @@ struct Attempt<'a> {
     account_id: Uuid,
     content: String,
     options: serde_json::Value,
+    /// The target's media, resolved from the library.
+    media: Vec<platforms::MediaFile>,
     reference: String,
     /// The request id of the platform's answer to the publish, quoted in a failure.
     platform_request_id: Option<String>,
@@ -146,6 +151,8 @@ impl Attempt<'_> {
         Publication {
             platform_user_id: &account.platform_user_id,
             content: &self.content,
+            media: &self.media,
+            store: self.store,
             options: &self.options,
             reference: &self.reference,
             began: self.began,
@@ -211,8 +218,10 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         return Ok(Outcome::Done);
     }
     let was_publishing = delivery.status == DeliveryStatus::Publishing;
+    let media_refs = delivery.media.clone().unwrap_or_else(|| post.media.clone());
     let mut attempt = Attempt {
         job,
+        store: &context.media,
         run,
         metadata: EventMetadata {
             project_id: Some(post.project_id),
@@ -222,6 +231,7 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         account_id: delivery.account_id,
         content: delivery.content.clone().unwrap_or_else(|| post.content.clone()),
         options: delivery.options.clone(),
+        media: Vec::new(),
         reference: format!("{}:{}", job.delivery_id, job.generation),
         post: (post, version),
         platform_request_id: None,
@@ -230,6 +240,10 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
     let Some(account) = account else {
         return attempt.fail(context, "account_missing", "the target account no longer exists".into()).await;
     };
+    match media_files(context, attempt.post.0.project_id, &media_refs).await? {
+        Ok(files) => attempt.media = files,
+        Err(missing) => return attempt.fail(context, "media_missing", missing).await,
+    }
     let (Some(adapter), Some(pace)) =
         (context.platforms.get(&account.platform), context.platforms.pace(&account.platform))
     else {
@@ -276,6 +290,58 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         platforms::http::with_request_id(adapter.publish(&tokens, &attempt.publication(&account))).await;
     attempt.platform_request_id = request_id;
     record_answer(context, &mut attempt, &account_key, answer).await
+}
+
+/// The library items `refs` name, in order, each with a URL signed for the platform to fetch
+/// it from; `Err` names one that is gone (deleted after a failed publish, then retried) or not
+/// ready.
+async fn media_files(
+    context: &Context,
+    project_id: Uuid,
+    refs: &[post::MediaRef],
+) -> anyhow::Result<Result<Vec<platforms::MediaFile>, String>> {
+    if refs.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
+    let ids: Vec<Uuid> = refs.iter().map(|item| item.id).collect();
+    let rows = sqlx::query!(
+        r#"SELECT id, object_key, kind AS "kind!: MediaKind", content_type AS "content_type!", size_bytes AS "size_bytes!",
+                  sha256 AS "sha256!", width, height, duration_ms, frame_rate, video_codec, audio_codec
+           FROM media
+           WHERE id = ANY($1) AND project_id = $2 AND deleted_at IS NULL AND status = 'ready'
+             AND kind IS NOT NULL AND content_type IS NOT NULL AND size_bytes IS NOT NULL AND sha256 IS NOT NULL"#,
+        &ids,
+        project_id
+    )
+    .fetch_all(&context.pool)
+    .await?;
+    let now = Utc::now().timestamp();
+    let lifetime = context.config.media.url_lifetime();
+    let mut files = Vec::with_capacity(refs.len());
+    for item in refs {
+        let Some(row) = rows.iter().find(|row| row.id == item.id) else {
+            return Ok(Err(format!("media item {} is no longer in the library", item.id)));
+        };
+        files.push(platforms::MediaFile {
+            id: row.id,
+            alt_text: item.alt_text.clone(),
+            facts: MediaFacts {
+                kind: row.kind,
+                content_type: row.content_type.clone(),
+                size_bytes: row.size_bytes,
+                sha256: row.sha256.clone(),
+                width: row.width,
+                height: row.height,
+                duration_ms: row.duration_ms,
+                frame_rate: row.frame_rate,
+                video_codec: row.video_codec.clone(),
+                audio_codec: row.audio_codec.clone(),
+            },
+            url: signing::content_url(&context.config.public_url(), &context.media_url_key, row.id, lifetime, now),
+            object_key: row.object_key.clone(),
+        });
+    }
+    Ok(Ok(files))
 }
 
 /// Asks the platform's limits, per account and per app (the project's own, or the managed one),
