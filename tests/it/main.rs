@@ -22,6 +22,7 @@ mod openapi;
 mod outbound;
 mod platforms;
 mod post_media;
+mod post_options;
 mod posts;
 mod queue;
 mod reach;

@@ -46,6 +46,16 @@ pub struct TargetRequest {
     pub media: Option<Vec<MediaRef>>,
 }
 
+/// What the platforms take, as the post validation asks it (the api answers from the platform
+/// specs; this layer names no platform).
+pub trait PlatformRules: Sync {
+    /// What a post's content may be on `platform`, or why it cannot be published to.
+    fn content(&self, platform: &str) -> Result<ContentRules, String>;
+    /// The problems of a target's `options` for an account on `platform`, as (field under
+    /// `options`, message); empty when they are fine.
+    fn option_problems(&self, platform: &str, options: &Value) -> Vec<(String, String)>;
+}
+
 /// What a new or edited post says, to check against its targets.
 #[derive(Debug, Clone, Copy)]
 pub struct Draft<'a> {
@@ -82,7 +92,7 @@ pub async fn check_targets(
     tx: &mut PgConnection,
     project_id: Uuid,
     reach: &Reach<'_>,
-    rules: impl Fn(&str) -> Result<ContentRules, String>,
+    rules: &dyn PlatformRules,
     draft: Draft<'_>,
     targets: Vec<TargetRequest>,
     problems: &mut Vec<Invalid>,
@@ -125,16 +135,17 @@ pub async fn check_targets(
             library.check_list(&field("media"), media, problems);
         }
         let media = target.media.as_deref().unwrap_or(draft.media);
-        match rules(&account.platform) {
+        match rules.content(&account.platform) {
             Err(reason) => problems.push(Invalid::new(field("account_id"), reason)),
-            Ok(rules) => {
-                check_length(&account.platform, rules.max_chars, text, content_field, problems);
-                let broken = library.broken_rules(&account.platform, &rules, media);
+            Ok(content_rules) => {
+                check_length(&account.platform, content_rules.max_chars, text, content_field, problems);
+                let broken = library.broken_rules(&account.platform, &content_rules, media);
                 problems.extend(broken.into_iter().map(|rule| Invalid::new(field("media"), rule)));
+                for (option, message) in rules.option_problems(&account.platform, &target.options) {
+                    let at = if option.is_empty() { field("options") } else { field(&format!("options.{option}")) };
+                    problems.push(Invalid::new(at, message));
+                }
             }
-        }
-        if !(target.options.is_null() || target.options.is_object()) {
-            problems.push(Invalid::new(field("options"), "must be an object"));
         }
         checked.push(Target {
             delivery_id: Uuid::now_v7(),

@@ -69,6 +69,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: false,
         },
     },
+    options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: Some("herald"),
     build: |oauth| Arc::new(BlueskyAdapter::new(oauth)),
 };

@@ -64,6 +64,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: true,
         },
     },
+    options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: None,
     build: |oauth| Arc::new(PinterestAdapter::new(oauth)),
 };

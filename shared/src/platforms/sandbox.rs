@@ -68,6 +68,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: false,
         },
     },
+    options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: Some("herald-sandbox"),
     build: |oauth| Arc::new(SandboxAdapter::new(oauth)),
 };

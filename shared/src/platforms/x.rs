@@ -67,6 +67,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: false,
         },
     },
+    options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: None,
     build: |oauth| Arc::new(XAdapter::new(oauth)),
 };
