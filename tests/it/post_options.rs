@@ -93,3 +93,38 @@ async fn the_document_shows_one_options_variant_per_platform() {
     assert!(mastodon["visibility"].is_object() && mastodon["spoiler_text"].is_object(), "{mastodon}");
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn each_platform_counts_a_text_as_it_does() {
+    let (app, client, _) = app_with_accounts().await;
+    let project_id: Uuid =
+        sqlx::query_scalar("SELECT project_id FROM accounts LIMIT 1").fetch_one(&app.pool).await.unwrap();
+    let x = connected_account(&app, project_id, "x", "x-user", None).await;
+    let bluesky = connected_account(&app, project_id, "bluesky", "did:plc:ada", None).await;
+    let instagram = connected_account(&app, project_id, "instagram", "ig-user", None).await;
+
+    let wide = json!({"account_id": x, "content": "字".repeat(141)});
+    assert_eq!(
+        refused(&app, &client, wide).await,
+        [(
+            "targets[0].content".to_owned(),
+            "282 weighted characters (URLs count 23, wide characters and emoji 2); x takes at most 280".to_owned()
+        )]
+    );
+    let long_url = format!("{} https://example.com/{}", "a".repeat(250), "p".repeat(200));
+    let graphemes = "e\u{301}".repeat(300);
+    for (account_id, content) in [(x, long_url), (bluesky, graphemes)] {
+        let body = json!({"content": "-", "targets": [{"account_id": account_id, "content": content}], "draft": true});
+        create(&app, &client, body).await;
+    }
+    let too_many = json!({"account_id": bluesky, "content": "e\u{301}".repeat(301)});
+    assert_eq!(refused(&app, &client, too_many).await[0].1, "301 characters (graphemes); bluesky takes at most 300");
+    let tags: Vec<String> = (0..31).map(|n| format!("#tag{n}")).collect();
+    let hashtags = json!({"account_id": instagram, "content": tags.join(" ")});
+    let errors = refused(&app, &client, hashtags).await;
+    assert!(
+        errors.contains(&("targets[0].content".to_owned(), "31 hashtags; instagram takes at most 30".to_owned())),
+        "{errors:?}"
+    );
+    app.stop().await.unwrap();
+}

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::{ExecuteError, Executed, deliveries, execute};
 use crate::domain::account::AccountStatus;
 use crate::domain::api_key::Reach;
-use crate::domain::content::ContentRules;
+use crate::domain::content::{self, ContentRules};
 use crate::domain::media::MediaKind;
 use crate::domain::media_item::MediaStatus;
 use crate::domain::media_rules::{Attachment, broken_rules};
@@ -138,7 +138,8 @@ pub async fn check_targets(
         match rules.content(&account.platform) {
             Err(reason) => problems.push(Invalid::new(field("account_id"), reason)),
             Ok(content_rules) => {
-                check_length(&account.platform, content_rules.max_chars, text, content_field, problems);
+                let bare = media.is_empty();
+                check_length(&account.platform, &content_rules, text, bare, content_field, problems);
                 let broken = library.broken_rules(&account.platform, &content_rules, media);
                 problems.extend(broken.into_iter().map(|rule| Invalid::new(field("media"), rule)));
                 for (option, message) in rules.option_problems(&account.platform, &target.options) {
@@ -267,13 +268,30 @@ impl Library {
     }
 }
 
-/// Checks that `text` is not empty and fits `max_chars`.
-fn check_length(platform: &str, max_chars: usize, text: &str, field: String, problems: &mut Vec<Invalid>) {
-    let length = text.chars().count();
-    if length == 0 {
+/// Checks that `text` is not empty (unless media carry the post), fits the platform's length as
+/// it counts it, and has no more hashtags than it takes.
+fn check_length(
+    platform: &str,
+    rules: &ContentRules,
+    text: &str,
+    bare: bool,
+    field: String,
+    problems: &mut Vec<Invalid>,
+) {
+    let length = content::length(rules.counts, text);
+    let (max, counted) = (rules.max_chars, content::counting_note(rules.counts));
+    if bare && text.trim().is_empty() {
         problems.push(Invalid::new(field, "must not be empty"));
-    } else if length > max_chars {
-        problems.push(Invalid::new(field, format!("{length} characters; {platform} takes at most {max_chars}")));
+        return;
+    }
+    if length > max {
+        problems.push(Invalid::new(field.clone(), format!("{length} {counted}; {platform} takes at most {max}")));
+    }
+    if let Some(most) = rules.max_hashtags
+        && content::hashtags(text) > most
+    {
+        let found = content::hashtags(text);
+        problems.push(Invalid::new(field, format!("{found} hashtags; {platform} takes at most {most}")));
     }
 }
 

@@ -38,6 +38,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     refresh_margin: Duration::from_secs(10 * 60),
     publish_rates: PublishRates { per_account: hourly(1_600), per_app: hourly(100_000) },
     content: ContentRules {
+        counts: super::TextCount::Graphemes,
+        max_hashtags: None,
         max_chars: 300,
         publishes_text: true,
         publishes_media: false,

@@ -37,6 +37,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
     publish_rates: PublishRates { per_account: per_minutes(50, 24 * 60), per_app: hourly(10_000) },
     content: ContentRules {
+        counts: super::TextCount::Characters,
+        max_hashtags: Some(30),
         max_chars: 2200,
         publishes_text: false,
         publishes_media: false,

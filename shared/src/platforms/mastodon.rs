@@ -44,6 +44,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
     publish_rates: PublishRates { per_account: per_minutes(300, 5), per_app: per_minutes(10_000, 5) },
     content: ContentRules {
+        counts: super::TextCount::Mastodon,
+        max_hashtags: None,
         max_chars: 500,
         publishes_text: true,
         publishes_media: false,

@@ -55,7 +55,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 pub use crate::config::PlatformSettings;
-pub use crate::domain::content::ContentRules;
+pub use crate::domain::content::{ContentRules, TextCount};
 pub use crate::domain::media_rules::{Between, KindRules, MediaRules};
 pub use crate::domain::tokens::{ClientCredentials, TokenSet};
 use crate::rate_limit::Rate;
