@@ -4,7 +4,8 @@
 //! dropped at once, so the buffers of hyper and multer are reused rather than pinned by parts
 //! waiting to be written; a part sent to the store goes back to the upload's pool when the store
 //! lets go of it. An upload holds at most one part being filled plus [`CONCURRENCY`] in flight,
-//! allocated once (and an object smaller than one part only its own size).
+//! allocated once at their full size (so no discarded growth steps stay resident; an object
+//! smaller than one part touches only its own size of its buffer).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -25,9 +26,6 @@ use crate::domain::media::{MediaFacts, MediaKind};
 const SNIFF_BYTES: usize = 8 * 1024;
 /// Parts in flight at once per upload (one more is being filled meanwhile).
 const CONCURRENCY: usize = 2;
-/// The first part's buffer starts this small and doubles up to [`PART_SIZE`], so a small image
-/// costs its size, not a part's.
-const FIRST_BUFFER: usize = 64 * 1024;
 
 /// What was written, before the metadata is read.
 pub(super) struct Written {
@@ -115,20 +113,20 @@ impl Pending {
         Ok(())
     }
 
-    /// Room for `more` bytes in the part being filled: a buffer from the pool (or a new one) once
-    /// the upload is under way, or the first buffer grown by doubling up to a part.
+    /// Room for `more` bytes in the part being filled: a buffer from the pool, or a new one of a
+    /// whole part (reserved, not touched: only what is written becomes resident). Never grown by
+    /// doubling, whose discarded steps the allocator would keep resident.
     fn make_room(&mut self, more: usize) {
-        let needed = self.filling.len() + more;
-        if needed <= self.filling.capacity() {
+        if self.filling.len() + more <= self.filling.capacity() {
             return;
         }
-        if self.filling.capacity() == 0 && self.upload.is_some() {
-            let recycled = self.pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
-            self.filling = recycled.unwrap_or_else(|| Vec::with_capacity(PART_SIZE));
+        if !self.filling.is_empty() {
+            // Not reached: every buffer holds a whole part.
+            self.filling.reserve_exact(more);
             return;
         }
-        let capacity = needed.next_power_of_two().clamp(FIRST_BUFFER, PART_SIZE);
-        self.filling.reserve_exact(capacity - self.filling.len());
+        let recycled = self.pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        self.filling = recycled.unwrap_or_else(|| Vec::with_capacity(PART_SIZE));
     }
 
     /// Hands the full part to the store, once fewer than [`CONCURRENCY`] are in flight.
@@ -297,7 +295,7 @@ where
 {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    let mut head = Vec::new();
+    let mut head = Vec::with_capacity(HEAD_BYTES);
     let mut next = (!first.is_empty()).then_some(first);
     loop {
         let chunk = match next.take() {
