@@ -20,11 +20,19 @@
 //!   the row it locked and then finds it applied.
 //! - applied: the effect committed but its response is gone; the retry gets a 409
 //!   `idempotency_response_lost` instead of a second effect.
+//!
+//! **Streamed bodies.** A media upload (`POST /v1/media`, [`STREAMED`]) is not read here: it
+//! may be gigabytes, and its multipart framing (a boundary a client picks afresh on each try)
+//! says nothing about the file. Its handler streams the file into the store first and then
+//! calls [`run_streamed`] with the stored object's SHA-256 and size as the body's fingerprint:
+//! the same file again with the same key replays the first response (the new copy is
+//! discarded), another file is a 409 `idempotency_conflict`. An upload refused before that
+//! (too large, an unsupported type) acted on nothing, and is refused the same way again.
 
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -42,6 +50,13 @@ use crate::error::ApiError;
 const WAIT_FOR_FIRST: Duration = Duration::from_secs(10);
 /// The longest key accepted.
 const MAX_KEY_LEN: usize = 255;
+
+/// The routes whose body the handler streams and fingerprints itself ([`run_streamed`]).
+const STREAMED: &[(Method, &str)] = &[(Method::POST, "/v1/media")];
+
+/// The checked `Idempotency-Key` of a request to a [`STREAMED`] route, for its handler.
+#[derive(Debug, Clone)]
+pub struct StreamedKey(String);
 
 tokio::task_local! {
     /// Set while a claimed request's handler runs, for [`begin`] to fence its transaction on.
@@ -83,18 +98,17 @@ async fn replay_or_run(state: &AppState, request: Request, next: Next) -> Result
     let Some(caller) = request.extensions().get::<Caller>().cloned() else {
         return Ok(next.run(request).await);
     };
+    let path = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    if STREAMED.iter().any(|(method, streamed)| method == request.method() && Some(*streamed) == path) {
+        let mut request = request;
+        request.extensions_mut().insert(StreamedKey(key));
+        return Ok(next.run(request).await);
+    }
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, state.config.max_body_bytes).await.map_err(|_| {
         ApiError::payload_too_large("the request body is larger than this server accepts").into_response()
     })?;
-    let mut fingerprint = Sha256::new();
-    fingerprint.update(parts.method.as_str().as_bytes());
-    fingerprint.update(b" ");
-    fingerprint.update(parts.uri.path().as_bytes());
-    fingerprint.update(b"\n");
-    fingerprint.update(&body);
-    let fingerprint = fingerprint.finalize().to_vec();
-
+    let fingerprint = fingerprint(&parts.method, parts.uri.path(), &body);
     let token = match wait_for_claim(state, caller.project_id, &key, &fingerprint).await? {
         Turn::Act(token) => token,
         Turn::Replay(response) => return Ok(response),
@@ -102,6 +116,47 @@ async fn replay_or_run(state: &AppState, request: Request, next: Next) -> Result
     let claim = Claim { project_id: caller.project_id, key, token };
     let response = CLAIM.scope(claim.clone(), next.run(Request::from_parts(parts, Body::from(body)))).await;
     Ok(remember(state, &claim, response).await)
+}
+
+/// What identifies a request with a key: its method, its path and its body.
+fn fingerprint(method: &Method, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut fingerprint = Sha256::new();
+    fingerprint.update(method.as_str().as_bytes());
+    fingerprint.update(b" ");
+    fingerprint.update(path.as_bytes());
+    fingerprint.update(b"\n");
+    fingerprint.update(body);
+    fingerprint.finalize().to_vec()
+}
+
+/// What [`run_streamed`] did.
+pub enum Streamed {
+    /// `act` ran under the key's claim; its response, kept for replays.
+    Acted(Response),
+    /// `act` did not run: the first request's response again, or why not (a 409).
+    NotActed(Response),
+}
+
+/// For a request to a [`STREAMED`] route whose body is stored: runs `act` under the key's claim,
+/// with `stored` (what the stored body was: its SHA-256 and size) as the body's fingerprint, or
+/// answers as the first request with the key did.
+pub async fn run_streamed(
+    state: &AppState,
+    caller: &Caller,
+    key: StreamedKey,
+    method: &Method,
+    path: &str,
+    stored: &str,
+    act: impl Future<Output = Response>,
+) -> Streamed {
+    let fingerprint = fingerprint(method, path, format!("stored {stored}").as_bytes());
+    let token = match wait_for_claim(state, caller.project_id, &key.0, &fingerprint).await {
+        Ok(Turn::Act(token)) => token,
+        Ok(Turn::Replay(response)) | Err(response) => return Streamed::NotActed(response),
+    };
+    let claim = Claim { project_id: caller.project_id, key: key.0, token };
+    let response = CLAIM.scope(claim.clone(), act).await;
+    Streamed::Acted(remember(state, &claim, response).await)
 }
 
 /// What a request with a key does: act under its claim, or answer as the first request did.

@@ -78,7 +78,8 @@ async fn end_abandoned(pool: &PgPool, config: &Config) {
             unknown = ended.unknown,
             failed = ended.failed,
             sessions = ended.sessions,
-            "ended deliveries and connect sessions whose job ended without an outcome"
+            imports = ended.imports,
+            "ended deliveries, connect sessions and media imports whose job ended without an outcome"
         ),
         Err(error) => tracing::warn!(error = %format!("{error:#}"), "cannot end abandoned deliveries"),
     }

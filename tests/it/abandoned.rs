@@ -1,6 +1,7 @@
 //! Jobs that end without writing their outcome: a publish job (or a connect exchange) whose
 //! worker dies on every attempt, so its lease runs out on the last one. The scheduler ends what
-//! it left half-way, with the job's last error as the reason and an event in the feed.
+//! it left half-way, with the job's last error as the reason and an event in the feed. (The media
+//! import's version is in `media_import.rs`.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub async fn sandbox_account(app: &TestApp) -> Uuid {
 /// Plays a worker that claims every due job of `queues` and dies before reporting, until no
 /// job is left: each lease runs out and is rescued, the last time as failed. `on_first_claim`
 /// runs once, after the first claim (what the job got done before its worker died).
-async fn die_on_every_attempt(app: &TestApp, queues: &[(&str, &str)], on_first_claim: impl AsyncFnOnce()) -> usize {
+pub async fn die_on_every_attempt(app: &TestApp, queues: &[(&str, &str)], on_first_claim: impl AsyncFnOnce()) -> usize {
     let mut first = Some(on_first_claim);
     let mut attempts = 0;
     for _ in 0..50 {

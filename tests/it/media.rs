@@ -683,3 +683,46 @@ async fn the_maintenance_job_aborts_expired_uploads() {
     assert_eq!(put_part(&app, &admin, &live, 1, vec![1]).await.status(), StatusCode::OK, "the live one is untouched");
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_idempotency_key_on_a_streamed_upload_recognises_the_file_whatever_its_size() {
+    let db = TestDb::new().await;
+    let mut config = test_config(&db);
+    config.media.max_image_bytes = 4 << 20;
+    let app = TestApp::spawn_on(db, Arc::new(config), Router::new()).await;
+    let (_, admin) = project(&app, "Acme").await;
+    // Larger than the bodies the idempotency layer reads whole (1 MiB).
+    let big = png(640, 480, 2 << 20);
+    assert!(big.len() > app.config.max_body_bytes);
+    let send = |bytes: Vec<u8>, key: &'static str| {
+        // Each form gets a boundary of its own, so no two bodies are the same byte for byte.
+        let part = Part::bytes(bytes).file_name("photo.png").mime_str("image/png").unwrap();
+        let form = Form::new().part("file", part);
+        app.http.post(app.url("/v1/media")).bearer_auth(&admin).header("idempotency-key", key).multipart(form).send()
+    };
+    let first = send(big.clone(), "upload-1").await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["sha256"], sha256(&big));
+
+    let again = send(big.clone(), "upload-1").await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"], "the first item, not another");
+
+    let other = send(png(640, 480, (2 << 20) + 1), "upload-1").await.unwrap();
+    problem(other, StatusCode::CONFLICT, "idempotency_conflict").await;
+
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM media").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(rows, 1);
+    let id = first["id"].as_str().unwrap();
+    assert_eq!(stored_keys(&app, "media/").await, [format!("media/{id}")], "the copies were discarded");
+
+    let fresh = send(big, "upload-2").await.unwrap();
+    assert_eq!(fresh.status(), StatusCode::CREATED);
+    let fresh: Value = fresh.json().await.unwrap();
+    assert_ne!(fresh["id"], first["id"]);
+    app.stop().await.unwrap();
+}

@@ -2,7 +2,8 @@
 //! 127.0.0.1 (so the app runs with `allow_private_networks`, except where the guard itself is
 //! under test): an image, a 404, too large, an unsupported type, a redirect chain, and refused
 //! addresses with the guard on (a literal refused by the route, a name that resolves to
-//! loopback refused by the job's resolver, nothing reaching the server).
+//! loopback refused by the job's resolver, nothing reaching the server); and an import whose
+//! worker dies on every attempt, which the scheduler's sweep ends `failed`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 use herald_shared::commands::keys::{self, KeyRequest};
 use herald_shared::events::EventMetadata;
 
+use crate::abandoned::die_on_every_attempt;
 use crate::connect::{Client, client};
 use crate::harness::{TestApp, TestDb, test_config};
 
@@ -265,5 +267,54 @@ async fn bad_urls_are_422_problems() {
 
     let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM media").fetch_one(&app.pool).await.unwrap();
     assert_eq!(recorded, 0);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_import_whose_worker_dies_on_every_attempt_ends_failed_as_abandoned() {
+    let db = TestDb::new().await;
+    let mut config = test_config(&db);
+    config.allow_private_networks = true;
+    // The api and the scheduler only: the test plays the workers, which die every time (so the
+    // URL is never fetched).
+    let app = TestApp::spawn_without_worker(db, Arc::new(config)).await;
+    let client = client(&app).await;
+    let response = import(&app, &client, "http://127.0.0.1:9/never-fetched.png").await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let item: Value = response.json().await.unwrap();
+    let id = item["id"].as_str().unwrap().to_owned();
+
+    let attempts = die_on_every_attempt(&app, &[("media", "media.import")], async || {}).await;
+    assert_eq!(attempts, 4, "every attempt of the import job was lost");
+    let (state, error): (String, String) =
+        sqlx::query_as("SELECT state, last_error FROM finished_jobs WHERE kind = 'media.import'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), error.as_str()), ("failed", "lease expired on the last attempt"));
+    let get = || async {
+        let response =
+            client.http.get(app.url(&format!("/v1/media/{id}"))).bearer_auth(&client.key).send().await.unwrap();
+        response.json::<Value>().await.unwrap()
+    };
+
+    // The sweep (the scheduler's, called here rather than waited for; whichever runs first ends
+    // it, once) fails the item with the job's ending as the reason.
+    herald_shared::commands::abandoned::end_abandoned(&app.pool, Duration::ZERO, 100).await.unwrap();
+    let item = get().await;
+    assert_eq!(item["status"], "failed", "{item}");
+    let reason = item["failure_reason"].as_str().unwrap();
+    assert!(reason.starts_with("import_abandoned: "), "{reason}");
+    assert!(reason.contains("after 4 attempt(s): lease expired on the last attempt"), "{reason}");
+    assert!(item["url"].is_null() && item["sha256"].is_null(), "a failed item has no object: {item}");
+    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'media.import_failed'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(failed, 1, "ended once");
+
+    // Another sweep (a second scheduler) finds nothing left to end.
+    let again = herald_shared::commands::abandoned::end_abandoned(&app.pool, Duration::ZERO, 100).await.unwrap();
+    assert_eq!(again.total(), 0, "{again:?}");
     app.stop().await.unwrap();
 }

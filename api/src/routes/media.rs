@@ -7,10 +7,11 @@
 //! not exist. An upload's type is sniffed from its bytes (`herald_shared::media`), never taken
 //! from its name or `Content-Type`; resumable uploads are `media_uploads.rs`.
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use herald_shared::commands::media::{self as media_commands, DeleteError};
@@ -28,6 +29,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, Rejected, page_limit, split_page};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::idempotency::{Streamed, StreamedKey};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     // The upload streams its body into the store, which stops it at the limit of the kind its
@@ -170,14 +172,22 @@ struct UploadForm {
 /// sniffed from its bytes (a name or `Content-Type` that says otherwise is ignored); an
 /// unsupported type is a 422 `unsupported_media_type` naming what it was sniffed as, and a file
 /// over its kind's limit a 413 `too_large` naming the limit. Needs `media:upload`.
+///
+/// `Idempotency-Key` works on uploads of any size: the file is streamed into the store and then
+/// recognised by its SHA-256 and size (not by its multipart framing, so a retry may use another
+/// boundary). The same file again with the same key answers the first response, marked
+/// `Idempotent-Replayed: true`, and stores nothing; another file with that key is a 409
+/// `idempotency_conflict`. An upload refused before it was stored (413, 422) is not kept: sent
+/// again, it is refused again.
 #[utoipa::path(post, operation_id = "uploadMedia", security(("api_key" = ["media:upload"])), path = "/v1/media", tag = "media",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 201, description = "The stored item", body = MediaView)))]
 async fn upload(
     State(state): State<AppState>,
     caller: Caller,
+    idempotency_key: Option<Extension<StreamedKey>>,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Result<(StatusCode, ApiJson<MediaView>), ApiError> {
+) -> Result<Response, ApiError> {
     let mut multipart = multipart.map_err(|rejection| {
         ApiError::unsupported_media_type(format!("expected a multipart/form-data body: {}", rejection.body_text()))
     })?;
@@ -202,12 +212,37 @@ async fn upload(
             "send one field, `file`, and nothing after it",
         )]));
     }
-    let recorded = record(&state, &caller, id, facts, key.clone()).await;
+    let Some(Extension(idempotency_key)) = idempotency_key else {
+        return created(&state, &caller, id, facts, key).await.map(IntoResponse::into_response);
+    };
+    let stored = format!("sha256={} size={}", facts.sha256, facts.size_bytes);
+    let act = async { created(&state, &caller, id, facts, key.clone()).await.into_response() };
+    match crate::idempotency::run_streamed(&state, &caller, idempotency_key, &Method::POST, "/v1/media", &stored, act)
+        .await
+    {
+        Streamed::Acted(response) => Ok(response),
+        Streamed::NotActed(response) => {
+            // The first upload with this key has the item; this copy is nobody's.
+            discard(&state, &key).await;
+            Ok(response)
+        }
+    }
+}
+
+/// Records the stored object as item `id` and answers it (a 201), or discards the object.
+async fn created(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    facts: herald_shared::domain::media::MediaFacts,
+    key: String,
+) -> Result<(StatusCode, ApiJson<MediaView>), ApiError> {
+    let recorded = record(state, caller, id, facts, key.clone()).await;
     if recorded.is_err() {
-        discard(&state, &key).await;
+        discard(state, &key).await;
     }
     recorded?;
-    Ok((StatusCode::CREATED, ApiJson(load(&state, &caller, id).await?.view(&state))))
+    Ok((StatusCode::CREATED, ApiJson(load(state, caller, id).await?.view(state))))
 }
 
 /// Records the stored object as item `id`: the row exists exactly when this commits.

@@ -1,26 +1,31 @@
 //! Subjects whose job ended without writing their outcome.
 //!
-//! A job normally records what happened to its subject (a delivery, a connect session) before
-//! it reports its own outcome. One that never gets that far (its worker died on every attempt,
-//! so its lease ran out on the last one; or it kept failing before it could record anything
-//! until its attempts ran out) ends in `finished_jobs` while its subject stays half-way for
-//! ever: a delivery `queued` or `publishing`, a session `pending`. The scheduler's sweep
+//! A job normally records what happened to its subject (a delivery, a connect session, a media
+//! import) before it reports its own outcome. One that never gets that far (its worker died on
+//! every attempt, so its lease ran out on the last one; or it kept failing before it could
+//! record anything until its attempts ran out) ends in `finished_jobs` while its subject stays
+//! half-way for ever: a delivery `queued` or `publishing`, a session `pending`, a media item
+//! `importing`. The scheduler's sweep
 //! ([`end_abandoned`]) finds such subjects (on their way, with no live job under their job's
 //! dedup key) and ends them through their aggregate, with the job's last error as the reason:
 //!
 //! - a delivery that had started (`publishing`) becomes `unknown`: the platform may have the
 //!   post, so only a person's retry with `force` sends it again;
 //! - a delivery that had not (`queued`) becomes `failed`: nothing was sent, a retry is safe;
-//! - a connect session becomes `failed`, and its sealed code and verifier are forgotten.
+//! - a connect session becomes `failed`, and its sealed code and verifier are forgotten;
+//! - a media import becomes `failed` with a reason that starts `import_abandoned:` (then the
+//!   job's ending); an attempt that died never completed an object at the item's key, and a
+//!   worker that was only slow and finishes later is refused by the item (no longer
+//!   `importing`) and deletes what it stored, so a `failed` item never has an object.
 //!
-//! Races: `jobs` holds every live job and a job leaves it in the statement that archives it, and
-//! a subject is put on its way in the transaction that enqueues its job, so one statement sees
-//! either a subject with its job or a subject whose job is over. The commands are guarded by
-//! what the sweep saw (the delivery's status and generation, the session's `pending`), so a
-//! subject that moved meanwhile (retried, finished by a late worker) is left alone, and two
-//! scheduler replicas record it once (the append's optimistic concurrency). A job whose lease
-//! ran out may still be running on a worker that is slow rather than dead: the sweep waits
-//! `grace` after the job ended (the platform timeout and a margin), and a late `published`
+//! Races: `jobs` holds every live job and a job leaves it in the statement that archives it, and a
+//! subject is put on its way in the transaction that enqueues its job, so one statement sees either
+//! a subject with its job or a subject whose job is over. The commands are guarded by what the
+//! sweep saw (the delivery's status and generation, the session's `pending`, the item's
+//! `importing`), so a subject that moved meanwhile (retried, finished by a late worker) is left
+//! alone, and two scheduler replicas record it once (the append's optimistic concurrency). A job
+//! whose lease ran out may still be running on a worker that is slow rather than dead: the sweep
+//! waits `grace` after the job ended (the platform timeout and a margin), and a late `published`
 //! still lands on an `unknown` delivery.
 //!
 //! Other kinds need nothing here: a lost refresh leaves the account connected and the refresh
@@ -37,6 +42,7 @@ use uuid::Uuid;
 use super::{ExecuteError, execute};
 use crate::credentials;
 use crate::domain::connect_session::{self, ConnectSession};
+use crate::domain::media_item::{self, Media};
 use crate::domain::post::{self, DeliveryError, DeliveryStatus, Post};
 use crate::events::EventMetadata;
 
@@ -49,20 +55,26 @@ pub struct Ended {
     pub failed: usize,
     /// Connect sessions, now `failed`.
     pub sessions: usize,
+    /// Media imports, now `failed`.
+    pub imports: usize,
 }
 
 impl Ended {
     pub fn total(&self) -> usize {
-        self.unknown + self.failed + self.sessions
+        self.unknown + self.failed + self.sessions + self.imports
     }
 }
 
-/// Ends up to `limit` deliveries and `limit` connect sessions whose job ended more than `grace`
-/// ago without recording their outcome. Each is ended in its own transaction; one that moved
-/// meanwhile is skipped.
+/// The start of the `failure_reason` of a media import whose job ended without an outcome.
+pub const IMPORT_ABANDONED: &str = "import_abandoned";
+
+/// Ends up to `limit` deliveries, `limit` connect sessions and `limit` media imports whose job
+/// ended more than `grace` ago without recording their outcome. Each is ended in its own
+/// transaction; one that moved meanwhile is skipped.
 pub async fn end_abandoned(pool: &PgPool, grace: Duration, limit: i64) -> anyhow::Result<Ended> {
     let mut ended = end_deliveries(pool, grace, limit).await?;
     ended.sessions = end_sessions(pool, grace, limit).await?;
+    ended.imports = end_imports(pool, grace, limit).await?;
     Ok(ended)
 }
 
@@ -198,6 +210,36 @@ async fn end_sessions(pool: &PgPool, grace: Duration, limit: i64) -> anyhow::Res
             }
             Err(ExecuteError::Conflict { .. } | ExecuteError::Rejected(_)) => {}
             Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(ended)
+}
+
+async fn end_imports(pool: &PgPool, grace: Duration, limit: i64) -> anyhow::Result<usize> {
+    // Importing, with no live job under `ImportMedia::dedup_key` (`media_importing` finds them).
+    let abandoned = sqlx::query!(
+        r#"SELECT m.id, m.project_id, m.updated_at, 'media-import:' || m.id AS "dedup_key!"
+           FROM media m
+           WHERE m.status = 'importing' AND m.deleted_at IS NULL
+             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.dedup_key = 'media-import:' || m.id)
+           LIMIT $1"#,
+        limit,
+    )
+    .fetch_all(pool)
+    .await?;
+    let keys: Vec<String> = abandoned.iter().map(|item| item.dedup_key.clone()).collect();
+    let since = abandoned.iter().map(|item| item.updated_at).min();
+    let endings = endings(pool, &keys, since, grace).await?;
+    let mut ended = 0;
+    for item in abandoned {
+        let ending = endings.get(&item.dedup_key);
+        if ending.is_some_and(|ending| !ending.settled) {
+            continue;
+        }
+        let reason =
+            format!("{IMPORT_ABANDONED}: the import did not finish: {}; import the URL again", job_ending(ending));
+        if record::<Media>(pool, item.id, item.project_id, media_item::Command::FailImport { reason }).await? {
+            ended += 1;
         }
     }
     Ok(ended)

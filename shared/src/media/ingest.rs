@@ -1,14 +1,22 @@
 //! Streaming a body into the store: sniff, count, hash, write, and clean up on every failure.
+//!
+//! Memory: each chunk of the body is copied into a part buffer of exactly [`PART_SIZE`] and
+//! dropped at once, so the buffers of hyper and multer are reused rather than pinned by parts
+//! waiting to be written; a part sent to the store goes back to the upload's pool when the store
+//! lets go of it. An upload holds at most one part being filled plus [`CONCURRENCY`] in flight,
+//! allocated once at their full size (so no discarded growth steps stay resident; an object
+//! smaller than one part touches only its own size of its buffer).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt};
+use object_store::{
+    Attribute, Attributes, MultipartUpload, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
+};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use tokio::task::JoinSet;
 
 use super::{HEAD_BYTES, IngestError, MediaLimits, MediaStore, PART_SIZE, metadata};
 use crate::domain::media::{MediaFacts, MediaKind};
@@ -16,7 +24,7 @@ use crate::domain::media::{MediaFacts, MediaKind};
 /// How many bytes are gathered before the type is sniffed (every signature `infer` knows for the
 /// types herald takes sits in the first few hundred).
 const SNIFF_BYTES: usize = 8 * 1024;
-/// Parts in flight at once per upload.
+/// Parts in flight at once per upload (one more is being filled meanwhile).
 const CONCURRENCY: usize = 2;
 
 /// What was written, before the metadata is read.
@@ -27,47 +35,152 @@ pub(super) struct Written {
     pub head: Vec<u8>,
 }
 
-/// An object being written. Dropped before [`Pending::keep`], it aborts the upload (and, once
-/// [`Pending::finish`] has begun, deletes the key) in the background, so a caller that gives up
-/// (a dropped request) leaves nothing. Until the upload completes nothing is visible at the key,
-/// so a part sent again that fails leaves the part sent before.
+/// The part buffers of one upload that the store has let go of, for the next part to reuse.
+type Pool = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// A full part handed to the store; its buffer goes back to the pool when the store drops the
+/// last `Bytes` of it (on whichever thread).
+struct Lent {
+    buffer: Vec<u8>,
+    pool: Pool,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.clear();
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner).push(buffer);
+    }
+}
+
+/// An object being written: parts of [`PART_SIZE`] through a multipart upload (begun when the
+/// first part is full; an object smaller than that is one put at [`Pending::finish`]). Dropped
+/// before [`Pending::keep`], it aborts the upload (and, once [`Pending::finish`] has begun,
+/// deletes the key) in the background, so a caller that gives up (a dropped request) leaves
+/// nothing. Until the upload completes nothing is visible at the key, so a part sent again that
+/// fails leaves the part sent before.
 struct Pending {
     store: Arc<dyn ObjectStore>,
     path: Path,
-    writer: Option<BufWriter>,
+    attributes: Attributes,
+    /// The part being filled.
+    filling: Vec<u8>,
+    upload: Option<Box<dyn MultipartUpload>>,
+    in_flight: JoinSet<object_store::Result<()>>,
+    pool: Pool,
     finishing: bool,
     kept: bool,
 }
 
 impl Pending {
     fn new(store: &Arc<dyn ObjectStore>, path: Path, content_type: Option<&str>) -> Self {
-        let mut writer =
-            BufWriter::with_capacity(Arc::clone(store), path.clone(), PART_SIZE).with_max_concurrency(CONCURRENCY);
-        if let Some(content_type) = content_type {
-            let attributes = Attributes::from_iter([(Attribute::ContentType, content_type.to_owned())]);
-            writer = writer.with_attributes(attributes);
+        let attributes = content_type
+            .map(|content_type| Attributes::from_iter([(Attribute::ContentType, content_type.to_owned())]))
+            .unwrap_or_default();
+        Self {
+            store: Arc::clone(store),
+            path,
+            attributes,
+            filling: Vec::new(),
+            upload: None,
+            in_flight: JoinSet::new(),
+            pool: Pool::default(),
+            finishing: false,
+            kept: false,
         }
-        Self { store: Arc::clone(store), path, writer: Some(writer), finishing: false, kept: false }
     }
 
-    async fn put(&mut self, bytes: Bytes) -> Result<(), IngestError> {
-        match self.writer.as_mut() {
-            Some(writer) => Ok(writer.put(bytes).await?),
-            None => Err(IngestError::Store(object_store::Error::Generic {
-                store: "media",
-                source: "the writer is already finished".into(),
-            })),
+    /// Copies `bytes` into the part being filled, sending each part that fills up.
+    async fn put(&mut self, mut bytes: &[u8]) -> Result<(), IngestError> {
+        if self.finishing {
+            return Err(store_error("the writer is already finished"));
+        }
+        while !bytes.is_empty() {
+            let take = (PART_SIZE - self.filling.len()).min(bytes.len());
+            self.make_room(take);
+            self.filling.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.filling.len() == PART_SIZE {
+                self.send_part().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Room for `more` bytes in the part being filled: a buffer from the pool, or a new one of a
+    /// whole part (reserved, not touched: only what is written becomes resident). Never grown by
+    /// doubling, whose discarded steps the allocator would keep resident.
+    fn make_room(&mut self, more: usize) {
+        if self.filling.len() + more <= self.filling.capacity() {
+            return;
+        }
+        if !self.filling.is_empty() {
+            // Not reached: every buffer holds a whole part.
+            self.filling.reserve_exact(more);
+            return;
+        }
+        let recycled = self.pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        self.filling = recycled.unwrap_or_else(|| Vec::with_capacity(PART_SIZE));
+    }
+
+    /// Hands the full part to the store, once fewer than [`CONCURRENCY`] are in flight.
+    async fn send_part(&mut self) -> Result<(), IngestError> {
+        if self.upload.is_none() {
+            let options = PutMultipartOptions { attributes: self.attributes.clone(), ..PutMultipartOptions::default() };
+            self.upload = Some(self.store.put_multipart_opts(&self.path, options).await?);
+        }
+        while self.in_flight.len() >= CONCURRENCY {
+            self.join_one().await?;
+        }
+        let buffer = std::mem::take(&mut self.filling);
+        let part = PutPayload::from(Bytes::from_owner(Lent { buffer, pool: Arc::clone(&self.pool) }));
+        if let Some(upload) = self.upload.as_mut() {
+            self.in_flight.spawn(upload.put_part(part));
+        }
+        Ok(())
+    }
+
+    /// Waits for one part in flight; its failure is the upload's.
+    async fn join_one(&mut self) -> Result<(), IngestError> {
+        match self.in_flight.join_next().await {
+            Some(Ok(written)) => Ok(written?),
+            Some(Err(error)) => Err(store_error(error)),
+            None => Ok(()),
         }
     }
 
     /// Completes the object; it stays, unless [`Pending`] is dropped before [`Pending::keep`].
     async fn finish(&mut self) -> Result<(), IngestError> {
-        // Out of `self` first: a writer dropped mid-shutdown must not be aborted afterwards.
-        let Some(mut writer) = self.writer.take() else { return Ok(()) };
+        if self.finishing {
+            return Ok(());
+        }
         self.finishing = true;
-        writer.shutdown().await.map_err(|error| {
-            IngestError::Store(object_store::Error::Generic { store: "media", source: Box::new(error) })
-        })
+        let last = std::mem::take(&mut self.filling);
+        if self.upload.is_none() {
+            let options = PutOptions { attributes: self.attributes.clone(), ..PutOptions::default() };
+            self.store.put_opts(&self.path, PutPayload::from(Bytes::from(last)), options).await?;
+            return Ok(());
+        }
+        if !last.is_empty()
+            && let Some(upload) = self.upload.as_mut()
+        {
+            self.in_flight.spawn(upload.put_part(PutPayload::from(Bytes::from(last))));
+        }
+        while !self.in_flight.is_empty() {
+            self.join_one().await?;
+        }
+        if let Some(upload) = self.upload.as_mut() {
+            upload.complete().await?;
+        }
+        // Completed: nothing is left to abort (a failure after this deletes the key instead).
+        self.upload = None;
+        Ok(())
     }
 
     fn keep(mut self) {
@@ -75,17 +188,23 @@ impl Pending {
     }
 }
 
+fn store_error(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> IngestError {
+    IngestError::Store(object_store::Error::Generic { store: "media", source: source.into() })
+}
+
 impl Drop for Pending {
     fn drop(&mut self) {
         if self.kept {
             return;
         }
-        let (store, path, writer, finishing) =
-            (Arc::clone(&self.store), self.path.clone(), self.writer.take(), self.finishing);
+        let (store, path, upload, finishing) =
+            (Arc::clone(&self.store), self.path.clone(), self.upload.take(), self.finishing);
+        let mut in_flight = std::mem::take(&mut self.in_flight);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         runtime.spawn(async move {
-            if let Some(mut writer) = writer {
-                let _ = writer.abort().await;
+            in_flight.shutdown().await;
+            if let Some(mut upload) = upload {
+                let _ = upload.abort().await;
             }
             if !finishing {
                 return;
@@ -176,7 +295,7 @@ where
 {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    let mut head = Vec::new();
+    let mut head = Vec::with_capacity(HEAD_BYTES);
     let mut next = (!first.is_empty()).then_some(first);
     loop {
         let chunk = match next.take() {
@@ -196,9 +315,8 @@ where
             let take = (HEAD_BYTES - head.len()).min(chunk.len());
             head.extend_from_slice(&chunk[..take]);
         }
-        if !chunk.is_empty() {
-            pending.put(chunk).await?;
-        }
+        // Copied into the part and dropped here, so the chunk's buffer is free for the next read.
+        pending.put(&chunk).await?;
     }
     Ok(Written { size, sha256: hex::encode(hasher.finalize()), head })
 }

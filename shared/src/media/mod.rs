@@ -1,10 +1,11 @@
 //! The media store: objects streamed into the local filesystem or an S3-compatible store
 //! (`object_store`), with what herald needs to know about each read from the bytes as they pass.
 //!
-//! Nothing here holds a whole object in memory: [`MediaStore::ingest`] hashes, counts and writes
-//! each chunk as it arrives (parts of at most [`PART_SIZE`], two in flight), keeping only the
-//! first [`HEAD_BYTES`] for sniffing and header metadata; an mp4's `moov`, which may sit at the end,
-//! is read back afterwards with ranged reads. Whatever fails, the partial object is removed, so an
+//! Nothing here holds a whole object in memory: [`MediaStore::ingest`] hashes, counts and copies
+//! each chunk into a part as it arrives (parts of [`PART_SIZE`], two in flight and one filling,
+//! reused through the upload), keeping only the first [`HEAD_BYTES`] for sniffing and header
+//! metadata; an mp4's `moov`, which may sit at the end, is read back afterwards with ranged reads;
+//! [`MediaStore::read`] streams a local object in [`READ_CHUNK`]s. Whatever fails, the partial object is removed, so an
 //! upload that dies half-way leaves nothing behind (also when the caller's future is dropped).
 
 mod ingest;
@@ -23,7 +24,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::signer::{Method, Signer};
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt};
 use uuid::Uuid;
 
 use crate::config::{Config, ConfigError, MediaSettings, MediaStoreKind};
@@ -35,6 +36,9 @@ pub const PART_SIZE: usize = 5 * 1024 * 1024;
 /// How much of an object's start is kept in memory for sniffing and for the header metadata of
 /// images and webm (whose `Info` and `Tracks` come before the first cluster).
 pub const HEAD_BYTES: usize = 1024 * 1024;
+/// The chunk a local object is read in: few thread hops per download, and little held by each
+/// (at most medium-sized for the allocator, so the chunks reuse its pages).
+pub const READ_CHUNK: usize = 128 * 1024;
 
 /// Why an object was not stored. Each variant is the caller's answer to give: the api maps
 /// [`IngestError::TooLarge`] to 413 and [`IngestError::Unsupported`] to 422.
@@ -149,7 +153,11 @@ impl MediaStore {
         let options = GetOptions { range: range.map(GetRange::Bounded), ..GetOptions::default() };
         let result = self.store.get_opts(&Path::from(key), options).await?;
         let size = result.meta.size;
-        Ok((result.into_stream(), size))
+        let stream = match result.payload {
+            GetResultPayload::File(file, path) => read_file(file, path, result.range),
+            GetResultPayload::Stream(stream) => stream,
+        };
+        Ok((stream, size))
     }
 
     /// The size of `key`, without reading it.
@@ -265,6 +273,36 @@ impl MediaStore {
     {
         ingest::ingest(self, key, body, limits).await
     }
+}
+
+/// Streams the bytes `range` of a local object in [`READ_CHUNK`]s, each read on the blocking
+/// pool (`object_store`'s own local stream reads 8 KiB per hop, too slow for a video).
+fn read_file(file: std::fs::File, path: std::path::PathBuf, range: Range<u64>) -> ObjectStream {
+    let failed = move |path: &std::path::Path, error: std::io::Error| object_store::Error::Generic {
+        store: "media",
+        source: format!("cannot read {}: {error}", path.display()).into(),
+    };
+    futures::stream::try_unfold((file, path, range.start, true), move |(mut file, path, at, first)| async move {
+        if at >= range.end {
+            return Ok(None);
+        }
+        let want = (range.end - at).min(READ_CHUNK as u64);
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Seek, SeekFrom};
+            if first && let Err(error) = file.seek(SeekFrom::Start(at)) {
+                return Err(failed(&path, error));
+            }
+            let mut chunk = Vec::with_capacity(READ_CHUNK);
+            match (&mut file).take(want).read_to_end(&mut chunk) {
+                Ok(0) => Err(failed(&path, std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(read) => Ok(Some((Bytes::from(chunk), (file, path, at + read as u64, false)))),
+                Err(error) => Err(failed(&path, error)),
+            }
+        })
+        .await
+        .map_err(|error| object_store::Error::Generic { store: "media", source: Box::new(error) })?
+    })
+    .boxed()
 }
 
 /// The S3 client `settings` describe (without the `AWS_*` environment: herald's settings are the

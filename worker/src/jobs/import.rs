@@ -4,7 +4,9 @@
 //! type and stops at the kind's limit), then recorded as `media.imported` with the facts read
 //! from the bytes, or `media.import_failed` with the reason. A failure is final (the item shows
 //! `failed`); only transient network trouble and server errors retry, and the last attempt
-//! records whatever stopped it, so an item never stays `importing` because its job ran out.
+//! records whatever stopped it, so an item never stays `importing` because its job ran out. An
+//! attempt whose worker dies records nothing; when the last one does, the scheduler's sweep
+//! (`herald_shared::commands::abandoned`) fails the item with an `import_abandoned` reason.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
