@@ -23,6 +23,7 @@ mod openapi;
 mod outbound;
 mod platforms;
 mod post_media;
+mod post_options;
 mod posts;
 mod queue;
 mod reach;

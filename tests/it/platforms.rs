@@ -185,7 +185,7 @@ async fn a_mastodon_account_publishes_with_an_idempotency_key() {
     let delivery = publish_one(
         &app,
         &client,
-        json!({"content": "toot", "targets": [{"account_id": account["id"], "options": {"visibility": "unlisted"}}]}),
+        json!({"content": "toot", "targets": [{"account_id": account["id"], "options": {"platform": "mastodon", "visibility": "unlisted"}}]}),
     )
     .await;
     assert_eq!(

@@ -13,10 +13,13 @@ use herald_shared::commands::load;
 use herald_shared::commands::posts::{self, Draft, TargetRequest};
 use herald_shared::domain::api_key::Environment;
 use herald_shared::domain::post::{self, MediaRef, Post, Target};
+use herald_shared::platforms::{self, ContentRules, Platforms};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgConnection;
-use sqlx::types::Json;
+use sqlx::types::Json as JsonColumn;
+use utoipa::openapi::schema::{AllOfBuilder, Discriminator, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -64,8 +67,10 @@ struct TargetBody {
     content: Option<String>,
     /// This target's media instead of the post's (`[]`: none).
     media: Option<Vec<MediaBody>>,
-    /// Platform options, passed to the platform's adapter.
+    /// The target's options, tagged with its account's platform
+    /// (`{"platform": "mastodon", "visibility": "unlisted"}`): one of the platforms' option types.
     #[serde(default)]
+    #[schema(value_type = Option<TargetOptions>)]
     options: Value,
 }
 
@@ -133,7 +138,7 @@ pub struct DeliveryView {
     content: String,
     /// This target's own media; `null`: the post's.
     #[schema(value_type = Option<Vec<MediaBody>>)]
-    media: Option<Json<Vec<MediaBody>>>,
+    media: Option<JsonColumn<Vec<MediaBody>>>,
     /// `pending`, `queued`, `publishing`, `published`, `failed`, `unknown` or `canceled`.
     status: String,
     /// Calls made to the platform.
@@ -157,7 +162,7 @@ pub struct PostView {
     content: String,
     /// The media of every target without its own.
     #[schema(value_type = Vec<MediaBody>)]
-    media: Json<Vec<MediaBody>>,
+    media: JsonColumn<Vec<MediaBody>>,
     external_id: Option<String>,
     scheduled_at: Option<DateTime<Utc>>,
     requires_approval: bool,
@@ -172,7 +177,7 @@ struct PostRow {
     id: Uuid,
     status: String,
     content: String,
-    media: Json<Vec<MediaBody>>,
+    media: JsonColumn<Vec<MediaBody>>,
     external_id: Option<String>,
     scheduled_at: Option<DateTime<Utc>>,
     requires_approval: bool,
@@ -216,6 +221,68 @@ struct ListQuery {
     cursor: Option<Uuid>,
 }
 
+/// A target's `options` in the OpenAPI document: one variant per platform, each its options type
+/// with the `platform` tag (`herald_shared::platforms::options`).
+struct TargetOptions;
+
+/// The name of `platform`'s variant of [`TargetOptions`].
+fn variant_name(spec: &platforms::PlatformSpec) -> String {
+    let mut name: Vec<char> = spec.name.chars().collect();
+    name[0] = name[0].to_ascii_uppercase();
+    format!("{}TargetOptions", name.into_iter().collect::<String>())
+}
+
+impl utoipa::PartialSchema for TargetOptions {
+    fn schema() -> RefOr<Schema> {
+        let mut union = OneOfBuilder::new();
+        let mut discriminator = Discriminator::new(platforms::options::TAG);
+        for spec in platforms::ALL {
+            let reference = format!("#/components/schemas/{}", variant_name(spec));
+            union = union.item(Ref::new(reference.clone()));
+            discriminator.mapping.insert(spec.name.to_owned(), reference);
+        }
+        union.discriminator(Some(discriminator)).into()
+    }
+}
+
+impl ToSchema for TargetOptions {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        for spec in platforms::ALL {
+            let platforms::options::OptionsSchema { name, schema, referred } = (spec.options.schema)();
+            schemas.push((name.clone().into_owned(), schema));
+            schemas.extend(referred);
+            let tag = ObjectBuilder::new()
+                .property(
+                    platforms::options::TAG,
+                    ObjectBuilder::new().schema_type(Type::String).enum_values(Some([spec.name])),
+                )
+                .required(platforms::options::TAG);
+            let variant = AllOfBuilder::new().item(tag).item(Ref::from_schema_name(name));
+            schemas.push((variant_name(spec), variant.into()));
+        }
+    }
+}
+
+/// The platforms' rules as their specs state them, for the post validation.
+struct SpecRules<'a>(&'a Platforms);
+
+impl posts::PlatformRules for SpecRules<'_> {
+    fn content(&self, platform: &str) -> Result<ContentRules, String> {
+        match self.0.get(platform) {
+            Some(adapter) => Ok(adapter.content_rules()),
+            None => Err(self.0.unavailable(platform, "publish to")),
+        }
+    }
+
+    fn option_problems(&self, platform: &str, options: &Value) -> Vec<(String, String)> {
+        let Some(adapter) = self.0.get(platform) else { return Vec::new() };
+        platforms::options::problems(platform, &adapter.spec().options, options)
+            .into_iter()
+            .map(|problem| (problem.field, problem.message))
+            .collect()
+    }
+}
+
 /// Checks `targets` of `draft` with the platforms' content and media rules, in `tx`
 /// (`herald_shared::commands::posts`); the problems become one 422 together with `errors`.
 async fn check_targets(
@@ -226,13 +293,10 @@ async fn check_targets(
     targets: Vec<TargetRequest>,
     errors: &mut Vec<FieldError>,
 ) -> Result<Vec<Target>, ApiError> {
-    let rules = |platform: &str| match state.platforms.get(platform) {
-        Some(adapter) => Ok(adapter.content_rules()),
-        None => Err(state.platforms.unavailable(platform, "publish to")),
-    };
+    let rules = SpecRules(&state.platforms);
     let mut problems = Vec::new();
     let checked =
-        posts::check_targets(tx, caller.project_id, &caller.reach(), rules, draft, targets, &mut problems).await?;
+        posts::check_targets(tx, caller.project_id, &caller.reach(), &rules, draft, targets, &mut problems).await?;
     errors.extend(problems.into_iter().map(FieldError::from));
     Ok(checked)
 }
@@ -295,7 +359,7 @@ async fn list(
     let limit = page_limit(query.limit, 50, 100)?;
     let rows = sqlx::query_as!(
         PostRow,
-        r#"SELECT p.id, p.status, p.content, p.media AS "media: Json<Vec<MediaBody>>", p.external_id, p.scheduled_at,
+        r#"SELECT p.id, p.status, p.content, p.media AS "media: JsonColumn<Vec<MediaBody>>", p.external_id, p.scheduled_at,
                 p.requires_approval, p.approved_at, p.created_at, p.updated_at
          FROM posts p
          WHERE p.project_id = $1 AND ($2::uuid IS NULL OR p.id < $2)
@@ -334,7 +398,7 @@ async fn list(
 async fn deliveries_of(state: &AppState, post_id: Uuid) -> Result<Vec<DeliveryView>, ApiError> {
     Ok(sqlx::query_as!(
         DeliveryView,
-        r#"SELECT id, account_id, content, media AS "media: Json<Vec<MediaBody>>", status, attempts, platform_post_id,
+        r#"SELECT id, account_id, content, media AS "media: JsonColumn<Vec<MediaBody>>", status, attempts, platform_post_id,
                   platform_url, published_at, last_error
            FROM deliveries WHERE post_id = $1 ORDER BY id"#,
         post_id
@@ -363,7 +427,7 @@ fn view(row: PostRow, deliveries: Vec<DeliveryView>) -> PostView {
 async fn load_view(state: &AppState, caller: &Caller, id: Uuid) -> Result<PostView, ApiError> {
     let row = sqlx::query_as!(
         PostRow,
-        r#"SELECT id, status, content, media AS "media: Json<Vec<MediaBody>>", external_id, scheduled_at,
+        r#"SELECT id, status, content, media AS "media: JsonColumn<Vec<MediaBody>>", external_id, scheduled_at,
                   requires_approval, approved_at, created_at, updated_at
            FROM posts WHERE id = $1 AND project_id = $2"#,
         id,

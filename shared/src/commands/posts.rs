@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::{ExecuteError, Executed, deliveries, execute};
 use crate::domain::account::AccountStatus;
 use crate::domain::api_key::Reach;
-use crate::domain::content::ContentRules;
+use crate::domain::content::{self, ContentRules};
 use crate::domain::media::MediaKind;
 use crate::domain::media_item::MediaStatus;
 use crate::domain::media_rules::{Attachment, broken_rules};
@@ -44,6 +44,16 @@ pub struct TargetRequest {
     pub options: Value,
     /// This target's media instead of the post's (an empty list: none).
     pub media: Option<Vec<MediaRef>>,
+}
+
+/// What the platforms take, as the post validation asks it (the api answers from the platform
+/// specs; this layer names no platform).
+pub trait PlatformRules: Sync {
+    /// What a post's content may be on `platform`, or why it cannot be published to.
+    fn content(&self, platform: &str) -> Result<ContentRules, String>;
+    /// The problems of a target's `options` for an account on `platform`, as (field under
+    /// `options`, message); empty when they are fine.
+    fn option_problems(&self, platform: &str, options: &Value) -> Vec<(String, String)>;
 }
 
 /// What a new or edited post says, to check against its targets.
@@ -82,7 +92,7 @@ pub async fn check_targets(
     tx: &mut PgConnection,
     project_id: Uuid,
     reach: &Reach<'_>,
-    rules: impl Fn(&str) -> Result<ContentRules, String>,
+    rules: &dyn PlatformRules,
     draft: Draft<'_>,
     targets: Vec<TargetRequest>,
     problems: &mut Vec<Invalid>,
@@ -125,16 +135,18 @@ pub async fn check_targets(
             library.check_list(&field("media"), media, problems);
         }
         let media = target.media.as_deref().unwrap_or(draft.media);
-        match rules(&account.platform) {
+        match rules.content(&account.platform) {
             Err(reason) => problems.push(Invalid::new(field("account_id"), reason)),
-            Ok(rules) => {
-                check_length(&account.platform, rules.max_chars, text, content_field, problems);
-                let broken = library.broken_rules(&account.platform, &rules, media);
+            Ok(content_rules) => {
+                let bare = media.is_empty();
+                check_length(&account.platform, &content_rules, text, bare, content_field, problems);
+                let broken = library.broken_rules(&account.platform, &content_rules, media);
                 problems.extend(broken.into_iter().map(|rule| Invalid::new(field("media"), rule)));
+                for (option, message) in rules.option_problems(&account.platform, &target.options) {
+                    let at = if option.is_empty() { field("options") } else { field(&format!("options.{option}")) };
+                    problems.push(Invalid::new(at, message));
+                }
             }
-        }
-        if !(target.options.is_null() || target.options.is_object()) {
-            problems.push(Invalid::new(field("options"), "must be an object"));
         }
         checked.push(Target {
             delivery_id: Uuid::now_v7(),
@@ -256,13 +268,30 @@ impl Library {
     }
 }
 
-/// Checks that `text` is not empty and fits `max_chars`.
-fn check_length(platform: &str, max_chars: usize, text: &str, field: String, problems: &mut Vec<Invalid>) {
-    let length = text.chars().count();
-    if length == 0 {
+/// Checks that `text` is not empty (unless media carry the post), fits the platform's length as
+/// it counts it, and has no more hashtags than it takes.
+fn check_length(
+    platform: &str,
+    rules: &ContentRules,
+    text: &str,
+    bare: bool,
+    field: String,
+    problems: &mut Vec<Invalid>,
+) {
+    let length = content::length(rules.counts, text);
+    let (max, counted) = (rules.max_chars, content::counting_note(rules.counts));
+    if bare && text.trim().is_empty() {
         problems.push(Invalid::new(field, "must not be empty"));
-    } else if length > max_chars {
-        problems.push(Invalid::new(field, format!("{length} characters; {platform} takes at most {max_chars}")));
+        return;
+    }
+    if length > max {
+        problems.push(Invalid::new(field.clone(), format!("{length} {counted}; {platform} takes at most {max}")));
+    }
+    if let Some(most) = rules.max_hashtags
+        && content::hashtags(text) > most
+    {
+        let found = content::hashtags(text);
+        problems.push(Invalid::new(field, format!("{found} hashtags; {platform} takes at most {most}")));
     }
 }
 

@@ -38,6 +38,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     refresh_margin: Duration::from_secs(10 * 60),
     publish_rates: PublishRates { per_account: hourly(1_600), per_app: hourly(100_000) },
     content: ContentRules {
+        counts: super::TextCount::Graphemes,
+        max_hashtags: None,
         max_chars: 300,
         publishes_text: true,
         publishes_media: false,
@@ -69,6 +71,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: false,
         },
     },
+    options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: Some("herald"),
     build: |oauth| Arc::new(BlueskyAdapter::new(oauth)),
 };

@@ -37,6 +37,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
     publish_rates: PublishRates { per_account: per_minutes(50, 24 * 60), per_app: hourly(10_000) },
     content: ContentRules {
+        counts: super::TextCount::Characters,
+        max_hashtags: Some(30),
         max_chars: 2200,
         publishes_text: false,
         publishes_media: false,
@@ -68,6 +70,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: true,
         },
     },
+    options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: None,
     build: |oauth| Arc::new(InstagramAdapter::new(oauth)),
 };

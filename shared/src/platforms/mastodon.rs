@@ -44,6 +44,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
     publish_rates: PublishRates { per_account: per_minutes(300, 5), per_app: per_minutes(10_000, 5) },
     content: ContentRules {
+        counts: super::TextCount::Mastodon,
+        max_hashtags: None,
         max_chars: 500,
         publishes_text: true,
         publishes_media: false,
@@ -75,9 +77,53 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: false,
         },
     },
+    options: super::options::options_of::<MastodonOptions>(),
     builtin_client_id: None,
     build: |oauth| Arc::new(MastodonAdapter::new(oauth)),
 };
+
+/// A Mastodon target's options (`POST /api/v1/statuses`).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = MastodonOptions)]
+#[serde(deny_unknown_fields)]
+pub struct MastodonOptions {
+    /// Who sees the status; the instance's default for the account when absent (`public`).
+    pub visibility: Option<Visibility>,
+    /// A content warning shown instead of the text until opened.
+    pub spoiler_text: Option<String>,
+    /// The status's language, ISO 639-1 (two letters).
+    pub language: Option<String>,
+    /// Mark the media sensitive (hidden behind a warning).
+    #[serde(default)]
+    pub sensitive: bool,
+}
+
+/// A status's visibility.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = MastodonVisibility)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    #[default]
+    Public,
+    Unlisted,
+    Private,
+    Direct,
+}
+
+impl super::options::TargetOptions for MastodonOptions {
+    fn problems(&self) -> Vec<super::options::OptionProblem> {
+        let mut problems = Vec::new();
+        if let Some(language) = &self.language
+            && !(language.len() == 2 && language.bytes().all(|byte| byte.is_ascii_lowercase()))
+        {
+            problems.push(super::options::OptionProblem::new("language", "must be an ISO 639-1 code, e.g. \"en\""));
+        }
+        if self.spoiler_text.as_deref().is_some_and(|text| text.chars().count() > 500) {
+            problems.push(super::options::OptionProblem::new("spoiler_text", "at most 500 characters"));
+        }
+        problems
+    }
+}
 
 pub struct MastodonAdapter {
     oauth: OAuthClient,
@@ -146,8 +192,20 @@ impl Platform for MastodonAdapter {
     }
 
     async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
-        let visibility = publication.options.get("visibility").and_then(|value| value.as_str()).unwrap_or("public");
-        let body = serde_json::json!({ "status": publication.content, "visibility": visibility });
+        let options: MastodonOptions = super::options::parse(publication.options)?;
+        let mut body = serde_json::json!({
+            "status": publication.content,
+            "visibility": options.visibility.unwrap_or_default(),
+        });
+        if let Some(spoiler_text) = &options.spoiler_text {
+            body["spoiler_text"] = spoiler_text.as_str().into();
+        }
+        if let Some(language) = &options.language {
+            body["language"] = language.as_str().into();
+        }
+        if options.sensitive {
+            body["sensitive"] = true.into();
+        }
         let request = self
             .oauth
             .http()

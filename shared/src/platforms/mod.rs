@@ -20,6 +20,7 @@
 pub mod http;
 mod meta;
 pub mod oauth;
+pub mod options;
 pub mod registry;
 
 /// Declares each platform's module (its file) and lists its spec in [`ALL`], in one place.
@@ -54,7 +55,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 pub use crate::config::PlatformSettings;
-pub use crate::domain::content::ContentRules;
+pub use crate::domain::content::{ContentRules, TextCount};
 pub use crate::domain::media_rules::{Between, KindRules, MediaRules};
 pub use crate::domain::tokens::{ClientCredentials, TokenSet};
 use crate::rate_limit::Rate;
@@ -76,6 +77,8 @@ pub struct PlatformSpec {
     pub publish_rates: PublishRates,
     /// What a post's content may be.
     pub content: ContentRules,
+    /// The per-target options it takes (`options::options_of::<ItsOptions>()`).
+    pub options: options::OptionsSpec,
     /// A managed app herald has without settings: the sandbox's own, and a nominal one for
     /// Bluesky (an app password opens a session; there are no apps).
     pub builtin_client_id: Option<&'static str>,

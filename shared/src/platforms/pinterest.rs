@@ -33,6 +33,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     refresh_margin: Duration::from_secs(3 * 24 * 60 * 60),
     publish_rates: PublishRates { per_account: hourly(100), per_app: hourly(10_000) },
     content: ContentRules {
+        counts: super::TextCount::Characters,
+        max_hashtags: None,
         max_chars: 500,
         publishes_text: false,
         publishes_media: false,
@@ -64,6 +66,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: true,
         },
     },
+    options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: None,
     build: |oauth| Arc::new(PinterestAdapter::new(oauth)),
 };

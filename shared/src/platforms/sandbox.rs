@@ -38,6 +38,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     // The sandbox takes what herald's own benchmark sends.
     publish_rates: PublishRates { per_account: per_minutes(100_000, 1), per_app: per_minutes(1_000_000, 1) },
     content: ContentRules {
+        counts: super::TextCount::Characters,
+        max_hashtags: None,
         max_chars: 500,
         publishes_text: true,
         publishes_media: true,
@@ -68,6 +70,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: false,
         },
     },
+    options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: Some("herald-sandbox"),
     build: |oauth| Arc::new(SandboxAdapter::new(oauth)),
 };

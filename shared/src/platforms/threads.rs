@@ -38,6 +38,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
     publish_rates: PublishRates { per_account: per_minutes(250, 24 * 60), per_app: hourly(10_000) },
     content: ContentRules {
+        counts: super::TextCount::Characters,
+        max_hashtags: None,
         max_chars: 500,
         publishes_text: true,
         publishes_media: false,
@@ -69,6 +71,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: false,
         },
     },
+    options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: None,
     build: |oauth| Arc::new(ThreadsAdapter::new(oauth)),
 };

@@ -39,6 +39,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     refresh_margin: Duration::from_secs(30 * 60),
     publish_rates: PublishRates { per_account: per_minutes(6, 1), per_app: per_minutes(600, 1) },
     content: ContentRules {
+        counts: super::TextCount::Characters,
+        max_hashtags: None,
         max_chars: 2200,
         publishes_text: false,
         publishes_media: false,
@@ -70,6 +72,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: true,
         },
     },
+    options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: None,
     build: |oauth| Arc::new(TikTokAdapter::new(oauth)),
 };

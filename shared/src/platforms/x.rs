@@ -36,6 +36,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     // 200 per 15 minutes per user; 300 per 3 hours per user and app.
     publish_rates: PublishRates { per_account: per_minutes(200, 15), per_app: per_minutes(300, 180) },
     content: ContentRules {
+        counts: super::TextCount::XWeighted,
+        max_hashtags: None,
         max_chars: 280,
         publishes_text: true,
         publishes_media: false,
@@ -67,6 +69,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: false,
         },
     },
+    options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: None,
     build: |oauth| Arc::new(XAdapter::new(oauth)),
 };

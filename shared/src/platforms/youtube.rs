@@ -59,6 +59,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     refresh_margin: Duration::from_secs(10 * 60),
     publish_rates: PublishRates { per_account: hourly(100), per_app: hourly(10_000) },
     content: ContentRules {
+        counts: super::TextCount::Characters,
+        max_hashtags: None,
         max_chars: 5000,
         publishes_text: false,
         publishes_media: true,
@@ -81,6 +83,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: true,
         },
     },
+    options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: None,
     build: |oauth| Arc::new(YouTubeAdapter::new(oauth)),
 };
