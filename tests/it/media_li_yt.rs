@@ -451,7 +451,7 @@ async fn linkedin_publishes_one_image_with_its_alt_text_through_the_images_api()
     let body = json!({
         "content": "One picture",
         "media": [{"id": id, "alt_text": "a blue banner"}],
-        "targets": [{"account_id": account, "options": {"visibility": "connections"}}],
+        "targets": [{"account_id": account, "options": {"platform": "linkedin", "visibility": "connections"}}],
     });
     let delivery = publish(&app, &client, body, "published").await;
     assert!(delivery["platform_post_id"].as_str().unwrap().starts_with("urn:li:share:7"), "{delivery}");
@@ -512,7 +512,7 @@ async fn linkedin_uploads_a_video_in_its_parts_finalizes_their_etags_and_waits_w
     let body = json!({
         "content": "A film",
         "media": [{"id": id}],
-        "targets": [{"account_id": account, "options": {"title": "Our film"}}],
+        "targets": [{"account_id": account, "options": {"platform": "linkedin", "title": "Our film"}}],
     });
     publish(&app, &client, body, "published").await;
 
@@ -602,6 +602,7 @@ async fn youtube_uploads_a_video_in_chunks_with_its_snippet_and_status() {
         "content": "How herald publishes\n\nA short, vertical: a Short.",
         "media": [{"id": id}],
         "targets": [{"account_id": account, "options": {
+            "platform": "youtube",
             "title": "herald, in 60 seconds",
             "privacy": "unlisted",
             "tags": ["herald", "rust"],
@@ -681,7 +682,9 @@ async fn youtube_schedules_a_private_video_with_publish_at_and_a_dead_token_need
     let body = json!({
         "content": "Premieres on Monday",
         "media": [{"id": id}],
-        "targets": [{"account_id": account, "options": {"publish_at": "2027-03-01T17:00:00Z", "made_for_kids": true}}],
+        "targets": [{"account_id": account, "options": {
+            "platform": "youtube", "publish_at": "2027-03-01T17:00:00Z", "made_for_kids": true,
+        }}],
     });
     publish(&app, &client, body, "published").await;
     let resource = fake.bodies.lock().unwrap()[0].clone();
@@ -740,5 +743,42 @@ async fn youtube_upload_cap_waits_a_day() {
     assert_eq!(code, "rate_limited");
     let wait = until - started;
     assert!(wait > chrono::Duration::hours(23) && wait < chrono::Duration::hours(25), "{until}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn youtube_and_linkedin_options_are_checked_at_creation_field_by_field() {
+    let (app, _fake, client, youtube) = app_on("youtube").await;
+    let id = upload(&app, &client, video(1080, 1920, 100_000)).await;
+    let options = json!({
+        "platform": "youtube",
+        "title": "x".repeat(101),
+        "privacy": "everyone",
+    });
+    let body =
+        json!({"content": "Checked", "media": [{"id": id}], "targets": [{"account_id": youtube, "options": options}]});
+    let response = client.http.post(app.url("/v1/posts")).bearer_auth(&client.key).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "targets[0].options.privacy", "{problem}");
+    assert!(problem["errors"][0]["message"].as_str().unwrap().contains("unknown variant `everyone`"), "{problem}");
+
+    let options = json!({"platform": "youtube", "title": "<b>", "category_id": "People"});
+    let body =
+        json!({"content": "Checked", "media": [{"id": id}], "targets": [{"account_id": youtube, "options": options}]});
+    let response = client.http.post(app.url("/v1/posts")).bearer_auth(&client.key).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = response.json().await.unwrap();
+    let fields: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["targets[0].options.title", "targets[0].options.category_id"], "{problem}");
+
+    let document = get_json(&app, &client, "/v1/openapi.json").await;
+    let schemas = &document["components"]["schemas"];
+    let youtube = &schemas["YouTubeOptions"]["properties"];
+    assert!(youtube["title"].is_object() && youtube["publish_at"].is_object(), "{youtube}");
+    let linkedin = &schemas["LinkedInOptions"]["properties"];
+    assert!(linkedin["visibility"].is_object() && linkedin["title"].is_object(), "{linkedin}");
     app.stop().await.unwrap();
 }

@@ -88,7 +88,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: false,
         },
     },
-    options: super::options::options_of::<super::options::NoOptions>(),
+    options: super::options::options_of::<LinkedInOptions>(),
     builtin_client_id: None,
     build: |oauth| Arc::new(LinkedInAdapter::new(oauth)),
 };
@@ -126,19 +126,24 @@ const VIDEO_WAIT: Duration = Duration::from_secs(10 * 60);
 const POLL_FIRST: Duration = Duration::from_millis(200);
 const POLL_MOST: Duration = Duration::from_secs(5);
 
-/// A LinkedIn target's options.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Options {
-    /// Who sees the post: `public` (the default), `connections` (members only) or `logged_in`.
-    visibility: Visibility,
-    /// A video post's title (`content.media.title`).
-    title: Option<String>,
+/// A LinkedIn target's options (`POST /rest/posts`).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = LinkedInOptions)]
+#[serde(deny_unknown_fields)]
+pub struct LinkedInOptions {
+    /// Who sees the post: `public` (the default), `connections` (the member's network) or
+    /// `logged_in` (members signed in to LinkedIn).
+    #[serde(default)]
+    pub visibility: Visibility,
+    /// A video post's title (`content.media.title`); not used on image or text posts.
+    pub title: Option<String>,
 }
 
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
+/// A post's visibility.
+#[derive(Debug, Default, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[schema(as = LinkedInVisibility)]
 #[serde(rename_all = "snake_case")]
-enum Visibility {
+pub enum Visibility {
     #[default]
     Public,
     Connections,
@@ -155,13 +160,14 @@ impl Visibility {
     }
 }
 
-impl Options {
-    fn of(options: &serde_json::Value) -> Result<Self, PlatformError> {
-        if options.is_null() {
-            return Ok(Self::default());
+impl super::options::TargetOptions for LinkedInOptions {
+    fn problems(&self) -> Vec<super::options::OptionProblem> {
+        match &self.title {
+            Some(title) if title.trim().is_empty() => {
+                vec![super::options::OptionProblem::new("title", "must not be blank (leave it out instead)")]
+            }
+            _ => Vec::new(),
         }
-        Options::deserialize(options)
-            .map_err(|error| PlatformError::Permanent(format!("the LinkedIn options are not usable: {error}")))
     }
 }
 
@@ -234,7 +240,7 @@ impl LinkedInAdapter {
         &self,
         token: &str,
         publication: &Publication<'_>,
-        options: &Options,
+        options: &LinkedInOptions,
     ) -> Result<Option<serde_json::Value>, PlatformError> {
         let owner = publication.platform_user_id;
         match publication.media {
@@ -429,7 +435,7 @@ impl Platform for LinkedInAdapter {
 
     async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
         let token = tokens.access_token.expose_secret();
-        let options = Options::of(publication.options)?;
+        let options: LinkedInOptions = super::options::parse(publication.options)?;
         // Everything before the post is safe to repeat: an upload left without an answer is
         // merely transient (the media is uploaded again), never a post that may exist.
         let content = self.media_content(token, publication, &options).await.map_err(before_the_post)?;

@@ -83,7 +83,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: true,
         },
     },
-    options: super::options::options_of::<super::options::NoOptions>(),
+    options: super::options::options_of::<YouTubeOptions>(),
     builtin_client_id: None,
     build: |oauth| Arc::new(YouTubeAdapter::new(oauth)),
 };
@@ -155,7 +155,8 @@ impl Platform for YouTubeAdapter {
         let token = tokens.access_token.expose_secret();
         let file = the_video(publication.media)?;
         let total = size_of(file)?;
-        let resource = video_resource(publication.content, &Options::of(publication.options)?)?;
+        let options: YouTubeOptions = super::options::parse(publication.options)?;
+        let resource = video_resource(publication.content, &options)?;
         let (session, resume) = match self.remembered(publication.reference) {
             Some(session) if session.total == total => (session, true),
             _ => {
@@ -244,44 +245,73 @@ struct Video {
     id: String,
 }
 
-/// A YouTube target's options.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Options {
-    /// The video's title (at most 100 characters); without it, the content's first line.
-    title: Option<String>,
-    /// `public` (the default), `unlisted` or `private`.
-    privacy: Privacy,
-    tags: Vec<String>,
-    /// A video category id (`22` is People & Blogs); YouTube picks one without it.
-    category_id: Option<String>,
-    /// The made-for-kids declaration; the channel's default without it.
-    made_for_kids: Option<bool>,
-    /// When a private upload turns public (a scheduled publish).
-    publish_at: Option<DateTime<Utc>>,
+/// A YouTube target's options (the video resource's `snippet` and `status`).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = YouTubeOptions)]
+#[serde(deny_unknown_fields)]
+pub struct YouTubeOptions {
+    /// The video's title, 1 to 100 characters without `<` or `>`; without it, the content's
+    /// first line.
+    pub title: Option<String>,
+    /// Who may watch: `public` (the default), `unlisted` or `private`. YouTube keeps uploads of
+    /// API projects it has not audited private whatever this says.
+    #[serde(default)]
+    pub privacy: Privacy,
+    /// Tags (keywords), at most 500 characters in all.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// A video category id, e.g. `"22"` (People & Blogs) or `"28"` (Science & Technology);
+    /// YouTube picks one without it.
+    pub category_id: Option<String>,
+    /// Whether the video is made for kids (the COPPA declaration); the channel's default
+    /// without it.
+    pub made_for_kids: Option<bool>,
+    /// When the video turns public (a scheduled publish): it is uploaded private until then.
+    pub publish_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
+/// A video's privacy.
+#[derive(Debug, Default, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[schema(as = YouTubePrivacy)]
 #[serde(rename_all = "snake_case")]
-enum Privacy {
+pub enum Privacy {
     #[default]
     Public,
     Unlisted,
     Private,
 }
 
-impl Options {
-    fn of(options: &serde_json::Value) -> Result<Self, PlatformError> {
-        if options.is_null() {
-            return Ok(Self::default());
+/// The most characters YouTube takes in a video's tags together (a tag with a space counts its
+/// quotes too).
+const MAX_TAG_CHARS: usize = 500;
+
+impl super::options::TargetOptions for YouTubeOptions {
+    fn problems(&self) -> Vec<super::options::OptionProblem> {
+        use super::options::OptionProblem;
+        let mut problems = Vec::new();
+        if let Some(title) = &self.title
+            && (title.trim().is_empty() || title.chars().count() > MAX_TITLE || title.contains(['<', '>']))
+        {
+            problems.push(OptionProblem::new("title", format!("1 to {MAX_TITLE} characters, without < or >")));
         }
-        Options::deserialize(options)
-            .map_err(|error| PlatformError::Permanent(format!("the YouTube options are not usable: {error}")))
+        let tag_chars: usize = self
+            .tags
+            .iter()
+            .map(|tag| tag.chars().count() + if tag.contains(' ') { 2 } else { 0 })
+            .sum::<usize>()
+            + self.tags.len().saturating_sub(1);
+        if tag_chars > MAX_TAG_CHARS || self.tags.iter().any(|tag| tag.trim().is_empty() || tag.contains(['<', '>'])) {
+            problems.push(OptionProblem::new("tags", format!("at most {MAX_TAG_CHARS} characters in all, none blank or with < or >")));
+        }
+        if self.category_id.as_deref().is_some_and(|id| id.is_empty() || !id.bytes().all(|byte| byte.is_ascii_digit())) {
+            problems.push(OptionProblem::new("category_id", "must be a category's number, e.g. \"22\""));
+        }
+        problems
     }
 }
 
 /// The video resource's `snippet` and `status` for `content` and `options`.
-fn video_resource(content: &str, options: &Options) -> Result<serde_json::Value, PlatformError> {
+fn video_resource(content: &str, options: &YouTubeOptions) -> Result<serde_json::Value, PlatformError> {
     let title = match &options.title {
         Some(title) if title.chars().count() > MAX_TITLE || title.contains(['<', '>']) || title.trim().is_empty() => {
             return Err(PlatformError::Permanent(format!(
@@ -618,11 +648,36 @@ mod tests {
 
     #[test]
     fn a_title_defaults_to_the_contents_first_line_and_a_schedule_makes_it_private() {
-        let options = Options { publish_at: Some(at("2027-02-01T09:00:00Z")), ..Options::default() };
+        let options = YouTubeOptions { publish_at: Some(at("2027-02-01T09:00:00Z")), ..YouTubeOptions::default() };
         let resource = video_resource("\n  A <b>first</b> line \nmore", &options).unwrap();
         assert_eq!(resource["snippet"]["title"], "A bfirst/b line");
         assert_eq!(resource["status"], serde_json::json!({"privacyStatus": "private", "publishAt": "2027-02-01T09:00:00Z"}));
-        let long = Options { title: Some("x".repeat(101)), ..Options::default() };
+        let long = YouTubeOptions { title: Some("x".repeat(101)), ..YouTubeOptions::default() };
         assert!(matches!(video_resource("text", &long), Err(PlatformError::Permanent(_))));
+    }
+
+    #[test]
+    fn options_name_each_field_youtube_would_refuse() {
+        use super::super::options::TargetOptions;
+        let fields = |options: YouTubeOptions| -> Vec<String> {
+            options.problems().into_iter().map(|problem| problem.field).collect()
+        };
+        let fine = YouTubeOptions {
+            title: Some("x".repeat(100)),
+            // 50 tags of 3 characters and their 2 quotes, and 49 commas: 299.
+            tags: vec!["a b".into(); 50],
+            category_id: Some("22".into()),
+            ..YouTubeOptions::default()
+        };
+        assert!(fields(fine).is_empty());
+        let wrong = YouTubeOptions {
+            title: Some("<b>bold</b>".into()),
+            tags: vec!["abc".into(); 200],
+            category_id: Some("People".into()),
+            ..YouTubeOptions::default()
+        };
+        assert_eq!(fields(wrong), ["title", "tags", "category_id"]);
+        let long = YouTubeOptions { title: Some("x".repeat(101)), ..YouTubeOptions::default() };
+        assert_eq!(fields(long), ["title"]);
     }
 }
