@@ -782,3 +782,29 @@ async fn youtube_and_linkedin_options_are_checked_at_creation_field_by_field() {
     assert!(linkedin["visibility"].is_object() && linkedin["title"].is_object(), "{linkedin}");
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn youtube_asks_the_session_when_the_last_chunk_lands_without_an_answer_and_uploads_once() {
+    let (app, fake, client, account) = app_on("youtube").await;
+    let bytes = video(1080, 1920, 9 * 1024 * 1024);
+    let id = upload(&app, &client, bytes.clone()).await;
+    // The last chunk lands whole, then its answer never comes: the video exists.
+    let last = bytes.len() - YT_CHUNK;
+    *fake.yt.drop_chunk.lock().unwrap() = Some((1, last));
+    let body = json!({"content": "Answer lost", "media": [{"id": id}], "targets": [{"account_id": account}]});
+    let delivery = publish(&app, &client, body, "published").await;
+    assert_eq!(delivery["platform_post_id"], "dQw4w9WgXc0", "{delivery}");
+    let total = bytes.len();
+    assert_eq!(
+        *fake.calls.lock().unwrap(),
+        [
+            "POST /videos snippet,status".to_owned(),
+            format!("PUT bytes 0-{}/{total}", YT_CHUNK - 1),
+            format!("PUT bytes {YT_CHUNK}-{}/{total}", total - 1),
+            format!("PUT bytes */{total}"),
+        ],
+        "the session's answer is the video: nothing sent again"
+    );
+    assert!(fake.uploads.lock().unwrap()["/yt-upload/session/0"] == bytes);
+    app.stop().await.unwrap();
+}

@@ -61,7 +61,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
         publishes_text: true,
         publishes_media: true,
         // MultiImage: 2-20 images (official); image bytes, video 500 MB, 3 s-30 min and the
-        // aspect range from publishers' guides.
+        // aspect range from publishers' guides. Not expressible here, so LinkedIn's own answer
+        // says it: the Videos API's 75 KB minimum, and images under 36,152,320 pixels.
         media: MediaRules {
             images: KindRules {
                 types: &["image/jpeg", "image/png", "image/gif"],
