@@ -37,8 +37,9 @@ use super::{
 use crate::domain::media::MediaKind;
 use crate::media::MediaStore;
 
-/// The API version herald speaks (`LinkedIn-Version: YYYYMM`).
-const API_VERSION: &str = "202411";
+/// The API version herald speaks (`LinkedIn-Version: YYYYMM`). LinkedIn keeps a version about
+/// a year: its May 2026 documentation (`li-lms-2026-05`) says 202506 is already sunset.
+const API_VERSION: &str = "202605";
 
 /// LinkedIn, as herald knows it before any setting.
 pub const SPEC: PlatformSpec = PlatformSpec {
