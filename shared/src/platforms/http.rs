@@ -47,6 +47,20 @@ pub async fn send_json<T: DeserializeOwned>(platform: &str, request: RequestBuil
 
 /// Sends `request`; a non-success answer becomes the classified error.
 pub async fn send(platform: &str, request: RequestBuilder) -> Result<Response, PlatformError> {
+    let response = answer(platform, request).await?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.text().await.unwrap_or_default();
+    Err(classify(platform, status, &headers, &body, Utc::now()))
+}
+
+/// Sends `request` and hands back whatever the platform answered, keeping its request id; only
+/// no answer at all is an error. For answers a platform gives outside 2xx on success (YouTube's
+/// `308 Resume Incomplete`) and error bodies an adapter reads itself.
+pub async fn answer(platform: &str, request: RequestBuilder) -> Result<Response, PlatformError> {
     let response = request.send().await.map_err(|error| {
         if error.is_connect() {
             // It never reached the platform.
@@ -61,13 +75,23 @@ pub async fn send(platform: &str, request: RequestBuilder) -> Result<Response, P
         .map(|id| id.chars().take(200).collect::<String>());
     // Outside `with_request_id` there is nowhere to keep it, and nothing asks.
     let _ = LAST_REQUEST_ID.try_with(|last| *last.borrow_mut() = request_id);
-    if response.status().is_success() {
-        return Ok(response);
+    Ok(response)
+}
+
+/// The bytes `range` of a stored media file as a streamed request body (never the whole file in
+/// memory). A file gone from the store is permanent; any other store failure is worth a retry.
+pub async fn media_body(
+    store: &crate::media::MediaStore,
+    key: &str,
+    range: std::ops::Range<u64>,
+) -> Result<reqwest::Body, PlatformError> {
+    match store.read(key, Some(range)).await {
+        Ok((stream, _)) => Ok(reqwest::Body::wrap_stream(stream)),
+        Err(object_store::Error::NotFound { .. }) => {
+            Err(PlatformError::Permanent("the media file is no longer in the store".to_owned()))
+        }
+        Err(error) => Err(PlatformError::Transient(format!("reading the media file failed: {error}"))),
     }
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.text().await.unwrap_or_default();
-    Err(classify(platform, status, &headers, &body, Utc::now()))
 }
 
 /// The error an unsuccessful answer means.

@@ -10,6 +10,15 @@
 //! Publishing: `POST /rest/posts` with `LinkedIn-Version` and `X-Restli-Protocol-Version:
 //! 2.0.0`; 201 with the post's URN in `x-restli-id`. A duplicate is a 422; a 429 names no
 //! reset (the limits are daily, midnight UTC).
+//!
+//! Media go up first, owned by the author: images through the Images API
+//! (`/rest/images?action=initializeUpload` → an upload URL and the image's URN; PUT the bytes),
+//! a video through the Videos API (`initializeUpload` with `fileSizeBytes` → the parts to PUT,
+//! 4 MiB each, whose ETags `finalizeUpload` takes). Each is polled (`GET /rest/images/{urn}`,
+//! `/rest/videos/{urn}`) until `AVAILABLE`; `PROCESSING_FAILED` is permanent. The post then
+//! carries `content.media` (one image with its `altText`, or one video with its `title`) or
+//! `content.multiImage` (2-20 images). The uploads are safe to repeat; only the post is the
+//! publish.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,14 +27,19 @@ use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
+use reqwest::Method;
+
 use super::oauth::OAuthClient;
 use super::{
-    Between, ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, Platform, PlatformError, PlatformSpec, Publication, PublishRates,
-    Published, TokenSet, hourly, http,
+    Between, ContentRules, DefaultEndpoints, GrantedAccount, KindRules, MediaFile, MediaRules, Platform, PlatformError,
+    PlatformSpec, Publication, PublishRates, Published, TokenSet, hourly, http,
 };
+use crate::domain::media::MediaKind;
+use crate::media::MediaStore;
 
-/// The API version herald speaks (`LinkedIn-Version: YYYYMM`).
-const API_VERSION: &str = "202411";
+/// The API version herald speaks (`LinkedIn-Version: YYYYMM`). LinkedIn keeps a version about
+/// a year: its May 2026 documentation (`li-lms-2026-05`) says 202506 is already sunset.
+const API_VERSION: &str = "202605";
 
 /// LinkedIn, as herald knows it before any setting.
 pub const SPEC: PlatformSpec = PlatformSpec {
@@ -46,9 +60,10 @@ pub const SPEC: PlatformSpec = PlatformSpec {
         max_hashtags: None,
         max_chars: 3000,
         publishes_text: true,
-        publishes_media: false,
+        publishes_media: true,
         // MultiImage: 2-20 images (official); image bytes, video 500 MB, 3 s-30 min and the
-        // aspect range from publishers' guides.
+        // aspect range from publishers' guides. Not expressible here, so LinkedIn's own answer
+        // says it: the Videos API's 75 KB minimum, and images under 36,152,320 pixels.
         media: MediaRules {
             images: KindRules {
                 types: &["image/jpeg", "image/png", "image/gif"],
@@ -75,7 +90,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: false,
         },
     },
-    options: super::options::options_of::<super::options::NoOptions>(),
+    options: super::options::options_of::<LinkedInOptions>(),
     builtin_client_id: None,
     build: |oauth| Arc::new(LinkedInAdapter::new(oauth)),
 };
@@ -104,6 +119,276 @@ struct Acls {
 #[derive(Deserialize)]
 struct Acl {
     organization: String,
+}
+
+/// How long LinkedIn may take to make an uploaded image or video available, and how often herald
+/// asks meanwhile (the first asks come quickly: small files are ready in a moment).
+const IMAGE_WAIT: Duration = Duration::from_secs(60);
+const VIDEO_WAIT: Duration = Duration::from_secs(10 * 60);
+const POLL_FIRST: Duration = Duration::from_millis(200);
+const POLL_MOST: Duration = Duration::from_secs(5);
+
+/// A LinkedIn target's options (`POST /rest/posts`).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = LinkedInOptions)]
+#[serde(deny_unknown_fields)]
+pub struct LinkedInOptions {
+    /// Who sees the post: `public` (the default), `connections` (the member's network) or
+    /// `logged_in` (members signed in to LinkedIn).
+    #[serde(default)]
+    pub visibility: Visibility,
+    /// A video post's title (`content.media.title`); not used on image or text posts.
+    pub title: Option<String>,
+}
+
+/// A post's visibility.
+#[derive(Debug, Default, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[schema(as = LinkedInVisibility)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    #[default]
+    Public,
+    Connections,
+    LoggedIn,
+}
+
+impl Visibility {
+    fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "PUBLIC",
+            Visibility::Connections => "CONNECTIONS",
+            Visibility::LoggedIn => "LOGGED_IN",
+        }
+    }
+}
+
+impl super::options::TargetOptions for LinkedInOptions {
+    fn problems(&self) -> Vec<super::options::OptionProblem> {
+        match &self.title {
+            Some(title) if title.trim().is_empty() => {
+                vec![super::options::OptionProblem::new("title", "must not be blank (leave it out instead)")]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// `initializeUpload`'s answer: everything is inside `value`.
+#[derive(Deserialize)]
+struct Initialized<T> {
+    value: T,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ImageUpload {
+    upload_url: String,
+    image: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VideoUpload {
+    video: String,
+    #[serde(default)]
+    upload_token: String,
+    upload_instructions: Vec<UploadInstruction>,
+}
+
+/// One part of a video: the bytes `first_byte..=last_byte`, PUT to `upload_url`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UploadInstruction {
+    upload_url: String,
+    first_byte: u64,
+    last_byte: u64,
+}
+
+/// An image's or a video's state (`GET /rest/images/{urn}`, `/rest/videos/{urn}`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MediaStatus {
+    status: String,
+    processing_failure_reason: Option<String>,
+}
+
+/// Whether a failure before the post is worth trying again: no answer to an upload is.
+fn before_the_post(error: PlatformError) -> PlatformError {
+    match error {
+        PlatformError::Ambiguous(reason) => PlatformError::Transient(reason),
+        other => other,
+    }
+}
+
+/// `urn` as one path segment (Rest.li 2.0 wants URNs in paths encoded).
+fn encoded(urn: &str) -> String {
+    form_urlencoded::byte_serialize(urn.as_bytes()).collect()
+}
+
+impl LinkedInAdapter {
+    /// A versioned REST request (`/rest/{path}`).
+    fn rest(&self, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.oauth
+            .http()
+            .request(method, format!("{}/rest/{path}", self.oauth.endpoints().api_url))
+            .bearer_auth(token)
+            .header("LinkedIn-Version", API_VERSION)
+            .header("X-Restli-Protocol-Version", "2.0.0")
+    }
+
+    /// The post's `content` for its media, uploaded: one image or video (`media`), or 2-20
+    /// images (`multiImage`); `None` for text alone.
+    async fn media_content(
+        &self,
+        token: &str,
+        publication: &Publication<'_>,
+        options: &LinkedInOptions,
+    ) -> Result<Option<serde_json::Value>, PlatformError> {
+        let owner = publication.platform_user_id;
+        match publication.media {
+            [] => Ok(None),
+            [file] if file.facts.kind == MediaKind::Video => {
+                let urn = self.upload_video(token, owner, publication.store, file).await?;
+                let mut media = serde_json::json!({"id": urn});
+                if let Some(title) = &options.title {
+                    media["title"] = serde_json::json!(title);
+                }
+                Ok(Some(serde_json::json!({"media": media})))
+            }
+            files if files.iter().any(|file| file.facts.kind == MediaKind::Video) => {
+                Err(PlatformError::Permanent("a LinkedIn post takes one video alone, or images".to_owned()))
+            }
+            files => {
+                let mut images = Vec::with_capacity(files.len());
+                for file in files {
+                    let urn = self.upload_image(token, owner, publication.store, file).await?;
+                    let mut image = serde_json::json!({"id": urn});
+                    if let Some(alt) = &file.alt_text {
+                        image["altText"] = serde_json::json!(alt);
+                    }
+                    images.push(image);
+                }
+                Ok(Some(match <[serde_json::Value; 1]>::try_from(images) {
+                    Ok([image]) => serde_json::json!({"media": image}),
+                    Err(images) => serde_json::json!({"multiImage": {"images": images}}),
+                }))
+            }
+        }
+    }
+
+    /// The Images API: initialize, PUT the bytes, wait until the image is available.
+    async fn upload_image(
+        &self,
+        token: &str,
+        owner: &str,
+        store: &MediaStore,
+        file: &MediaFile,
+    ) -> Result<String, PlatformError> {
+        let label = self.oauth.label();
+        let body = serde_json::json!({"initializeUploadRequest": {"owner": owner}});
+        let request = self.rest(Method::POST, "images?action=initializeUpload", token).json(&body);
+        let upload: Initialized<ImageUpload> = http::send_json(label, request).await?;
+        let size = size_of(file)?;
+        let bytes = http::media_body(store, &file.object_key, 0..size).await?;
+        let put = self
+            .oauth
+            .http()
+            .put(&upload.value.upload_url)
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, &file.facts.content_type)
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(bytes);
+        http::send(label, put).await?;
+        self.wait_available(token, "images", &upload.value.image, IMAGE_WAIT).await?;
+        Ok(upload.value.image)
+    }
+
+    /// The Videos API: initialize with the size, PUT each part LinkedIn names in order (their
+    /// ETags are the part ids), finalize, wait until the video is available.
+    async fn upload_video(
+        &self,
+        token: &str,
+        owner: &str,
+        store: &MediaStore,
+        file: &MediaFile,
+    ) -> Result<String, PlatformError> {
+        let label = self.oauth.label();
+        let size = size_of(file)?;
+        let body = serde_json::json!({"initializeUploadRequest": {
+            "owner": owner, "fileSizeBytes": size, "uploadCaptions": false, "uploadThumbnail": false,
+        }});
+        let request = self.rest(Method::POST, "videos?action=initializeUpload", token).json(&body);
+        let upload: Initialized<VideoUpload> = http::send_json(label, request).await?;
+        let upload = upload.value;
+        let mut part_ids = Vec::with_capacity(upload.upload_instructions.len());
+        let mut next = 0;
+        for part in &upload.upload_instructions {
+            if part.first_byte != next || part.last_byte < part.first_byte || part.last_byte >= size {
+                return Err(PlatformError::Transient(format!(
+                    "LinkedIn's upload parts do not cover the {size} bytes of the video in order"
+                )));
+            }
+            next = part.last_byte + 1;
+            let bytes = http::media_body(store, &file.object_key, part.first_byte..next).await?;
+            let put = self
+                .oauth
+                .http()
+                .put(&part.upload_url)
+                .bearer_auth(token)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .header(reqwest::header::CONTENT_LENGTH, next - part.first_byte)
+                .body(bytes);
+            let answer = http::send(label, put).await?;
+            let etag = answer.headers().get(reqwest::header::ETAG).and_then(|value| value.to_str().ok());
+            let etag = etag.ok_or_else(|| PlatformError::Transient("LinkedIn took a video part but sent no ETag".to_owned()))?;
+            part_ids.push(etag.to_owned());
+        }
+        if next != size {
+            return Err(PlatformError::Transient(format!("LinkedIn's upload parts end before the {size} bytes of the video")));
+        }
+        let body = serde_json::json!({"finalizeUploadRequest": {
+            "video": upload.video, "uploadToken": upload.upload_token, "uploadedPartIds": part_ids,
+        }});
+        http::send(label, self.rest(Method::POST, "videos?action=finalizeUpload", token).json(&body)).await?;
+        self.wait_available(token, "videos", &upload.video, VIDEO_WAIT).await?;
+        Ok(upload.video)
+    }
+
+    /// Asks for `urn`'s state (under `/rest/{kind}/`) until it is `AVAILABLE`, at most `most`;
+    /// `PROCESSING_FAILED` is permanent, with LinkedIn's reason.
+    async fn wait_available(&self, token: &str, kind: &str, urn: &str, most: Duration) -> Result<(), PlatformError> {
+        let deadline = tokio::time::Instant::now() + most;
+        let mut interval = POLL_FIRST;
+        loop {
+            let request = self.rest(Method::GET, &format!("{kind}/{}", encoded(urn)), token);
+            let state: MediaStatus = http::send_json(self.oauth.label(), request).await?;
+            match state.status.as_str() {
+                "AVAILABLE" => return Ok(()),
+                "PROCESSING_FAILED" => {
+                    let reason = state.processing_failure_reason.unwrap_or_else(|| "no reason given".to_owned());
+                    return Err(PlatformError::Permanent(format!("LinkedIn could not process the {kind}: {reason}")));
+                }
+                _ if tokio::time::Instant::now() + interval > deadline => {
+                    return Err(PlatformError::Transient(format!(
+                        "LinkedIn was still processing the {kind} after {} s",
+                        most.as_secs()
+                    )));
+                }
+                _ => {
+                    tokio::time::sleep(interval).await;
+                    interval = (interval * 2).min(POLL_MOST);
+                }
+            }
+        }
+    }
+}
+
+/// The file's size, as the library read it.
+fn size_of(file: &MediaFile) -> Result<u64, PlatformError> {
+    u64::try_from(file.facts.size_bytes)
+        .ok()
+        .filter(|size| *size > 0)
+        .ok_or_else(|| PlatformError::Permanent("the media file is empty".to_owned()))
 }
 
 #[async_trait]
@@ -151,22 +436,23 @@ impl Platform for LinkedInAdapter {
     }
 
     async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
-        let body = serde_json::json!({
+        let token = tokens.access_token.expose_secret();
+        let options: LinkedInOptions = super::options::parse(publication.options)?;
+        // Everything before the post is safe to repeat: an upload left without an answer is
+        // merely transient (the media is uploaded again), never a post that may exist.
+        let content = self.media_content(token, publication, &options).await.map_err(before_the_post)?;
+        let mut body = serde_json::json!({
             "author": publication.platform_user_id,
             "commentary": publication.content,
-            "visibility": "PUBLIC",
+            "visibility": options.visibility.as_str(),
             "distribution": {"feedDistribution": "MAIN_FEED", "targetEntities": [], "thirdPartyDistributionChannels": []},
             "lifecycleState": "PUBLISHED",
             "isReshareDisabledByAuthor": false,
         });
-        let request = self
-            .oauth
-            .http()
-            .post(format!("{}/rest/posts", self.oauth.endpoints().api_url))
-            .bearer_auth(tokens.access_token.expose_secret())
-            .header("LinkedIn-Version", API_VERSION)
-            .header("X-Restli-Protocol-Version", "2.0.0")
-            .json(&body);
+        if let Some(content) = content {
+            body["content"] = content;
+        }
+        let request = self.rest(Method::POST, "posts", token).json(&body);
         let response = http::send(self.oauth.label(), request).await?;
         let urn = response
             .headers()
