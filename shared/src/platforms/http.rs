@@ -47,6 +47,20 @@ pub async fn send_json<T: DeserializeOwned>(platform: &str, request: RequestBuil
 
 /// Sends `request`; a non-success answer becomes the classified error.
 pub async fn send(platform: &str, request: RequestBuilder) -> Result<Response, PlatformError> {
+    let response = send_answered(platform, request).await?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.text().await.unwrap_or_default();
+    Err(classify(platform, status, &headers, &body, Utc::now()))
+}
+
+/// Sends `request` and answers whatever the platform answered, success or not (for adapters
+/// that classify error bodies themselves, such as Graph's); only a failure to get an answer is
+/// an error. Keeps the answer's request id, as [`send`] does.
+pub async fn send_answered(platform: &str, request: RequestBuilder) -> Result<Response, PlatformError> {
     let response = request.send().await.map_err(|error| {
         if error.is_connect() {
             // It never reached the platform.
@@ -61,13 +75,7 @@ pub async fn send(platform: &str, request: RequestBuilder) -> Result<Response, P
         .map(|id| id.chars().take(200).collect::<String>());
     // Outside `with_request_id` there is nowhere to keep it, and nothing asks.
     let _ = LAST_REQUEST_ID.try_with(|last| *last.borrow_mut() = request_id);
-    if response.status().is_success() {
-        return Ok(response);
-    }
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.text().await.unwrap_or_default();
-    Err(classify(platform, status, &headers, &body, Utc::now()))
+    Ok(response)
 }
 
 /// The error an unsuccessful answer means.
