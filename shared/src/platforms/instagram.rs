@@ -303,17 +303,19 @@ impl InstagramAdapter {
     /// Makes the post's container (its children first, for a carousel) and waits until it is ready.
     async fn container(&self, token: &str, publication: &Publication<'_>, shape: &Shape<'_>) -> Result<String, PlatformError> {
         let user = publication.platform_user_id;
-        let caption = publication.content;
+        // No caption at all rather than an empty one.
+        let caption = Some(("caption", publication.content)).filter(|_| !publication.content.is_empty());
         let media = format!("{user}/media");
         let id = match shape {
             Shape::Image(image) => {
-                let mut params = vec![("image_url", image.url.as_str()), ("caption", caption)];
+                let mut params = vec![("image_url", image.url.as_str())];
+                params.extend(caption);
                 params.extend(image.alt_text.as_deref().map(|alt| ("alt_text", alt)));
                 self.create(token, &media, &params).await?
             }
             Shape::Reel(video) => {
-                let params =
-                    [("media_type", "REELS"), ("video_url", video.url.as_str()), ("caption", caption), ("share_to_feed", "true")];
+                let mut params = vec![("media_type", "REELS"), ("video_url", video.url.as_str()), ("share_to_feed", "true")];
+                params.extend(caption);
                 self.create(token, &media, &params).await?
             }
             Shape::Story(item) => {
@@ -326,7 +328,8 @@ impl InstagramAdapter {
                     children.push(self.carousel_item(token, &media, item).await?);
                 }
                 let children = children.join(",");
-                let params = [("media_type", "CAROUSEL"), ("children", children.as_str()), ("caption", caption)];
+                let mut params = vec![("media_type", "CAROUSEL"), ("children", children.as_str())];
+                params.extend(caption);
                 self.create(token, &media, &params).await?
             }
         };
