@@ -31,6 +31,9 @@ const IG_USER: &str = "17841400008";
 const THREADS_USER: &str = "17841400009";
 const PAGE: &str = "101";
 
+/// A post the fake made: platform prefix, id, caption or text, when.
+type MadePost = (String, String, Option<String>, chrono::DateTime<chrono::Utc>);
+
 /// One request as the fake received it.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -39,6 +42,8 @@ struct Seen {
     path: String,
     query: HashMap<String, String>,
     bearer: Option<String>,
+    content_type: Option<String>,
+    body: Bytes,
 }
 
 /// A media container, as Instagram and Threads keep it.
@@ -68,9 +73,16 @@ struct Fake {
     /// Instagram's `quota_usage` of 100.
     quota_usage: AtomicU64,
     /// Published posts: (platform prefix, id, caption or text, created).
-    posts: Mutex<Vec<(String, String, Option<String>, chrono::DateTime<chrono::Utc>)>>,
+    posts: Mutex<Vec<MadePost>>,
     http: reqwest::Client,
+    /// The video bytes Facebook received, in order, and the size of each transfer.
+    video: Mutex<(Vec<u8>, Vec<usize>)>,
+    /// herald's id of the connected Page.
+    facebook_page: Mutex<String>,
 }
+
+/// The range Facebook asks for in each transfer.
+const FB_CHUNK: usize = 1024 * 1024;
 
 fn graph_error(status: StatusCode, code: i64, subcode: Option<i64>, message: &str) -> Response {
     let mut error = json!({"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AbCdEf"});
@@ -212,6 +224,8 @@ async fn handle(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, headers
         path: path.clone(),
         query: query.clone(),
         bearer: bearer.clone(),
+        content_type: header("content-type"),
+        body: body.clone(),
     });
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     // The long-lived exchanges and the accounts a grant reaches.
@@ -229,13 +243,24 @@ async fn handle(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, headers
         }
         _ => {}
     }
+    if prefix == "fb" && segments == ["me", "accounts"] {
+        if bearer.as_deref() != Some("fake-access-token-long-lived") {
+            return token_error();
+        }
+        let pages = json!([{"id": PAGE, "name": "Ada's Bakery", "access_token": PAGE_TOKEN}]);
+        return axum::Json(json!({"data": pages, "paging": {}})).into_response();
+    }
     let authorized = match prefix.as_str() {
         "ig" => bearer.as_deref() == Some(IG_TOKEN),
         "threads" => bearer.as_deref() == Some(THREADS_TOKEN),
+        "fb" | "fbvideo" => bearer.as_deref() == Some(PAGE_TOKEN),
         _ => false,
     };
     if !authorized {
         return token_error();
+    }
+    if prefix == "fb" || prefix == "fbvideo" {
+        return facebook(&fake, &prefix, &method, &segments, &query, &body).await;
     }
     let threads = prefix == "threads";
     match (method.as_str(), segments.as_slice()) {
@@ -270,6 +295,67 @@ async fn handle(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, headers
     }
 }
 
+/// Facebook's `/{page}/photos`, `/{page}/feed` and, on the video host, `/{page}/videos` in its
+/// `upload_phase`s.
+async fn facebook(
+    fake: &Fake,
+    prefix: &str,
+    method: &Method,
+    segments: &[&str],
+    query: &HashMap<String, String>,
+    body: &Bytes,
+) -> Response {
+    match (prefix, method.as_str(), segments) {
+        ("fb", "POST", [PAGE, "photos"]) => {
+            let sent: Value = serde_json::from_slice(body).unwrap();
+            if let Err(reason) = fake.fetch(sent["url"].as_str().unwrap()).await {
+                return graph_error(StatusCode::BAD_REQUEST, 324, Some(2_069_019), &reason);
+            }
+            let id = fake.id();
+            match sent["published"].as_bool() {
+                Some(false) => axum::Json(json!({ "id": id })).into_response(),
+                _ => axum::Json(json!({"id": id, "post_id": format!("{PAGE}_{id}")})).into_response(),
+            }
+        }
+        ("fb", "POST", [PAGE, "feed"]) => axum::Json(json!({"id": format!("{PAGE}_{}", fake.id())})).into_response(),
+        ("fbvideo", "POST", [PAGE, "videos"]) => {
+            let form: HashMap<String, String> =
+                reqwest::Url::parse(&format!("http://f/?{}", String::from_utf8_lossy(body)))
+                    .unwrap()
+                    .query_pairs()
+                    .into_owned()
+                    .collect();
+            let phase = query.get("upload_phase").or_else(|| form.get("upload_phase")).cloned().unwrap_or_default();
+            let range = |from: usize, size: usize| json!({"start_offset": from.to_string(), "end_offset": (from + FB_CHUNK).min(size).to_string()});
+            match phase.as_str() {
+                "start" => {
+                    let size: usize = form["file_size"].parse().unwrap();
+                    *fake.video.lock().unwrap() = (Vec::with_capacity(size), Vec::new());
+                    let mut answer = range(0, size);
+                    answer["video_id"] = json!("6001");
+                    answer["upload_session_id"] = json!("session-1");
+                    axum::Json(answer).into_response()
+                }
+                "transfer" => {
+                    assert_eq!(query["upload_session_id"], "session-1");
+                    let text = body.as_ref();
+                    let start = text.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let end = text.windows(4).rposition(|w| w == b"\r\n--").unwrap();
+                    let mut video = fake.video.lock().unwrap();
+                    assert_eq!(query["start_offset"], video.0.len().to_string(), "ranges in order");
+                    video.0.extend_from_slice(&text[start..end]);
+                    video.1.push(end - start);
+                    let size = video.0.capacity();
+                    axum::Json(range(video.0.len(), size)).into_response()
+                }
+                "finish" => axum::Json(json!({"success": true})).into_response(),
+                other => graph_error(StatusCode::BAD_REQUEST, 100, None, &format!("unknown upload_phase {other}")),
+            }
+        }
+        _ => graph_error(StatusCode::BAD_REQUEST, 100, None, "Unknown path components"),
+    }
+}
+
 /// The app with Instagram and Threads pointing at a new fake (the code grant at FakeOAuth), a
 /// short platform timeout, and both accounts connected; answers the account ids.
 async fn app_with_meta() -> (TestApp, Arc<Fake>, Client, String, String) {
@@ -283,22 +369,27 @@ async fn app_with_meta() -> (TestApp, Arc<Fake>, Client, String, String) {
     let mut config = test_config(&db);
     config.platform_timeout_secs = 1;
     let (_oauth, oauth_settings) = FakeOAuth::start().await;
-    for (platform, prefix) in [("instagram", "ig"), ("threads", "threads")] {
-        let settings = PlatformSettings { api_url: Some(format!("{base}/{prefix}")), ..oauth_settings.clone() };
+    for (platform, prefix) in [("instagram", "ig"), ("threads", "threads"), ("facebook", "fb")] {
+        let settings = PlatformSettings {
+            api_url: Some(format!("{base}/{prefix}")),
+            upload_url: Some(format!("{base}/fbvideo")),
+            ..oauth_settings.clone()
+        };
         config.platforms.insert(platform.into(), settings);
     }
     let app = TestApp::spawn_on(db, Arc::new(config), Router::new()).await;
     let client = client(&app).await;
     let mut ids = Vec::new();
-    for platform in ["instagram", "threads"] {
+    for platform in ["instagram", "threads", "facebook"] {
         let (_, callback) = crate::connect::authorize_on(&app, &client, platform, json!({}), "").await;
         let page = client.http.get(&callback).send().await.unwrap().text().await.unwrap();
         assert!(page.contains("1 account(s) connected"), "{page}");
         let listed = get_json(&app, &client, &format!("/v1/accounts?platform={platform}")).await;
         ids.push(listed["data"][0]["id"].as_str().unwrap().to_owned());
     }
-    let threads = ids.pop().unwrap();
-    let instagram = ids.pop().unwrap();
+    let threads = ids[1].clone();
+    let instagram = ids[0].clone();
+    *fake.facebook_page.lock().unwrap() = ids[2].clone();
     (app, fake, client, instagram, threads)
 }
 
@@ -567,5 +658,50 @@ async fn a_threads_container_in_error_is_refused_with_its_message() {
     assert_eq!(delivery["last_error"]["code"], "rejected");
     assert!(delivery["last_error"]["message"].as_str().unwrap().contains("Media download has failed."), "{delivery}");
     assert!(fake.seen("POST", "/threads_publish").is_empty());
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_facebook_page_posts_photos_by_url_and_uploads_a_video_range_by_range() {
+    let (app, fake, client, _, _) = app_with_meta().await;
+    let page = fake.facebook_page.lock().unwrap().clone();
+    let photo = upload(&app, &client, png(800, 600)).await;
+    let body = json!({"content": "Open today", "targets": [{"account_id": page, "media": [{"id": photo, "alt_text": "the door"}]}]});
+    let delivery = deliver(&app, &client, body, None).await;
+    assert_eq!(delivery["status"], "published", "{delivery}");
+    let sent = fake.seen("POST", &format!("/{PAGE}/photos"));
+    let one: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(sent[0].bearer.as_deref(), Some(PAGE_TOKEN), "the Page's own token");
+    assert_eq!((one["message"].as_str(), one["alt_text_custom"].as_str()), (Some("Open today"), Some("the door")));
+    assert_eq!(one["published"], true);
+    assert!(delivery["platform_post_id"].as_str().unwrap().starts_with("101_"), "the post, not the photo");
+
+    let second = upload(&app, &client, jpeg(640, 480)).await;
+    let body = json!({"content": "Both", "targets": [{"account_id": page, "media": [{"id": photo}, {"id": second}]}]});
+    let delivery = deliver(&app, &client, body, None).await;
+    assert_eq!(delivery["status"], "published", "{delivery}");
+    let sent = fake.seen("POST", &format!("/{PAGE}/photos"));
+    let unpublished: Vec<Value> = sent[1..].iter().map(|s| serde_json::from_slice(&s.body).unwrap()).collect();
+    assert!(unpublished.iter().all(|photo| photo["published"] == false && photo.get("message").is_none()));
+    let feed = fake.seen("POST", &format!("/{PAGE}/feed"));
+    let post: Value = serde_json::from_slice(&feed[0].body).unwrap();
+    assert_eq!(post["message"], "Both");
+    assert_eq!(post["attached_media"].as_array().unwrap().len(), 2);
+
+    let bytes = mp4(1280, 720, 4, 2_500_000);
+    let video = upload(&app, &client, bytes.clone()).await;
+    let body = json!({"content": "Behind the counter", "targets": [{"account_id": page, "media": [{"id": video}]}]});
+    let delivery = deliver(&app, &client, body, None).await;
+    assert_eq!(delivery["status"], "published", "{delivery}");
+    let (received, chunks) = fake.video.lock().unwrap().clone();
+    assert_eq!(received, bytes, "every byte, in order");
+    let last = bytes.len() - 2 * FB_CHUNK;
+    assert_eq!(chunks, [FB_CHUNK, FB_CHUNK, last], "each range Facebook asked for");
+    let phases = fake.seen("POST", &format!("/{PAGE}/videos"));
+    assert_eq!(phases.len(), 5, "start, three transfers, finish");
+    assert!(phases[1].content_type.as_deref().unwrap().starts_with("multipart/form-data; boundary="));
+    assert!(String::from_utf8_lossy(&phases[4].body).contains("description=Behind+the+counter"));
+    assert_eq!(delivery["platform_post_id"], "6001");
+    assert_eq!(delivery["platform_url"], "https://www.facebook.com/101/videos/6001");
     app.stop().await.unwrap();
 }
