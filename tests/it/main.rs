@@ -19,6 +19,7 @@ mod mastodon;
 mod media;
 mod media_import;
 mod media_li_yt;
+mod media_meta;
 mod openapi;
 mod outbound;
 mod platforms;

@@ -3,24 +3,32 @@
 //! for a long-lived one (`fb_exchange_token`, about 60 days, `meta`). A grant reaches the
 //! Pages the user manages (`GET /me/accounts`), each with its own Page token, which does not
 //! expire when it comes from a long-lived user token: each Page is an account with that token,
-//! so nothing needs a refresh. Publishing is `POST /{page-id}/feed` with `message`. Errors are
-//! Graph's (`meta`).
+//! so nothing needs a refresh. Publishing text is `POST /{page-id}/feed` with `message`; one
+//! photo is `POST /{page-id}/photos` with herald's signed `url` (Facebook fetches it) and
+//! `alt_text_custom`; several are unpublished photos (`published: false`) attached to a feed post
+//! (`attached_media`); a video is the chunked upload on the video host (`POST /{page-id}/videos`,
+//! `upload_phase` `start`, `transfer` of each range Facebook asks for, streamed from the store,
+//! then `finish` with the description, which publishes). The newer Resumable Upload API wants a
+//! user token and a role on the app, which a Page's token is not. A look-up finds the post among
+//! the Page's feed since the attempt began, by its message. Errors are Graph's (`meta`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use reqwest::RequestBuilder;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::meta::{self, LongLivedExchange};
+use super::meta::{self, LongLivedExchange, before_publishing};
 use super::oauth::OAuthClient;
 use super::{
-    ClientCredentials, Between, ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, Platform, PlatformError, PlatformSpec,
-    Publication, PublishRates, Published, TokenSet, hourly,
+    Between, ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, KindRules, LookUp, MediaFile,
+    MediaRules, Platform, PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet, hourly,
 };
+use crate::domain::media::MediaKind;
 
 /// Facebook, as herald knows it before any setting.
 pub const SPEC: PlatformSpec = PlatformSpec {
@@ -30,7 +38,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
         authorize_url: "https://www.facebook.com/v21.0/dialog/oauth",
         token_url: "https://graph.facebook.com/v21.0/oauth/access_token",
         api_url: "https://graph.facebook.com/v21.0",
-        upload_url: None,
+        // Videos are uploaded to Graph's video host.
+        upload_url: Some("https://graph-video.facebook.com/v21.0"),
         revoke_url: None,
         scopes: &["pages_show_list", "pages_manage_posts", "pages_read_engagement"],
     },
@@ -42,7 +51,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
         max_hashtags: None,
         max_chars: 63_206,
         publishes_text: true,
-        publishes_media: false,
+        publishes_media: true,
         // Pages: up to 10 photos or one video, not both (publishers' guides; Meta's help pages
         // differ: 4 or 10 MB images, 4 or 10 GB video).
         media: MediaRules {
@@ -163,11 +172,192 @@ impl Platform for FacebookAdapter {
     }
 
     async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
-        let url = format!("{}/{}/feed", self.oauth.endpoints().api_url, publication.platform_user_id);
-        let body = serde_json::json!({ "message": publication.content });
-        let request = self.oauth.http().post(url).bearer_auth(tokens.access_token.expose_secret()).json(&body);
-        let created: Created = self.graph(request).await?;
-        let url = format!("https://www.facebook.com/{}", created.id);
-        Ok(Published { platform_post_id: created.id, url: Some(url) })
+        let token = tokens.access_token.expose_secret();
+        let page = publication.platform_user_id;
+        let media = publication.media;
+        let id = match media {
+            [] => self.feed(token, page, publication.content, &[]).await?,
+            [video] if video.facts.kind == MediaKind::Video => return self.video(token, publication, video).await,
+            [photo] => {
+                let posted: PhotoPosted = self.graph(self.photo(token, page, photo, publication.content, true)).await?;
+                posted.post_id.unwrap_or(posted.id)
+            }
+            photos => {
+                let mut attached = Vec::with_capacity(photos.len());
+                for photo in photos {
+                    let request = self.photo(token, page, photo, "", false);
+                    let uploaded: Created = self.graph(request).await.map_err(before_publishing)?;
+                    attached.push(serde_json::json!({ "media_fbid": uploaded.id }));
+                }
+                self.feed(token, page, publication.content, &attached).await?
+            }
+        };
+        let url = format!("https://www.facebook.com/{id}");
+        Ok(Published { platform_post_id: id, url: Some(url) })
     }
+
+    async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
+        let Some(began) = publication.began else { return Ok(LookUp::CannotTell) };
+        let since = (began - chrono::Duration::minutes(1)).timestamp().to_string();
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("fields", "id,message,created_time,permalink_url")
+            .append_pair("since", &since)
+            .append_pair("limit", "25")
+            .finish();
+        let url = format!("{}/{}/feed?{query}", self.oauth.endpoints().api_url, publication.platform_user_id);
+        let recent: meta::Listed<meta::RecentPost> =
+            self.graph(self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret())).await?;
+        Ok(meta::made_since(recent.data, began, publication.content))
+    }
+}
+
+#[derive(Deserialize)]
+struct PhotoPosted {
+    id: String,
+    /// The post a published photo made.
+    post_id: Option<String>,
+}
+
+/// Facebook's answer to an upload phase: the byte range it wants next (`start_offset ==
+/// end_offset`: it has them all), as strings.
+#[derive(Deserialize)]
+struct UploadRange {
+    start_offset: String,
+    end_offset: String,
+}
+
+#[derive(Deserialize)]
+struct UploadStarted {
+    video_id: String,
+    upload_session_id: String,
+    #[serde(flatten)]
+    range: UploadRange,
+}
+
+/// The largest range herald sends in one transfer, whatever Facebook asks for (it asks for about
+/// a megabyte at a time).
+const MAX_TRANSFER: u64 = 16 * 1024 * 1024;
+
+impl FacebookAdapter {
+    /// `POST /{page}/feed` with `message` and, for several photos, the unpublished ones.
+    async fn feed(
+        &self,
+        token: &str,
+        page: &str,
+        message: &str,
+        attached: &[serde_json::Value],
+    ) -> Result<String, PlatformError> {
+        let url = format!("{}/{page}/feed", self.oauth.endpoints().api_url);
+        let mut body = serde_json::json!({ "message": message });
+        if !attached.is_empty() {
+            body["attached_media"] = serde_json::Value::from(attached.to_vec());
+        }
+        let created: Created = self.graph(self.oauth.http().post(url).bearer_auth(token).json(&body)).await?;
+        Ok(created.id)
+    }
+
+    /// `POST /{page}/photos` for `photo`, which Facebook fetches from herald's signed URL.
+    fn photo(&self, token: &str, page: &str, photo: &MediaFile, message: &str, published: bool) -> RequestBuilder {
+        let url = format!("{}/{page}/photos", self.oauth.endpoints().api_url);
+        let mut body = serde_json::json!({ "url": photo.url, "published": published });
+        if !message.is_empty() {
+            body["message"] = serde_json::Value::from(message);
+        }
+        if let Some(alt) = &photo.alt_text {
+            body["alt_text_custom"] = serde_json::Value::from(alt.as_str());
+        }
+        self.oauth.http().post(url).bearer_auth(token).json(&body)
+    }
+
+    /// The chunked video upload: `start`, a `transfer` of each range Facebook asks for (streamed
+    /// from the store), then `finish` with the description: the call that publishes.
+    async fn video(
+        &self,
+        token: &str,
+        publication: &Publication<'_>,
+        video: &MediaFile,
+    ) -> Result<Published, PlatformError> {
+        let endpoints = self.oauth.endpoints();
+        let url = format!(
+            "{}/{}/videos",
+            endpoints.upload_url.as_deref().unwrap_or(&endpoints.api_url),
+            publication.platform_user_id
+        );
+        let size = video.facts.size_bytes.to_string();
+        let start = self.phase(token, &url, &[("upload_phase", "start"), ("file_size", &size)]);
+        let started: UploadStarted = self.graph(start).await.map_err(before_publishing)?;
+        let mut range = started.range;
+        while range.start_offset != range.end_offset {
+            let (from, to) = offsets(&range)?;
+            let to = to.min(from + MAX_TRANSFER);
+            let transfer = self.transfer(token, &url, &started.upload_session_id, publication, video, from..to).await?;
+            range = self.graph(transfer).await.map_err(before_publishing)?;
+        }
+        let mut finish = vec![("upload_phase", "finish"), ("upload_session_id", started.upload_session_id.as_str())];
+        if !publication.content.is_empty() {
+            finish.push(("description", publication.content));
+        }
+        let _: serde_json::Value = self.graph(self.phase(token, &url, &finish)).await?;
+        let url = format!("https://www.facebook.com/{}/videos/{}", publication.platform_user_id, started.video_id);
+        Ok(Published { platform_post_id: started.video_id, url: Some(url) })
+    }
+
+    /// `POST {url}` with `params` as a form.
+    fn phase(&self, token: &str, url: &str, params: &[(&str, &str)]) -> RequestBuilder {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        self.oauth
+            .http()
+            .post(url)
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+    }
+
+    /// One `transfer`: the bytes `range` of the video as the multipart `video_file_chunk`, streamed
+    /// from the store, the phase's other fields in the query.
+    async fn transfer(
+        &self,
+        token: &str,
+        url: &str,
+        session: &str,
+        publication: &Publication<'_>,
+        video: &MediaFile,
+        range: std::ops::Range<u64>,
+    ) -> Result<RequestBuilder, PlatformError> {
+        let (chunk, _) = publication.store.read(&video.object_key, Some(range.clone())).await.map_err(|error| {
+            PlatformError::Transient(format!("reading the video from the media store failed: {error}"))
+        })?;
+        let start = range.start.to_string();
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("upload_phase", "transfer"), ("upload_session_id", session), ("start_offset", &start)])
+            .finish();
+        let boundary = format!("herald-{}", uuid::Uuid::new_v4().simple());
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"video_file_chunk\"; filename=\"chunk\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        );
+        let tail = format!("\r\n--{boundary}--\r\n");
+        let length = head.len() as u64 + (range.end - range.start) + tail.len() as u64;
+        let piece = |text: String| futures::stream::once(async move { Ok::<_, object_store::Error>(bytes::Bytes::from(text)) });
+        let body = piece(head).chain(chunk).chain(piece(tail));
+        Ok(self
+            .oauth
+            .http()
+            .post(format!("{url}?{query}"))
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, format!("multipart/form-data; boundary={boundary}"))
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .body(reqwest::Body::wrap_stream(body)))
+    }
+}
+
+/// The byte range Facebook asked for, as numbers.
+fn offsets(range: &UploadRange) -> Result<(u64, u64), PlatformError> {
+    let parse = |offset: &str| {
+        offset.parse::<u64>().map_err(|_| PlatformError::Transient(format!("Facebook asked for offset {offset:?}")))
+    };
+    let (from, to) = (parse(&range.start_offset)?, parse(&range.end_offset)?);
+    if to < from {
+        return Err(PlatformError::Transient(format!("Facebook asked for the bytes {from} to {to}")));
+    }
+    Ok((from, to))
 }

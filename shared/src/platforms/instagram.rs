@@ -4,8 +4,14 @@
 //! keeps it as both the access and the refresh token. A grant reaches the professional account
 //! (`GET /me?fields=user_id,username`).
 //!
-//! Publishing needs an image or a video (a media container), which herald's posts cannot carry
-//! yet: Instagram accounts connect and stay fresh, and the posts API refuses them as targets.
+//! Publishing is a media container pulled from herald's signed URL (`POST /{user}/media`: an
+//! `image_url`, or a `video_url` as `REELS`; several media are children, `is_carousel_item`, of a
+//! `CAROUSEL`; the `story` placement is `STORIES`), checked (`status_code`) until `FINISHED`, then
+//! `POST /{user}/media_publish` with its `creation_id`: the one call that publishes. Before
+//! anything, the account's `content_publishing_limit` is read: an account at its cap waits.
+//! A look-up finds the post among the account's recent media by its caption and time. Graph's
+//! 4/2207051 ("we restrict certain activity") after `media_publish` may come although the post
+//! went live: it is an unknown outcome, looked up.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,12 +20,14 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::meta::{self, LongLivedExchange};
+use super::meta::{self, CONTAINER_PACING, ContainerState, LongLivedExchange, before_publishing};
 use super::oauth::OAuthClient;
 use super::{
-    ClientCredentials, Between, ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, Platform, PlatformError, PlatformSpec,
-    Publication, PublishRates, Published, TokenSet, hourly, per_minutes,
+    Between, ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, KindRules, LookUp, MediaFile,
+    MediaRules, Platform, PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet, hourly,
+    per_minutes,
 };
+use crate::domain::media::MediaKind;
 
 /// Instagram, as herald knows it before any setting.
 pub const SPEC: PlatformSpec = PlatformSpec {
@@ -41,7 +49,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
         max_hashtags: Some(30),
         max_chars: 2200,
         publishes_text: false,
-        publishes_media: false,
+        publishes_media: true,
         // Content publishing: JPEG up to 8 MB at 4:5 to 1.91:1; Reels MP4/MOV 3 s-15 min (300 MB,
         // the lower of two published figures); carousels of up to 10, mixed.
         media: MediaRules {
@@ -146,9 +154,229 @@ impl Platform for InstagramAdapter {
         }])
     }
 
-    async fn publish(&self, _tokens: &TokenSet, _publication: &Publication<'_>) -> Result<Published, PlatformError> {
-        Err(PlatformError::Permanent(
-            "an Instagram post needs an image or a video, which herald cannot attach yet".to_owned(),
-        ))
+    async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
+        let options = Options::of(publication.options)?;
+        let shape = Shape::of(options.placement, publication.media)?;
+        let token = tokens.access_token.expose_secret();
+        self.within_publishing_limit(token, publication.platform_user_id).await.map_err(before_publishing)?;
+        let container = self.container(token, publication, &shape).await.map_err(before_publishing)?;
+        let media_id = self.media_publish(token, publication.platform_user_id, &container).await?;
+        // The permalink is a courtesy: the post exists whether or not it can be read back.
+        let url = self
+            .get::<Permalink>(token, &format!("{media_id}?fields=permalink"))
+            .await
+            .ok()
+            .and_then(|found| found.permalink);
+        Ok(Published { platform_post_id: media_id, url })
+    }
+
+    async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
+        let Some(began) = publication.began else { return Ok(LookUp::CannotTell) };
+        let path = format!(
+            "{}/media?fields=id,caption,timestamp,permalink&limit={RECENT_MEDIA}",
+            publication.platform_user_id
+        );
+        let recent: meta::Listed<meta::RecentPost> = self.get(tokens.access_token.expose_secret(), &path).await?;
+        let caption = match Options::of(publication.options)?.placement {
+            Placement::Story => "",
+            _ => publication.content,
+        };
+        Ok(meta::made_since(recent.data, began, caption))
+    }
+}
+
+/// How many of the account's latest media a look-up reads.
+const RECENT_MEDIA: u32 = 25;
+
+/// What a target may say about its Instagram post.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Options {
+    placement: Placement,
+}
+
+impl Options {
+    fn of(options: &serde_json::Value) -> Result<Self, PlatformError> {
+        if options.is_null() {
+            return Ok(Self::default());
+        }
+        Options::deserialize(options)
+            .map_err(|error| PlatformError::Permanent(format!("the Instagram options are not valid: {error}")))
+    }
+}
+
+/// Where the post appears: the feed (an image, a reel for one video, a carousel for several), a
+/// reel (one video), or a story (one image or video, without a caption).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Placement {
+    #[default]
+    Feed,
+    Reel,
+    Story,
+}
+
+/// The containers a post is made of.
+#[derive(Debug)]
+enum Shape<'a> {
+    Image(&'a MediaFile),
+    Reel(&'a MediaFile),
+    Story(&'a MediaFile),
+    Carousel(&'a [MediaFile]),
+}
+
+impl<'a> Shape<'a> {
+    fn of(placement: Placement, media: &'a [MediaFile]) -> Result<Self, PlatformError> {
+        let refuse = |why: &str| Err(PlatformError::Permanent(why.to_owned()));
+        match (placement, media) {
+            (_, []) => refuse("an Instagram post needs an image or a video"),
+            (Placement::Feed, [one]) if one.facts.kind == MediaKind::Image => Ok(Shape::Image(one)),
+            (Placement::Feed | Placement::Reel, [one]) if one.facts.kind == MediaKind::Video => Ok(Shape::Reel(one)),
+            (Placement::Reel, _) => refuse("an Instagram reel is one video"),
+            (Placement::Story, [one]) => Ok(Shape::Story(one)),
+            (Placement::Story, _) => refuse("an Instagram story is one image or one video"),
+            (Placement::Feed, several) => Ok(Shape::Carousel(several)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Permalink {
+    permalink: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Id {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct ContainerStatus {
+    status_code: String,
+    /// For an `ERROR`, the error's subcode and reason.
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PublishingLimit {
+    quota_usage: Option<u64>,
+    config: Option<QuotaConfig>,
+}
+
+#[derive(Deserialize)]
+struct QuotaConfig {
+    quota_total: Option<u64>,
+    quota_duration: Option<i64>,
+}
+
+impl InstagramAdapter {
+    fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.oauth.endpoints().api_url)
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, token: &str, path: &str) -> Result<T, PlatformError> {
+        meta::graph(&self.oauth, self.oauth.http().get(self.url(path)).bearer_auth(token)).await
+    }
+
+    /// `POST {path}` with `params` in the query, as Meta documents it.
+    fn post(&self, token: &str, path: &str, params: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        self.oauth.http().post(format!("{}?{query}", self.url(path))).bearer_auth(token)
+    }
+
+    /// Refuses (until a day has passed) when the account has used its API-published posts of the
+    /// last 24 hours.
+    async fn within_publishing_limit(&self, token: &str, user: &str) -> Result<(), PlatformError> {
+        let path = format!("{user}/content_publishing_limit?fields=quota_usage,config");
+        let limits: meta::Listed<PublishingLimit> = self.get(token, &path).await?;
+        let Some(limit) = limits.data.into_iter().next() else { return Ok(()) };
+        let total = limit.config.as_ref().and_then(|config| config.quota_total);
+        if let (Some(used), Some(total)) = (limit.quota_usage, total)
+            && used >= total
+        {
+            let window = limit.config.and_then(|config| config.quota_duration).unwrap_or(86_400);
+            return Err(PlatformError::RateLimited {
+                until: chrono::Utc::now() + chrono::Duration::seconds(window),
+                reason: format!("the Instagram account published {used} of its {total} posts of the last 24 hours"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Makes the post's container (its children first, for a carousel) and waits until it is ready.
+    async fn container(&self, token: &str, publication: &Publication<'_>, shape: &Shape<'_>) -> Result<String, PlatformError> {
+        let user = publication.platform_user_id;
+        // No caption at all rather than an empty one.
+        let caption = Some(("caption", publication.content)).filter(|_| !publication.content.is_empty());
+        let media = format!("{user}/media");
+        let id = match shape {
+            Shape::Image(image) => {
+                let mut params = vec![("image_url", image.url.as_str())];
+                params.extend(caption);
+                params.extend(image.alt_text.as_deref().map(|alt| ("alt_text", alt)));
+                self.create(token, &media, &params).await?
+            }
+            Shape::Reel(video) => {
+                let mut params = vec![("media_type", "REELS"), ("video_url", video.url.as_str()), ("share_to_feed", "true")];
+                params.extend(caption);
+                self.create(token, &media, &params).await?
+            }
+            Shape::Story(item) => {
+                let source = if item.facts.kind == MediaKind::Video { "video_url" } else { "image_url" };
+                self.create(token, &media, &[("media_type", "STORIES"), (source, item.url.as_str())]).await?
+            }
+            Shape::Carousel(items) => {
+                let mut children = Vec::with_capacity(items.len());
+                for item in *items {
+                    children.push(self.carousel_item(token, &media, item).await?);
+                }
+                let children = children.join(",");
+                let mut params = vec![("media_type", "CAROUSEL"), ("children", children.as_str())];
+                params.extend(caption);
+                self.create(token, &media, &params).await?
+            }
+        };
+        self.wait_until_ready(token, &id).await?;
+        Ok(id)
+    }
+
+    /// One item of a carousel, ready to be a child.
+    async fn carousel_item(&self, token: &str, media: &str, item: &MediaFile) -> Result<String, PlatformError> {
+        let mut params = vec![("is_carousel_item", "true")];
+        if item.facts.kind == MediaKind::Video {
+            params.extend([("media_type", "VIDEO"), ("video_url", item.url.as_str())]);
+        } else {
+            params.push(("image_url", item.url.as_str()));
+            params.extend(item.alt_text.as_deref().map(|alt| ("alt_text", alt)));
+        }
+        let id = self.create(token, media, &params).await?;
+        self.wait_until_ready(token, &id).await?;
+        Ok(id)
+    }
+
+    async fn create(&self, token: &str, path: &str, params: &[(&str, &str)]) -> Result<String, PlatformError> {
+        let created: Id = meta::graph(&self.oauth, self.post(token, path, params)).await?;
+        Ok(created.id)
+    }
+
+    async fn wait_until_ready(&self, token: &str, container: &str) -> Result<(), PlatformError> {
+        let path = format!("{container}?fields=status_code,status");
+        meta::wait_until_ready("Instagram", CONTAINER_PACING, || async {
+            let status: ContainerStatus = self.get(token, &path).await?;
+            Ok(ContainerState::from_status(&status.status_code, status.status))
+        })
+        .await
+    }
+
+    /// The publish itself. Graph's 4/2207051 may come although the post went live: unknown.
+    async fn media_publish(&self, token: &str, user: &str, container: &str) -> Result<String, PlatformError> {
+        let request = self.post(token, &format!("{user}/media_publish"), &[("creation_id", container)]);
+        match meta::graph_call::<Id>(&self.oauth, request).await {
+            Ok(published) => Ok(published.id),
+            Err(failure) if failure.code == Some(4) && failure.subcode == Some(2_207_051) => {
+                Err(PlatformError::Ambiguous(format!("Instagram restricted the publish, which may have gone live: {}", failure.error)))
+            }
+            Err(failure) => Err(failure.error),
+        }
     }
 }

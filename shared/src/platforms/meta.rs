@@ -5,26 +5,61 @@
 //! (about 60 days). The three differ only in where they trade and how they name the grant: see
 //! [`LongLivedExchange`]. Graph errors come as `{"error": {"code", "message"}}`, mostly with
 //! status 400: code 190 is a dead token (reconnect), 4, 17, 32, 613 and 80001+ are rate limits
-//! (the `X-App-Usage` family names no reset time; herald waits an hour), 506 a duplicate post.
+//! (the `X-App-Usage` family names no reset time; herald waits an hour), 506 a duplicate post;
+//! Instagram's 9/2207042 is its daily publishing cap (herald waits a day), 9007/2207027 media not
+//! ready yet, -1 and -2 its server errors and download timeouts (transient), and anything the body
+//! marks `is_transient`. The error is read from the whole body, so the codes are kept for adapters
+//! that know what one means for their call (Instagram's 4/2207051 after `media_publish`).
+//!
+//! Also shared: media containers (Instagram, Threads) and the wait until one is ready, and the
+//! look-up of a post among an account's recent ones.
 
-use chrono::Utc;
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use reqwest::RequestBuilder;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::oauth::OAuthClient;
-use super::{ClientCredentials, PlatformError, TokenSet, http};
+use super::{ClientCredentials, LookUp, PlatformError, Published, TokenSet, http};
 
 /// Sends a Graph request and reads its answer, classifying Graph's error codes.
 pub(super) async fn graph<T: DeserializeOwned>(
     oauth: &OAuthClient,
     request: RequestBuilder,
 ) -> Result<T, PlatformError> {
-    match http::send_json(oauth.label(), request).await {
-        Err(PlatformError::Permanent(reason)) => Err(classify_graph(reason)),
-        other => other,
+    graph_call(oauth, request).await.map_err(|failure| failure.error)
+}
+
+/// A refused or unanswered Graph call: what to do about it, and Graph's own codes when the body
+/// named them (an adapter may know better what a code means for its call).
+#[derive(Debug)]
+pub(super) struct GraphFailure {
+    pub error: PlatformError,
+    pub code: Option<i64>,
+    pub subcode: Option<i64>,
+}
+
+/// [`graph`], keeping Graph's error code and subcode.
+pub(super) async fn graph_call<T: DeserializeOwned>(
+    oauth: &OAuthClient,
+    request: RequestBuilder,
+) -> Result<T, GraphFailure> {
+    let unclassified = |error| GraphFailure { error, code: None, subcode: None };
+    let response = http::answer(oauth.label(), request).await.map_err(unclassified)?;
+    let status = response.status();
+    if status.is_success() {
+        return response.json().await.map_err(|error| {
+            unclassified(PlatformError::Transient(format!("{} sent an unreadable answer: {error}", oauth.label())))
+        });
     }
+    let headers = response.headers().clone();
+    let body = response.text().await.unwrap_or_default();
+    let fallback = http::classify(oauth.label(), status, &headers, &body, Utc::now());
+    Err(classify_graph(fallback, &body))
 }
 
 #[derive(Deserialize)]
@@ -35,21 +70,171 @@ struct GraphErrorBody {
 #[derive(Deserialize)]
 struct GraphError {
     code: i64,
+    error_subcode: Option<i64>,
+    is_transient: Option<bool>,
 }
 
-/// A refused Graph call, by its error code (the reason quotes the body).
-fn classify_graph(reason: String) -> PlatformError {
-    let code = reason
-        .find('{')
-        .and_then(|start| serde_json::from_str::<GraphErrorBody>(&reason[start..]).ok())
-        .map(|body| body.error.code);
-    match code {
-        Some(190) => PlatformError::AuthDead(reason),
-        Some(4 | 17 | 32 | 613) | Some(80_001..) => {
-            PlatformError::RateLimited { until: Utc::now() + chrono::Duration::hours(1), reason }
-        }
-        _ => PlatformError::Permanent(reason),
+/// A refused Graph call, by its error code: `fallback` is what its status alone means.
+fn classify_graph(fallback: PlatformError, body: &str) -> GraphFailure {
+    let Ok(GraphErrorBody { error }) = serde_json::from_str::<GraphErrorBody>(body) else {
+        return GraphFailure { error: fallback, code: None, subcode: None };
+    };
+    let reason = match &fallback {
+        PlatformError::Transient(reason)
+        | PlatformError::AuthDead(reason)
+        | PlatformError::Permanent(reason)
+        | PlatformError::Ambiguous(reason)
+        | PlatformError::RateLimited { reason, .. } => reason.clone(),
+    };
+    let wait = |hours| PlatformError::RateLimited {
+        until: Utc::now() + chrono::Duration::hours(hours),
+        reason: reason.clone(),
+    };
+    let classified = match (error.code, error.error_subcode) {
+        (190 | 102, _) => PlatformError::AuthDead(reason),
+        // Instagram's cap of API-published posts in a rolling 24 hours.
+        (9, Some(2_207_042)) => wait(24),
+        (4 | 17 | 32 | 613, _) | (80_001.., _) => wait(1),
+        // The media is not ready yet (9007 / 2207027); Instagram's server errors and download
+        // timeouts (-1, -2); Graph's unknown error and service unavailable (1, 2).
+        (9007 | -2 | -1 | 1 | 2, _) | (_, Some(2_207_027)) => PlatformError::Transient(reason),
+        _ if error.is_transient == Some(true) => PlatformError::Transient(reason),
+        _ => fallback,
+    };
+    GraphFailure { error: classified, code: Some(error.code), subcode: error.error_subcode }
+}
+
+/// A call that comes before the one that publishes (an upload, a container, a status check): safe
+/// to repeat, so no answer is only a passing failure.
+pub(super) fn before_publishing(error: PlatformError) -> PlatformError {
+    match error {
+        PlatformError::Ambiguous(reason) => PlatformError::Transient(reason),
+        other => other,
     }
+}
+
+/// Where a media container (Instagram, Threads) stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ContainerState {
+    InProgress,
+    /// Ready to publish (or already published).
+    Ready,
+    /// The platform could not use the media: the reason it gave.
+    Failed(String),
+    /// Not published within its 24 hours.
+    Expired,
+}
+
+impl ContainerState {
+    /// From a container's status (`status_code` on Instagram, `status` on Threads) and the reason
+    /// the platform gave for an `ERROR`.
+    pub fn from_status(status: &str, reason: Option<String>) -> Self {
+        match status {
+            "FINISHED" | "PUBLISHED" => ContainerState::Ready,
+            "ERROR" => ContainerState::Failed(reason.unwrap_or_else(|| "no reason given".to_owned())),
+            "EXPIRED" => ContainerState::Expired,
+            _ => ContainerState::InProgress,
+        }
+    }
+}
+
+/// How often a processing wait checks, and for how long: the first check after `first`, each
+/// later one twice as late up to `longest`, giving up after `total`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pacing {
+    pub first: Duration,
+    pub longest: Duration,
+    pub total: Duration,
+}
+
+/// Meta asks for container checks at most once a minute for five minutes: herald starts sooner
+/// (images are usually ready at once) and backs off to a check every 10 s, for the same five
+/// minutes in all.
+pub(super) const CONTAINER_PACING: Pacing =
+    Pacing { first: Duration::from_millis(250), longest: Duration::from_secs(10), total: Duration::from_secs(300) };
+
+/// Checks a container with `check` until it is ready, within `pacing`. A container the platform
+/// could not use is permanent (with its reason); one still processing at the end, or expired, is
+/// transient (the next attempt makes a new one).
+pub(super) async fn wait_until_ready<F, Fut>(label: &str, pacing: Pacing, mut check: F) -> Result<(), PlatformError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<ContainerState, PlatformError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut interval = pacing.first;
+    loop {
+        match check().await.map_err(before_publishing)? {
+            ContainerState::Ready => return Ok(()),
+            ContainerState::Failed(reason) => {
+                return Err(PlatformError::Permanent(format!("{label} could not use the media: {reason}")));
+            }
+            ContainerState::Expired => {
+                return Err(PlatformError::Transient(format!("the {label} media container expired")));
+            }
+            ContainerState::InProgress => {}
+        }
+        if started.elapsed() + interval > pacing.total {
+            return Err(PlatformError::Transient(format!(
+                "{label} was still processing the media after {} s",
+                pacing.total.as_secs()
+            )));
+        }
+        tokio::time::sleep(interval).await;
+        interval = (interval * 2).min(pacing.longest);
+    }
+}
+
+/// A post as an account's recent posts list it, for a look-up.
+#[derive(Debug, Deserialize)]
+pub(super) struct RecentPost {
+    pub id: String,
+    /// Instagram's `caption`, Threads' `text`, Facebook's `message`.
+    #[serde(alias = "caption", alias = "message")]
+    pub text: Option<String>,
+    /// Graph's time, `2026-11-02T08:00:00+0000` (Facebook's `created_time`).
+    #[serde(alias = "created_time")]
+    pub timestamp: Option<String>,
+    #[serde(alias = "permalink_url")]
+    pub permalink: Option<String>,
+}
+
+/// A page of Graph results.
+#[derive(Debug, Deserialize)]
+pub(super) struct Listed<T> {
+    pub data: Vec<T>,
+}
+
+/// How much earlier than the attempt began (herald's clock) the platform's clock may date a post.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(5);
+
+/// The post an attempt that began at `began` made with `text`, among an account's recent `posts`:
+/// found when exactly one post made since then carries that text; otherwise herald cannot tell
+/// (none yet is no proof: the platform's list may lag).
+pub(super) fn made_since(posts: Vec<RecentPost>, began: DateTime<Utc>, text: &str) -> LookUp {
+    let wanted = folded(text);
+    let mut found: Vec<RecentPost> = posts
+        .into_iter()
+        .filter(|post| post.timestamp.as_deref().and_then(graph_time).is_some_and(|at| at >= began - CLOCK_SKEW))
+        .filter(|post| folded(post.text.as_deref().unwrap_or_default()) == wanted)
+        .collect();
+    match (found.pop(), found.is_empty()) {
+        (Some(post), true) => LookUp::Found(Published { platform_post_id: post.id, url: post.permalink }),
+        _ => LookUp::CannotTell,
+    }
+}
+
+/// Graph's times (`+0000` offsets, without a colon), or RFC 3339.
+pub(super) fn graph_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%z")
+        .or_else(|_| DateTime::parse_from_rfc3339(text))
+        .ok()
+        .map(|at| at.with_timezone(&Utc))
+}
+
+/// Whitespace folded to single spaces, ends trimmed.
+fn folded(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// How one Meta platform trades a short-lived token for a long-lived one.
@@ -156,16 +341,85 @@ struct LongLived {
 mod tests {
     use super::*;
 
+    fn classified(body: &str) -> PlatformError {
+        classify_graph(PlatformError::Permanent("Facebook answered 400 Bad Request".into()), body).error
+    }
+
     #[test]
     fn graph_error_codes_say_what_to_do() {
-        let reason = |code: i64| {
-            format!(r#"Facebook answered 400 Bad Request: {{"error": {{"code": {code}, "message": "m"}}}}"#)
+        let body = |code: i64, subcode: &str| {
+            format!(
+                r#"{{"error": {{"message": "m", "type": "OAuthException", "code": {code}{subcode}, "fbtrace_id": "A1"}}}}"#
+            )
         };
-        assert!(matches!(classify_graph(reason(190)), PlatformError::AuthDead(_)));
-        assert!(matches!(classify_graph(reason(32)), PlatformError::RateLimited { .. }));
-        assert!(matches!(classify_graph(reason(80_004)), PlatformError::RateLimited { .. }));
-        assert!(matches!(classify_graph(reason(506)), PlatformError::Permanent(_)));
-        assert!(matches!(classify_graph("no body".into()), PlatformError::Permanent(_)));
+        assert!(matches!(classified(&body(190, "")), PlatformError::AuthDead(_)));
+        assert!(matches!(classified(&body(32, "")), PlatformError::RateLimited { .. }));
+        assert!(matches!(classified(&body(80_004, "")), PlatformError::RateLimited { .. }));
+        assert!(matches!(classified(&body(506, "")), PlatformError::Permanent(_)));
+        assert!(matches!(classified("no body"), PlatformError::Permanent(_)));
+        assert!(matches!(classified(&body(9007, r#", "error_subcode": 2207027"#)), PlatformError::Transient(_)));
+        assert!(matches!(classified(&body(-1, r#", "error_subcode": 2207001"#)), PlatformError::Transient(_)));
+        let capped = classified(&body(9, r#", "error_subcode": 2207042"#));
+        assert!(
+            matches!(capped, PlatformError::RateLimited { until, .. } if until > Utc::now() + chrono::Duration::hours(23))
+        );
+        let transient = r#"{"error": {"message": "m", "code": 100, "is_transient": true}}"#;
+        assert!(matches!(classified(transient), PlatformError::Transient(_)));
+        let kept = classify_graph(PlatformError::Permanent("r".into()), &body(4, r#", "error_subcode": 2207051"#));
+        assert_eq!((kept.code, kept.subcode), (Some(4), Some(2_207_051)));
+    }
+
+    #[test]
+    fn a_post_is_found_only_when_one_made_since_the_attempt_carries_its_text() {
+        let began = graph_time("2026-11-02T08:00:00+0000").unwrap();
+        let post = |id: &str, text: Option<&str>, at: &str| RecentPost {
+            id: id.into(),
+            text: text.map(str::to_owned),
+            timestamp: Some(at.into()),
+            permalink: Some(format!("https://example.com/{id}")),
+        };
+        let found = made_since(
+            vec![
+                post("1", Some("hello  world"), "2026-11-02T08:00:03+0000"),
+                post("0", Some("hello world"), "2026-11-01T08:00:00+0000"),
+            ],
+            began,
+            "hello world",
+        );
+        assert_eq!(
+            found,
+            LookUp::Found(Published { platform_post_id: "1".into(), url: Some("https://example.com/1".into()) })
+        );
+        let two = vec![post("1", None, "2026-11-02T08:00:03+0000"), post("2", Some(""), "2026-11-02T08:01:00+0000")];
+        assert_eq!(made_since(two, began, ""), LookUp::CannotTell, "two candidates: cannot tell which");
+        assert_eq!(made_since(vec![post("0", Some("x"), "2026-11-01T08:00:00+0000")], began, "x"), LookUp::CannotTell);
+    }
+
+    #[tokio::test]
+    async fn a_container_wait_is_bounded_and_names_the_platforms_reason() {
+        let pacing = Pacing {
+            first: Duration::from_millis(1),
+            longest: Duration::from_millis(4),
+            total: Duration::from_millis(50),
+        };
+        let mut checks = 0;
+        let ready = wait_until_ready("Instagram", pacing, || {
+            checks += 1;
+            let state = if checks < 3 { ContainerState::InProgress } else { ContainerState::Ready };
+            async move { Ok(state) }
+        })
+        .await;
+        assert_eq!((ready, checks), (Ok(()), 3));
+        let failed = wait_until_ready("Instagram", pacing, || async {
+            Ok(ContainerState::from_status("ERROR", Some("Error: 2207026".into())))
+        })
+        .await;
+        assert_eq!(failed, Err(PlatformError::Permanent("Instagram could not use the media: Error: 2207026".into())));
+        let slow = wait_until_ready("Threads", pacing, || async { Ok(ContainerState::InProgress) }).await;
+        assert!(matches!(slow, Err(PlatformError::Transient(reason)) if reason.contains("still processing")));
+        let unanswered =
+            wait_until_ready("Threads", pacing, || async { Err(PlatformError::Ambiguous("timeout".into())) }).await;
+        assert_eq!(unanswered, Err(PlatformError::Transient("timeout".into())), "a status check is safe to repeat");
     }
 
     #[test]

@@ -4,7 +4,12 @@
 //! the access and the refresh token, and the refresh job renews it a week before it expires.
 //! A grant reaches the user (`GET /me`). Publishing is two calls: create a text container
 //! (`POST /{user}/threads`, `media_type=TEXT`), then publish it (`POST /{user}/threads_publish`);
-//! the permalink is read afterwards. Errors are Graph's (`meta`).
+//! the permalink is read afterwards. Media are containers pulled from herald's signed URLs
+//! (`IMAGE` with `image_url`, `VIDEO` with `video_url`, each with its `alt_text`; several are
+//! children, `is_carousel_item`, of a `CAROUSEL`), checked (`status`) until `FINISHED` before
+//! the publish (an `ERROR` is permanent, with its `error_message`). A look-up finds the post
+//! among the account's threads made since the attempt began, by its text. Errors are Graph's
+//! (`meta`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,12 +20,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::meta::{self, LongLivedExchange};
+use super::meta::{self, CONTAINER_PACING, ContainerState, LongLivedExchange, before_publishing};
 use super::oauth::OAuthClient;
 use super::{
-    ClientCredentials, Between, ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, Platform, PlatformError, PlatformSpec,
-    Publication, PublishRates, Published, TokenSet, hourly, per_minutes,
+    Between, ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, KindRules, LookUp, MediaFile,
+    MediaRules, Platform, PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet, hourly,
+    per_minutes,
 };
+use crate::domain::media::MediaKind;
 
 /// Threads, as herald knows it before any setting.
 pub const SPEC: PlatformSpec = PlatformSpec {
@@ -42,7 +49,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
         max_hashtags: None,
         max_chars: 500,
         publishes_text: true,
-        publishes_media: false,
+        publishes_media: true,
         // Threads media specifications: JPEG/PNG up to 8 MB, aspect up to 10:1; MP4/MOV up to 1 GB
         // and 5 min; carousels of up to 20, mixed.
         media: MediaRules {
@@ -161,15 +168,9 @@ impl Platform for ThreadsAdapter {
         let api = &self.oauth.endpoints().api_url;
         let token = tokens.access_token.expose_secret();
         let user = publication.platform_user_id;
-        let container_query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("media_type", "TEXT")
-            .append_pair("text", publication.content)
-            .finish();
-        let container: Id = self
-            .graph(self.oauth.http().post(format!("{api}/{user}/threads?{container_query}")).bearer_auth(token))
-            .await?;
+        let container = self.container(token, publication).await.map_err(before_publishing)?;
         let publish_query =
-            form_urlencoded::Serializer::new(String::new()).append_pair("creation_id", &container.id).finish();
+            form_urlencoded::Serializer::new(String::new()).append_pair("creation_id", &container).finish();
         let published: Id = self
             .graph(self.oauth.http().post(format!("{api}/{user}/threads_publish?{publish_query}")).bearer_auth(token))
             .await?;
@@ -183,4 +184,86 @@ impl Platform for ThreadsAdapter {
             .and_then(|found| found.permalink);
         Ok(Published { platform_post_id: published.id, url: permalink })
     }
+
+    async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
+        let Some(began) = publication.began else { return Ok(LookUp::CannotTell) };
+        let since = (began - chrono::Duration::minutes(1)).timestamp().to_string();
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("fields", "id,text,timestamp,permalink")
+            .append_pair("since", &since)
+            .append_pair("limit", "25")
+            .finish();
+        let url = format!("{}/{}/threads?{query}", self.oauth.endpoints().api_url, publication.platform_user_id);
+        let recent: meta::Listed<meta::RecentPost> =
+            self.graph(self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret())).await?;
+        Ok(meta::made_since(recent.data, began, publication.content))
+    }
+}
+
+#[derive(Deserialize)]
+struct ContainerStatus {
+    status: String,
+    error_message: Option<String>,
+}
+
+impl ThreadsAdapter {
+    /// `POST {user}/threads` with `params` in the query, as Meta documents it: the container's id.
+    async fn create(&self, token: &str, user: &str, params: &[(&str, &str)]) -> Result<String, PlatformError> {
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        let url = format!("{}/{user}/threads?{query}", self.oauth.endpoints().api_url);
+        let created: Id = self.graph(self.oauth.http().post(url).bearer_auth(token)).await?;
+        Ok(created.id)
+    }
+
+    /// The post's container, ready to publish: text alone, one image or video, or a carousel of
+    /// children made (and ready) first.
+    async fn container(&self, token: &str, publication: &Publication<'_>) -> Result<String, PlatformError> {
+        let user = publication.platform_user_id;
+        let text = publication.content;
+        match publication.media {
+            [] => self.create(token, user, &[("media_type", "TEXT"), ("text", text)]).await,
+            [one] => {
+                let mut params = item_params(one);
+                params.extend(Some(("text", text)).filter(|_| !text.is_empty()));
+                let id = self.create(token, user, &params).await?;
+                self.wait_until_ready(token, &id).await?;
+                Ok(id)
+            }
+            several => {
+                let mut children = Vec::with_capacity(several.len());
+                for item in several {
+                    let mut params = item_params(item);
+                    params.push(("is_carousel_item", "true"));
+                    let id = self.create(token, user, &params).await?;
+                    self.wait_until_ready(token, &id).await?;
+                    children.push(id);
+                }
+                let children = children.join(",");
+                let mut params = vec![("media_type", "CAROUSEL"), ("children", children.as_str())];
+                params.extend(Some(("text", text)).filter(|_| !text.is_empty()));
+                let id = self.create(token, user, &params).await?;
+                self.wait_until_ready(token, &id).await?;
+                Ok(id)
+            }
+        }
+    }
+
+    async fn wait_until_ready(&self, token: &str, container: &str) -> Result<(), PlatformError> {
+        let url = format!("{}/{container}?fields=status,error_message", self.oauth.endpoints().api_url);
+        meta::wait_until_ready("Threads", CONTAINER_PACING, || async {
+            let status: ContainerStatus = self.graph(self.oauth.http().get(&url).bearer_auth(token)).await?;
+            Ok(ContainerState::from_status(&status.status, status.error_message))
+        })
+        .await
+    }
+}
+
+/// An image's or a video's container parameters: its type, herald's signed URL, its alt text.
+fn item_params(item: &MediaFile) -> Vec<(&'static str, &str)> {
+    let mut params = match item.facts.kind {
+        MediaKind::Image => vec![("media_type", "IMAGE"), ("image_url", item.url.as_str())],
+        MediaKind::Video => vec![("media_type", "VIDEO"), ("video_url", item.url.as_str())],
+    };
+    params.extend(item.alt_text.as_deref().map(|alt| ("alt_text", alt)));
+    params
 }
