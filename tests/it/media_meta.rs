@@ -516,7 +516,7 @@ async fn an_instagram_story_carries_no_caption_and_a_failed_container_is_refused
     let image = upload(&app, &client, jpeg(1080, 1350)).await;
     let story = json!({
         "content": "today only",
-        "targets": [{"account_id": instagram, "media": [{"id": image}], "options": {"placement": "story"}}],
+        "targets": [{"account_id": instagram, "media": [{"id": image}], "options": {"platform": "instagram", "placement": "story"}}],
     });
     let delivery = deliver(&app, &client, story, None).await;
     assert_eq!(delivery["status"], "published", "{delivery}");
@@ -536,7 +536,7 @@ async fn an_instagram_story_carries_no_caption_and_a_failed_container_is_refused
     // A reel is one video: an image is refused before anything is made.
     let reel = json!({
         "content": "not a reel",
-        "targets": [{"account_id": instagram, "media": [{"id": image}], "options": {"placement": "reel"}}],
+        "targets": [{"account_id": instagram, "media": [{"id": image}], "options": {"platform": "instagram", "placement": "reel"}}],
     });
     let delivery = deliver(&app, &client, reel, None).await;
     assert_eq!(delivery["status"], "failed", "{delivery}");

@@ -78,7 +78,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             required: true,
         },
     },
-    options: super::options::options_of::<super::options::NoOptions>(),
+    options: super::options::options_of::<InstagramOptions>(),
     builtin_client_id: None,
     build: |oauth| Arc::new(InstagramAdapter::new(oauth)),
 };
@@ -155,7 +155,7 @@ impl Platform for InstagramAdapter {
     }
 
     async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
-        let options = Options::of(publication.options)?;
+        let options = InstagramOptions::of(publication.options)?;
         let shape = Shape::of(options.placement, publication.media)?;
         let token = tokens.access_token.expose_secret();
         self.within_publishing_limit(token, publication.platform_user_id).await.map_err(before_publishing)?;
@@ -177,7 +177,7 @@ impl Platform for InstagramAdapter {
             publication.platform_user_id
         );
         let recent: meta::Listed<meta::RecentPost> = self.get(tokens.access_token.expose_secret(), &path).await?;
-        let caption = match Options::of(publication.options)?.placement {
+        let caption = match InstagramOptions::of(publication.options)?.placement {
             Placement::Story => "",
             _ => publication.content,
         };
@@ -189,27 +189,28 @@ impl Platform for InstagramAdapter {
 const RECENT_MEDIA: u32 = 25;
 
 /// What a target may say about its Instagram post.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = InstagramOptions)]
 #[serde(default, deny_unknown_fields)]
-struct Options {
+pub struct InstagramOptions {
+    /// `feed` (default), `reel` or `story`.
     placement: Placement,
 }
 
-impl Options {
+impl super::options::TargetOptions for InstagramOptions {}
+
+impl InstagramOptions {
     fn of(options: &serde_json::Value) -> Result<Self, PlatformError> {
-        if options.is_null() {
-            return Ok(Self::default());
-        }
-        Options::deserialize(options)
-            .map_err(|error| PlatformError::Permanent(format!("the Instagram options are not valid: {error}")))
+        super::options::parse(options)
     }
 }
 
 /// Where the post appears: the feed (an image, a reel for one video, a carousel for several), a
 /// reel (one video), or a story (one image or video, without a caption).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = InstagramPlacement)]
 #[serde(rename_all = "lowercase")]
-enum Placement {
+pub enum Placement {
     #[default]
     Feed,
     Reel,
