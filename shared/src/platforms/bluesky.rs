@@ -298,11 +298,25 @@ struct ServiceToken {
     token: String,
 }
 
-/// A video processing job, as `uploadVideo` and `getJobStatus` answer it.
+/// A video processing job, as `getJobStatus` answers it (`{"jobStatus": ...}`, its lexicon's
+/// shape) and as `uploadVideo` does: its lexicon says the same, while the documentation's code
+/// and Bluesky's app read the job's fields from the top of the answer. Either is taken.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JobAnswer {
-    job_status: JobStatus,
+#[serde(untagged)]
+enum JobAnswer {
+    #[serde(rename_all = "camelCase")]
+    Wrapped {
+        job_status: JobStatus,
+    },
+    Bare(JobStatus),
+}
+
+impl JobAnswer {
+    fn status(self) -> JobStatus {
+        match self {
+            JobAnswer::Wrapped { job_status } | JobAnswer::Bare(job_status) => job_status,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -441,7 +455,7 @@ impl BlueskyAdapter {
             request = request.timeout(timeout);
         }
         let job: JobAnswer = http::send_json(self.oauth.label(), request).await?;
-        self.processed_video(job.job_status).await
+        self.processed_video(job.status()).await
     }
 
     /// A service token for the video service to store a blob on the account's PDS with.
@@ -494,7 +508,7 @@ impl BlueskyAdapter {
             interval = (interval * 2).min(LAST_POLL);
             let url = format!("{}?jobId={}", self.video_xrpc("app.bsky.video.getJobStatus")?, query_value(&job.job_id));
             let answer: JobAnswer = http::send_json(self.oauth.label(), self.oauth.http().get(url)).await?;
-            job = answer.job_status;
+            job = answer.status();
         }
     }
 }
