@@ -5,6 +5,19 @@
 //! the identifier and password, sealed, in the session's code (see `api/src/routes/connect.rs`).
 //! Publishing is `com.atproto.repo.createRecord` of an `app.bsky.feed.post`. The access token's
 //! lifetime is read from its JWT `exp`.
+//!
+//! Images are uploaded first, each with `com.atproto.repo.uploadBlob` (the bytes streamed from
+//! the store as the body, `Content-Type` their type), and the post embeds the blobs it answers
+//! in an `app.bsky.embed.images` (up to four, each with its `alt`, required, and `aspectRatio`).
+//! A video goes through Bluesky's video service (the upload URL, `video.bsky.app`), as its
+//! documentation recommends for apps: a service token from the PDS
+//! (`com.atproto.server.getServiceAuth`, audience the account's PDS as `did:web`, bound to
+//! `com.atproto.repo.uploadBlob`), `app.bsky.video.uploadVideo?did=&name=` with the bytes, then
+//! `app.bsky.video.getJobStatus?jobId=` until the job has a blob (the service stored the
+//! processed video on the PDS) or failed; the post embeds it in an `app.bsky.embed.video`. A
+//! video uploaded with `uploadBlob` instead would only be processed once the post is out, so the
+//! post would show without its video for a while. Uploads are safe to repeat; only the record
+//! is the publish.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +31,11 @@ use serde::Deserialize;
 
 use super::oauth::OAuthClient;
 use super::{
-    ClientCredentials, Between, ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, Platform, PlatformError, PlatformSpec,
-    Publication, PublishRates, Published, TokenSet, hourly, http,
+    Between, ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, KindRules, MediaFile, MediaRules, Platform,
+    PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet, hourly, http,
 };
+use crate::domain::media::MediaKind;
+use crate::media::MediaStore;
 
 /// Bluesky, as herald knows it before any setting.
 pub const SPEC: PlatformSpec = PlatformSpec {
@@ -31,7 +46,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
         authorize_url: "https://bsky.social",
         token_url: "https://bsky.social/xrpc/com.atproto.server.createSession",
         api_url: "https://bsky.social/xrpc",
-        upload_url: None,
+        // The video service's XRPC.
+        upload_url: Some("https://video.bsky.app/xrpc"),
         revoke_url: Some("https://bsky.social/xrpc/com.atproto.server.deleteSession"),
         scopes: &[],
     },
@@ -42,7 +58,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
         max_hashtags: None,
         max_chars: 300,
         publishes_text: true,
-        publishes_media: false,
+        publishes_media: true,
         // Lexicons (app.bsky.embed.images / video): 4 images of up to 2,000,000 bytes, or one MP4 of
         // up to 300,000,000 bytes and 3 min; one embed, so never both.
         media: MediaRules {
@@ -215,26 +231,288 @@ impl Platform for BlueskyAdapter {
     }
 
     async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
-        let record = serde_json::json!({
+        let mut record = serde_json::json!({
+            "$type": "app.bsky.feed.post",
+            "text": publication.content,
+            "createdAt": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        });
+        if let Some(embed) = self.embed(tokens, publication).await? {
+            record["embed"] = embed;
+        }
+        let body = serde_json::json!({
             "repo": publication.platform_user_id,
             "collection": "app.bsky.feed.post",
-            "record": {
-                "$type": "app.bsky.feed.post",
-                "text": publication.content,
-                "createdAt": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            },
+            "record": record,
         });
         let request = self
             .oauth
             .http()
             .post(self.xrpc("com.atproto.repo.createRecord"))
             .bearer_auth(tokens.access_token.expose_secret())
-            .json(&record);
+            .json(&body);
         let created: Record = http::send_json(self.oauth.label(), request).await?;
         // at://<did>/app.bsky.feed.post/<rkey> is shown at bsky.app/profile/<did>/post/<rkey>.
         let rkey = created.uri.rsplit('/').next().unwrap_or_default().to_owned();
         let url = format!("https://bsky.app/profile/{}/post/{rkey}", publication.platform_user_id);
         Ok(Published { platform_post_id: created.uri, url: Some(url) })
+    }
+}
+
+/// The longest herald waits for the video service to process one video.
+const PROCESSING_WAIT: Duration = Duration::from_secs(5 * 60);
+/// The first wait before asking for a video job's status; each next one doubles, up to
+/// [`LAST_POLL`].
+const FIRST_POLL: Duration = Duration::from_millis(500);
+const LAST_POLL: Duration = Duration::from_secs(5);
+/// How long the service token for a video upload lives (the documentation's 30 minutes).
+const SERVICE_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::minutes(30);
+/// Files up to this size are sent within the client's timeout; a larger one gets a minute plus
+/// a second per megabyte (a megabyte a second is the slowest link herald plans for).
+const UPLOAD_AT_CLIENT_TIMEOUT: u64 = 8 * 1024 * 1024;
+
+/// A blob as `uploadBlob` and the video service answer it; embedded in the record as it came.
+#[derive(Deserialize)]
+struct Uploaded {
+    blob: serde_json::Value,
+}
+
+/// What `getSession` says of the account's DID document: where its PDS is.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionDocument {
+    did_doc: Option<DidDocument>,
+}
+
+#[derive(Deserialize)]
+struct DidDocument {
+    #[serde(default)]
+    service: Vec<DidService>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DidService {
+    id: String,
+    service_endpoint: String,
+}
+
+#[derive(Deserialize)]
+struct ServiceToken {
+    token: String,
+}
+
+/// A video processing job, as `getJobStatus` answers it (`{"jobStatus": ...}`, its lexicon's
+/// shape) and as `uploadVideo` does: its lexicon says the same, while the documentation's code
+/// and Bluesky's app read the job's fields from the top of the answer. Either is taken.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JobAnswer {
+    #[serde(rename_all = "camelCase")]
+    Wrapped {
+        job_status: JobStatus,
+    },
+    Bare(JobStatus),
+}
+
+impl JobAnswer {
+    fn status(self) -> JobStatus {
+        match self {
+            JobAnswer::Wrapped { job_status } | JobAnswer::Bare(job_status) => job_status,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JobStatus {
+    job_id: String,
+    state: String,
+    blob: Option<serde_json::Value>,
+    error: Option<String>,
+    message: Option<String>,
+}
+
+/// `file`'s `aspectRatio`, when its dimensions are known.
+fn aspect_ratio(file: &MediaFile) -> Option<serde_json::Value> {
+    let (width, height) = (file.facts.width?, file.facts.height?);
+    (width > 0 && height > 0).then(|| serde_json::json!({ "width": width, "height": height }))
+}
+
+/// The timeout for uploading a file of `size` bytes in one request, when the client's is too
+/// short for it.
+fn upload_timeout(size: u64) -> Option<Duration> {
+    (size > UPLOAD_AT_CLIENT_TIMEOUT).then(|| Duration::from_secs(60 + size / 1_000_000))
+}
+
+/// The `did:web` of the host `url` is on (a port is written `%3A`, as `did:web` wants).
+fn did_web(url: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("did:web:{host}%3A{port}"),
+        None => format!("did:web:{host}"),
+    })
+}
+
+/// `value` escaped for a URL's query.
+fn query_value(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// `file`'s whole bytes as a streamed body, with its size.
+async fn body_of(store: &MediaStore, file: &MediaFile) -> Result<(reqwest::Body, u64), PlatformError> {
+    let (bytes, size) = store.read(&file.object_key, None).await.map_err(|error| {
+        PlatformError::Transient(format!("reading media {} from the store failed: {error}", file.id))
+    })?;
+    Ok((reqwest::Body::wrap_stream(bytes), size))
+}
+
+impl BlueskyAdapter {
+    /// The post's embed for its media: their images, or its video; `None` without media.
+    async fn embed(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+    ) -> Result<Option<serde_json::Value>, PlatformError> {
+        let Some(first) = publication.media.first() else { return Ok(None) };
+        if first.facts.kind == MediaKind::Video {
+            let blob = self.upload_video(tokens, publication.store, publication.platform_user_id, first).await?;
+            let mut embed = serde_json::json!({ "$type": "app.bsky.embed.video", "video": blob });
+            if let Some(alt_text) = first.alt_text.as_deref().filter(|text| !text.is_empty()) {
+                embed["alt"] = serde_json::json!(alt_text);
+            }
+            if let Some(ratio) = aspect_ratio(first) {
+                embed["aspectRatio"] = ratio;
+            }
+            return Ok(Some(embed));
+        }
+        let mut images = Vec::with_capacity(publication.media.len());
+        for file in publication.media {
+            let blob = self.upload_blob(tokens, publication.store, file).await?;
+            // `alt` is required; an image without alt text has an empty one.
+            let mut image = serde_json::json!({ "image": blob, "alt": file.alt_text.as_deref().unwrap_or("") });
+            if let Some(ratio) = aspect_ratio(file) {
+                image["aspectRatio"] = ratio;
+            }
+            images.push(image);
+        }
+        Ok(Some(serde_json::json!({ "$type": "app.bsky.embed.images", "images": images })))
+    }
+
+    /// `com.atproto.repo.uploadBlob` of `file`'s bytes; answers the blob.
+    async fn upload_blob(
+        &self,
+        tokens: &TokenSet,
+        store: &MediaStore,
+        file: &MediaFile,
+    ) -> Result<serde_json::Value, PlatformError> {
+        let (body, size) = body_of(store, file).await?;
+        let mut request = self
+            .oauth
+            .http()
+            .post(self.xrpc("com.atproto.repo.uploadBlob"))
+            .bearer_auth(tokens.access_token.expose_secret())
+            .header(reqwest::header::CONTENT_TYPE, &file.facts.content_type)
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(body);
+        if let Some(timeout) = upload_timeout(size) {
+            request = request.timeout(timeout);
+        }
+        let uploaded: Uploaded = http::send_json(self.oauth.label(), request).await?;
+        Ok(uploaded.blob)
+    }
+
+    /// Where the video service answers: the upload URL.
+    fn video_xrpc(&self, method: &str) -> Result<String, PlatformError> {
+        let base = self.oauth.endpoints().upload_url.as_deref().ok_or_else(|| {
+            PlatformError::Permanent("Bluesky videos need the video service (HERALD_PLATFORMS__BLUESKY__UPLOAD_URL)".into())
+        })?;
+        Ok(format!("{base}/{method}"))
+    }
+
+    /// The video service processes `file` and stores it on the account's PDS; answers the blob.
+    async fn upload_video(
+        &self,
+        tokens: &TokenSet,
+        store: &MediaStore,
+        did: &str,
+        file: &MediaFile,
+    ) -> Result<serde_json::Value, PlatformError> {
+        let token = self.service_token(tokens).await?;
+        let url = format!(
+            "{}?did={}&name={}",
+            self.video_xrpc("app.bsky.video.uploadVideo")?,
+            query_value(did),
+            query_value(&format!("{}.mp4", file.id))
+        );
+        let (body, size) = body_of(store, file).await?;
+        let mut request = self
+            .oauth
+            .http()
+            .post(url)
+            .bearer_auth(&token)
+            .header(reqwest::header::CONTENT_TYPE, &file.facts.content_type)
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(body);
+        if let Some(timeout) = upload_timeout(size) {
+            request = request.timeout(timeout);
+        }
+        let job: JobAnswer = http::send_json(self.oauth.label(), request).await?;
+        self.processed_video(job.status()).await
+    }
+
+    /// A service token for the video service to store a blob on the account's PDS with.
+    async fn service_token(&self, tokens: &TokenSet) -> Result<String, PlatformError> {
+        let request = self
+            .oauth
+            .http()
+            .get(self.xrpc("com.atproto.server.getSession"))
+            .bearer_auth(tokens.access_token.expose_secret());
+        let session: SessionDocument = http::send_json(self.oauth.label(), request).await?;
+        // The PDS the DID document names; the one herald talks to when it names none.
+        let pds = session
+            .did_doc
+            .and_then(|document| document.service.into_iter().find(|service| service.id.ends_with("#atproto_pds")))
+            .map_or_else(|| self.oauth.endpoints().api_url.clone(), |service| service.service_endpoint);
+        let audience = did_web(&pds)
+            .ok_or_else(|| PlatformError::Permanent(format!("Bluesky named a PDS herald cannot read: {pds}")))?;
+        let expires = (Utc::now() + SERVICE_TOKEN_LIFETIME).timestamp();
+        let url = format!(
+            "{}?aud={}&lxm=com.atproto.repo.uploadBlob&exp={expires}",
+            self.xrpc("com.atproto.server.getServiceAuth"),
+            query_value(&audience)
+        );
+        let request = self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret());
+        let token: ServiceToken = http::send_json(self.oauth.label(), request).await?;
+        Ok(token.token)
+    }
+
+    /// Asks for the video job's status until it has a blob (also when it "failed" because the
+    /// same video was processed before: it then answers that one's blob) or failed without one.
+    async fn processed_video(&self, mut job: JobStatus) -> Result<serde_json::Value, PlatformError> {
+        let started = tokio::time::Instant::now();
+        let mut interval = FIRST_POLL;
+        loop {
+            if let Some(blob) = job.blob {
+                return Ok(blob);
+            }
+            if job.state == "JOB_STATE_FAILED" {
+                let reason = job.message.or(job.error).unwrap_or_else(|| "no reason given".into());
+                return Err(PlatformError::Permanent(format!("Bluesky's video service could not process the video: {reason}")));
+            }
+            if started.elapsed() + interval > PROCESSING_WAIT {
+                return Err(PlatformError::Transient(format!(
+                    "Bluesky's video service was still processing job {} after {} s",
+                    job.job_id,
+                    PROCESSING_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(interval).await;
+            interval = (interval * 2).min(LAST_POLL);
+            let url = format!("{}?jobId={}", self.video_xrpc("app.bsky.video.getJobStatus")?, query_value(&job.job_id));
+            let answer: JobAnswer = http::send_json(self.oauth.label(), self.oauth.http().get(url)).await?;
+            job = answer.status();
+        }
     }
 }
 
@@ -247,5 +525,12 @@ mod tests {
         let payload = URL_SAFE_NO_PAD.encode(br#"{"exp":1800000000,"scope":"com.atproto.access"}"#);
         assert_eq!(expiry(&format!("eyJhbGciOiJIUzI1NiJ9.{payload}.sig")), DateTime::from_timestamp(1_800_000_000, 0));
         assert_eq!(expiry("not-a-jwt"), None);
+    }
+
+    #[test]
+    fn the_service_token_is_for_the_pds_as_a_did_web() {
+        assert_eq!(did_web("https://morel.us-east.host.bsky.network").as_deref(), Some("did:web:morel.us-east.host.bsky.network"));
+        assert_eq!(did_web("http://127.0.0.1:8080/xrpc").as_deref(), Some("did:web:127.0.0.1%3A8080"));
+        assert_eq!(did_web("not a url"), None);
     }
 }

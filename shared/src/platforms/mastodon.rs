@@ -3,8 +3,16 @@
 //! client authenticating in the body. Tokens do not expire and there is no refresh. A grant
 //! reaches the user (`GET /api/v1/accounts/verify_credentials`).
 //!
-//! Publishing is `POST /api/v1/statuses` with `Idempotency-Key` = herald's reference for the
-//! delivery: Mastodon answers a repeat with the same key (for about an hour) with the status it
+//! Media go first, each on its own: `POST /api/v2/media` (multipart: the file, streamed from the
+//! store, and its alt text as `description`) answers 200 with the attachment when it was
+//! processed at once (small images) or 202 with `url: null` while it is processed in the
+//! background (video, large images); `GET /api/v1/media/{id}` then answers 206 until it is done
+//! and 200 after. herald polls every second or so, for at most [`PROCESSING_WAIT`]; an attachment
+//! not ready by then is a transient failure (nothing was posted; the uploads were safe to
+//! repeat). An instance refusing a file (413, 422 with its reason) is permanent.
+//!
+//! Publishing is `POST /api/v1/statuses` (`media_ids` in order) with `Idempotency-Key` =
+//! herald's reference for the delivery: Mastodon answers a repeat with the same key (for about an hour) with the status it
 //! already made. That is what the look-up after an unanswered publish does inside that window:
 //! it sends the same request again, which either returns the status that was made or makes it
 //! now, once. Past the window a repeat would post again, so the look-up reads the account's
@@ -23,11 +31,14 @@ use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
+use reqwest::multipart::{Form, Part};
+
 use super::oauth::OAuthClient;
 use super::{
-    ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, LookUp, Platform, PlatformError, PlatformSpec, Publication,
-    PublishRates, Published, TokenSet, http, per_minutes,
+    ContentRules, DefaultEndpoints, GrantedAccount, KindRules, LookUp, MediaFile, MediaRules, Platform, PlatformError,
+    PlatformSpec, Publication, PublishRates, Published, TokenSet, http, per_minutes,
 };
+use crate::media::MediaStore;
 
 /// Mastodon, as herald knows it before any setting.
 pub const SPEC: PlatformSpec = PlatformSpec {
@@ -48,7 +59,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
         max_hashtags: None,
         max_chars: 500,
         publishes_text: true,
-        publishes_media: false,
+        publishes_media: true,
         // Mastodon 4 defaults (an instance may set others): 4 attachments, images up to 16 MiB,
         // one video up to 99 MiB alone.
         media: MediaRules {
@@ -193,10 +204,17 @@ impl Platform for MastodonAdapter {
 
     async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
         let options: MastodonOptions = super::options::parse(publication.options)?;
+        let mut media_ids = Vec::with_capacity(publication.media.len());
+        for file in publication.media {
+            media_ids.push(self.upload(tokens, publication.store, file).await?);
+        }
         let mut body = serde_json::json!({
             "status": publication.content,
             "visibility": options.visibility.unwrap_or_default(),
         });
+        if !media_ids.is_empty() {
+            body["media_ids"] = serde_json::json!(media_ids);
+        }
         if let Some(spoiler_text) = &options.spoiler_text {
             body["spoiler_text"] = spoiler_text.as_str().into();
         }
@@ -213,7 +231,7 @@ impl Platform for MastodonAdapter {
             .bearer_auth(tokens.access_token.expose_secret())
             .header("Idempotency-Key", publication.reference)
             .json(&body);
-        let status: Status = http::send_json(self.oauth.label(), request).await?;
+        let status: Status = http::send_json(self.oauth.label(), request).await.map_err(not_ready_is_transient)?;
         Ok(Published { platform_post_id: status.id, url: status.url })
     }
 
@@ -237,6 +255,114 @@ impl Platform for MastodonAdapter {
         Ok(found.map_or(LookUp::CannotTell, |status| {
             LookUp::Found(Published { platform_post_id: status.id, url: status.url })
         }))
+    }
+}
+
+impl MastodonAdapter {
+    /// Uploads `file` as an attachment (its alt text as the description) and waits until the
+    /// instance has processed it; answers its id.
+    async fn upload(&self, tokens: &TokenSet, store: &MediaStore, file: &MediaFile) -> Result<String, PlatformError> {
+        let size = u64::try_from(file.facts.size_bytes).unwrap_or_default();
+        let (bytes, _) = store.read(&file.object_key, None).await.map_err(|error| store_error(file, &error))?;
+        let part = Part::stream_with_length(reqwest::Body::wrap_stream(bytes), size)
+            .file_name(format!("{}.{}", file.id, extension(&file.facts.content_type)))
+            .mime_str(&file.facts.content_type)
+            .map_err(|_| PlatformError::Permanent(format!("media {} has no usable content type", file.id)))?;
+        let mut form = Form::new().part("file", part);
+        if let Some(alt_text) = file.alt_text.as_deref().filter(|text| !text.is_empty()) {
+            form = form.text("description", alt_text.to_owned());
+        }
+        let mut request = self
+            .oauth
+            .http()
+            .post(format!("{}/api/v2/media", self.oauth.endpoints().api_url))
+            .bearer_auth(tokens.access_token.expose_secret())
+            .multipart(form);
+        if let Some(timeout) = upload_timeout(size) {
+            request = request.timeout(timeout);
+        }
+        let attachment: Attachment = http::send_json(self.oauth.label(), request).await?;
+        if attachment.url.is_none() {
+            self.processed(tokens, &attachment.id).await?;
+        }
+        Ok(attachment.id)
+    }
+
+    /// Waits until attachment `id` is processed: `GET /api/v1/media/{id}` answers 206 while it is
+    /// being processed, 200 once it is done.
+    async fn processed(&self, tokens: &TokenSet, id: &str) -> Result<(), PlatformError> {
+        let url = format!("{}/api/v1/media/{id}", self.oauth.endpoints().api_url);
+        let started = tokio::time::Instant::now();
+        let mut interval = FIRST_POLL;
+        loop {
+            tokio::time::sleep(interval).await;
+            let request = self.oauth.http().get(&url).bearer_auth(tokens.access_token.expose_secret());
+            let response = http::send(self.oauth.label(), request).await?;
+            if response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
+                let attachment: Attachment = response.json().await.map_err(|error| {
+                    PlatformError::Transient(format!("Mastodon sent an unreadable attachment: {error}"))
+                })?;
+                if attachment.url.is_some() {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() + interval > PROCESSING_WAIT {
+                return Err(PlatformError::Transient(format!(
+                    "Mastodon was still processing attachment {id} after {} s",
+                    PROCESSING_WAIT.as_secs()
+                )));
+            }
+            interval = (interval * 2).min(LAST_POLL);
+        }
+    }
+}
+
+/// A media attachment, as `POST /api/v2/media` and `GET /api/v1/media/{id}` answer it: `url` is
+/// `null` until the instance has processed the file.
+#[derive(Deserialize)]
+struct Attachment {
+    id: String,
+    url: Option<String>,
+}
+
+/// The longest herald waits for the instance to process one attachment.
+const PROCESSING_WAIT: Duration = Duration::from_secs(5 * 60);
+/// The first wait before asking whether an attachment is processed; each next one doubles, up
+/// to [`LAST_POLL`].
+const FIRST_POLL: Duration = Duration::from_millis(500);
+const LAST_POLL: Duration = Duration::from_secs(5);
+/// Files up to this size are sent within the client's timeout; a larger one gets a minute plus
+/// a second per megabyte (a megabyte a second is the slowest link herald plans for).
+const UPLOAD_AT_CLIENT_TIMEOUT: u64 = 8 * 1024 * 1024;
+
+/// The timeout for uploading a file of `size` bytes in one request, when the client's is too
+/// short for it.
+fn upload_timeout(size: u64) -> Option<Duration> {
+    (size > UPLOAD_AT_CLIENT_TIMEOUT).then(|| Duration::from_secs(60 + size / 1_000_000))
+}
+
+/// A file name extension for `content_type` (Mastodon checks the type, not the name; some
+/// instances' proxies want one).
+fn extension(content_type: &str) -> &str {
+    match content_type {
+        "image/jpeg" => "jpg",
+        "video/quicktime" => "mov",
+        other => other.rsplit('/').next().unwrap_or("bin"),
+    }
+}
+
+fn store_error(file: &MediaFile, error: &object_store::Error) -> PlatformError {
+    PlatformError::Transient(format!("reading media {} from the store failed: {error}", file.id))
+}
+
+/// Mastodon refuses a status whose attachments are still processing with a 422 ("Cannot attach
+/// files that have not finished processing"); no status was made, so it is worth another try.
+fn not_ready_is_transient(error: PlatformError) -> PlatformError {
+    match error {
+        PlatformError::Permanent(reason) if reason.contains("not finished processing") => {
+            PlatformError::Transient(reason)
+        }
+        other => other,
     }
 }
 
