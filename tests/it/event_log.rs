@@ -444,6 +444,13 @@ async fn a_rebuild_reproduces_every_read_model_row() {
     run::<post::Post>(&pool, edited, post::Command::Cancel, project_id).await.unwrap();
 
     media_script(&pool, project_id).await;
+    // A post with media on it and on one target (post_media, and both lists).
+    let mut with_media = create_post(project_id, &[account_id, Uuid::now_v7()], None);
+    if let post::Command::Create { media, targets, .. } = &mut with_media {
+        *media = vec![post::MediaRef { id: Uuid::now_v7(), alt_text: Some("a cat".into()) }];
+        targets[1].media = Some(vec![post::MediaRef { id: Uuid::now_v7(), alt_text: None }]);
+    }
+    run::<post::Post>(&pool, Uuid::now_v7(), with_media, project_id).await.unwrap();
 
     let before = snapshot(&pool).await;
     assert!(before.iter().all(|(_, rows)| !rows.is_empty()), "the script touches every read model: {before:?}");
