@@ -310,6 +310,11 @@ pub trait Platform: Send + Sync {
         Ok(LookUp::CannotTell)
     }
 
+    /// Whether accounts here have boards to publish to ([`Platform::boards`]).
+    fn has_boards(&self) -> bool {
+        false
+    }
+
     /// The boards the account can publish to, where a platform has them (Pinterest); elsewhere
     /// refused.
     async fn boards(&self, _tokens: &TokenSet) -> Result<Vec<Board>, PlatformError> {

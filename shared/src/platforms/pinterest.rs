@@ -165,6 +165,10 @@ impl Platform for PinterestAdapter {
         Ok(found.map_or(LookUp::CannotTell, |pin| LookUp::Found(published(pin.id))))
     }
 
+    fn has_boards(&self) -> bool {
+        true
+    }
+
     async fn boards(&self, tokens: &TokenSet) -> Result<Vec<Board>, PlatformError> {
         let mut boards = Vec::new();
         let mut bookmark: Option<String> = None;
