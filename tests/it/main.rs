@@ -18,6 +18,7 @@ mod keys;
 mod mastodon;
 mod media;
 mod media_import;
+mod media_tt_pin;
 mod openapi;
 mod outbound;
 mod platforms;
