@@ -224,6 +224,7 @@ async fn another_projects_key_sees_nothing_of_this_one() {
         ("/v1/accounts/{id}", acme_account.clone()),
         ("/v1/accounts/{id}/disconnect", acme_account.clone()),
         ("/v1/accounts/{id}/refresh", acme_account.clone()),
+        ("/v1/accounts/{id}/boards", acme_account.clone()),
         ("/v1/connect/sessions/{id}", acme_session.clone()),
         ("/v1/media/{id}", acme_media.clone()),
         ("/v1/media/uploads/{id}", acme_upload.clone()),

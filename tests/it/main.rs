@@ -20,6 +20,7 @@ mod media;
 mod media_import;
 mod media_li_yt;
 mod media_meta;
+mod media_tt_pin;
 mod media_x;
 mod openapi;
 mod outbound;

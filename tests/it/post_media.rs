@@ -98,7 +98,7 @@ async fn a_post_with_an_image_and_a_video_is_published_with_them_in_order() {
     .await;
     assert_eq!(post["media"], json!([{"id": image, "alt_text": "a red square"}, {"id": video}]));
     assert!(post["deliveries"][0]["media"].is_null(), "the target takes the post's media");
-    let done = wait_for(&app, &client, post["id"].as_str().unwrap(), &["published"], Duration::from_secs(10)).await;
+    let done = wait_for(&app, &client, post["id"].as_str().unwrap(), &["published"], Duration::from_secs(60)).await;
 
     let stored = sandbox_media(&app, "with media").await;
     assert_eq!(stored.len(), 1, "published once");
@@ -138,7 +138,7 @@ async fn a_target_may_carry_its_own_media_or_none() {
         }),
     )
     .await;
-    wait_for(&app, &client, post["id"].as_str().unwrap(), &["published"], Duration::from_secs(10)).await;
+    wait_for(&app, &client, post["id"].as_str().unwrap(), &["published"], Duration::from_secs(60)).await;
     let mut stored = sandbox_media(&app, "per target").await;
     stored.sort_by_key(|media| media.to_string());
     assert_eq!(

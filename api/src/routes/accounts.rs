@@ -28,6 +28,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(show, update))
         .routes(routes!(disconnect))
         .routes(routes!(refresh))
+        .routes(routes!(boards))
 }
 
 /// A connected account and its health.
@@ -254,6 +255,88 @@ async fn refresh(
     queue::enqueue(&mut *tx, job).await?;
     tx.commit().await?;
     Ok((StatusCode::ACCEPTED, ApiJson(account)))
+}
+
+/// A board the account can publish to.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Board)]
+struct BoardView {
+    /// What a Pinterest target's `board_id` option takes.
+    id: String,
+    name: String,
+    description: Option<String>,
+    /// `PUBLIC`, `PROTECTED` or `SECRET`.
+    privacy: Option<String>,
+}
+
+/// The account's boards.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = BoardList)]
+struct Boards {
+    data: Vec<BoardView>,
+}
+
+/// List an account's boards.
+///
+/// The boards a Pinterest account can pin to, as Pinterest lists them now: a Pinterest target's
+/// `board_id` option names one. Needs `connections:read`; an account outside the key's reach is a
+/// 404, and so is an account on a platform without boards. 409 when the account must be
+/// reconnected or Pinterest refuses; 503 `platform_unavailable` when Pinterest does not answer.
+#[utoipa::path(get, operation_id = "listAccountBoards", security(("api_key" = ["connections:read"])), path = "/v1/accounts/{id}/boards", tag = "accounts",
+    params(("id" = Uuid, Path, description = "The account's id")),
+    responses((status = 200, description = "The account's boards", body = Boards)))]
+async fn boards(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<ApiJson<Boards>, ApiError> {
+    let account = load(&state, &caller, id).await?;
+    let adapter = state.platforms.get(&account.platform).filter(|adapter| adapter.has_boards());
+    let Some(adapter) = adapter else {
+        return Err(ApiError::not_found(format!("{} accounts have no boards", account.platform)));
+    };
+    if account.status != AccountStatus::Connected {
+        let status = account.status.as_str();
+        return Err(ApiError::conflict(format!("the account is {status}; reconnect it")));
+    }
+    let mut connection = state.pool.acquire().await?;
+    let stored = credentials::load_account_tokens(&mut connection, &state.keyring, id)
+        .await
+        .map_err(|error| ApiError::internal(&error))?;
+    drop(connection);
+    let Some((access_token, expires_at)) = stored.and_then(|stored| Some((stored.access_token?, stored.expires_at)))
+    else {
+        return Err(ApiError::conflict("the account has no credentials; reconnect it"));
+    };
+    let tokens =
+        herald_shared::platforms::TokenSet { access_token, refresh_token: None, expires_at, scopes: Vec::new() };
+    let boards = adapter.boards(&tokens).await.map_err(platform_error)?;
+    let data = boards
+        .into_iter()
+        .map(|board| BoardView {
+            id: board.id,
+            name: board.name,
+            description: board.description,
+            privacy: board.privacy,
+        })
+        .collect();
+    Ok(ApiJson(Boards { data }))
+}
+
+/// A platform's refusal as the client sees it (its reasons carry no token).
+fn platform_error(error: herald_shared::platforms::PlatformError) -> ApiError {
+    use herald_shared::platforms::PlatformError;
+    match error {
+        PlatformError::AuthDead(reason) => ApiError::conflict(format!("the account must be reconnected: {reason}")),
+        PlatformError::Permanent(reason) => ApiError::conflict(reason),
+        PlatformError::RateLimited { until, reason } => {
+            let seconds = u64::try_from((until - Utc::now()).num_seconds()).unwrap_or(0).max(1);
+            ApiError::rate_limited(reason, seconds)
+        }
+        PlatformError::Transient(reason) | PlatformError::Ambiguous(reason) => {
+            ApiError::unavailable("platform_unavailable", reason)
+        }
+    }
 }
 
 impl Rejected for account::Rejection {

@@ -215,6 +215,16 @@ pub struct Published {
     pub url: Option<String>,
 }
 
+/// A board an account can publish to (Pinterest): what a target's `board_id` option names.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Board {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// `PUBLIC`, `PROTECTED`, `SECRET` (Pinterest's words).
+    pub privacy: Option<String>,
+}
+
 /// What a look-up for an earlier publish found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LookUp {
@@ -301,6 +311,17 @@ pub trait Platform: Send + Sync {
     /// died or a call timed out). Most platforms cannot tell.
     async fn look_up(&self, _tokens: &TokenSet, _publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
         Ok(LookUp::CannotTell)
+    }
+
+    /// Whether accounts here have boards to publish to ([`Platform::boards`]).
+    fn has_boards(&self) -> bool {
+        false
+    }
+
+    /// The boards the account can publish to, where a platform has them (Pinterest); elsewhere
+    /// refused.
+    async fn boards(&self, _tokens: &TokenSet) -> Result<Vec<Board>, PlatformError> {
+        Err(PlatformError::Permanent(format!("{} has no boards", self.spec().label)))
     }
 
     /// What a post's content may be here.
