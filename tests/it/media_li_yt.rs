@@ -23,12 +23,12 @@ use chrono::Timelike;
 use futures::StreamExt;
 use herald_shared::media::samples::{mp4_around, png};
 use herald_shared::platforms::PlatformSettings;
-use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
 use crate::connect::{Client, client, get_json};
 use crate::fake_oauth::FakeOAuth;
 use crate::harness::{TestApp, TestDb, test_config};
+use crate::post_media::upload;
 use crate::posts::{create, wait_for};
 
 /// YouTube's chunk: herald sends 8 MiB (32 × 256 KiB) at a time.
@@ -394,21 +394,6 @@ async fn app_on(platform: &str) -> (TestApp, Arc<Fake>, Client, String) {
     (app, fake, client, account)
 }
 
-/// Uploads `bytes` to the library; answers the item's id.
-async fn upload(app: &TestApp, client: &Client, bytes: Vec<u8>) -> String {
-    let part = Part::bytes(bytes).file_name("file.bin").mime_str("application/octet-stream").unwrap();
-    let response = app
-        .http
-        .post(app.url("/v1/media"))
-        .bearer_auth(&client.key)
-        .multipart(Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
-}
-
 /// An mp4 of `width` x `height`, 3 s, with `mdat` bytes of media data that differ at every
 /// offset (so a byte out of place shows).
 fn video(width: u16, height: u16, mdat: u32) -> Vec<u8> {
@@ -447,7 +432,7 @@ async fn retrying(app: &TestApp) -> (String, chrono::DateTime<chrono::Utc>) {
 async fn linkedin_publishes_one_image_with_its_alt_text_through_the_images_api() {
     let (app, fake, client, account) = app_on("linkedin").await;
     let image = png(1200, 627);
-    let id = upload(&app, &client, image.clone()).await;
+    let id = upload(&app, &client.key, image.clone()).await;
     let body = json!({
         "content": "One picture",
         "media": [{"id": id, "alt_text": "a blue banner"}],
@@ -481,7 +466,7 @@ async fn linkedin_publishes_several_images_as_a_multi_image_post_in_order() {
     let (app, fake, client, account) = app_on("linkedin").await;
     let mut media = Vec::new();
     for (n, size) in [(0, 300), (1, 400), (2, 500)] {
-        let id = upload(&app, &client, png(size, size)).await;
+        let id = upload(&app, &client.key, png(size, size)).await;
         media.push(if n == 1 { json!({"id": id}) } else { json!({"id": id, "alt_text": format!("picture {n}")}) });
     }
     let body = json!({"content": "Three pictures", "media": media, "targets": [{"account_id": account}]});
@@ -508,7 +493,7 @@ async fn linkedin_publishes_several_images_as_a_multi_image_post_in_order() {
 async fn linkedin_uploads_a_video_in_its_parts_finalizes_their_etags_and_waits_while_it_processes() {
     let (app, fake, client, account) = app_on("linkedin").await;
     let bytes = video(640, 360, 9 * 1024 * 1024);
-    let id = upload(&app, &client, bytes.clone()).await;
+    let id = upload(&app, &client.key, bytes.clone()).await;
     let body = json!({
         "content": "A film",
         "media": [{"id": id}],
@@ -557,8 +542,8 @@ async fn linkedin_uploads_a_video_in_its_parts_finalizes_their_etags_and_waits_w
 #[tokio::test]
 async fn linkedin_refuses_a_video_it_cannot_process_and_a_revoked_token_needs_a_reconnect() {
     let (app, fake, client, account) = app_on("linkedin").await;
-    let clip = upload(&app, &client, video(640, 360, 200_000)).await;
-    let picture = upload(&app, &client, png(100, 100)).await;
+    let clip = upload(&app, &client.key, video(640, 360, 200_000)).await;
+    let picture = upload(&app, &client.key, png(100, 100)).await;
 
     // A video LinkedIn cannot process: refused, with LinkedIn's reason, and nothing posted.
     fake.li.video_fails.store(true, Ordering::SeqCst);
@@ -581,7 +566,7 @@ async fn linkedin_refuses_a_video_it_cannot_process_and_a_revoked_token_needs_a_
 #[tokio::test]
 async fn linkedin_throttling_an_upload_makes_the_delivery_wait() {
     let (app, fake, client, account) = app_on("linkedin").await;
-    let picture = upload(&app, &client, png(100, 100)).await;
+    let picture = upload(&app, &client.key, png(100, 100)).await;
     fake.li.images_limited.store(true, Ordering::SeqCst);
     let started = chrono::Utc::now();
     let body = json!({"content": "Throttled", "media": [{"id": picture}], "targets": [{"account_id": account}]});
@@ -597,7 +582,7 @@ async fn linkedin_throttling_an_upload_makes_the_delivery_wait() {
 async fn youtube_uploads_a_video_in_chunks_with_its_snippet_and_status() {
     let (app, fake, client, account) = app_on("youtube").await;
     let bytes = video(1080, 1920, 17 * 1024 * 1024);
-    let id = upload(&app, &client, bytes.clone()).await;
+    let id = upload(&app, &client.key, bytes.clone()).await;
     let body = json!({
         "content": "How herald publishes\n\nA short, vertical: a Short.",
         "media": [{"id": id}],
@@ -646,7 +631,7 @@ async fn youtube_uploads_a_video_in_chunks_with_its_snippet_and_status() {
 async fn youtube_resumes_a_broken_chunk_from_the_last_acknowledged_byte() {
     let (app, fake, client, account) = app_on("youtube").await;
     let bytes = video(1920, 1080, 17 * 1024 * 1024);
-    let id = upload(&app, &client, bytes.clone()).await;
+    let id = upload(&app, &client.key, bytes.clone()).await;
     // The second chunk breaks off after 3 MiB and a bit landed.
     let kept = 3 * 1024 * 1024 + 12_345;
     *fake.yt.drop_chunk.lock().unwrap() = Some((1, kept));
@@ -678,7 +663,7 @@ async fn youtube_resumes_a_broken_chunk_from_the_last_acknowledged_byte() {
 #[tokio::test]
 async fn youtube_schedules_a_private_video_with_publish_at_and_a_dead_token_needs_a_reconnect() {
     let (app, fake, client, account) = app_on("youtube").await;
-    let id = upload(&app, &client, video(1080, 1920, 100_000)).await;
+    let id = upload(&app, &client.key, video(1080, 1920, 100_000)).await;
     let body = json!({
         "content": "Premieres on Monday",
         "media": [{"id": id}],
@@ -715,7 +700,7 @@ fn youtube_error(status: u16, domain: &str, reason: &str) -> Value {
 #[tokio::test]
 async fn youtube_over_quota_waits_until_midnight_pacific() {
     let (app, fake, client, account) = app_on("youtube").await;
-    let id = upload(&app, &client, video(1080, 1920, 100_000)).await;
+    let id = upload(&app, &client.key, video(1080, 1920, 100_000)).await;
     let quota = youtube_error(403, "youtube.quota", "quotaExceeded");
     *fake.yt.start_error.lock().unwrap() = Some((StatusCode::FORBIDDEN, quota));
     let started = chrono::Utc::now();
@@ -732,7 +717,7 @@ async fn youtube_over_quota_waits_until_midnight_pacific() {
 #[tokio::test]
 async fn youtube_upload_cap_waits_a_day() {
     let (app, fake, client, account) = app_on("youtube").await;
-    let id = upload(&app, &client, video(1080, 1920, 100_000)).await;
+    let id = upload(&app, &client.key, video(1080, 1920, 100_000)).await;
     // The channel's upload cap: "try again in 24 hours".
     let cap = youtube_error(400, "youtube.video", "uploadLimitExceeded");
     *fake.yt.start_error.lock().unwrap() = Some((StatusCode::BAD_REQUEST, cap));
@@ -749,7 +734,7 @@ async fn youtube_upload_cap_waits_a_day() {
 #[tokio::test]
 async fn youtube_and_linkedin_options_are_checked_at_creation_field_by_field() {
     let (app, _fake, client, youtube) = app_on("youtube").await;
-    let id = upload(&app, &client, video(1080, 1920, 100_000)).await;
+    let id = upload(&app, &client.key, video(1080, 1920, 100_000)).await;
     let options = json!({
         "platform": "youtube",
         "title": "x".repeat(101),
@@ -787,7 +772,7 @@ async fn youtube_and_linkedin_options_are_checked_at_creation_field_by_field() {
 async fn youtube_asks_the_session_when_the_last_chunk_lands_without_an_answer_and_uploads_once() {
     let (app, fake, client, account) = app_on("youtube").await;
     let bytes = video(1080, 1920, 9 * 1024 * 1024);
-    let id = upload(&app, &client, bytes.clone()).await;
+    let id = upload(&app, &client.key, bytes.clone()).await;
     // The last chunk lands whole, then its answer never comes: the video exists.
     let last = bytes.len() - YT_CHUNK;
     *fake.yt.drop_chunk.lock().unwrap() = Some((1, last));

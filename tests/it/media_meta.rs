@@ -16,12 +16,12 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use herald_shared::media::samples::{jpeg, mp4, png};
 use herald_shared::platforms::PlatformSettings;
-use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
 use crate::connect::{Client, client, get_json};
 use crate::fake_oauth::FakeOAuth;
 use crate::harness::{TestApp, TestDb, test_config};
+use crate::post_media::upload;
 
 /// The long-lived tokens the fake hands out, one per platform.
 const IG_TOKEN: &str = "ig-long-lived-token";
@@ -393,21 +393,6 @@ async fn app_with_meta() -> (TestApp, Arc<Fake>, Client, String, String) {
     (app, fake, client, instagram, threads)
 }
 
-/// Uploads `bytes` to the library; answers the item's id.
-async fn upload(app: &TestApp, client: &Client, bytes: Vec<u8>) -> String {
-    let part = Part::bytes(bytes).file_name("file.bin").mime_str("application/octet-stream").unwrap();
-    let response = client
-        .http
-        .post(app.url("/v1/media"))
-        .bearer_auth(&client.key)
-        .multipart(Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
-}
-
 /// Creates a post from `body` and waits (up to 30 s) until its first delivery is no longer
 /// queued or publishing, or has the error `until_error`; answers the delivery.
 async fn deliver(app: &TestApp, client: &Client, body: Value, until_error: Option<&str>) -> Value {
@@ -432,7 +417,7 @@ async fn deliver(app: &TestApp, client: &Client, body: Value, until_error: Optio
 #[tokio::test]
 async fn an_instagram_image_is_a_container_pulled_from_the_signed_url_then_published() {
     let (app, fake, client, instagram, _) = app_with_meta().await;
-    let image = upload(&app, &client, jpeg(1080, 1080)).await;
+    let image = upload(&app, &client.key, jpeg(1080, 1080)).await;
     let body = json!({
         "content": "Fresh loaves #bakery",
         "targets": [{"account_id": instagram, "media": [{"id": image, "alt_text": "three loaves on a rack"}]}],
@@ -469,9 +454,9 @@ async fn an_instagram_image_is_a_container_pulled_from_the_signed_url_then_publi
 async fn an_instagram_carousel_makes_each_child_ready_before_the_album_and_a_lone_video_is_a_reel() {
     let (app, fake, client, instagram, _) = app_with_meta().await;
     fake.video_checks.store(2, Ordering::SeqCst);
-    let first = upload(&app, &client, jpeg(1080, 1350)).await;
-    let video = upload(&app, &client, mp4(1080, 1350, 4, 4_000)).await;
-    let second = upload(&app, &client, jpeg(1080, 1080)).await;
+    let first = upload(&app, &client.key, jpeg(1080, 1350)).await;
+    let video = upload(&app, &client.key, mp4(1080, 1350, 4, 4_000)).await;
+    let second = upload(&app, &client.key, jpeg(1080, 1080)).await;
     let media = json!([{"id": first, "alt_text": "the counter"}, {"id": video}, {"id": second}]);
     let body = json!({"content": "A morning at the bakery", "targets": [{"account_id": instagram, "media": media}]});
     let delivery = deliver(&app, &client, body, None).await;
@@ -498,7 +483,7 @@ async fn an_instagram_carousel_makes_each_child_ready_before_the_album_and_a_lon
     assert_eq!(fake.seen("POST", "/media_publish").len(), 1);
 
     // One video alone is a reel, also waited for.
-    let reel = upload(&app, &client, mp4(1080, 1920, 5, 2_000)).await;
+    let reel = upload(&app, &client.key, mp4(1080, 1920, 5, 2_000)).await;
     let body = json!({"content": "Kneading", "targets": [{"account_id": instagram, "media": [{"id": reel}]}]});
     let delivery = deliver(&app, &client, body, None).await;
     assert_eq!(delivery["status"], "published", "{delivery}");
@@ -513,7 +498,7 @@ async fn an_instagram_carousel_makes_each_child_ready_before_the_album_and_a_lon
 #[tokio::test]
 async fn an_instagram_story_carries_no_caption_and_a_failed_container_is_refused_with_its_reason() {
     let (app, fake, client, instagram, _) = app_with_meta().await;
-    let image = upload(&app, &client, jpeg(1080, 1350)).await;
+    let image = upload(&app, &client.key, jpeg(1080, 1350)).await;
     let story = json!({
         "content": "today only",
         "targets": [{"account_id": instagram, "media": [{"id": image}], "options": {"platform": "instagram", "placement": "story"}}],
@@ -548,7 +533,7 @@ async fn an_instagram_story_carries_no_caption_and_a_failed_container_is_refused
 #[tokio::test]
 async fn instagram_errors_are_classified_from_graphs_codes() {
     let (app, fake, client, instagram, _) = app_with_meta().await;
-    let image = upload(&app, &client, jpeg(1080, 1080)).await;
+    let image = upload(&app, &client.key, jpeg(1080, 1080)).await;
     let post = |text: &str| json!({"content": text, "targets": [{"account_id": instagram, "media": [{"id": image}]}]});
 
     // 4/2207051 may come although the post went live: looked up, found, never published twice.
@@ -583,7 +568,7 @@ async fn instagram_errors_are_classified_from_graphs_codes() {
 #[tokio::test]
 async fn an_instagram_account_at_its_publishing_cap_waits_without_making_a_container() {
     let (app, fake, client, instagram, _) = app_with_meta().await;
-    let image = upload(&app, &client, jpeg(1080, 1080)).await;
+    let image = upload(&app, &client.key, jpeg(1080, 1080)).await;
     fake.quota_usage.store(100, Ordering::SeqCst);
     let body = json!({"content": "capped", "targets": [{"account_id": instagram, "media": [{"id": image}]}]});
     let delivery = deliver(&app, &client, body, Some("rate_limited")).await;
@@ -596,7 +581,7 @@ async fn an_instagram_account_at_its_publishing_cap_waits_without_making_a_conta
 #[tokio::test]
 async fn a_post_to_instagram_without_media_or_with_a_png_is_refused_at_creation() {
     let (app, _fake, client, instagram, _) = app_with_meta().await;
-    let image = upload(&app, &client, png(1080, 1080)).await;
+    let image = upload(&app, &client.key, png(1080, 1080)).await;
     for media in [json!([]), json!([{"id": image}])] {
         let body = json!({"content": "no", "targets": [{"account_id": instagram, "media": media}]});
         let refused = client.http.post(app.url("/v1/posts")).bearer_auth(&client.key).json(&body).send().await.unwrap();
@@ -609,7 +594,7 @@ async fn a_post_to_instagram_without_media_or_with_a_png_is_refused_at_creation(
 async fn threads_publishes_an_image_and_a_carousel_each_container_waited_for() {
     let (app, fake, client, _, threads) = app_with_meta().await;
     fake.video_checks.store(2, Ordering::SeqCst);
-    let image = upload(&app, &client, png(1440, 1080)).await;
+    let image = upload(&app, &client.key, png(1440, 1080)).await;
     let body = json!({
         "content": "New on the shelf",
         "targets": [{"account_id": threads, "media": [{"id": image, "alt_text": "a shelf of jars"}]}],
@@ -625,7 +610,7 @@ async fn threads_publishes_an_image_and_a_carousel_each_container_waited_for() {
     let id = delivery["platform_post_id"].as_str().unwrap();
     assert_eq!(delivery["platform_url"], format!("https://www.threads.net/@ada/post/{id}"));
 
-    let video = upload(&app, &client, mp4(720, 1280, 3, 3_000)).await;
+    let video = upload(&app, &client.key, mp4(720, 1280, 3, 3_000)).await;
     let media = json!([{"id": image}, {"id": video, "alt_text": "pouring"}]);
     let body = json!({"content": "Two ways", "targets": [{"account_id": threads, "media": media}]});
     let delivery = deliver(&app, &client, body, None).await;
@@ -650,7 +635,7 @@ async fn threads_publishes_an_image_and_a_carousel_each_container_waited_for() {
 #[tokio::test]
 async fn a_threads_container_in_error_is_refused_with_its_message() {
     let (app, fake, client, _, threads) = app_with_meta().await;
-    let image = upload(&app, &client, jpeg(800, 800)).await;
+    let image = upload(&app, &client.key, jpeg(800, 800)).await;
     *fake.fail_next_container.lock().unwrap() = Some("Media download has failed.".into());
     let body = json!({"content": "won't", "targets": [{"account_id": threads, "media": [{"id": image}]}]});
     let delivery = deliver(&app, &client, body, None).await;
@@ -665,7 +650,7 @@ async fn a_threads_container_in_error_is_refused_with_its_message() {
 async fn a_facebook_page_posts_photos_by_url_and_uploads_a_video_range_by_range() {
     let (app, fake, client, _, _) = app_with_meta().await;
     let page = fake.facebook_page.lock().unwrap().clone();
-    let photo = upload(&app, &client, png(800, 600)).await;
+    let photo = upload(&app, &client.key, png(800, 600)).await;
     let body = json!({"content": "Open today", "targets": [{"account_id": page, "media": [{"id": photo, "alt_text": "the door"}]}]});
     let delivery = deliver(&app, &client, body, None).await;
     assert_eq!(delivery["status"], "published", "{delivery}");
@@ -676,7 +661,7 @@ async fn a_facebook_page_posts_photos_by_url_and_uploads_a_video_range_by_range(
     assert_eq!(one["published"], true);
     assert!(delivery["platform_post_id"].as_str().unwrap().starts_with("101_"), "the post, not the photo");
 
-    let second = upload(&app, &client, jpeg(640, 480)).await;
+    let second = upload(&app, &client.key, jpeg(640, 480)).await;
     let body = json!({"content": "Both", "targets": [{"account_id": page, "media": [{"id": photo}, {"id": second}]}]});
     let delivery = deliver(&app, &client, body, None).await;
     assert_eq!(delivery["status"], "published", "{delivery}");
@@ -689,7 +674,7 @@ async fn a_facebook_page_posts_photos_by_url_and_uploads_a_video_range_by_range(
     assert_eq!(post["attached_media"].as_array().unwrap().len(), 2);
 
     let bytes = mp4(1280, 720, 4, 2_500_000);
-    let video = upload(&app, &client, bytes.clone()).await;
+    let video = upload(&app, &client.key, bytes.clone()).await;
     let body = json!({"content": "Behind the counter", "targets": [{"account_id": page, "media": [{"id": video}]}]});
     let delivery = deliver(&app, &client, body, None).await;
     assert_eq!(delivery["status"], "published", "{delivery}");

@@ -17,12 +17,12 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use herald_shared::media::samples::{jpeg, mp4, png};
 use herald_shared::platforms::PlatformSettings;
-use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
 use crate::connect::{Client, client, get_json};
 use crate::fake_oauth::FakeOAuth;
 use crate::harness::{TestApp, TestDb, test_config};
+use crate::post_media::upload;
 use crate::posts::{create, wait_for};
 
 /// One request a fake received.
@@ -218,15 +218,6 @@ async fn app() -> (TestApp, Arc<Fake>, Client, String, String) {
     }
     let pinterest = ids.pop().unwrap();
     (app, fake, client, ids.pop().unwrap(), pinterest)
-}
-
-async fn upload(app: &TestApp, key: &str, bytes: Vec<u8>) -> String {
-    let part = Part::bytes(bytes).file_name("file.bin").mime_str("application/octet-stream").unwrap();
-    let response =
-        app.http.post(app.url("/v1/media")).bearer_auth(key).multipart(Form::new().part("file", part)).send();
-    let response = response.await.unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
 }
 
 /// Posts `body` and waits for it to finish; its first delivery.

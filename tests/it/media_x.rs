@@ -30,12 +30,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use herald_shared::media::samples::{jpeg, mp4, png};
 use herald_shared::platforms::PlatformSettings;
-use reqwest::multipart::Form;
 use serde_json::{Value, json};
 
 use crate::connect::{Client, client, get_json};
 use crate::fake_oauth::{FakeOAuth, mastodon_status_entity};
 use crate::harness::{TestApp, TestDb, test_config};
+use crate::post_media::upload;
 
 /// X's segment size in herald (`herald_shared::platforms::x::CHUNK`).
 const CHUNK: usize = 4 * 1024 * 1024;
@@ -538,21 +538,6 @@ async fn app_on(platform: &str) -> (TestApp, Arc<Fake>, Client, String) {
     (app, fake, client, account)
 }
 
-/// Uploads `bytes` to the media library; answers the item's id.
-async fn upload(app: &TestApp, client: &Client, bytes: Vec<u8>) -> String {
-    let part = reqwest::multipart::Part::bytes(bytes).file_name("file.bin");
-    let response = client
-        .http
-        .post(app.url("/v1/media"))
-        .bearer_auth(&client.key)
-        .multipart(Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
-}
-
 /// Creates a post of `content` with `media` to `account` and waits (up to a minute) for its
 /// delivery to end; returns the delivery.
 async fn publish(app: &TestApp, client: &Client, account: &str, content: &str, media: Value) -> Value {
@@ -581,8 +566,8 @@ async fn x_uploads_each_image_then_sets_its_alt_text_and_tweets_their_media_ids_
     assert!(scopes.split(' ').any(|scope| scope == "media.write"), "uploads need media.write: {scopes}");
     let (first, second) = (png(640, 480), jpeg(300, 200));
     let media = json!([
-        {"id": upload(&app, &client, first.clone()).await, "alt_text": "a red square"},
-        {"id": upload(&app, &client, second.clone()).await},
+        {"id": upload(&app, &client.key, first.clone()).await, "alt_text": "a red square"},
+        {"id": upload(&app, &client.key, second.clone()).await},
     ]);
 
     let delivery = publish(&app, &client, &account, "two pictures", media).await;
@@ -633,7 +618,7 @@ async fn x_uploads_each_image_then_sets_its_alt_text_and_tweets_their_media_ids_
 async fn x_appends_a_video_in_4_mib_segments_in_order_and_waits_for_its_processing() {
     let (app, fake, client, account) = app_on("x").await;
     let video = mp4(1280, 720, 10, 9_000_000);
-    let media = json!([{"id": upload(&app, &client, video.clone()).await, "alt_text": "a sunrise"}]);
+    let media = json!([{"id": upload(&app, &client.key, video.clone()).await, "alt_text": "a sunrise"}]);
     fake.x_processing
         .lock()
         .unwrap()
@@ -671,8 +656,8 @@ async fn x_appends_a_video_in_4_mib_segments_in_order_and_waits_for_its_processi
 #[tokio::test]
 async fn x_refusals_end_the_delivery_with_a_reason_and_a_failed_chunk_is_tried_again() {
     let (app, fake, client, account) = app_on("x").await;
-    let image = upload(&app, &client, png(64, 64)).await;
-    let video = upload(&app, &client, mp4(320, 240, 2, 2_000)).await;
+    let image = upload(&app, &client.key, png(64, 64)).await;
+    let video = upload(&app, &client.key, mp4(320, 240, 2, 2_000)).await;
 
     // Pay-per-use credits spent: permanent, and it says so.
     let credits = json!({
@@ -725,7 +710,7 @@ async fn bluesky_uploads_images_as_blobs_and_embeds_them_with_alt_text_and_aspec
     let files = [png(800, 600), jpeg(300, 400), png(10, 10), jpeg(1000, 500)];
     let mut media = Vec::new();
     for (index, file) in files.iter().enumerate() {
-        let id = upload(&app, &client, file.clone()).await;
+        let id = upload(&app, &client.key, file.clone()).await;
         media.push(if index == 0 { json!({"id": id, "alt_text": "a chart"}) } else { json!({"id": id}) });
     }
 
@@ -767,7 +752,7 @@ async fn bluesky_uploads_images_as_blobs_and_embeds_them_with_alt_text_and_aspec
 async fn a_bluesky_video_goes_through_the_video_service_and_is_embedded_once_processed() {
     let (app, fake, client, account) = app_on("bluesky").await;
     let video = mp4(1920, 1080, 5, 300_000);
-    let id = upload(&app, &client, video.clone()).await;
+    let id = upload(&app, &client.key, video.clone()).await;
     fake.job_states
         .lock()
         .unwrap()
@@ -822,8 +807,8 @@ async fn a_bluesky_video_goes_through_the_video_service_and_is_embedded_once_pro
 #[tokio::test]
 async fn bluesky_refusals_of_a_video_or_an_image_end_the_delivery_with_the_reason_and_post_nothing() {
     let (app, fake, client, account) = app_on("bluesky").await;
-    let video = upload(&app, &client, mp4(320, 240, 2, 2_000)).await;
-    let image = upload(&app, &client, png(20, 20)).await;
+    let video = upload(&app, &client.key, mp4(320, 240, 2, 2_000)).await;
+    let image = upload(&app, &client.key, png(20, 20)).await;
     let failed = json!({"jobId": "job-1", "did": "did:plc:ada", "state": "JOB_STATE_FAILED", "error": "validation_failure", "message": "Video is too long"});
     fake.job_states.lock().unwrap().push_back(failed);
     let delivery = publish(&app, &client, &account, "long video", json!([{"id": video}])).await;
@@ -845,13 +830,13 @@ async fn bluesky_refusals_of_a_video_or_an_image_end_the_delivery_with_the_reaso
 async fn mastodon_uploads_each_file_with_its_description_waits_for_processing_and_posts_their_ids() {
     let (app, fake, client, account) = app_on("mastodon").await;
     let image = png(400, 300);
-    let image_id = upload(&app, &client, image.clone()).await;
+    let image_id = upload(&app, &client.key, image.clone()).await;
     let delivery = publish(
         &app,
         &client,
         &account,
         "a picture",
-        json!([{"id": image_id, "alt_text": "a red square"}, {"id": upload(&app, &client, jpeg(20, 20)).await}]),
+        json!([{"id": image_id, "alt_text": "a red square"}, {"id": upload(&app, &client.key, jpeg(20, 20)).await}]),
     )
     .await;
     assert_eq!(delivery["status"], "published", "{delivery}");
@@ -875,7 +860,7 @@ async fn mastodon_uploads_each_file_with_its_description_waits_for_processing_an
 
     fake.forget_calls();
     let video = mp4(640, 360, 4, 3_000_000);
-    let video_id = upload(&app, &client, video.clone()).await;
+    let video_id = upload(&app, &client.key, video.clone()).await;
     let delivery = publish(&app, &client, &account, "a video", json!([{"id": video_id}])).await;
     assert_eq!(delivery["status"], "published", "{delivery}");
     assert!(fake.attachments.lock().unwrap()[2].bytes == video, "streamed whole");
@@ -897,7 +882,7 @@ async fn mastodon_uploads_each_file_with_its_description_waits_for_processing_an
 #[tokio::test]
 async fn a_file_the_mastodon_instance_refuses_ends_the_delivery_with_its_reason() {
     let (app, fake, client, account) = app_on("mastodon").await;
-    let image = upload(&app, &client, png(30, 30)).await;
+    let image = upload(&app, &client.key, png(30, 30)).await;
     let refused = json!({"error": "Validation failed: File content type is invalid"});
     fake.script("mastodon.media", StatusCode::UNPROCESSABLE_ENTITY, refused);
     let delivery = publish(&app, &client, &account, "refused", json!([{"id": image}])).await;

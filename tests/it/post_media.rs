@@ -21,8 +21,8 @@ use crate::fixtures::connected_account;
 use crate::harness::TestApp;
 use crate::posts::{app_with_accounts, create, wait_for};
 
-/// Uploads `bytes` with `key` and answers the item's id.
-async fn upload(app: &TestApp, key: &str, bytes: Vec<u8>) -> String {
+/// Uploads `bytes` with `key` and answers the item's id (every media test uses it).
+pub(crate) async fn upload(app: &TestApp, key: &str, bytes: Vec<u8>) -> String {
     let part = Part::bytes(bytes).file_name("file.bin").mime_str("application/octet-stream").unwrap();
     let response =
         app.http.post(app.url("/v1/media")).bearer_auth(key).multipart(Form::new().part("file", part)).send().await;
