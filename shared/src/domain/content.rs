@@ -46,6 +46,34 @@ pub struct ContentRules {
     pub publishes_media: bool,
     /// What media a post may carry there.
     pub media: MediaRules,
+    /// What may follow a post there: replies (a thread, and a first comment as the last reply)
+    /// or a first comment on the post.
+    pub chains: Chains,
+}
+
+/// What may follow a post on a platform, as far as the platform and herald's adapter allow it.
+/// Neither: a thread or a first comment is refused at creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chains {
+    /// Each item of a thread is published as a reply to the one before (X, Bluesky, Threads,
+    /// Mastodon). Without `comments`, a first comment is one more reply, to the last item.
+    pub replies: bool,
+    /// A first comment is posted on the published post (Instagram, Facebook, LinkedIn, YouTube).
+    pub comments: bool,
+}
+
+impl Chains {
+    /// Nothing may follow a post.
+    pub const NONE: Chains = Chains { replies: false, comments: false };
+    /// Threads of replies; a first comment is the last reply.
+    pub const REPLIES: Chains = Chains { replies: true, comments: false };
+    /// A first comment on the post; no threads.
+    pub const COMMENTS: Chains = Chains { replies: false, comments: true };
+
+    /// Whether a first comment can be published at all.
+    pub fn first_comment(self) -> bool {
+        self.replies || self.comments
+    }
 }
 
 /// How long a URL is on X (t.co) and Mastodon, whatever its own length.

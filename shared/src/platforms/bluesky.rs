@@ -86,6 +86,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: false,
             required: false,
         },
+        chains: super::Chains::NONE,
     },
     options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: Some("herald"),
@@ -254,7 +255,7 @@ impl Platform for BlueskyAdapter {
         // at://<did>/app.bsky.feed.post/<rkey> is shown at bsky.app/profile/<did>/post/<rkey>.
         let rkey = created.uri.rsplit('/').next().unwrap_or_default().to_owned();
         let url = format!("https://bsky.app/profile/{}/post/{rkey}", publication.platform_user_id);
-        Ok(Published { platform_post_id: created.uri, url: Some(url) })
+        Ok(Published::new(created.uri, Some(url)))
     }
 }
 

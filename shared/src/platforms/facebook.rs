@@ -79,6 +79,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: false,
             required: false,
         },
+        chains: super::Chains::NONE,
     },
     options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: None,
@@ -193,7 +194,7 @@ impl Platform for FacebookAdapter {
             }
         };
         let url = format!("https://www.facebook.com/{id}");
-        Ok(Published { platform_post_id: id, url: Some(url) })
+        Ok(Published::new(id, Some(url)))
     }
 
     async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
@@ -299,7 +300,7 @@ impl FacebookAdapter {
         }
         let _: serde_json::Value = self.graph(self.phase(token, &url, &finish)).await?;
         let url = format!("https://www.facebook.com/{}/videos/{}", publication.platform_user_id, started.video_id);
-        Ok(Published { platform_post_id: started.video_id, url: Some(url) })
+        Ok(Published::new(started.video_id, Some(url)))
     }
 
     /// `POST {url}` with `params` as a form.

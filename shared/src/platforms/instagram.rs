@@ -77,6 +77,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: true,
             required: true,
         },
+        chains: super::Chains::NONE,
     },
     options: super::options::options_of::<InstagramOptions>(),
     builtin_client_id: None,
@@ -167,7 +168,7 @@ impl Platform for InstagramAdapter {
             .await
             .ok()
             .and_then(|found| found.permalink);
-        Ok(Published { platform_post_id: media_id, url })
+        Ok(Published::new(media_id, url))
     }
 
     async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {

@@ -89,6 +89,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: false,
             required: false,
         },
+        chains: super::Chains::NONE,
     },
     options: super::options::options_of::<LinkedInOptions>(),
     builtin_client_id: None,
@@ -461,6 +462,6 @@ impl Platform for LinkedInAdapter {
             .map(str::to_owned)
             .ok_or_else(|| PlatformError::Ambiguous("LinkedIn accepted the post but named no id".to_owned()))?;
         let url = format!("https://www.linkedin.com/feed/update/{urn}");
-        Ok(Published { platform_post_id: urn, url: Some(url) })
+        Ok(Published::new(urn, Some(url)))
     }
 }

@@ -87,6 +87,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: false,
             required: false,
         },
+        chains: super::Chains::NONE,
     },
     options: super::options::options_of::<MastodonOptions>(),
     builtin_client_id: None,
@@ -232,7 +233,7 @@ impl Platform for MastodonAdapter {
             .header("Idempotency-Key", publication.reference)
             .json(&body);
         let status: Status = http::send_json(self.oauth.label(), request).await.map_err(not_ready_is_transient)?;
-        Ok(Published { platform_post_id: status.id, url: status.url })
+        Ok(Published::new(status.id, status.url))
     }
 
     async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
@@ -253,7 +254,7 @@ impl Platform for MastodonAdapter {
             .into_iter()
             .find(|status| status.created_at >= began - CLOCK_SKEW && folded(&text_of(&status.content)) == wanted);
         Ok(found.map_or(LookUp::CannotTell, |status| {
-            LookUp::Found(Published { platform_post_id: status.id, url: status.url })
+            LookUp::Found(Published::new(status.id, status.url))
         }))
     }
 }

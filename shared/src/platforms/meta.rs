@@ -219,7 +219,7 @@ pub(super) fn made_since(posts: Vec<RecentPost>, began: DateTime<Utc>, text: &st
         .filter(|post| folded(post.text.as_deref().unwrap_or_default()) == wanted)
         .collect();
     match (found.pop(), found.is_empty()) {
-        (Some(post), true) => LookUp::Found(Published { platform_post_id: post.id, url: post.permalink }),
+        (Some(post), true) => LookUp::Found(Published::new(post.id, post.permalink)),
         _ => LookUp::CannotTell,
     }
 }
@@ -388,7 +388,7 @@ mod tests {
         );
         assert_eq!(
             found,
-            LookUp::Found(Published { platform_post_id: "1".into(), url: Some("https://example.com/1".into()) })
+            LookUp::Found(Published::new("1".into(), Some("https://example.com/1".into())))
         );
         let two = vec![post("1", None, "2026-11-02T08:00:03+0000"), post("2", Some(""), "2026-11-02T08:01:00+0000")];
         assert_eq!(made_since(two, began, ""), LookUp::CannotTell, "two candidates: cannot tell which");

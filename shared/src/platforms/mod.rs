@@ -55,7 +55,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 pub use crate::config::PlatformSettings;
-pub use crate::domain::content::{ContentRules, TextCount};
+pub use crate::domain::content::{Chains, ContentRules, TextCount};
 pub use crate::domain::media_rules::{Between, KindRules, MediaRules};
 pub use crate::domain::tokens::{ClientCredentials, TokenSet};
 use crate::rate_limit::Rate;
@@ -209,10 +209,42 @@ pub struct Publication<'a> {
 }
 
 /// What a publish made.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Published {
     pub platform_post_id: String,
     pub url: Option<String>,
+    /// What a reply to this post needs besides its id, where the platform wants more (Bluesky's
+    /// record `cid`, for the strong references of a reply's root and parent). Kept with the item.
+    pub thread_ref: Option<String>,
+}
+
+impl Published {
+    /// A post known by its id and, where the platform gives one, its URL.
+    pub fn new(platform_post_id: impl Into<String>, url: Option<String>) -> Self {
+        Published { platform_post_id: platform_post_id.into(), url, thread_ref: None }
+    }
+}
+
+/// How a later item of a chain (a thread's item, a first comment) attaches to what came before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUpKind {
+    /// A reply to `parent`, the item before it (a thread on X, Bluesky, Threads, Mastodon).
+    Reply,
+    /// A comment on `root`, the chain's first post (a first comment on Instagram, Facebook,
+    /// LinkedIn, YouTube).
+    Comment,
+}
+
+/// Where a later item of a chain goes: [`Platform::publish_follow_up`].
+#[derive(Debug, Clone, Copy)]
+pub struct FollowUp<'a> {
+    pub kind: FollowUpKind,
+    /// The chain's first post (what a comment is on; Bluesky's reply root).
+    pub root: &'a Published,
+    /// The item just before this one (what a reply answers; the root for the first reply).
+    pub parent: &'a Published,
+    /// This item's place in the chain: 1 for the first item after the post.
+    pub index: usize,
 }
 
 /// A board an account can publish to (Pinterest): what a target's `board_id` option names.
@@ -310,6 +342,33 @@ pub trait Platform: Send + Sync {
     /// Looks for the post an earlier publish of `publication` may have made (after a worker
     /// died or a call timed out). Most platforms cannot tell.
     async fn look_up(&self, _tokens: &TokenSet, _publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
+        Ok(LookUp::CannotTell)
+    }
+
+    /// Publishes a later item of a chain: `publication` is the item (its content, media and the
+    /// reference of this item), `follow_up` what it answers. Only called where the platform's
+    /// [`Chains`] allow that kind; refused elsewhere.
+    async fn publish_follow_up(
+        &self,
+        _tokens: &TokenSet,
+        _publication: &Publication<'_>,
+        follow_up: &FollowUp<'_>,
+    ) -> Result<Published, PlatformError> {
+        let what = match follow_up.kind {
+            FollowUpKind::Reply => "replies",
+            FollowUpKind::Comment => "comments",
+        };
+        Err(PlatformError::Permanent(format!("herald publishes no {what} on {}", self.spec().label)))
+    }
+
+    /// Looks for the item an earlier [`Platform::publish_follow_up`] may have made. Most
+    /// platforms cannot tell.
+    async fn look_up_follow_up(
+        &self,
+        _tokens: &TokenSet,
+        _publication: &Publication<'_>,
+        _follow_up: &FollowUp<'_>,
+    ) -> Result<LookUp, PlatformError> {
         Ok(LookUp::CannotTell)
     }
 

@@ -75,6 +75,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: false,
             required: true,
         },
+        chains: super::Chains::NONE,
     },
     options: super::options::options_of::<PinterestOptions>(),
     builtin_client_id: None,
@@ -305,7 +306,7 @@ fn board_of(options: &PinterestOptions) -> Result<&str, PlatformError> {
 
 fn published(id: String) -> Published {
     let url = Some(format!("https://www.pinterest.com/pin/{id}/"));
-    Published { platform_post_id: id, url }
+    Published::new(id, url)
 }
 
 fn created_at(text: &str) -> Option<DateTime<Utc>> {

@@ -69,6 +69,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: true,
             required: false,
         },
+        chains: super::Chains { replies: true, comments: true },
     },
     options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: Some("herald-sandbox"),
@@ -111,7 +112,7 @@ struct PostList {
 
 impl From<SandboxPost> for Published {
     fn from(post: SandboxPost) -> Self {
-        Published { platform_post_id: post.id, url: Some(post.url) }
+        Published::new(post.id, Some(post.url))
     }
 }
 

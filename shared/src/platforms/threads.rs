@@ -77,6 +77,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: true,
             required: false,
         },
+        chains: super::Chains::NONE,
     },
     options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: None,
@@ -182,7 +183,7 @@ impl Platform for ThreadsAdapter {
             .await
             .ok()
             .and_then(|found| found.permalink);
-        Ok(Published { platform_post_id: published.id, url: permalink })
+        Ok(Published::new(published.id, permalink))
     }
 
     async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {

@@ -90,6 +90,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: false,
             required: true,
         },
+        chains: super::Chains::NONE,
     },
     options: super::options::options_of::<TikTokOptions>(),
     builtin_client_id: None,
@@ -710,9 +711,9 @@ fn published(pending: &Pending, status: &Status) -> Published {
         Some(id) => {
             let kind = if pending.photo { "photo" } else { "video" };
             let url = pending.username.as_ref().map(|username| format!("https://www.tiktok.com/@{username}/{kind}/{id}"));
-            Published { platform_post_id: id, url }
+            Published::new(id, url)
         }
-        None => Published { platform_post_id: pending.publish_id.clone(), url: None },
+        None => Published::new(pending.publish_id.clone(), None),
     }
 }
 

@@ -88,6 +88,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: false,
             required: false,
         },
+        chains: super::Chains::NONE,
     },
     options: super::options::options_of::<super::options::NoOptions>(),
     builtin_client_id: None,
@@ -162,7 +163,7 @@ impl Platform for XAdapter {
         let request = self.oauth.http().post(url).bearer_auth(tokens.access_token.expose_secret()).json(&body);
         let created: Created = self.send_json(request).await?;
         let url = format!("https://x.com/i/web/status/{}", created.data.id);
-        Ok(Published { platform_post_id: created.data.id, url: Some(url) })
+        Ok(Published::new(created.data.id, Some(url)))
     }
 }
 

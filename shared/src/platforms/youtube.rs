@@ -82,6 +82,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: false,
             required: true,
         },
+        chains: super::Chains::NONE,
     },
     options: super::options::options_of::<YouTubeOptions>(),
     builtin_client_id: None,
@@ -364,7 +365,7 @@ fn size_of(file: &MediaFile) -> Result<u64, PlatformError> {
 
 fn published(video: Video) -> Published {
     let url = format!("https://www.youtube.com/watch?v={}", video.id);
-    Published { platform_post_id: video.id, url: Some(url) }
+    Published::new(video.id, Some(url))
 }
 
 /// The offset after the last byte a `308`'s `Range` (`bytes=0-N`) acknowledges; none: nothing.
