@@ -388,7 +388,7 @@ mod tests {
         );
         assert_eq!(
             found,
-            LookUp::Found(Published::new("1".into(), Some("https://example.com/1".into())))
+            LookUp::Found(Published::new("1", Some("https://example.com/1".into())))
         );
         let two = vec![post("1", None, "2026-11-02T08:00:03+0000"), post("2", Some(""), "2026-11-02T08:01:00+0000")];
         assert_eq!(made_since(two, began, ""), LookUp::CannotTell, "two candidates: cannot tell which");
