@@ -286,11 +286,15 @@ impl Bench {
                     content: None,
                     options: Value::Null,
                     media: None,
+                    thread: None,
+                    first_comment: None,
                 };
                 let command = post::Command::Create {
                     project_id: self.project_id,
                     content: format!("bench post {index}"),
                     media: Vec::new(),
+                    thread: Vec::new(),
+                    first_comment: None,
                     targets: vec![target],
                     scheduled_at: Some(later),
                     draft: false,

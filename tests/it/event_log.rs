@@ -98,6 +98,8 @@ fn create_post(project_id: Uuid, accounts: &[Uuid], scheduled_at: Option<DateTim
         project_id,
         content: "hello world".into(),
         media: Vec::new(),
+        thread: Vec::new(),
+        first_comment: None,
         targets: accounts
             .iter()
             .map(|account_id| post::Target {
@@ -106,6 +108,8 @@ fn create_post(project_id: Uuid, accounts: &[Uuid], scheduled_at: Option<DateTim
                 content: None,
                 options: Value::Null,
                 media: None,
+                thread: None,
+                first_comment: None,
             })
             .collect(),
         scheduled_at,
@@ -438,8 +442,14 @@ async fn a_rebuild_reproduces_every_read_model_row() {
     run::<post::Post>(&pool, edited, create_post(project_id, &[account_id, Uuid::now_v7()], None), project_id)
         .await
         .unwrap();
-    let update =
-        post::Command::Update { content: Some("edited".into()), media: None, targets: None, scheduled_at: None };
+    let update = post::Command::Update {
+        content: Some("edited".into()),
+        media: None,
+        thread: None,
+        first_comment: None,
+        targets: None,
+        scheduled_at: None,
+    };
     run::<post::Post>(&pool, edited, update, project_id).await.unwrap();
     run::<post::Post>(&pool, edited, post::Command::Cancel, project_id).await.unwrap();
 

@@ -53,12 +53,16 @@ pub async fn draft_post(app: &TestApp, project_id: Uuid, content: &str, accounts
             content: None,
             options: Value::Null,
             media: None,
+            thread: None,
+            first_comment: None,
         })
         .collect();
     let command = post::Command::Create {
         project_id,
         content: content.into(),
         media: Vec::new(),
+        thread: Vec::new(),
+        first_comment: None,
         targets,
         scheduled_at: None,
         draft: true,

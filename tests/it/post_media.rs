@@ -32,7 +32,7 @@ pub(crate) async fn upload(app: &TestApp, key: &str, bytes: Vec<u8>) -> String {
     item["id"].as_str().unwrap().to_owned()
 }
 
-async fn post_json(app: &TestApp, key: &str, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn post_json(app: &TestApp, key: &str, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
     let response =
         app.http.request(method.parse().unwrap(), app.url(path)).bearer_auth(key).json(&body).send().await.unwrap();
     let status = response.status();
@@ -43,7 +43,7 @@ async fn post_json(app: &TestApp, key: &str, method: &str, path: &str, body: Val
 }
 
 /// The `(field, message)` pairs of a 422.
-fn field_errors(problem: &Value) -> Vec<(String, String)> {
+pub(crate) fn field_errors(problem: &Value) -> Vec<(String, String)> {
     problem["errors"]
         .as_array()
         .unwrap_or_else(|| panic!("no errors in {problem}"))

@@ -277,11 +277,15 @@ async fn two_scheduler_sweeps_queue_each_delivery_once() {
         content: None,
         options: Value::Null,
         media: None,
+        thread: None,
+        first_comment: None,
     };
     let command = herald_shared::domain::post::Command::Create {
         project_id,
         content: "swept".into(),
         media: Vec::new(),
+        thread: Vec::new(),
+        first_comment: None,
         targets: vec![target],
         scheduled_at: None,
         draft: false,
@@ -308,7 +312,7 @@ async fn two_scheduler_sweeps_queue_each_delivery_once() {
 }
 
 /// A `herald worker` process on the test's database and api.
-fn worker_process(app: &TestApp) -> std::process::Child {
+pub(crate) fn worker_process(app: &TestApp) -> std::process::Child {
     std::process::Command::new(crate::harness::herald_binary())
         .arg("worker")
         .env_clear()

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use herald_shared::commands::load;
 use herald_shared::commands::posts::{self, Draft, TargetRequest};
 use herald_shared::domain::api_key::Environment;
-use herald_shared::domain::post::{self, MediaRef, Post, Target};
+use herald_shared::domain::post::{self, MediaRef, Post, Target, ThreadItem};
 use herald_shared::platforms::{self, ContentRules, Platforms};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -58,6 +58,40 @@ impl MediaBody {
     }
 }
 
+/// One item of a thread, after the post's own content: published as a reply to the one before
+/// (X, Bluesky, Threads, Mastodon, the sandbox).
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(as = ThreadItem)]
+#[serde(deny_unknown_fields)]
+struct ThreadItemBody {
+    /// Its text, checked as a post's on each target's platform (empty when it carries media).
+    #[serde(default)]
+    content: String,
+    /// Its images and videos, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    media: Vec<MediaBody>,
+}
+
+impl ThreadItemBody {
+    fn into_items(thread: Vec<ThreadItemBody>) -> Vec<ThreadItem> {
+        thread
+            .into_iter()
+            .map(|item| ThreadItem { content: item.content, media: MediaBody::into_refs(item.media) })
+            .collect()
+    }
+}
+
+/// One published step of a delivery's chain: a thread's item or the first comment.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(as = PublishedItem)]
+struct PublishedItemView {
+    /// Its place in the chain: 1 is the first item after the post itself (the first comment comes
+    /// after the thread's items).
+    index: usize,
+    platform_post_id: String,
+    platform_url: Option<String>,
+}
+
 /// One target of a new or edited post.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +101,10 @@ struct TargetBody {
     content: Option<String>,
     /// This target's media instead of the post's (`[]`: none).
     media: Option<Vec<MediaBody>>,
+    /// This target's thread instead of the post's (`[]`: none).
+    thread: Option<Vec<ThreadItemBody>>,
+    /// This target's first comment instead of the post's.
+    first_comment: Option<String>,
     /// The target's options, tagged with its account's platform
     /// (`{"platform": "mastodon", "visibility": "unlisted"}`): one of the platforms' option types.
     #[serde(default)]
@@ -81,6 +119,8 @@ impl TargetBody {
             content: self.content,
             options: self.options,
             media: self.media.map(MediaBody::into_refs),
+            thread: self.thread.map(ThreadItemBody::into_items),
+            first_comment: self.first_comment,
         }
     }
 }
@@ -95,6 +135,13 @@ struct CreateBody {
     /// platform rules (types, counts, sizes, dimensions, durations) are checked at creation.
     #[serde(default)]
     media: Vec<MediaBody>,
+    /// The items after `content`, each published as a reply to the one before, where the
+    /// target's platform takes replies (X, Bluesky, Threads, Mastodon); refused elsewhere.
+    #[serde(default)]
+    thread: Vec<ThreadItemBody>,
+    /// Posted on the published post (Instagram, Facebook, LinkedIn, YouTube) or as a last reply
+    /// (X, Bluesky, Threads, Mastodon); refused elsewhere.
+    first_comment: Option<String>,
     targets: Vec<TargetBody>,
     /// RFC 3339 with an offset; absent: now.
     scheduled_at: Option<DateTime<Utc>>,
@@ -115,6 +162,10 @@ struct UpdateBody {
     content: Option<String>,
     /// The post's media instead of the current ones (`[]`: none).
     media: Option<Vec<MediaBody>>,
+    /// The post's thread instead of the current one (`[]`: none).
+    thread: Option<Vec<ThreadItemBody>>,
+    /// The post's first comment instead of the current one (`""`: none).
+    first_comment: Option<String>,
     targets: Option<Vec<TargetBody>>,
     scheduled_at: Option<DateTime<Utc>>,
 }
@@ -139,12 +190,22 @@ pub struct DeliveryView {
     /// This target's own media; `null`: the post's.
     #[schema(value_type = Option<Vec<MediaBody>>)]
     media: Option<JsonColumn<Vec<MediaBody>>>,
+    /// This target's own thread; `null`: the post's.
+    #[schema(value_type = Option<Vec<ThreadItemBody>>)]
+    thread: Option<JsonColumn<Vec<ThreadItemBody>>>,
+    /// This target's own first comment; `null`: the post's.
+    first_comment: Option<String>,
     /// `pending`, `queued`, `publishing`, `published`, `failed`, `unknown` or `canceled`.
     status: String,
     /// Calls made to the platform.
     attempts: i32,
+    /// The post itself on the platform (the chain's first post).
     platform_post_id: Option<String>,
     platform_url: Option<String>,
+    /// The chain's later steps published so far (a thread's items, then the first comment): a
+    /// failed or retried delivery keeps them, and a retry resumes after the last.
+    #[schema(value_type = Vec<PublishedItemView>)]
+    items: JsonColumn<Vec<PublishedItemView>>,
     published_at: Option<DateTime<Utc>>,
     /// `{code, message, platform_request_id}` of the last failure.
     #[schema(value_type = Option<Object>)]
@@ -163,6 +224,11 @@ pub struct PostView {
     /// The media of every target without its own.
     #[schema(value_type = Vec<MediaBody>)]
     media: JsonColumn<Vec<MediaBody>>,
+    /// The thread of every target without its own.
+    #[schema(value_type = Vec<ThreadItemBody>)]
+    thread: JsonColumn<Vec<ThreadItemBody>>,
+    /// The first comment of every target without its own.
+    first_comment: Option<String>,
     external_id: Option<String>,
     scheduled_at: Option<DateTime<Utc>>,
     requires_approval: bool,
@@ -178,6 +244,8 @@ struct PostRow {
     status: String,
     content: String,
     media: JsonColumn<Vec<MediaBody>>,
+    thread: JsonColumn<Vec<ThreadItemBody>>,
+    first_comment: Option<String>,
     external_id: Option<String>,
     scheduled_at: Option<DateTime<Utc>>,
     requires_approval: bool,
@@ -319,9 +387,11 @@ async fn create(
     posts::check_external_id(body.external_id.as_deref(), &mut problems);
     let mut errors: Vec<FieldError> = problems.into_iter().map(FieldError::from).collect();
     let media = MediaBody::into_refs(body.media);
+    let thread = ThreadItemBody::into_items(body.thread);
     let targets = body.targets.into_iter().map(TargetBody::into_request).collect();
     let mut tx = crate::idempotency::begin(&state.pool).await?;
-    let draft = Draft { content: &body.content, media: &media };
+    let draft =
+        Draft { content: &body.content, media: &media, thread: &thread, first_comment: body.first_comment.as_deref() };
     let targets = check_targets(&state, &mut tx, &caller, draft, targets, &mut errors).await?;
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
@@ -332,6 +402,8 @@ async fn create(
         project_id: caller.project_id,
         content: body.content,
         media,
+        thread,
+        first_comment: body.first_comment,
         targets,
         scheduled_at: body.scheduled_at,
         draft: body.draft,
@@ -359,7 +431,8 @@ async fn list(
     let limit = page_limit(query.limit, 50, 100)?;
     let rows = sqlx::query_as!(
         PostRow,
-        r#"SELECT p.id, p.status, p.content, p.media AS "media: JsonColumn<Vec<MediaBody>>", p.external_id, p.scheduled_at,
+        r#"SELECT p.id, p.status, p.content, p.media AS "media: JsonColumn<Vec<MediaBody>>",
+                p.thread AS "thread: JsonColumn<Vec<ThreadItemBody>>", p.first_comment, p.external_id, p.scheduled_at,
                 p.requires_approval, p.approved_at, p.created_at, p.updated_at
          FROM posts p
          WHERE p.project_id = $1 AND ($2::uuid IS NULL OR p.id < $2)
@@ -398,8 +471,9 @@ async fn list(
 async fn deliveries_of(state: &AppState, post_id: Uuid) -> Result<Vec<DeliveryView>, ApiError> {
     Ok(sqlx::query_as!(
         DeliveryView,
-        r#"SELECT id, account_id, content, media AS "media: JsonColumn<Vec<MediaBody>>", status, attempts, platform_post_id,
-                  platform_url, published_at, last_error
+        r#"SELECT id, account_id, content, media AS "media: JsonColumn<Vec<MediaBody>>",
+                  thread AS "thread: JsonColumn<Vec<ThreadItemBody>>", first_comment, status, attempts, platform_post_id,
+                  platform_url, items AS "items: JsonColumn<Vec<PublishedItemView>>", published_at, last_error
            FROM deliveries WHERE post_id = $1 ORDER BY id"#,
         post_id
     )
@@ -413,6 +487,8 @@ fn view(row: PostRow, deliveries: Vec<DeliveryView>) -> PostView {
         status: row.status,
         content: row.content,
         media: row.media,
+        thread: row.thread,
+        first_comment: row.first_comment,
         external_id: row.external_id,
         scheduled_at: row.scheduled_at,
         requires_approval: row.requires_approval,
@@ -427,7 +503,8 @@ fn view(row: PostRow, deliveries: Vec<DeliveryView>) -> PostView {
 async fn load_view(state: &AppState, caller: &Caller, id: Uuid) -> Result<PostView, ApiError> {
     let row = sqlx::query_as!(
         PostRow,
-        r#"SELECT id, status, content, media AS "media: JsonColumn<Vec<MediaBody>>", external_id, scheduled_at,
+        r#"SELECT id, status, content, media AS "media: JsonColumn<Vec<MediaBody>>",
+                  thread AS "thread: JsonColumn<Vec<ThreadItemBody>>", first_comment, external_id, scheduled_at,
                   requires_approval, approved_at, created_at, updated_at
            FROM posts WHERE id = $1 AND project_id = $2"#,
         id,
@@ -495,12 +572,24 @@ async fn update(
     let (post, _) = load::<Post>(&mut tx, id).await?;
     let content = body.content.clone().unwrap_or_else(|| post.content.clone());
     let media = body.media.map(MediaBody::into_refs);
-    let draft = Draft { content: &content, media: media.as_deref().unwrap_or(&post.media) };
+    let thread = body.thread.map(ThreadItemBody::into_items);
+    // `""` removes the first comment.
+    let first_comment = body.first_comment.map(|comment| Some(comment).filter(|comment| !comment.is_empty()));
+    let draft = Draft {
+        content: &content,
+        media: media.as_deref().unwrap_or(&post.media),
+        thread: thread.as_deref().unwrap_or(&post.thread),
+        first_comment: match &first_comment {
+            Some(given) => given.as_deref(),
+            None => post.first_comment.as_deref(),
+        },
+    };
     let mut errors = Vec::new();
     // New targets are checked; so are the current ones when what they publish changed.
+    let changed = body.content.is_some() || media.is_some() || thread.is_some() || first_comment.is_some();
     let targets = match body.targets {
         Some(targets) => Some(targets.into_iter().map(TargetBody::into_request).collect()),
-        None if body.content.is_some() || media.is_some() => Some(posts::current_targets(&post)),
+        None if changed => Some(posts::current_targets(&post)),
         None => None,
     };
     let targets = match targets {
@@ -510,7 +599,14 @@ async fn update(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let command = post::Command::Update { content: body.content, media, targets, scheduled_at: body.scheduled_at };
+    let command = post::Command::Update {
+        content: body.content,
+        media,
+        thread,
+        first_comment,
+        targets,
+        scheduled_at: body.scheduled_at,
+    };
     posts::execute_and_queue(&mut tx, id, command, &caller.event_metadata()).await?;
     tx.commit().await?;
     Ok(ApiJson(load_view(&state, &caller, id).await?))

@@ -50,6 +50,10 @@ pub(super) struct PublishBody {
     media: Vec<PublishMedia>,
     /// The publisher's reference, to find the post again.
     client_ref: Option<String>,
+    /// A post of the grant's this one answers (a thread's next item).
+    reply_to: Option<Uuid>,
+    /// A post of the grant's this one is a comment on (a first comment).
+    comment_on: Option<Uuid>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -90,7 +94,7 @@ fn checked_media(state: &AppState, media: &[PublishMedia]) -> Result<serde_json:
 
 /// Publish a sandbox post.
 ///
-/// Publishes the text on one of the grant's accounts, or fails the way its text asks: `[fail:401]`,
+/// Publishes the text on one of the grant's accounts, or fails the way its text asks: `[fail:400]`, `[fail:401]`,
 /// `[fail:429:SECONDS]`, `[fail:500]`, `[fail:timeout]`, `[fail:timeout-after-success]`,
 /// `[fail:slow:MILLISECONDS]`, with `xN` to fail only the first N attempts of a `client_ref`.
 #[utoipa::path(post, operation_id = "publishSandboxPost", path = "/sandbox/api/posts", tag = "sandbox", request_body = PublishBody, responses(
@@ -131,15 +135,34 @@ pub(super) async fn publish(
         Ok(media) => media,
         Err(error) => return (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": error }))).into_response(),
     };
+    if let Some(answered) = body.reply_to.or(body.comment_on) {
+        let known = sqlx::query_scalar!("SELECT 1 FROM sandbox_posts WHERE id = $1 AND login = $2", answered, login)
+            .fetch_optional(&state.pool)
+            .await;
+        match known {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let error = "reply_to / comment_on: no such post of this grant's";
+                return (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": error }))).into_response();
+            }
+            Err(error) => {
+                tracing::error!(%error, "the sandbox cannot read a post");
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+        }
+    }
     let id = Uuid::now_v7();
     let stored = sqlx::query!(
-        "INSERT INTO sandbox_posts (id, login, account_id, text, client_ref, media) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO sandbox_posts (id, login, account_id, text, client_ref, media, reply_to, comment_on)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         id,
         login,
         body.account_id,
         body.text,
         body.client_ref,
-        media
+        media,
+        body.reply_to.map(|id| id.to_string()),
+        body.comment_on.map(|id| id.to_string()),
     )
     .execute(&state.pool)
     .await;
@@ -231,13 +254,24 @@ pub(super) async fn find_posts(
         (status = 503, description = "The sandbox could not read the post; try again", content_type = "text/html", body = String),
     ))]
 pub(super) async fn show_post(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>) -> Response {
-    let found = sqlx::query!("SELECT account_id, text, media, created_at FROM sandbox_posts WHERE id = $1", id)
-        .fetch_optional(&state.pool)
-        .await;
+    let found = sqlx::query!(
+        "SELECT account_id, text, media, reply_to, comment_on, created_at FROM sandbox_posts WHERE id = $1",
+        id
+    )
+    .fetch_optional(&state.pool)
+    .await;
     match found {
         Ok(Some(post)) => {
+            let base = state.config.public_url();
+            let link = |id: &str| post_link(&base, id);
+            let answers = match (&post.reply_to, &post.comment_on) {
+                (Some(parent), _) => format!("<p><small>In reply to {}</small></p>", link(parent)),
+                (None, Some(root)) => format!("<p><small>A comment on {}</small></p>", link(root)),
+                (None, None) => String::new(),
+            };
+            let followers = followers_html(&state, id).await;
             let body = format!(
-                "<p>{}</p>{}<p><small>{} · {}</small></p>",
+                "{answers}<p>{}</p>{}<p><small>{} · {}</small></p>{followers}",
                 escape(&post.text),
                 media_html(&state, &post.media).await,
                 escape(&post.account_id),
@@ -251,6 +285,37 @@ pub(super) async fn show_post(State(state): State<AppState>, ApiPath(id): ApiPat
             page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "The sandbox could not read the post.")
         }
     }
+}
+
+/// A link to a sandbox post's page.
+fn post_link(base: &str, id: &str) -> String {
+    format!("<a href=\"{base}/sandbox/posts/{0}\">{0}</a>", escape(id))
+}
+
+/// The replies to and comments on post `id`, each with its text and a link to its page (whose
+/// own page shows what follows it), oldest first.
+async fn followers_html(state: &AppState, id: Uuid) -> String {
+    let base = state.config.public_url();
+    let id = id.to_string();
+    let found = sqlx::query!(
+        "SELECT id, text, reply_to IS NOT NULL AS \"reply!\" FROM sandbox_posts
+         WHERE reply_to = $1 OR comment_on = $1 ORDER BY created_at",
+        id
+    )
+    .fetch_all(&state.pool)
+    .await
+    .unwrap_or_default();
+    let list = |title: &str, replies: bool| -> String {
+        let items: String = found
+            .iter()
+            .filter(|follower| follower.reply == replies)
+            .map(|follower| {
+                format!("<li>{} {}</li>", escape(&follower.text), post_link(&base, &follower.id.to_string()))
+            })
+            .collect();
+        if items.is_empty() { String::new() } else { format!("<h2>{title}</h2><ul>{items}</ul>") }
+    };
+    format!("{}{}", list("Replies", true), list("Comments", false))
 }
 
 /// A post's media on its page, each at a fresh signed URL (`<img>` with its alt text, or

@@ -7,7 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 /// A failure the text asks for: `[fail:KIND]`, `[fail:KIND:ARG]`, with `xN` to apply it to the
-/// first N attempts of the client reference only (e.g. `[fail:500x2]`). Kinds: `401`,
+/// first N attempts of the client reference only (e.g. `[fail:500x2]`). Kinds: `400` (refused
+/// for good), `401`,
 /// `429:SECONDS` (with `Retry-After`), `500`, `timeout` (no answer), `timeout-after-success`
 /// (publishes, then no answer), `slow:MILLISECONDS` (publishes after a delay).
 #[derive(Debug, PartialEq, Eq)]
@@ -48,6 +49,9 @@ impl Marker {
         match (self.kind.as_str(), self.argument) {
             ("401", _) => {
                 Some((StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_token" }))).into_response())
+            }
+            ("400", _) => {
+                Some((StatusCode::BAD_REQUEST, axum::Json(json!({ "error": "injected refusal" }))).into_response())
             }
             ("429", seconds) => Some(rate_limited(seconds.unwrap_or(60))),
             ("500", _) => Some(

@@ -24,7 +24,7 @@ use crate::domain::content::{self, ContentRules};
 use crate::domain::media::MediaKind;
 use crate::domain::media_item::MediaStatus;
 use crate::domain::media_rules::{Attachment, broken_rules};
-use crate::domain::post::{self, MediaRef, Post, Target};
+use crate::domain::post::{self, MediaRef, Post, Target, ThreadItem};
 use crate::events::EventMetadata;
 
 /// The most targets one post may have.
@@ -33,6 +33,10 @@ pub const MAX_TARGETS: usize = 50;
 /// The most media one list (the post's, or a target's) may name: the most any platform takes
 /// (TikTok's photo posts).
 pub const MAX_MEDIA: usize = 35;
+
+/// The most items a thread may have after the post's own content (X and Bluesky clients stop
+/// around 25 too).
+pub const MAX_THREAD: usize = 25;
 
 /// One target as a client asks for it.
 #[derive(Debug, Clone)]
@@ -44,6 +48,10 @@ pub struct TargetRequest {
     pub options: Value,
     /// This target's media instead of the post's (an empty list: none).
     pub media: Option<Vec<MediaRef>>,
+    /// This target's thread instead of the post's (an empty list: none).
+    pub thread: Option<Vec<ThreadItem>>,
+    /// This target's first comment instead of the post's.
+    pub first_comment: Option<String>,
 }
 
 /// What the platforms take, as the post validation asks it (the api answers from the platform
@@ -62,6 +70,9 @@ pub struct Draft<'a> {
     pub content: &'a str,
     /// The post's media, for every target without its own.
     pub media: &'a [MediaRef],
+    /// The post's thread and first comment, for every target without its own.
+    pub thread: &'a [ThreadItem],
+    pub first_comment: Option<&'a str>,
 }
 
 /// One field of a request that is wrong, and why.
@@ -100,8 +111,9 @@ pub async fn check_targets(
     if targets.is_empty() || targets.len() > MAX_TARGETS {
         problems.push(Invalid::new("targets", format!("must have 1 to {MAX_TARGETS} targets")));
     }
-    let library = Library::load(tx, project_id, reach.test_only, draft.media, &targets).await?;
+    let library = Library::load(tx, project_id, reach.test_only, draft, &targets).await?;
     library.check_list("media", draft.media, problems);
+    check_thread_lists(&library, "thread", draft.thread, draft.first_comment, problems);
     let ids: Vec<Uuid> = targets.iter().map(|target| target.account_id).collect();
     let accounts = sqlx::query!(
         r#"SELECT id, platform, status AS "status: AccountStatus", external_id FROM accounts
@@ -135,6 +147,15 @@ pub async fn check_targets(
             library.check_list(&field("media"), media, problems);
         }
         let media = target.media.as_deref().unwrap_or(draft.media);
+        if target.thread.is_some() || target.first_comment.is_some() {
+            let thread = target.thread.as_deref().unwrap_or_default();
+            check_thread_lists(&library, &field("thread"), thread, target.first_comment.as_deref(), problems);
+        }
+        let thread_field = if target.thread.is_some() { field("thread") } else { "thread".to_owned() };
+        let comment_field =
+            if target.first_comment.is_some() { field("first_comment") } else { "first_comment".into() };
+        let thread = target.thread.as_deref().unwrap_or(draft.thread);
+        let first_comment = target.first_comment.as_deref().or(draft.first_comment);
         match rules.content(&account.platform) {
             Err(reason) => problems.push(Invalid::new(field("account_id"), reason)),
             Ok(content_rules) => {
@@ -142,6 +163,8 @@ pub async fn check_targets(
                 check_length(&account.platform, &content_rules, text, bare, content_field, problems);
                 let broken = library.broken_rules(&account.platform, &content_rules, media);
                 problems.extend(broken.into_iter().map(|rule| Invalid::new(field("media"), rule)));
+                let chain = Chain { thread, first_comment, thread_field, comment_field };
+                check_chain(&account.platform, &content_rules, &library, chain, problems);
                 for (option, message) in rules.option_problems(&account.platform, &target.options) {
                     let at = if option.is_empty() { field("options") } else { field(&format!("options.{option}")) };
                     problems.push(Invalid::new(at, message));
@@ -154,9 +177,66 @@ pub async fn check_targets(
             content: target.content,
             options: target.options,
             media: target.media,
+            thread: target.thread,
+            first_comment: target.first_comment,
         });
     }
     Ok(checked)
+}
+
+/// A target's thread and first comment, and the fields to name in problems (the target's own,
+/// or the post's).
+struct Chain<'a> {
+    thread: &'a [ThreadItem],
+    first_comment: Option<&'a str>,
+    thread_field: String,
+    comment_field: String,
+}
+
+/// Checks a thread's and first comment's shape where they are given (at `field`): not too long,
+/// each item's media list, no blank first comment.
+fn check_thread_lists(
+    library: &Library,
+    field: &str,
+    thread: &[ThreadItem],
+    first_comment: Option<&str>,
+    problems: &mut Vec<Invalid>,
+) {
+    if thread.len() > MAX_THREAD {
+        problems.push(Invalid::new(field, format!("at most {MAX_THREAD} items")));
+    }
+    for (index, item) in thread.iter().enumerate() {
+        library.check_list(&format!("{field}[{index}].media"), &item.media, problems);
+    }
+    if first_comment.is_some_and(|comment| comment.trim().is_empty()) {
+        let at =
+            field.strip_suffix("thread").map_or_else(|| "first_comment".to_owned(), |at| format!("{at}first_comment"));
+        problems.push(Invalid::new(at, "must not be blank (leave it out instead)"));
+    }
+}
+
+/// Checks what follows a target's own content against its platform: a thread only where its
+/// items can be replies, a first comment only where it can be a comment or a reply, and each item
+/// as the platform takes a post.
+fn check_chain(platform: &str, rules: &ContentRules, library: &Library, chain: Chain<'_>, problems: &mut Vec<Invalid>) {
+    let Chain { thread, first_comment, thread_field, comment_field } = chain;
+    if !thread.is_empty() && !rules.chains.replies {
+        problems.push(Invalid::new(&thread_field, format!("herald publishes no threads on {platform}")));
+    } else {
+        for (index, item) in thread.iter().enumerate() {
+            let at = |name: &str| format!("{thread_field}[{index}].{name}");
+            check_length(platform, rules, &item.content, item.media.is_empty(), at("content"), problems);
+            let broken = library.broken_rules(platform, rules, &item.media);
+            problems.extend(broken.into_iter().map(|rule| Invalid::new(at("media"), rule)));
+        }
+    }
+    if let Some(comment) = first_comment {
+        if !rules.chains.first_comment() {
+            problems.push(Invalid::new(comment_field, format!("herald publishes no first comments on {platform}")));
+        } else if !comment.trim().is_empty() {
+            check_length(platform, rules, comment, true, comment_field, problems);
+        }
+    }
 }
 
 /// The library items a post names, as the key may see them.
@@ -181,11 +261,18 @@ impl Library {
         tx: &mut PgConnection,
         project_id: Uuid,
         test_only: bool,
-        media: &[MediaRef],
+        draft: Draft<'_>,
         targets: &[TargetRequest],
     ) -> Result<Self, sqlx::Error> {
-        let mut ids: Vec<Uuid> = media.iter().map(|item| item.id).collect();
-        ids.extend(targets.iter().flat_map(|target| target.media.iter().flatten().map(|item| item.id)));
+        let thread_media = |thread: &[ThreadItem]| -> Vec<Uuid> {
+            thread.iter().flat_map(|item| item.media.iter().map(|media| media.id)).collect()
+        };
+        let mut ids: Vec<Uuid> = draft.media.iter().map(|item| item.id).collect();
+        ids.extend(thread_media(draft.thread));
+        for target in targets {
+            ids.extend(target.media.iter().flatten().map(|item| item.id));
+            ids.extend(thread_media(target.thread.as_deref().unwrap_or_default()));
+        }
         if ids.is_empty() {
             return Ok(Self { items: HashMap::new() });
         }
@@ -305,6 +392,8 @@ pub fn current_targets(post: &Post) -> Vec<TargetRequest> {
             content: delivery.content.clone(),
             options: delivery.options.clone(),
             media: delivery.media.clone(),
+            thread: delivery.thread.clone(),
+            first_comment: delivery.first_comment.clone(),
         })
         .collect()
 }

@@ -91,6 +91,39 @@ pub struct MediaRef {
     pub alt_text: Option<String>,
 }
 
+/// One item of a thread, after the post's own content: published as a reply to the one before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ThreadItem {
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<MediaRef>,
+}
+
+/// What follows a post's own content on a target: its thread's items, then its first comment.
+/// Each is one step of the delivery, published after the one before (at index 1, 2, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainStep<'a> {
+    Item(&'a ThreadItem),
+    FirstComment(&'a str),
+}
+
+/// The steps after the post's own content, in order: index 1 is the first.
+pub fn chain_steps<'a>(thread: &'a [ThreadItem], first_comment: Option<&'a str>) -> Vec<ChainStep<'a>> {
+    thread.iter().map(ChainStep::Item).chain(first_comment.map(ChainStep::FirstComment)).collect()
+}
+
+/// One step of a chain as published: its index (0 is the post's own content), its id and URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedItem {
+    pub index: usize,
+    pub platform_post_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_url: Option<String>,
+    /// What a reply to it needs besides its id (Bluesky's cid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_ref: Option<String>,
+}
+
 /// One target as given at creation or edit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
@@ -104,12 +137,28 @@ pub struct Target {
     /// Per-target media (an empty list: none); the post's media when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media: Option<Vec<MediaRef>>,
+    /// Per-target thread (an empty list: none); the post's when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<Vec<ThreadItem>>,
+    /// Per-target first comment; the post's when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_comment: Option<String>,
 }
 
 impl Target {
     /// The media this target publishes: its own, or the post's.
     pub fn media_or<'a>(&'a self, post_media: &'a [MediaRef]) -> &'a [MediaRef] {
         self.media.as_deref().unwrap_or(post_media)
+    }
+
+    /// The thread this target publishes: its own, or the post's.
+    pub fn thread_or<'a>(&'a self, post_thread: &'a [ThreadItem]) -> &'a [ThreadItem] {
+        self.thread.as_deref().unwrap_or(post_thread)
+    }
+
+    /// The first comment this target publishes: its own, or the post's.
+    pub fn first_comment_or<'a>(&'a self, post_first_comment: Option<&'a str>) -> Option<&'a str> {
+        self.first_comment.as_deref().or(post_first_comment)
     }
 }
 
@@ -130,13 +179,31 @@ pub struct Delivery {
     pub options: Value,
     /// Its own media; the post's when `None`.
     pub media: Option<Vec<MediaRef>>,
+    /// Its own thread and first comment; the post's when `None`.
+    pub thread: Option<Vec<ThreadItem>>,
+    pub first_comment: Option<String>,
     pub status: DeliveryStatus,
     pub generation: i32,
     pub attempts: i32,
     pub platform_post_id: Option<String>,
     pub platform_url: Option<String>,
+    /// The post's own `thread_ref` (what a reply to it needs).
+    pub platform_thread_ref: Option<String>,
+    /// The chain's later steps published so far (index 1, 2, ...), kept across retries so a
+    /// retried delivery resumes with the next one.
+    pub items: Vec<PublishedItem>,
+    /// The step whose call was sent and whose outcome is not recorded: 0 for the post itself
+    /// (from `queued -> publishing`), `n` for the chain's `n`-th. A rescued job looks it up.
+    pub step_in_flight: Option<usize>,
     pub published_at: Option<DateTime<Utc>>,
     pub last_error: Option<DeliveryError>,
+}
+
+impl Delivery {
+    /// The index of the next step to publish: 0 while the post itself is not published.
+    pub fn next_step(&self) -> usize {
+        if self.platform_post_id.is_none() { 0 } else { self.items.len() + 1 }
+    }
 }
 
 /// The post's state.
@@ -148,6 +215,9 @@ pub struct Post {
     pub content: String,
     /// The media of every target without its own.
     pub media: Vec<MediaRef>,
+    /// The thread and first comment of every target without its own.
+    pub thread: Vec<ThreadItem>,
+    pub first_comment: Option<String>,
     pub external_id: Option<String>,
     pub scheduled_at: Option<DateTime<Utc>>,
     pub requires_approval: bool,
@@ -162,6 +232,8 @@ pub enum Command {
         project_id: Uuid,
         content: String,
         media: Vec<MediaRef>,
+        thread: Vec<ThreadItem>,
+        first_comment: Option<String>,
         targets: Vec<Target>,
         /// None: now (or, for a draft, when it is published).
         scheduled_at: Option<DateTime<Utc>>,
@@ -173,6 +245,9 @@ pub enum Command {
     Update {
         content: Option<String>,
         media: Option<Vec<MediaRef>>,
+        thread: Option<Vec<ThreadItem>>,
+        /// `Some(None)` removes it.
+        first_comment: Option<Option<String>>,
         targets: Option<Vec<Target>>,
         scheduled_at: Option<DateTime<Utc>>,
     },
@@ -200,6 +275,26 @@ pub enum Command {
         platform_post_id: String,
         platform_url: Option<String>,
         at: DateTime<Utc>,
+    },
+    /// Step `index` of a chain is about to be sent: recorded (and committed) before the call,
+    /// only when the step before it is published and nothing is in flight.
+    StartStep {
+        delivery_id: Uuid,
+        generation: i32,
+        index: usize,
+    },
+    /// Step `index` (0: the post itself, when a chain follows it) was published; the delivery
+    /// stays `publishing` until its last step.
+    RecordStepPublished {
+        delivery_id: Uuid,
+        index: usize,
+        item: PublishedItem,
+    },
+    /// Step `index` was surely not published (refused for now, rate limited): it is tried again.
+    RecordStepRetrying {
+        delivery_id: Uuid,
+        index: usize,
+        error: DeliveryError,
     },
     RecordRetrying {
         delivery_id: Uuid,
@@ -235,6 +330,10 @@ pub enum Event {
         content: String,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         media: Vec<MediaRef>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        thread: Vec<ThreadItem>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        first_comment: Option<String>,
         targets: Vec<Target>,
         scheduled_at: Option<DateTime<Utc>>,
         status: PostStatus,
@@ -247,6 +346,10 @@ pub enum Event {
         content: String,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         media: Vec<MediaRef>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        thread: Vec<ThreadItem>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        first_comment: Option<String>,
         targets: Vec<Target>,
         scheduled_at: Option<DateTime<Utc>>,
         generation: i32,
@@ -271,6 +374,12 @@ pub enum Event {
         published_at: DateTime<Utc>,
         post_status: PostStatus,
     },
+    #[serde(rename = "delivery.step_publishing")]
+    DeliveryStepPublishing { delivery_id: Uuid, index: usize },
+    #[serde(rename = "delivery.step_published")]
+    DeliveryStepPublished { delivery_id: Uuid, item: PublishedItem },
+    #[serde(rename = "delivery.step_retrying")]
+    DeliveryStepRetrying { delivery_id: Uuid, index: usize, error: DeliveryError },
     #[serde(rename = "delivery.retrying")]
     DeliveryRetrying { delivery_id: Uuid, error: DeliveryError, retry_at: DateTime<Utc> },
     #[serde(rename = "delivery.failed")]
@@ -291,6 +400,9 @@ impl DomainEvent for Event {
             Event::DeliveryQueued { .. } => "delivery.queued",
             Event::DeliveryPublishing { .. } => "delivery.publishing",
             Event::DeliveryPublished { .. } => "delivery.published",
+            Event::DeliveryStepPublishing { .. } => "delivery.step_publishing",
+            Event::DeliveryStepPublished { .. } => "delivery.step_published",
+            Event::DeliveryStepRetrying { .. } => "delivery.step_retrying",
             Event::DeliveryRetrying { .. } => "delivery.retrying",
             Event::DeliveryFailed { .. } => "delivery.failed",
             Event::DeliveryUnknown { .. } => "delivery.unknown",
@@ -423,6 +535,8 @@ impl Aggregate for Post {
                 project_id,
                 content,
                 media,
+                thread,
+                first_comment,
                 targets,
                 scheduled_at,
                 draft,
@@ -431,12 +545,12 @@ impl Aggregate for Post {
                 now,
             } => self.create(
                 project_id,
-                commands::Body { content, media, targets },
+                commands::Body { content, media, thread, first_comment, targets },
                 external_id,
                 commands::Start { scheduled_at, draft, requires_approval, now },
             ),
-            Command::Update { content, media, targets, scheduled_at } => {
-                self.update(content, media, targets, scheduled_at)
+            Command::Update { content, media, thread, first_comment, targets, scheduled_at } => {
+                self.update(commands::Edit { content, media, thread, first_comment, targets, scheduled_at })
             }
             Command::Approve => self.approve(),
             Command::Publish { now } => self.publish(now),
@@ -446,6 +560,13 @@ impl Aggregate for Post {
             Command::StartPublishing { delivery_id, generation } => self.start_publishing(delivery_id, generation),
             Command::RecordPublished { delivery_id, platform_post_id, platform_url, at } => {
                 self.record_published(delivery_id, platform_post_id, platform_url, at)
+            }
+            Command::StartStep { delivery_id, generation, index } => self.start_step(delivery_id, generation, index),
+            Command::RecordStepPublished { delivery_id, index, item } => {
+                self.record_step_published(delivery_id, index, item)
+            }
+            Command::RecordStepRetrying { delivery_id, index, error } => {
+                self.record_step_retrying(delivery_id, index, error)
             }
             Command::RecordRetrying { delivery_id, error, retry_at } => {
                 self.record_retrying(delivery_id, error, retry_at)
@@ -480,6 +601,8 @@ impl Post {
                 project_id,
                 content,
                 media,
+                thread,
+                first_comment,
                 targets,
                 scheduled_at,
                 status,
@@ -492,6 +615,8 @@ impl Post {
                     status: *status,
                     content: content.clone(),
                     media: media.clone(),
+                    thread: thread.clone(),
+                    first_comment: first_comment.clone(),
                     external_id: external_id.clone(),
                     scheduled_at: *scheduled_at,
                     requires_approval: *requires_approval,
@@ -500,9 +625,11 @@ impl Post {
                     deliveries: targets.iter().map(|target| new_delivery(target, 1)).collect(),
                 };
             }
-            Event::Updated { content, media, targets, scheduled_at, generation } => {
+            Event::Updated { content, media, thread, first_comment, targets, scheduled_at, generation } => {
                 self.content = content.clone();
                 self.media = media.clone();
+                self.thread = thread.clone();
+                self.first_comment = first_comment.clone();
                 self.scheduled_at = *scheduled_at;
                 self.generation = *generation;
                 self.deliveries = targets.iter().map(|target| new_delivery(target, *generation)).collect();
@@ -527,6 +654,8 @@ impl Post {
                 for delivery in self.deliveries.iter_mut().filter(|delivery| delivery_ids.contains(&delivery.id)) {
                     delivery.status = DeliveryStatus::Pending;
                     delivery.generation = *generation;
+                    // A person decided: the step in doubt is sent again; published ones are kept.
+                    delivery.step_in_flight = None;
                 }
                 self.status = PostStatus::Publishing;
             }
@@ -543,6 +672,8 @@ impl Post {
                 self.update_delivery(*delivery_id, |delivery| {
                     delivery.status = DeliveryStatus::Publishing;
                     delivery.attempts = *attempt;
+                    // The post itself is sent next, unless a retried chain resumes after it.
+                    delivery.step_in_flight = delivery.platform_post_id.is_none().then_some(0);
                 });
                 self.status = PostStatus::Publishing;
             }
@@ -552,14 +683,38 @@ impl Post {
                     delivery.platform_post_id = Some(platform_post_id.clone());
                     delivery.platform_url = platform_url.clone();
                     delivery.published_at = Some(*published_at);
+                    delivery.step_in_flight = None;
                 });
                 self.status = *post_status;
             }
+            Event::DeliveryStepPublishing { delivery_id, index } => {
+                self.update_delivery(*delivery_id, |delivery| delivery.step_in_flight = Some(*index));
+            }
+            Event::DeliveryStepPublished { delivery_id, item } => {
+                self.update_delivery(*delivery_id, |delivery| {
+                    delivery.step_in_flight = None;
+                    if item.index == 0 {
+                        delivery.platform_post_id = Some(item.platform_post_id.clone());
+                        delivery.platform_url = item.platform_url.clone();
+                        delivery.platform_thread_ref = item.thread_ref.clone();
+                    } else {
+                        delivery.items.push(item.clone());
+                    }
+                });
+            }
+            Event::DeliveryStepRetrying { delivery_id, error, .. } => {
+                self.update_delivery(*delivery_id, |delivery| {
+                    delivery.step_in_flight = None;
+                    delivery.last_error = Some(error.clone());
+                });
+            }
             Event::DeliveryRetrying { delivery_id, error, .. } => {
                 self.delivery_erred(*delivery_id, DeliveryStatus::Queued, error);
+                self.update_delivery(*delivery_id, |delivery| delivery.step_in_flight = None);
             }
             Event::DeliveryFailed { delivery_id, error, post_status } => {
                 self.delivery_erred(*delivery_id, DeliveryStatus::Failed, error);
+                self.update_delivery(*delivery_id, |delivery| delivery.step_in_flight = None);
                 self.status = *post_status;
             }
             Event::DeliveryUnknown { delivery_id, error, post_status } => {
@@ -592,6 +747,8 @@ fn new_delivery(target: &Target, generation: i32) -> Delivery {
         content: target.content.clone(),
         options: target.options.clone(),
         media: target.media.clone(),
+        thread: target.thread.clone(),
+        first_comment: target.first_comment.clone(),
         generation,
         ..Delivery::default()
     }

@@ -5,14 +5,27 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Delivery, DeliveryError, DeliveryStatus, Event, Post, PostStatus, Rejection, Target, check_targets, derive_status,
+    Delivery, DeliveryError, DeliveryStatus, Event, Post, PostStatus, PublishedItem, Rejection, Target, ThreadItem,
+    check_targets, derive_status,
 };
 
 /// What a new post says and where: its text, its media and its targets.
 pub(super) struct Body {
     pub(super) content: String,
     pub(super) media: Vec<super::MediaRef>,
+    pub(super) thread: Vec<ThreadItem>,
+    pub(super) first_comment: Option<String>,
     pub(super) targets: Vec<Target>,
+}
+
+/// What an edit changes (`None`: kept as it is).
+pub(super) struct Edit {
+    pub(super) content: Option<String>,
+    pub(super) media: Option<Vec<super::MediaRef>>,
+    pub(super) thread: Option<Vec<ThreadItem>>,
+    pub(super) first_comment: Option<Option<String>>,
+    pub(super) targets: Option<Vec<Target>>,
+    pub(super) scheduled_at: Option<DateTime<Utc>>,
 }
 
 /// How a new post starts: its status and due time follow from these.
@@ -47,13 +60,15 @@ impl Post {
         if self.exists {
             return Err(Rejection::AlreadyExists);
         }
-        let Body { content, media, targets } = body;
+        let Body { content, media, thread, first_comment, targets } = body;
         check_targets(&targets)?;
         let (status, scheduled_at) = start.status_and_due_time();
         Ok(vec![Event::Created {
             project_id,
             content,
             media,
+            thread,
+            first_comment,
             targets,
             scheduled_at,
             status,
@@ -62,13 +77,8 @@ impl Post {
         }])
     }
 
-    pub(super) fn update(
-        &self,
-        content: Option<String>,
-        media: Option<Vec<super::MediaRef>>,
-        targets: Option<Vec<Target>>,
-        scheduled_at: Option<DateTime<Utc>>,
-    ) -> Result<Vec<Event>, Rejection> {
+    pub(super) fn update(&self, edit: Edit) -> Result<Vec<Event>, Rejection> {
+        let Edit { content, media, thread, first_comment, targets, scheduled_at } = edit;
         if matches!(
             self.status,
             PostStatus::Canceled | PostStatus::Published | PostStatus::Partial | PostStatus::Failed
@@ -92,12 +102,16 @@ impl Post {
                     content: delivery.content.clone(),
                     options: delivery.options.clone(),
                     media: delivery.media.clone(),
+                    thread: delivery.thread.clone(),
+                    first_comment: delivery.first_comment.clone(),
                 })
                 .collect(),
         };
         Ok(vec![Event::Updated {
             content: content.unwrap_or_else(|| self.content.clone()),
             media: media.unwrap_or_else(|| self.media.clone()),
+            thread: thread.unwrap_or_else(|| self.thread.clone()),
+            first_comment: first_comment.unwrap_or_else(|| self.first_comment.clone()),
             targets,
             scheduled_at: scheduled_at.or(self.scheduled_at),
             generation: self.generation + 1,
@@ -191,6 +205,48 @@ impl Post {
             published_at: at,
             post_status,
         }])
+    }
+
+    pub(super) fn start_step(&self, delivery_id: Uuid, generation: i32, index: usize) -> Result<Vec<Event>, Rejection> {
+        let delivery = self.delivery(delivery_id)?;
+        if delivery.status != DeliveryStatus::Publishing
+            || delivery.generation != generation
+            || delivery.step_in_flight.is_some()
+            || index == 0
+            || delivery.next_step() != index
+        {
+            return Err(moved(delivery));
+        }
+        Ok(vec![Event::DeliveryStepPublishing { delivery_id, index }])
+    }
+
+    pub(super) fn record_step_published(
+        &self,
+        delivery_id: Uuid,
+        index: usize,
+        item: PublishedItem,
+    ) -> Result<Vec<Event>, Rejection> {
+        let delivery = self.delivery(delivery_id)?;
+        if delivery.status != DeliveryStatus::Publishing
+            || delivery.step_in_flight != Some(index)
+            || item.index != index
+        {
+            return Err(moved(delivery));
+        }
+        Ok(vec![Event::DeliveryStepPublished { delivery_id, item }])
+    }
+
+    pub(super) fn record_step_retrying(
+        &self,
+        delivery_id: Uuid,
+        index: usize,
+        error: DeliveryError,
+    ) -> Result<Vec<Event>, Rejection> {
+        let delivery = self.delivery(delivery_id)?;
+        if delivery.status != DeliveryStatus::Publishing || delivery.step_in_flight != Some(index) || index == 0 {
+            return Err(moved(delivery));
+        }
+        Ok(vec![Event::DeliveryStepRetrying { delivery_id, index, error }])
     }
 
     pub(super) fn record_retrying(

@@ -17,7 +17,15 @@ const DELIVERY_A: Uuid = Uuid::from_u128(20);
 const DELIVERY_B: Uuid = Uuid::from_u128(21);
 
 fn target(delivery_id: Uuid, account_id: Uuid) -> Target {
-    Target { delivery_id, account_id, content: None, options: Value::Null, media: None }
+    Target {
+        delivery_id,
+        account_id,
+        content: None,
+        options: Value::Null,
+        media: None,
+        thread: None,
+        first_comment: None,
+    }
 }
 
 fn targets() -> Vec<Target> {
@@ -29,6 +37,8 @@ fn created(status: PostStatus) -> Event {
         project_id: PROJECT,
         content: "hello".into(),
         media: Vec::new(),
+        thread: Vec::new(),
+        first_comment: None,
         targets: targets(),
         scheduled_at: Some(at(60)),
         status,
@@ -68,6 +78,8 @@ fn create(draft: bool, requires_approval: bool, scheduled_at: Option<DateTime<Ut
         project_id: PROJECT,
         content: "hello".into(),
         media: Vec::new(),
+        thread: Vec::new(),
+        first_comment: None,
         targets: targets(),
         scheduled_at,
         draft,
@@ -102,6 +114,8 @@ fn creating_twice_or_without_targets_or_with_a_repeated_account_is_refused() {
         project_id: PROJECT,
         content: "x".into(),
         media: Vec::new(),
+        thread: Vec::new(),
+        first_comment: None,
         targets: vec![],
         scheduled_at: None,
         draft: false,
@@ -114,6 +128,8 @@ fn creating_twice_or_without_targets_or_with_a_repeated_account_is_refused() {
         project_id: PROJECT,
         content: "x".into(),
         media: Vec::new(),
+        thread: Vec::new(),
+        first_comment: None,
         targets: vec![target(DELIVERY_A, ACCOUNT_A), target(DELIVERY_B, ACCOUNT_A)],
         scheduled_at: None,
         draft: false,
@@ -137,6 +153,8 @@ fn editing_before_any_delivery_started_resets_the_deliveries_to_a_new_generation
         .decide(Command::Update {
             content: Some("edited".into()),
             media: None,
+            thread: None,
+            first_comment: None,
             targets: None,
             scheduled_at: Some(at(120)),
         })
@@ -174,10 +192,24 @@ fn media_on_the_post_and_a_target_survive_edits_that_do_not_replace_them() {
     assert_eq!(post.media, std::slice::from_ref(&image));
     assert_eq!(post.deliveries[0].media, Some(vec![]), "the first target publishes none");
     assert_eq!(post.deliveries[1].media, None, "the second the post's");
-    let edit = Command::Update { content: Some("edited".into()), media: None, targets: None, scheduled_at: None };
+    let edit = Command::Update {
+        content: Some("edited".into()),
+        media: None,
+        thread: None,
+        first_comment: None,
+        targets: None,
+        scheduled_at: None,
+    };
     let edited = post.decide(edit).unwrap().iter().fold(post.clone(), Post::evolve);
     assert_eq!((edited.media.as_slice(), &edited.deliveries[0].media), (&[image][..], &Some(vec![])));
-    let cleared = Command::Update { content: None, media: Some(vec![]), targets: None, scheduled_at: None };
+    let cleared = Command::Update {
+        content: None,
+        media: Some(vec![]),
+        thread: None,
+        first_comment: None,
+        targets: None,
+        scheduled_at: None,
+    };
     let cleared = post.decide(cleared).unwrap().iter().fold(post, Post::evolve);
     assert!(cleared.media.is_empty());
     // An event recorded before posts carried media reads as a post without any.
@@ -190,7 +222,14 @@ fn media_on_the_post_and_a_target_survive_edits_that_do_not_replace_them() {
 #[test]
 fn editing_a_delivery_that_started_is_refused() {
     let post = given(&[created(PostStatus::Scheduled), queued(DELIVERY_A), publishing(DELIVERY_A)]);
-    let update = Command::Update { content: Some("late".into()), media: None, targets: None, scheduled_at: None };
+    let update = Command::Update {
+        content: Some("late".into()),
+        media: None,
+        thread: None,
+        first_comment: None,
+        targets: None,
+        scheduled_at: None,
+    };
     assert_eq!(post.decide(update), Err(Rejection::DeliveryStarted));
 }
 
@@ -251,7 +290,14 @@ fn canceling_a_published_post_is_refused() {
     ]);
     assert_eq!(post.status, PostStatus::Published);
     assert_eq!(post.decide(Command::Cancel), Err(Rejection::Finished(PostStatus::Published)));
-    let edit = Command::Update { content: Some("x".into()), media: None, targets: None, scheduled_at: None };
+    let edit = Command::Update {
+        content: Some("x".into()),
+        media: None,
+        thread: None,
+        first_comment: None,
+        targets: None,
+        scheduled_at: None,
+    };
     assert_eq!(post.decide(edit), Err(Rejection::Finished(PostStatus::Published)));
 }
 

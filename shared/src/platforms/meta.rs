@@ -386,10 +386,7 @@ mod tests {
             began,
             "hello world",
         );
-        assert_eq!(
-            found,
-            LookUp::Found(Published::new("1", Some("https://example.com/1".into())))
-        );
+        assert_eq!(found, LookUp::Found(Published::new("1", Some("https://example.com/1".into()))));
         let two = vec![post("1", None, "2026-11-02T08:00:03+0000"), post("2", Some(""), "2026-11-02T08:01:00+0000")];
         assert_eq!(made_since(two, began, ""), LookUp::CannotTell, "two candidates: cannot tell which");
         assert_eq!(made_since(vec![post("0", Some("x"), "2026-11-01T08:00:00+0000")], began, "x"), LookUp::CannotTell);

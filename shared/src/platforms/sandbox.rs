@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::oauth::OAuthClient;
 use super::{
-    ContentRules, DefaultEndpoints, KindRules, MediaRules, GrantedAccount, LookUp, Platform, PlatformError, PlatformSpec, Publication,
+    ContentRules, DefaultEndpoints, FollowUp, FollowUpKind, KindRules, MediaRules, GrantedAccount, LookUp, Platform, PlatformError, PlatformSpec, Publication,
     PublishRates, Published, TokenSet, http, per_minutes,
 };
 
@@ -144,6 +144,46 @@ impl Platform for SandboxAdapter {
     }
 
     async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
+        self.post(tokens, publication, None).await
+    }
+
+    async fn publish_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        follow_up: &FollowUp<'_>,
+    ) -> Result<Published, PlatformError> {
+        self.post(tokens, publication, Some(follow_up)).await
+    }
+
+    async fn look_up_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        _follow_up: &FollowUp<'_>,
+    ) -> Result<LookUp, PlatformError> {
+        self.look_up(tokens, publication).await
+    }
+
+    async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
+        let query =
+            form_urlencoded::Serializer::new(String::new()).append_pair("client_ref", publication.reference).finish();
+        let url = format!("{}/posts?{query}", self.oauth.endpoints().api_url);
+        let request = self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret());
+        let found: PostList = http::send_json(self.oauth.label(), request).await?;
+        Ok(found.data.into_iter().next().map_or(LookUp::NotFound, |post| LookUp::Found(post.into())))
+    }
+}
+
+impl SandboxAdapter {
+    /// `POST {api}/posts`: a post, or one that answers the item before it (`reply_to`) or
+    /// comments on the chain's first post (`comment_on`).
+    async fn post(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        follow_up: Option<&FollowUp<'_>>,
+    ) -> Result<Published, PlatformError> {
         let media: Vec<serde_json::Value> = publication
             .media
             .iter()
@@ -155,18 +195,15 @@ impl Platform for SandboxAdapter {
             "media": media,
             "client_ref": publication.reference,
         });
+        let mut body = body;
+        match follow_up {
+            Some(FollowUp { kind: FollowUpKind::Reply, parent, .. }) => body["reply_to"] = parent.platform_post_id.clone().into(),
+            Some(FollowUp { kind: FollowUpKind::Comment, root, .. }) => body["comment_on"] = root.platform_post_id.clone().into(),
+            None => {}
+        }
         let url = format!("{}/posts", self.oauth.endpoints().api_url);
         let request = self.oauth.http().post(url).bearer_auth(tokens.access_token.expose_secret()).json(&body);
         let created: SandboxPost = http::send_json(self.oauth.label(), request).await?;
         Ok(created.into())
-    }
-
-    async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
-        let query =
-            form_urlencoded::Serializer::new(String::new()).append_pair("client_ref", publication.reference).finish();
-        let url = format!("{}/posts?{query}", self.oauth.endpoints().api_url);
-        let request = self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret());
-        let found: PostList = http::send_json(self.oauth.label(), request).await?;
-        Ok(found.data.into_iter().next().map_or(LookUp::NotFound, |post| LookUp::Found(post.into())))
     }
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{ProjectionError, stream_uuid};
 use crate::domain::aggregate::DomainEvent;
-use crate::domain::post::{DeliveryStatus, Event, MediaRef, Target};
+use crate::domain::post::{DeliveryStatus, Event, MediaRef, Target, ThreadItem};
 use crate::events::RecordedEvent;
 
 /// The event type [`insert_created`] handles.
@@ -27,6 +27,8 @@ pub async fn insert_created(tx: &mut PgConnection, events: &[&RecordedEvent]) ->
             project_id,
             content,
             media,
+            thread,
+            first_comment,
             targets,
             scheduled_at,
             status,
@@ -37,8 +39,10 @@ pub async fn insert_created(tx: &mut PgConnection, events: &[&RecordedEvent]) ->
             return Err(ProjectionError::Invalid("expected post.created"));
         };
         deliveries.push(post_id, project_id, &content, &targets, 1, recorded.recorded_at)?;
-        attachments.push(post_id, &media, &targets);
+        attachments.push(post_id, &media, &thread, &targets);
         posts.media.push(serde_json::to_value(&media)?);
+        posts.threads.push(serde_json::to_value(&thread)?);
+        posts.first_comments.push(first_comment);
         posts.ids.push(post_id);
         posts.projects.push(project_id);
         posts.statuses.push(status.as_str().to_owned());
@@ -50,12 +54,13 @@ pub async fn insert_created(tx: &mut PgConnection, events: &[&RecordedEvent]) ->
     }
     sqlx::query!(
         "INSERT INTO posts (id, project_id, status, content, external_id, scheduled_at, requires_approval,
-                            generation, created_at, updated_at, media)
+                            generation, created_at, updated_at, media, thread, first_comment)
          SELECT id, project_id, status, content, external_id, scheduled_at, requires_approval, 1, recorded_at, recorded_at,
-                media
+                media, thread, first_comment
          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bool[],
-                     $8::timestamptz[], $9::jsonb[])
-              AS p(id, project_id, status, content, external_id, scheduled_at, requires_approval, recorded_at, media)",
+                     $8::timestamptz[], $9::jsonb[], $10::jsonb[], $11::text[])
+              AS p(id, project_id, status, content, external_id, scheduled_at, requires_approval, recorded_at, media,
+                   thread, first_comment)",
         &posts.ids,
         &posts.projects,
         &posts.statuses,
@@ -65,6 +70,8 @@ pub async fn insert_created(tx: &mut PgConnection, events: &[&RecordedEvent]) ->
         &posts.approvals,
         &posts.recorded,
         &posts.media,
+        &posts.threads,
+        &posts.first_comments as &[Option<String>],
     )
     .execute(&mut *tx)
     .await?;
@@ -84,6 +91,8 @@ struct PostRows {
     approvals: Vec<bool>,
     recorded: Vec<DateTime<Utc>>,
     media: Vec<Value>,
+    threads: Vec<Value>,
+    first_comments: Vec<Option<String>>,
 }
 
 /// `post_media` rows (one per attachment, in order) to insert in one statement. Their ids are
@@ -96,22 +105,37 @@ struct AttachmentRows {
     media: Vec<Uuid>,
     positions: Vec<i32>,
     alt_texts: Vec<Option<String>>,
+    thread_items: Vec<Option<i32>>,
 }
 
 impl AttachmentRows {
-    /// The post's own media (`delivery_id` NULL) and each target's own.
-    fn push(&mut self, post_id: Uuid, post_media: &[MediaRef], targets: &[Target]) {
-        self.push_list(post_id, None, post_media);
+    /// The post's own media and thread (`delivery_id` NULL) and each target's own.
+    fn push(&mut self, post_id: Uuid, post_media: &[MediaRef], post_thread: &[ThreadItem], targets: &[Target]) {
+        self.push_list(post_id, None, None, post_media);
+        self.push_thread(post_id, None, post_thread);
         for target in targets {
             if let Some(media) = &target.media {
-                self.push_list(post_id, Some(target.delivery_id), media);
+                self.push_list(post_id, Some(target.delivery_id), None, media);
+            }
+            if let Some(thread) = &target.thread {
+                self.push_thread(post_id, Some(target.delivery_id), thread);
             }
         }
     }
 
-    fn push_list(&mut self, post_id: Uuid, delivery_id: Option<Uuid>, media: &[MediaRef]) {
+    fn push_thread(&mut self, post_id: Uuid, delivery_id: Option<Uuid>, thread: &[ThreadItem]) {
+        for (index, item) in (0..).zip(thread) {
+            self.push_list(post_id, delivery_id, Some(index), &item.media);
+        }
+    }
+
+    fn push_list(&mut self, post_id: Uuid, delivery_id: Option<Uuid>, thread_item: Option<i32>, media: &[MediaRef]) {
         for (position, item) in (0..).zip(media) {
-            let name = format!("{}:{position}", delivery_id.unwrap_or_default());
+            let name = match thread_item {
+                None => format!("{}:{position}", delivery_id.unwrap_or_default()),
+                Some(index) => format!("{}:thread:{index}:{position}", delivery_id.unwrap_or_default()),
+            };
+            self.thread_items.push(thread_item);
             self.ids.push(Uuid::new_v5(&post_id, name.as_bytes()));
             self.posts.push(post_id);
             self.deliveries.push(delivery_id);
@@ -126,14 +150,15 @@ impl AttachmentRows {
             return Ok(());
         }
         sqlx::query!(
-            "INSERT INTO post_media (id, post_id, delivery_id, media_id, position, alt_text)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::int[], $6::text[])",
+            "INSERT INTO post_media (id, post_id, delivery_id, media_id, position, alt_text, thread_item)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::int[], $6::text[], $7::int[])",
             &self.ids,
             &self.posts,
             &self.deliveries as &[Option<Uuid>],
             &self.media,
             &self.positions,
             &self.alt_texts as &[Option<String>],
+            &self.thread_items as &[Option<i32>],
         )
         .execute(tx)
         .await?;
@@ -151,6 +176,8 @@ struct DeliveryRows {
     contents: Vec<String>,
     options: Vec<Value>,
     media: Vec<Option<Value>>,
+    threads: Vec<Option<Value>>,
+    first_comments: Vec<Option<String>>,
     generations: Vec<i32>,
     recorded: Vec<DateTime<Utc>>,
 }
@@ -177,6 +204,8 @@ impl DeliveryRows {
                 target.options.clone()
             });
             self.media.push(target.media.as_ref().map(serde_json::to_value).transpose()?);
+            self.threads.push(target.thread.as_ref().map(serde_json::to_value).transpose()?);
+            self.first_comments.push(target.first_comment.clone());
             self.generations.push(generation);
             self.recorded.push(at);
         }
@@ -186,11 +215,13 @@ impl DeliveryRows {
     async fn insert(self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
         sqlx::query!(
             "INSERT INTO deliveries (id, post_id, project_id, account_id, content, options, media, status, generation,
-                                     updated_at)
-             SELECT id, post_id, project_id, account_id, content, options, media, 'pending', generation, updated_at
+                                     updated_at, thread, first_comment)
+             SELECT id, post_id, project_id, account_id, content, options, media, 'pending', generation, updated_at,
+                    thread, first_comment
              FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[], $8::int[],
-                         $9::timestamptz[])
-                  AS d(id, post_id, project_id, account_id, content, options, media, generation, updated_at)",
+                         $9::timestamptz[], $10::jsonb[], $11::text[])
+                  AS d(id, post_id, project_id, account_id, content, options, media, generation, updated_at, thread,
+                       first_comment)",
             &self.ids,
             &self.posts,
             &self.projects,
@@ -200,6 +231,8 @@ impl DeliveryRows {
             &self.media as &[Option<Value>],
             &self.generations,
             &self.recorded,
+            &self.threads as &[Option<Value>],
+            &self.first_comments as &[Option<String>],
         )
         .execute(tx)
         .await?;
@@ -223,7 +256,8 @@ pub struct DeliveryChange {
 
 /// The change a `delivery.*` event makes; `None` for any other event.
 pub fn delivery_change(recorded: &RecordedEvent) -> Result<Option<DeliveryChange>, ProjectionError> {
-    if !recorded.event_type.starts_with("delivery.") {
+    // A chain's step events are rare (one per item) and applied one by one (`apply`).
+    if !recorded.event_type.starts_with("delivery.") || recorded.event_type.starts_with("delivery.step_") {
         return Ok(None);
     }
     let post_id = stream_uuid(&recorded.stream_id)?;
@@ -335,8 +369,51 @@ pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<()
     let event = Event::decode(&recorded.event_type, recorded.schema_version, &recorded.payload)?;
     match event {
         Event::Created { .. } => insert_created(tx, &[recorded]).await?,
-        Event::Updated { content, media, targets, scheduled_at, generation } => {
-            apply_updated(tx, post_id, Body { content, media, targets }, scheduled_at, generation, at).await?;
+        Event::Updated { content, media, thread, first_comment, targets, scheduled_at, generation } => {
+            let body = Body { content, media, thread, first_comment, targets };
+            apply_updated(tx, post_id, body, scheduled_at, generation, at).await?;
+        }
+        Event::DeliveryStepPublishing { delivery_id, .. } => {
+            // `updated_at` is when the step's call began: a rescued job waits for it to be over.
+            sqlx::query!("UPDATE deliveries SET updated_at = $2 WHERE id = $1", delivery_id, at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Event::DeliveryStepPublished { delivery_id, item } if item.index == 0 => {
+            sqlx::query!(
+                "UPDATE deliveries SET platform_post_id = $2, platform_url = $3, updated_at = $4 WHERE id = $1",
+                delivery_id,
+                item.platform_post_id,
+                item.platform_url,
+                at,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        Event::DeliveryStepPublished { delivery_id, item } => {
+            let item = serde_json::json!([{
+                "index": item.index,
+                "platform_post_id": item.platform_post_id,
+                "platform_url": item.platform_url,
+            }]);
+            sqlx::query!(
+                "UPDATE deliveries SET items = items || $2, updated_at = $3 WHERE id = $1",
+                delivery_id,
+                item,
+                at,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        Event::DeliveryStepRetrying { delivery_id, error, .. } => {
+            sqlx::query!(
+                "UPDATE deliveries SET last_error = $2, updated_at = $3 WHERE id = $1",
+                delivery_id,
+                serde_json::to_value(error)?,
+                at,
+            )
+            .execute(&mut *tx)
+            .await?;
         }
         Event::Approved { status } => {
             sqlx::query!(
@@ -400,6 +477,8 @@ pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<()
 struct Body {
     content: String,
     media: Vec<MediaRef>,
+    thread: Vec<ThreadItem>,
+    first_comment: Option<String>,
     targets: Vec<Target>,
 }
 
@@ -412,9 +491,10 @@ async fn apply_updated(
     generation: i32,
     at: DateTime<Utc>,
 ) -> Result<(), ProjectionError> {
-    let Body { content, media, targets } = body;
+    let Body { content, media, thread, first_comment, targets } = body;
     let project_id = sqlx::query_scalar!(
-        "UPDATE posts SET content = $2, scheduled_at = $3, generation = $4, updated_at = $5, media = $6
+        "UPDATE posts SET content = $2, scheduled_at = $3, generation = $4, updated_at = $5, media = $6, thread = $7,
+                          first_comment = $8
          WHERE id = $1
          RETURNING project_id",
         post_id,
@@ -423,6 +503,8 @@ async fn apply_updated(
         generation,
         at,
         serde_json::to_value(&media)?,
+        serde_json::to_value(&thread)?,
+        first_comment,
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -432,7 +514,7 @@ async fn apply_updated(
     rows.push(post_id, project_id, &content, &targets, generation, at)?;
     rows.insert(&mut *tx).await?;
     let mut attachments = AttachmentRows::default();
-    attachments.push(post_id, &media, &targets);
+    attachments.push(post_id, &media, &thread, &targets);
     attachments.insert(tx).await?;
     Ok(())
 }

@@ -17,6 +17,13 @@
 //!    a dead grant → the account `needs_reconnect`, the delivery fails `reconnect_required`;
 //!    refused → failed with the platform's reason.
 //!
+//! 5. A post with a chain (a thread's items, a first comment) publishes its own content first,
+//!    then each item as a reply to the one before or a comment on the post: each step is
+//!    recorded `step_publishing` (committed) before its call and `step_published` after it, so a
+//!    rescued job resumes with the next unpublished step, looks up the one that was in flight, and
+//!    never sends a step twice. The delivery is `published` when its last step is; a step refused
+//!    for good fails the delivery with what it published so far, and a retry resumes after that.
+//!
 //! Hundreds of these run at once in a worker, so their database work is shared: the rows a job
 //! needs and its limiter decision come from [`Batches`] (one statement for every job asking at
 //! that moment), and its events go through the group committer (one transaction for every job
@@ -32,11 +39,13 @@ use herald_shared::credentials::{self, PublishAccount};
 use herald_shared::crypto::Keyring;
 use herald_shared::domain::account::{self, Account, AccountStatus};
 use herald_shared::domain::media::{MediaFacts, MediaKind};
-use herald_shared::domain::post::{self, DeliveryError, DeliveryStatus, Post};
+use herald_shared::domain::post::{self, ChainStep, DeliveryError, DeliveryStatus, Post, PublishedItem};
 use herald_shared::events::EventMetadata;
 use herald_shared::jobs::{PublishDelivery, RefreshCredentials};
 use herald_shared::media::signing;
-use herald_shared::platforms::{self, LookUp, Platform, PlatformError, Publication, TokenSet};
+use herald_shared::platforms::{
+    self, FollowUp, FollowUpKind, LookUp, Platform, PlatformError, Publication, Published, TokenSet,
+};
 use herald_shared::queue::RetryPolicy;
 use herald_shared::rate_limit::{self, Decision, Rate};
 use sqlx::PgPool;
@@ -139,6 +148,8 @@ struct Attempt<'a> {
     options: serde_json::Value,
     /// The target's media, resolved from the library.
     media: Vec<platforms::MediaFile>,
+    /// What follows the post's own content: step 1, 2, ... of its chain.
+    steps: Vec<Step>,
     reference: String,
     /// The request id of the platform's answer to the publish, quoted in a failure.
     platform_request_id: Option<String>,
@@ -146,7 +157,58 @@ struct Attempt<'a> {
     began: Option<DateTime<Utc>>,
 }
 
+/// One later step of a delivery's chain, as the target gives it.
+struct Step {
+    content: String,
+    media: Vec<post::MediaRef>,
+    kind: FollowUpKind,
+}
+
+/// A step's own content and media, resolved for its call.
+struct StepCall {
+    index: usize,
+    content: String,
+    media: Vec<platforms::MediaFile>,
+    reference: String,
+    kind: FollowUpKind,
+}
+
 impl Attempt<'_> {
+    fn delivery(&self) -> Option<&post::Delivery> {
+        self.post.0.deliveries.iter().find(|delivery| delivery.id == self.job.delivery_id)
+    }
+
+    /// The post's own published item and the chain's last one: what the next step answers.
+    fn root_and_parent(&self) -> Option<(Published, Published)> {
+        let delivery = self.delivery()?;
+        let root = Published {
+            platform_post_id: delivery.platform_post_id.clone()?,
+            url: delivery.platform_url.clone(),
+            thread_ref: delivery.platform_thread_ref.clone(),
+        };
+        let parent = delivery.items.last().map_or_else(
+            || root.clone(),
+            |item| Published {
+                platform_post_id: item.platform_post_id.clone(),
+                url: item.platform_url.clone(),
+                thread_ref: item.thread_ref.clone(),
+            },
+        );
+        Some((root, parent))
+    }
+
+    fn step_publication<'b>(&'b self, account: &'b PublishAccount, step: &'b StepCall) -> Publication<'b> {
+        Publication {
+            platform_user_id: &account.platform_user_id,
+            content: &step.content,
+            media: &step.media,
+            store: self.store,
+            options: &self.options,
+            reference: &step.reference,
+            began: self.began,
+        }
+    }
+
     fn publication<'b>(&'b self, account: &'b PublishAccount) -> Publication<'b> {
         Publication {
             platform_user_id: &account.platform_user_id,
@@ -218,7 +280,27 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         return Ok(Outcome::Done);
     }
     let was_publishing = delivery.status == DeliveryStatus::Publishing;
+    let in_flight = delivery.step_in_flight;
     let media_refs = delivery.media.clone().unwrap_or_else(|| post.media.clone());
+    let thread = delivery.thread.as_deref().unwrap_or(&post.thread);
+    let first_comment = delivery.first_comment.as_deref().or(post.first_comment.as_deref());
+    let comments = account
+        .as_ref()
+        .and_then(|account| context.platforms.get(&account.platform))
+        .is_some_and(|adapter| adapter.content_rules().chains.comments);
+    let steps: Vec<Step> = post::chain_steps(thread, first_comment)
+        .into_iter()
+        .map(|step| match step {
+            ChainStep::Item(item) => {
+                Step { content: item.content.clone(), media: item.media.clone(), kind: FollowUpKind::Reply }
+            }
+            ChainStep::FirstComment(comment) => Step {
+                content: comment.to_owned(),
+                media: Vec::new(),
+                kind: if comments { FollowUpKind::Comment } else { FollowUpKind::Reply },
+            },
+        })
+        .collect();
     let mut attempt = Attempt {
         job,
         store: &context.media,
@@ -232,6 +314,7 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         content: delivery.content.clone().unwrap_or_else(|| post.content.clone()),
         options: delivery.options.clone(),
         media: Vec::new(),
+        steps,
         reference: format!("{}:{}", job.delivery_id, job.generation),
         post: (post, version),
         platform_request_id: None,
@@ -250,7 +333,7 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         let reason = context.platforms.unavailable(&account.platform, "publish to");
         return attempt.fail(context, "platform_unsupported", reason).await;
     };
-    if was_publishing {
+    if let (true, Some(step)) = (was_publishing, in_flight) {
         // The attempt that started it may still be waiting for the platform (its job's lease
         // ran out under load, not its worker): a look-up now could miss a post about to be
         // made. No call outlives the platform timeout, so look only after that.
@@ -263,8 +346,9 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
             return Ok(Outcome::RetryAt(settled, "an earlier attempt may still be waiting for the platform".into()));
         }
         attempt.began = started;
-        return reconcile(context, &mut attempt, &account, adapter.as_ref()).await;
+        return reconcile(context, &mut attempt, &account, adapter.as_ref(), step).await;
     }
+    // `publishing` with nothing in flight: a chain between two steps, which goes on below.
     if account.status != AccountStatus::Connected {
         return attempt
             .fail(context, "reconnect_required", format!("the account is {}", account.status.as_str()))
@@ -280,16 +364,113 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         Err(outcome) => return Ok(outcome),
     };
 
-    // queued → publishing, committed before the call: the at-most-once guard.
-    let start = post::Command::StartPublishing { delivery_id: job.delivery_id, generation: job.generation };
-    if !attempt.record(context, start).await? {
-        return Ok(Outcome::Done);
+    if !was_publishing {
+        // queued → publishing, committed before the call: the at-most-once guard.
+        let start = post::Command::StartPublishing { delivery_id: job.delivery_id, generation: job.generation };
+        if !attempt.record(context, start).await? {
+            return Ok(Outcome::Done);
+        }
     }
+    // The limits' share taken above, while no call has spent it.
+    let mut unspent = Some(account_key);
+    if attempt.delivery().is_some_and(|delivery| delivery.next_step() == 0) {
+        let (answer, request_id) =
+            platforms::http::with_request_id(adapter.publish(&tokens, &attempt.publication(&account))).await;
+        attempt.platform_request_id = request_id;
+        let account_key = unspent.take().unwrap_or_default();
+        let outcome = record_answer(context, &mut attempt, &account_key, 0, answer).await?;
+        if !matches!(outcome, Outcome::Done) || attempt.steps.is_empty() {
+            return Ok(outcome);
+        }
+    }
+    let chain = Chain { adapter: adapter.as_ref(), tokens: &tokens, rates: pace.publish_rates, unspent };
+    publish_chain(context, &mut attempt, &account, chain).await
+}
 
-    let (answer, request_id) =
-        platforms::http::with_request_id(adapter.publish(&tokens, &attempt.publication(&account))).await;
-    attempt.platform_request_id = request_id;
-    record_answer(context, &mut attempt, &account_key, answer).await
+/// Publishes the chain's steps after the last one published, each recorded before and after its
+/// call; the delivery is `published` after the last. Each step waits for the publish limits like
+/// a post (it is one on the platform).
+async fn publish_chain(
+    context: &Context,
+    attempt: &mut Attempt<'_>,
+    account: &PublishAccount,
+    chain: Chain<'_>,
+) -> anyhow::Result<Outcome> {
+    let Chain { adapter, tokens, rates, mut unspent } = chain;
+    loop {
+        let Some(delivery) = attempt.delivery() else { return Ok(Outcome::Done) };
+        if delivery.status != DeliveryStatus::Publishing || delivery.step_in_flight.is_some() {
+            return Ok(Outcome::Done);
+        }
+        let index = delivery.next_step();
+        if index > attempt.steps.len() {
+            let Some((root, _)) = attempt.root_and_parent() else { return Ok(Outcome::Done) };
+            let command = post::Command::RecordPublished {
+                delivery_id: attempt.job.delivery_id,
+                platform_post_id: root.platform_post_id,
+                platform_url: root.url,
+                at: Utc::now(),
+            };
+            attempt.record(context, command).await?;
+            return Ok(Outcome::Done);
+        }
+        let account_key = match unspent.take() {
+            Some(account_key) => account_key,
+            None => match within_limits(context, attempt, account, rates).await? {
+                Ok(account_key) => account_key,
+                Err(outcome) => return Ok(outcome),
+            },
+        };
+        let step = match step_call(context, attempt, index).await? {
+            Ok(step) => step,
+            Err(missing) => return attempt.fail(context, "media_missing", missing).await,
+        };
+        let start = post::Command::StartStep {
+            delivery_id: attempt.job.delivery_id,
+            generation: attempt.job.generation,
+            index,
+        };
+        if !attempt.record(context, start).await? {
+            return Ok(Outcome::Done);
+        }
+        let Some((root, parent)) = attempt.root_and_parent() else { return Ok(Outcome::Done) };
+        let follow_up = FollowUp { kind: step.kind, root: &root, parent: &parent, index };
+        let publication = attempt.step_publication(account, &step);
+        let (answer, request_id) =
+            platforms::http::with_request_id(adapter.publish_follow_up(tokens, &publication, &follow_up)).await;
+        attempt.platform_request_id = request_id;
+        let outcome = record_answer(context, attempt, &account_key, index, answer).await?;
+        if !matches!(outcome, Outcome::Done) {
+            return Ok(outcome);
+        }
+    }
+}
+
+/// What a chain's steps are sent with: the adapter, the account's token, the publish limits, and
+/// the limits' share this run took and has not spent (the account's limiter key).
+struct Chain<'a> {
+    adapter: &'a dyn Platform,
+    tokens: &'a TokenSet,
+    rates: platforms::PublishRates,
+    unspent: Option<String>,
+}
+
+/// Step `index` of the chain, with its media resolved from the library; `Err` names an item gone.
+async fn step_call(context: &Context, attempt: &Attempt<'_>, index: usize) -> anyhow::Result<Result<StepCall, String>> {
+    let step = &attempt.steps[index - 1];
+    let media = match media_files(context, attempt.post.0.project_id, &step.media).await? {
+        Ok(media) => media,
+        Err(missing) => return Ok(Err(missing)),
+    };
+    Ok(Ok(StepCall {
+        index,
+        content: step.content.clone(),
+        media,
+        // The same in every generation: a look-up of an item in doubt also finds one an earlier
+        // generation made (a forced retry after `unknown`), rather than posting it twice.
+        reference: format!("{}:step:{index}", attempt.job.delivery_id),
+        kind: step.kind,
+    }))
 }
 
 /// The library items `refs` name, in order, each with a URL signed for the platform to fetch
@@ -371,30 +552,31 @@ async fn within_limits(
 }
 
 /// What the platform answered, recorded.
+/// What the platform answered to step `step` (0: the post itself), recorded.
 async fn record_answer(
     context: &Context,
     attempt: &mut Attempt<'_>,
     account_key: &str,
-    answer: Result<platforms::Published, PlatformError>,
+    step: usize,
+    answer: Result<Published, PlatformError>,
 ) -> anyhow::Result<Outcome> {
     let delivery_id = attempt.job.delivery_id;
+    // A later step's failure says which item it was.
+    let answer = answer.map_err(|error| if step == 0 { error } else { in_chain(error, step) });
+    // Surely not published: the post goes back in line, a later step is tried again.
+    let retrying = |error: DeliveryError, retry_at| match step {
+        0 => post::Command::RecordRetrying { delivery_id, error, retry_at },
+        index => post::Command::RecordStepRetrying { delivery_id, index, error },
+    };
     match answer {
-        Ok(published) => record_published(context, attempt, published).await,
+        Ok(published) => record_published(context, attempt, step, published).await,
         Err(PlatformError::RateLimited { until, reason }) => {
             rate_limit::block_until(&context.limiter, account_key, until).await?;
-            let retrying = post::Command::RecordRetrying {
-                delivery_id,
-                error: attempt.error("rate_limited", &reason),
-                retry_at: until,
-            };
-            attempt.record(context, retrying).await?;
+            attempt.record(context, retrying(attempt.error("rate_limited", &reason), until)).await?;
             Ok(Outcome::RetryAt(until, reason))
         }
         Err(PlatformError::Transient(reason)) if attempt.run.attempt < attempt.run.max_attempts => {
-            let retry_at = Utc::now();
-            let retrying =
-                post::Command::RecordRetrying { delivery_id, error: attempt.error("transient", &reason), retry_at };
-            attempt.record(context, retrying).await?;
+            attempt.record(context, retrying(attempt.error("transient", &reason), Utc::now())).await?;
             Ok(Outcome::Retry(reason))
         }
         Err(PlatformError::Transient(reason)) => attempt.fail(context, "transient", reason).await,
@@ -422,47 +604,104 @@ async fn record_answer(
     }
 }
 
+/// The reason of a later step's failure, naming the step.
+fn in_chain(error: PlatformError, step: usize) -> PlatformError {
+    let name = |reason: String| format!("item {step} of the chain: {reason}");
+    match error {
+        PlatformError::Transient(reason) => PlatformError::Transient(name(reason)),
+        PlatformError::RateLimited { until, reason } => PlatformError::RateLimited { until, reason: name(reason) },
+        PlatformError::AuthDead(reason) => PlatformError::AuthDead(name(reason)),
+        PlatformError::Permanent(reason) => PlatformError::Permanent(name(reason)),
+        PlatformError::Ambiguous(reason) => PlatformError::Ambiguous(name(reason)),
+    }
+}
+
+/// Step `step` was published: the delivery is, when it has no chain; otherwise the step is
+/// recorded and the chain goes on.
 async fn record_published(
     context: &Context,
     attempt: &mut Attempt<'_>,
-    published: platforms::Published,
+    step: usize,
+    published: Published,
 ) -> anyhow::Result<Outcome> {
-    let command = post::Command::RecordPublished {
-        delivery_id: attempt.job.delivery_id,
-        platform_post_id: published.platform_post_id,
-        platform_url: published.url,
-        at: Utc::now(),
+    let delivery_id = attempt.job.delivery_id;
+    let command = if step == 0 && attempt.steps.is_empty() {
+        post::Command::RecordPublished {
+            delivery_id,
+            platform_post_id: published.platform_post_id,
+            platform_url: published.url,
+            at: Utc::now(),
+        }
+    } else {
+        let item = PublishedItem {
+            index: step,
+            platform_post_id: published.platform_post_id,
+            platform_url: published.url,
+            thread_ref: published.thread_ref,
+        };
+        post::Command::RecordStepPublished { delivery_id, index: step, item }
     };
     attempt.record(context, command).await?;
     Ok(Outcome::Done)
 }
 
-/// The delivery was left `publishing` by an attempt that got no answer or whose worker died:
-/// find out what happened before anything is sent again.
+/// The delivery was left `publishing` by an attempt that got no answer or whose worker died
+/// while step `step` (0: the post itself) was in flight: find out what happened before anything
+/// is sent again. A found or surely missing step lets the chain go on in the next run.
 async fn reconcile(
     context: &Context,
     attempt: &mut Attempt<'_>,
     account: &PublishAccount,
     adapter: &dyn Platform,
+    step: usize,
 ) -> anyhow::Result<Outcome> {
     let delivery_id = attempt.job.delivery_id;
     let tokens = match fresh_tokens(context, attempt, account).await? {
         Ok(tokens) => tokens,
         Err(outcome) => return Ok(outcome),
     };
-    let (looked_up, request_id) =
-        platforms::http::with_request_id(adapter.look_up(&tokens, &attempt.publication(account))).await;
-    attempt.platform_request_id = request_id;
+    let looked_up = if step == 0 {
+        let (looked_up, request_id) =
+            platforms::http::with_request_id(adapter.look_up(&tokens, &attempt.publication(account))).await;
+        attempt.platform_request_id = request_id;
+        looked_up
+    } else {
+        let call = match step_call(context, attempt, step).await? {
+            Ok(call) => call,
+            Err(missing) => return attempt.fail(context, "media_missing", missing).await,
+        };
+        let Some((root, parent)) = attempt.root_and_parent() else { return Ok(Outcome::Done) };
+        let follow_up = FollowUp { kind: call.kind, root: &root, parent: &parent, index: call.index };
+        let publication = attempt.step_publication(account, &call);
+        let (looked_up, request_id) =
+            platforms::http::with_request_id(adapter.look_up_follow_up(&tokens, &publication, &follow_up)).await;
+        attempt.platform_request_id = request_id;
+        looked_up
+    };
+    let now = Utc::now();
     match looked_up {
-        Ok(LookUp::Found(published)) => record_published(context, attempt, published).await,
+        Ok(LookUp::Found(published)) => {
+            record_published(context, attempt, step, published).await?;
+            if step == 0 && attempt.steps.is_empty() {
+                return Ok(Outcome::Done);
+            }
+            Ok(Outcome::RetryAt(now, "the chain goes on with its next item".into()))
+        }
         Ok(LookUp::NotFound) => {
             let error = attempt.error("not_published", "the earlier attempt made no post; trying again");
-            let retry_at = Utc::now();
-            attempt.record(context, post::Command::RecordRetrying { delivery_id, error, retry_at }).await?;
-            Ok(Outcome::RetryAt(retry_at, "the earlier attempt made no post".into()))
+            let command = match step {
+                0 => post::Command::RecordRetrying { delivery_id, error, retry_at: now },
+                index => post::Command::RecordStepRetrying { delivery_id, index, error },
+            };
+            attempt.record(context, command).await?;
+            Ok(Outcome::RetryAt(now, "the earlier attempt made no post".into()))
         }
         Ok(LookUp::CannotTell) => {
-            let message = "an attempt got no answer and the platform cannot say whether it posted; retry with force to post again";
+            let message = match step {
+                0 => "an attempt got no answer and the platform cannot say whether it posted; retry with force to post again".to_owned(),
+                index => format!("an attempt at item {index} of the chain got no answer and the platform cannot say whether it posted; retry with force to post it again (the items before it stay)"),
+            };
+            let message = message.as_str();
             let error = attempt.error("outcome_unknown", message);
             attempt.record(context, post::Command::RecordUnknown { delivery_id, error }).await?;
             Ok(Outcome::Unknown(message.into()))
