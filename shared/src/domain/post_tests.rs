@@ -180,6 +180,8 @@ fn media_on_the_post_and_a_target_survive_edits_that_do_not_replace_them() {
         project_id: PROJECT,
         content: "hello".into(),
         media: vec![image.clone()],
+        thread: Vec::new(),
+        first_comment: None,
         targets: vec![own, target(DELIVERY_B, ACCOUNT_B)],
         scheduled_at: None,
         draft: true,
@@ -537,4 +539,79 @@ fn a_version_1_post_created_event_is_upcast() {
     assert_eq!(post.deliveries.len(), 1);
     assert_eq!(post.deliveries[0].account_id, ACCOUNT_A);
     assert!(!post.requires_approval);
+}
+
+fn step(index: usize) -> PublishedItem {
+    PublishedItem {
+        index,
+        platform_post_id: format!("p{index}"),
+        platform_url: None,
+        thread_ref: Some(format!("c{index}")),
+    }
+}
+
+#[test]
+fn a_chains_steps_go_in_order_one_in_flight_at_a_time_and_a_retry_resumes_after_the_published_ones() {
+    let mut one_target = created(PostStatus::Scheduled);
+    if let Event::Created { targets, thread, .. } = &mut one_target {
+        targets.truncate(1);
+        *thread = vec![ThreadItem { content: "two".into(), media: Vec::new() }; 2];
+    }
+    let mut post = given(&[one_target]);
+    let apply = |post: Post, command| -> Post {
+        let events = post.decide(command).unwrap_or_else(|rejection| panic!("{rejection}"));
+        events.iter().fold(post, Post::evolve)
+    };
+    post = apply(post, Command::Queue { delivery_id: DELIVERY_A, generation: 1 });
+    post = apply(post, Command::StartPublishing { delivery_id: DELIVERY_A, generation: 1 });
+    assert_eq!(post.deliveries[0].step_in_flight, Some(0), "the post itself is in flight");
+    // No later step while the post itself is in flight.
+    let early = Command::StartStep { delivery_id: DELIVERY_A, generation: 1, index: 1 };
+    assert!(matches!(post.decide(early), Err(Rejection::DeliveryMoved { .. })));
+    post = apply(post, Command::RecordStepPublished { delivery_id: DELIVERY_A, index: 0, item: step(0) });
+    let delivery = &post.deliveries[0];
+    assert_eq!((delivery.status, delivery.step_in_flight, delivery.next_step()), (DeliveryStatus::Publishing, None, 1));
+    assert_eq!(delivery.platform_thread_ref.as_deref(), Some("c0"));
+    // Out of order, or twice: refused.
+    for index in [0, 2] {
+        let wrong = Command::StartStep { delivery_id: DELIVERY_A, generation: 1, index };
+        assert!(matches!(post.decide(wrong), Err(Rejection::DeliveryMoved { .. })), "step {index}");
+    }
+    post = apply(post, Command::StartStep { delivery_id: DELIVERY_A, generation: 1, index: 1 });
+    let again = Command::StartStep { delivery_id: DELIVERY_A, generation: 1, index: 1 };
+    assert!(matches!(post.decide(again), Err(Rejection::DeliveryMoved { .. })), "one step in flight at a time");
+    post = apply(post, Command::RecordStepPublished { delivery_id: DELIVERY_A, index: 1, item: step(1) });
+    post = apply(post, Command::StartStep { delivery_id: DELIVERY_A, generation: 1, index: 2 });
+    post = apply(post, Command::RecordStepRetrying { delivery_id: DELIVERY_A, index: 2, error: error("refused") });
+    assert_eq!(post.deliveries[0].step_in_flight, None, "a step surely not sent is tried again");
+    post = apply(post, Command::StartStep { delivery_id: DELIVERY_A, generation: 1, index: 2 });
+    post = apply(post, Command::RecordFailed { delivery_id: DELIVERY_A, error: error("refused") });
+    assert_eq!(post.status, PostStatus::Failed);
+
+    // A retry keeps the published steps and resumes with the next.
+    post = apply(post, Command::Retry { force: false, now: at(5) });
+    post = apply(post, Command::Queue { delivery_id: DELIVERY_A, generation: 2 });
+    post = apply(post, Command::StartPublishing { delivery_id: DELIVERY_A, generation: 2 });
+    let delivery = &post.deliveries[0];
+    assert_eq!((delivery.step_in_flight, delivery.next_step()), (None, 2), "nothing in flight; step 2 is next");
+    assert_eq!(delivery.items, vec![step(1)]);
+    post = apply(post, Command::StartStep { delivery_id: DELIVERY_A, generation: 2, index: 2 });
+    post = apply(post, Command::RecordStepPublished { delivery_id: DELIVERY_A, index: 2, item: step(2) });
+    let done = Command::RecordPublished {
+        delivery_id: DELIVERY_A,
+        platform_post_id: "p0".into(),
+        platform_url: None,
+        at: at(6),
+    };
+    post = apply(post, done);
+    assert_eq!((post.status, post.deliveries[0].items.len()), (PostStatus::Published, 2));
+}
+
+#[test]
+fn posts_recorded_before_chains_decode_without_them() {
+    let old = json!({"type": "post.updated", "content": "x", "targets": [], "scheduled_at": null, "generation": 2});
+    let Event::Updated { thread, first_comment, .. } = serde_json::from_value(old).unwrap() else {
+        panic!("not an edit")
+    };
+    assert!(thread.is_empty() && first_comment.is_none());
 }
