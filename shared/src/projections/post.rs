@@ -373,47 +373,10 @@ pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<()
             let body = Body { content, media, thread, first_comment, targets };
             apply_updated(tx, post_id, body, scheduled_at, generation, at).await?;
         }
-        Event::DeliveryStepPublishing { delivery_id, .. } => {
-            // `updated_at` is when the step's call began: a rescued job waits for it to be over.
-            sqlx::query!("UPDATE deliveries SET updated_at = $2 WHERE id = $1", delivery_id, at)
-                .execute(&mut *tx)
-                .await?;
-        }
-        Event::DeliveryStepPublished { delivery_id, item } if item.index == 0 => {
-            sqlx::query!(
-                "UPDATE deliveries SET platform_post_id = $2, platform_url = $3, updated_at = $4 WHERE id = $1",
-                delivery_id,
-                item.platform_post_id,
-                item.platform_url,
-                at,
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
-        Event::DeliveryStepPublished { delivery_id, item } => {
-            let item = serde_json::json!([{
-                "index": item.index,
-                "platform_post_id": item.platform_post_id,
-                "platform_url": item.platform_url,
-            }]);
-            sqlx::query!(
-                "UPDATE deliveries SET items = items || $2, updated_at = $3 WHERE id = $1",
-                delivery_id,
-                item,
-                at,
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
-        Event::DeliveryStepRetrying { delivery_id, error, .. } => {
-            sqlx::query!(
-                "UPDATE deliveries SET last_error = $2, updated_at = $3 WHERE id = $1",
-                delivery_id,
-                serde_json::to_value(error)?,
-                at,
-            )
-            .execute(&mut *tx)
-            .await?;
+        Event::DeliveryStepPublishing { .. }
+        | Event::DeliveryStepPublished { .. }
+        | Event::DeliveryStepRetrying { .. } => {
+            apply_step(tx, event, at).await?;
         }
         Event::Approved { status } => {
             sqlx::query!(
@@ -469,6 +432,57 @@ pub async fn apply(tx: &mut PgConnection, recorded: &RecordedEvent) -> Result<()
                 apply_delivery_changes(tx, &[change]).await?;
             }
         }
+    }
+    Ok(())
+}
+
+/// A chain's step: when its call began (`updated_at`, which a rescued job waits on), the post
+/// itself once published (its id and URL), a later item appended to `items`, an error.
+async fn apply_step(tx: &mut PgConnection, event: Event, at: DateTime<Utc>) -> Result<(), ProjectionError> {
+    match event {
+        Event::DeliveryStepPublishing { delivery_id, .. } => {
+            // `updated_at` is when the step's call began: a rescued job waits for it to be over.
+            sqlx::query!("UPDATE deliveries SET updated_at = $2 WHERE id = $1", delivery_id, at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Event::DeliveryStepPublished { delivery_id, item } if item.index == 0 => {
+            sqlx::query!(
+                "UPDATE deliveries SET platform_post_id = $2, platform_url = $3, updated_at = $4 WHERE id = $1",
+                delivery_id,
+                item.platform_post_id,
+                item.platform_url,
+                at,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        Event::DeliveryStepPublished { delivery_id, item } => {
+            let item = serde_json::json!([{
+                "index": item.index,
+                "platform_post_id": item.platform_post_id,
+                "platform_url": item.platform_url,
+            }]);
+            sqlx::query!(
+                "UPDATE deliveries SET items = items || $2, updated_at = $3 WHERE id = $1",
+                delivery_id,
+                item,
+                at,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        Event::DeliveryStepRetrying { delivery_id, error, .. } => {
+            sqlx::query!(
+                "UPDATE deliveries SET last_error = $2, updated_at = $3 WHERE id = $1",
+                delivery_id,
+                serde_json::to_value(error)?,
+                at,
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -173,7 +173,33 @@ struct StepCall {
     kind: FollowUpKind,
 }
 
-impl Attempt<'_> {
+impl<'a> Attempt<'a> {
+    /// An attempt at the delivery `job` names, on the post as loaded (`post`); `comments`: the
+    /// platform takes first comments as comments on the post.
+    fn new(job: &'a PublishDelivery, context: &'a Context, run: JobRun, post: (Post, i64), comments: bool) -> Self {
+        let delivery =
+            post.0.deliveries.iter().find(|delivery| delivery.id == job.delivery_id).cloned().unwrap_or_default();
+        Attempt {
+            job,
+            store: &context.media,
+            run,
+            metadata: EventMetadata {
+                project_id: Some(post.0.project_id),
+                actor: Some(format!("job:{}", run.id)),
+                ..EventMetadata::default()
+            },
+            account_id: delivery.account_id,
+            content: delivery.content.clone().unwrap_or_else(|| post.0.content.clone()),
+            options: delivery.options.clone(),
+            media: Vec::new(),
+            steps: chain_of(&post.0, &delivery, comments),
+            reference: format!("{}:{}", job.delivery_id, job.generation),
+            post,
+            platform_request_id: None,
+            began: None,
+        }
+    }
+
     fn delivery(&self) -> Option<&post::Delivery> {
         self.post.0.deliveries.iter().find(|delivery| delivery.id == self.job.delivery_id)
     }
@@ -282,44 +308,11 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
     let was_publishing = delivery.status == DeliveryStatus::Publishing;
     let in_flight = delivery.step_in_flight;
     let media_refs = delivery.media.clone().unwrap_or_else(|| post.media.clone());
-    let thread = delivery.thread.as_deref().unwrap_or(&post.thread);
-    let first_comment = delivery.first_comment.as_deref().or(post.first_comment.as_deref());
     let comments = account
         .as_ref()
         .and_then(|account| context.platforms.get(&account.platform))
         .is_some_and(|adapter| adapter.content_rules().chains.comments);
-    let steps: Vec<Step> = post::chain_steps(thread, first_comment)
-        .into_iter()
-        .map(|step| match step {
-            ChainStep::Item(item) => {
-                Step { content: item.content.clone(), media: item.media.clone(), kind: FollowUpKind::Reply }
-            }
-            ChainStep::FirstComment(comment) => Step {
-                content: comment.to_owned(),
-                media: Vec::new(),
-                kind: if comments { FollowUpKind::Comment } else { FollowUpKind::Reply },
-            },
-        })
-        .collect();
-    let mut attempt = Attempt {
-        job,
-        store: &context.media,
-        run,
-        metadata: EventMetadata {
-            project_id: Some(post.project_id),
-            actor: Some(format!("job:{}", run.id)),
-            ..EventMetadata::default()
-        },
-        account_id: delivery.account_id,
-        content: delivery.content.clone().unwrap_or_else(|| post.content.clone()),
-        options: delivery.options.clone(),
-        media: Vec::new(),
-        steps,
-        reference: format!("{}:{}", job.delivery_id, job.generation),
-        post: (post, version),
-        platform_request_id: None,
-        began: None,
-    };
+    let mut attempt = Attempt::new(job, context, run, (post, version), comments);
     let Some(account) = account else {
         return attempt.fail(context, "account_missing", "the target account no longer exists".into()).await;
     };
@@ -334,19 +327,7 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
         return attempt.fail(context, "platform_unsupported", reason).await;
     };
     if let (true, Some(step)) = (was_publishing, in_flight) {
-        // The attempt that started it may still be waiting for the platform (its job's lease
-        // ran out under load, not its worker): a look-up now could miss a post about to be
-        // made. No call outlives the platform timeout, so look only after that.
-        let started: Option<DateTime<Utc>> =
-            sqlx::query_scalar!("SELECT updated_at FROM deliveries WHERE id = $1", job.delivery_id)
-                .fetch_optional(&context.pool)
-                .await?;
-        let settled = started.unwrap_or_else(Utc::now) + context.config.platform_timeout() + IN_FLIGHT_MARGIN;
-        if Utc::now() < settled {
-            return Ok(Outcome::RetryAt(settled, "an earlier attempt may still be waiting for the platform".into()));
-        }
-        attempt.began = started;
-        return reconcile(context, &mut attempt, &account, adapter.as_ref(), step).await;
+        return rescue(context, &mut attempt, &account, adapter.as_ref(), step).await;
     }
     // `publishing` with nothing in flight: a chain between two steps, which goes on below.
     if account.status != AccountStatus::Connected {
@@ -385,6 +366,26 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
     }
     let chain = Chain { adapter: adapter.as_ref(), tokens: &tokens, rates: pace.publish_rates, unspent };
     publish_chain(context, &mut attempt, &account, chain).await
+}
+
+/// The steps after the post itself on `delivery`: its thread's items (replies), then its first
+/// comment (a comment on the post where the platform takes `comments`, else the last reply).
+fn chain_of(post: &Post, delivery: &post::Delivery, comments: bool) -> Vec<Step> {
+    let thread = delivery.thread.as_deref().unwrap_or(&post.thread);
+    let first_comment = delivery.first_comment.as_deref().or(post.first_comment.as_deref());
+    post::chain_steps(thread, first_comment)
+        .into_iter()
+        .map(|step| match step {
+            ChainStep::Item(item) => {
+                Step { content: item.content.clone(), media: item.media.clone(), kind: FollowUpKind::Reply }
+            }
+            ChainStep::FirstComment(comment) => Step {
+                content: comment.to_owned(),
+                media: Vec::new(),
+                kind: if comments { FollowUpKind::Comment } else { FollowUpKind::Reply },
+            },
+        })
+        .collect()
 }
 
 /// Publishes the chain's steps after the last one published, each recorded before and after its
@@ -643,6 +644,30 @@ async fn record_published(
     };
     attempt.record(context, command).await?;
     Ok(Outcome::Done)
+}
+
+/// Step `step` of the delivery was in flight when its attempt ended without an answer: waits
+/// until that call is surely over, then finds out what it did.
+async fn rescue(
+    context: &Context,
+    attempt: &mut Attempt<'_>,
+    account: &PublishAccount,
+    adapter: &dyn Platform,
+    step: usize,
+) -> anyhow::Result<Outcome> {
+    // The attempt that started it may still be waiting for the platform (its job's lease
+    // ran out under load, not its worker): a look-up now could miss a post about to be
+    // made. No call outlives the platform timeout, so look only after that.
+    let started: Option<DateTime<Utc>> =
+        sqlx::query_scalar!("SELECT updated_at FROM deliveries WHERE id = $1", attempt.job.delivery_id)
+            .fetch_optional(&context.pool)
+            .await?;
+    let settled = started.unwrap_or_else(Utc::now) + context.config.platform_timeout() + IN_FLIGHT_MARGIN;
+    if Utc::now() < settled {
+        return Ok(Outcome::RetryAt(settled, "an earlier attempt may still be waiting for the platform".into()));
+    }
+    attempt.began = started;
+    reconcile(context, attempt, account, adapter, step).await
 }
 
 /// The delivery was left `publishing` by an attempt that got no answer or whose worker died
