@@ -8,6 +8,7 @@ mod abandoned;
 mod api_edge;
 mod apps;
 mod chains;
+mod chains_x_bsky;
 mod connect;
 mod credentials;
 mod event_log;

@@ -18,6 +18,20 @@
 //! video uploaded with `uploadBlob` instead would only be processed once the post is out, so the
 //! post would show without its video for a while. Uploads are safe to repeat; only the record
 //! is the publish.
+//!
+//! The record carries what the app would otherwise not show: facets for the text's links,
+//! mentions (the handle resolved with `com.atproto.identity.resolveHandle`) and tags
+//! ([`richtext`]), the languages of the target's options (`langs`), and, for a post without
+//! media that has a link, a link card ([`card`], an `app.bsky.embed.external`). A thread's items
+//! are replies: `reply.root` and `reply.parent` are strong references (`uri`, `cid`) to the
+//! chain's first post and the item before, so each publish keeps its record's `cid` as the
+//! [`Published::thread_ref`]. Records may carry fields their lexicon does not name (the atproto
+//! data model keeps them, and app views ignore them), so each record keeps herald's reference
+//! for it in [`REFERENCE_FIELD`], and a look-up reads the account's recent posts
+//! (`com.atproto.repo.listRecords`) for it.
+
+mod card;
+mod richtext;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,9 +45,11 @@ use serde::Deserialize;
 
 use super::oauth::OAuthClient;
 use super::{
-    Between, ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, KindRules, MediaFile, MediaRules, Platform,
-    PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet, hourly, http,
+    Between, ClientCredentials, ContentRules, DefaultEndpoints, FollowUp, FollowUpKind, GrantedAccount, KindRules, LookUp,
+    MediaFile, MediaRules, Platform, PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet, hourly,
+    http,
 };
+use super::options::{OptionProblem, TargetOptions};
 use crate::domain::media::MediaKind;
 use crate::media::MediaStore;
 
@@ -86,12 +102,89 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: false,
             required: false,
         },
-        chains: super::Chains::NONE,
+        chains: super::Chains::REPLIES,
     },
-    options: super::options::options_of::<super::options::NoOptions>(),
+    options: super::options::options_of::<BlueskyOptions>(),
     builtin_client_id: Some("herald"),
     build: |oauth| Arc::new(BlueskyAdapter::new(oauth)),
 };
+
+/// A Bluesky target's options (the `app.bsky.feed.post` record).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = BlueskyOptions)]
+#[serde(deny_unknown_fields)]
+pub struct BlueskyOptions {
+    /// The languages of the text (the record's `langs`), BCP-47 tags, at most 3.
+    pub languages: Option<Vec<String>>,
+    /// The first post's link card, as given (no page is fetched); otherwise herald reads the
+    /// page of the text's first link when the post has no media.
+    pub link_card: Option<LinkCard>,
+    /// No link card, even when the text has a link.
+    #[serde(default)]
+    pub no_link_card: bool,
+}
+
+/// A link card as a target gives it.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[schema(as = BlueskyLinkCard)]
+#[serde(deny_unknown_fields)]
+pub struct LinkCard {
+    pub url: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The most languages a record names (the lexicon's `langs` has `maxLength: 3`).
+const MAX_LANGUAGES: usize = 3;
+
+/// Whether `tag` reads as a BCP-47 language tag: a primary language of 2 or 3 letters (or
+/// `i`/`x` for grandfathered and private-use tags), then subtags of 1 to 8 letters or digits.
+fn is_language_tag(tag: &str) -> bool {
+    let mut subtags = tag.split('-');
+    let primary = subtags.next().unwrap_or_default();
+    let primary_ok = (primary.len() == 2 || primary.len() == 3 || primary == "i" || primary == "x")
+        && primary.bytes().all(|byte| byte.is_ascii_alphabetic());
+    primary_ok && subtags.all(|subtag| (1..=8).contains(&subtag.len()) && subtag.bytes().all(|byte| byte.is_ascii_alphanumeric()))
+}
+
+impl TargetOptions for BlueskyOptions {
+    fn problems(&self) -> Vec<OptionProblem> {
+        let mut problems = Vec::new();
+        if let Some(languages) = &self.languages {
+            if languages.len() > MAX_LANGUAGES {
+                problems.push(OptionProblem::new("languages", format!("at most {MAX_LANGUAGES} languages")));
+            }
+            for (index, language) in languages.iter().enumerate() {
+                if !is_language_tag(language) {
+                    problems.push(OptionProblem::new(
+                        format!("languages[{index}]"),
+                        "must be a BCP-47 language tag, e.g. \"en\" or \"pt-BR\"",
+                    ));
+                }
+            }
+        }
+        if let Some(card) = &self.link_card {
+            if self.no_link_card {
+                problems.push(OptionProblem::new("no_link_card", "cannot be true when a link_card is given"));
+            }
+            if !url::Url::parse(&card.url).is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host()) {
+                problems.push(OptionProblem::new("link_card.url", "must be an http or https URL"));
+            }
+            if card.title.trim().is_empty() {
+                problems.push(OptionProblem::new("link_card.title", "must not be empty"));
+            }
+        }
+        problems
+    }
+}
+
+/// The field of a post record that keeps herald's reference for it (found again by look-ups).
+pub const REFERENCE_FIELD: &str = "heraldReference";
+/// The most pages of recent posts one look-up reads (100 records each).
+const RECORD_PAGES: usize = 3;
+/// How much earlier than the attempt began a look-up searches, for clocks that disagree.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(2);
 
 pub struct BlueskyAdapter {
     oauth: OAuthClient,
@@ -130,6 +223,27 @@ struct Identity {
 #[derive(Deserialize)]
 struct Record {
     uri: String,
+    cid: String,
+}
+
+/// A page of `com.atproto.repo.listRecords`.
+#[derive(Deserialize)]
+struct Records {
+    #[serde(default)]
+    records: Vec<Listed>,
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Listed {
+    uri: String,
+    cid: String,
+    value: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct Resolved {
+    did: String,
 }
 
 #[derive(Deserialize)]
@@ -232,12 +346,86 @@ impl Platform for BlueskyAdapter {
     }
 
     async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
+        self.create(tokens, publication, None).await
+    }
+
+    async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
+        self.find(tokens, publication).await
+    }
+
+    async fn publish_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        follow_up: &FollowUp<'_>,
+    ) -> Result<Published, PlatformError> {
+        if follow_up.kind != FollowUpKind::Reply {
+            return Err(PlatformError::Permanent("herald publishes no comments on Bluesky".to_owned()));
+        }
+        let reply = serde_json::json!({
+            "root": strong_ref(follow_up.root)?,
+            "parent": strong_ref(follow_up.parent)?,
+        });
+        self.create(tokens, publication, Some(reply)).await
+    }
+
+    async fn look_up_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        _follow_up: &FollowUp<'_>,
+    ) -> Result<LookUp, PlatformError> {
+        // Each item has its own reference.
+        self.find(tokens, publication).await
+    }
+}
+
+/// The strong reference (`uri`, `cid`) a reply needs of `post`.
+fn strong_ref(post: &Published) -> Result<serde_json::Value, PlatformError> {
+    let cid = post.thread_ref.as_deref().ok_or_else(|| {
+        PlatformError::Permanent(format!("the Bluesky post {} a reply answers has no cid kept", post.platform_post_id))
+    })?;
+    Ok(serde_json::json!({ "uri": post.platform_post_id, "cid": cid }))
+}
+
+/// What a created record is: its `at://` URI, shown at `bsky.app/profile/<did>/post/<rkey>`, and
+/// its `cid` for replies to it.
+fn published(did: &str, uri: String, cid: String) -> Published {
+    let rkey = uri.rsplit('/').next().unwrap_or_default().to_owned();
+    let url = format!("https://bsky.app/profile/{did}/post/{rkey}");
+    Published { platform_post_id: uri, url: Some(url), thread_ref: Some(cid) }
+}
+
+impl BlueskyAdapter {
+    /// Creates the post record of `publication` (a reply when `reply` is given).
+    async fn create(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        reply: Option<serde_json::Value>,
+    ) -> Result<Published, PlatformError> {
+        let options: BlueskyOptions = super::options::parse(publication.options)?;
         let mut record = serde_json::json!({
             "$type": "app.bsky.feed.post",
             "text": publication.content,
             "createdAt": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            REFERENCE_FIELD: publication.reference,
         });
+        let facets = self.facets(publication.content).await;
+        if !facets.is_empty() {
+            record["facets"] = serde_json::Value::Array(facets);
+        }
+        if let Some(languages) = &options.languages
+            && !languages.is_empty()
+        {
+            record["langs"] = serde_json::json!(languages);
+        }
+        if let Some(reply) = reply.clone() {
+            record["reply"] = reply;
+        }
         if let Some(embed) = self.embed(tokens, publication).await? {
+            record["embed"] = embed;
+        } else if let Some(embed) = self.link_card(tokens, publication, &options, reply.is_none()).await {
             record["embed"] = embed;
         }
         let body = serde_json::json!({
@@ -252,11 +440,128 @@ impl Platform for BlueskyAdapter {
             .bearer_auth(tokens.access_token.expose_secret())
             .json(&body);
         let created: Record = http::send_json(self.oauth.label(), request).await?;
-        // at://<did>/app.bsky.feed.post/<rkey> is shown at bsky.app/profile/<did>/post/<rkey>.
-        let rkey = created.uri.rsplit('/').next().unwrap_or_default().to_owned();
-        let url = format!("https://bsky.app/profile/{}/post/{rkey}", publication.platform_user_id);
-        Ok(Published::new(created.uri, Some(url)))
+        Ok(published(publication.platform_user_id, created.uri, created.cid))
     }
+
+    /// The facets of `text`: its links, tags, and the mentions whose handles resolve.
+    async fn facets(&self, text: &str) -> Vec<serde_json::Value> {
+        let mut facets = Vec::new();
+        for span in richtext::spans(text) {
+            let did = match &span.kind {
+                richtext::SpanKind::Mention(handle) => self.resolve(handle).await,
+                _ => None,
+            };
+            facets.extend(richtext::facet(&span, did.as_deref()));
+        }
+        facets
+    }
+
+    /// The DID of `handle`, when it resolves (any failure: it does not, and gets no facet).
+    async fn resolve(&self, handle: &str) -> Option<String> {
+        let url = format!("{}?handle={}", self.xrpc("com.atproto.identity.resolveHandle"), query_value(handle));
+        let request = self.oauth.http().get(url);
+        let resolved: Resolved = http::send_json(self.oauth.label(), request).await.ok()?;
+        resolved.did.starts_with("did:").then_some(resolved.did)
+    }
+
+    /// The link card of a post without media: the one the options give (on the first post), else
+    /// one read from the page of the text's first link; `None` when off or nothing came of it.
+    async fn link_card(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        options: &BlueskyOptions,
+        first: bool,
+    ) -> Option<serde_json::Value> {
+        if options.no_link_card {
+            return None;
+        }
+        if let Some(card) = options.link_card.as_ref().filter(|_| first) {
+            return Some(external(&card.url, &card.title, &card.description, None));
+        }
+        let link = richtext::spans(publication.content).into_iter().find_map(|span| match span.kind {
+            richtext::SpanKind::Link(link) => Some(link),
+            _ => None,
+        })?;
+        let client = self.oauth.outbound()?;
+        let facts = match card::page_facts(client, &link).await {
+            Ok(facts) => facts,
+            Err(error) => {
+                tracing::info!(code = error.code(), "no Bluesky link card: the page could not be read: {error}");
+                return None;
+            }
+        };
+        let mut thumb = None;
+        if let Some(image) = &facts.image {
+            match card::thumb(client, image).await {
+                Ok(image) => match self.upload_bytes(tokens, image).await {
+                    Ok(blob) => thumb = Some(blob),
+                    Err(error) => tracing::info!("a Bluesky link card without its image: the upload failed: {error}"),
+                },
+                Err(error) => tracing::info!(code = error.code(), "a Bluesky link card without its image: {error}"),
+            }
+        }
+        let title = facts.title.unwrap_or_default();
+        Some(external(&link, &title, facts.description.as_deref().unwrap_or_default(), thumb))
+    }
+
+    /// `com.atproto.repo.uploadBlob` of a card image; answers the blob.
+    async fn upload_bytes(&self, tokens: &TokenSet, image: card::Thumb) -> Result<serde_json::Value, PlatformError> {
+        let request = self
+            .oauth
+            .http()
+            .post(self.xrpc("com.atproto.repo.uploadBlob"))
+            .bearer_auth(tokens.access_token.expose_secret())
+            .header(reqwest::header::CONTENT_TYPE, image.content_type)
+            .body(image.bytes);
+        let uploaded: Uploaded = http::send_json(self.oauth.label(), request).await?;
+        Ok(uploaded.blob)
+    }
+
+    /// Looks through the account's recent posts for the record of `publication`'s reference,
+    /// back to a little before the attempt began.
+    async fn find(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
+        let Some(began) = publication.began else { return Ok(LookUp::CannotTell) };
+        let since = began - CLOCK_SKEW;
+        let mut cursor: Option<String> = None;
+        for _ in 0..RECORD_PAGES {
+            let mut url = format!(
+                "{}?repo={}&collection=app.bsky.feed.post&limit=100",
+                self.xrpc("com.atproto.repo.listRecords"),
+                query_value(publication.platform_user_id)
+            );
+            if let Some(cursor) = &cursor {
+                url.push_str(&format!("&cursor={}", query_value(cursor)));
+            }
+            let request = self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret());
+            let page: Records = http::send_json(self.oauth.label(), request).await?;
+            let mut passed = false;
+            for listed in page.records {
+                if listed.value.get(REFERENCE_FIELD).and_then(serde_json::Value::as_str) == Some(publication.reference) {
+                    return Ok(LookUp::Found(published(publication.platform_user_id, listed.uri, listed.cid)));
+                }
+                let created = listed.value.get("createdAt").and_then(serde_json::Value::as_str);
+                // Newest first: a record made before the attempt began ends the search.
+                if created.and_then(|at| DateTime::parse_from_rfc3339(at).ok()).is_some_and(|at| at < since) {
+                    passed = true;
+                }
+            }
+            match page.cursor {
+                Some(next) if !passed => cursor = Some(next),
+                _ => return Ok(LookUp::NotFound),
+            }
+        }
+        Ok(LookUp::CannotTell)
+    }
+}
+
+/// An `app.bsky.embed.external` of a link.
+fn external(uri: &str, title: &str, description: &str, thumb: Option<serde_json::Value>) -> serde_json::Value {
+    let mut external = serde_json::json!({ "uri": uri, "title": title, "description": description });
+    if let Some(thumb) = thumb {
+        external["thumb"] = thumb;
+    }
+    serde_json::json!({ "$type": "app.bsky.embed.external", "external": external })
 }
 
 /// The longest herald waits for the video service to process one video.

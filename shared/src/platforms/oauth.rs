@@ -31,11 +31,32 @@ pub struct OAuthClient {
     authorize_params: Vec<(&'static str, &'static str)>,
     /// Scopes joined with commas rather than spaces (Pinterest, Instagram).
     comma_scopes: bool,
+    /// The guarded client for URLs a user gave (Bluesky's link cards); `None`: none are fetched.
+    outbound: Option<crate::outbound::OutboundClient>,
 }
 
 impl OAuthClient {
     pub fn new(label: &'static str, endpoints: Endpoints, http: reqwest::Client) -> Self {
-        Self { label, endpoints, http, secret_in_body: false, authorize_params: Vec::new(), comma_scopes: false }
+        Self {
+            label,
+            endpoints,
+            http,
+            secret_in_body: false,
+            authorize_params: Vec::new(),
+            comma_scopes: false,
+            outbound: None,
+        }
+    }
+
+    /// The same client, fetching user-supplied URLs with `outbound`.
+    pub fn with_outbound(mut self, outbound: crate::outbound::OutboundClient) -> Self {
+        self.outbound = Some(outbound);
+        self
+    }
+
+    /// The guarded client for user-supplied URLs, when there is one.
+    pub fn outbound(&self) -> Option<&crate::outbound::OutboundClient> {
+        self.outbound.as_ref()
     }
 
     /// The same client, joining scopes with commas in the authorize URL.

@@ -80,6 +80,9 @@ pub fn endpoints(spec: &PlatformSpec, settings: &PlatformSettings, public_url: &
     }
 }
 
+/// How long fetching one page or image for a link card may take.
+const LINK_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The platforms with an adapter, by name, with their settings resolved.
 #[derive(Clone)]
 pub struct Platforms {
@@ -106,6 +109,9 @@ impl Platforms {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
+        // Link cards read pages users link to: guarded, and briefer than a media import.
+        let outbound =
+            crate::outbound::OutboundClient::with_timeout(config.allow_private_networks, LINK_FETCH_TIMEOUT).ok();
         let public_url = config.public_url();
         let mut platforms =
             Self { adapters: BTreeMap::new(), managed: BTreeMap::new(), paces: BTreeMap::new(), disabled: Vec::new() };
@@ -121,7 +127,10 @@ impl Platforms {
                 let client_secret = settings.client_secret.clone();
                 platforms.managed.insert(spec.name, ClientCredentials { client_id, client_secret });
             }
-            let oauth = oauth::OAuthClient::new(spec.label, endpoints(spec, &settings, &public_url), http.clone());
+            let mut oauth = oauth::OAuthClient::new(spec.label, endpoints(spec, &settings, &public_url), http.clone());
+            if let Some(outbound) = &outbound {
+                oauth = oauth.with_outbound(outbound.clone());
+            }
             platforms.adapters.insert(spec.name, (spec.build)(oauth));
         }
         Ok(platforms)

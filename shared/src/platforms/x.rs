@@ -3,8 +3,14 @@
 //! (`offline.access`), access tokens of two hours. A grant reaches one account, the user's own:
 //! `GET /2/users/me` → `{"data": {"id", "name", "username"}}`. Publishing is
 //! `POST /2/tweets {"text", "media": {"media_ids"}}` → 201 `{"data": {"id", "text"}}`; a duplicate
-//! is a 403. X cannot look a post up by a client reference, so an unanswered publish ends
-//! `unknown`. Rate limits answer 429 with `x-rate-limit-reset` (unix seconds).
+//! is a 403. A thread's items are replies, `reply.in_reply_to_tweet_id` the item before.
+//! Options ([`XOptions`]) are `reply_settings` and `quote_tweet_id`, on the thread's first post.
+//! Rate limits answer 429 with `x-rate-limit-reset` (unix seconds).
+//!
+//! X keeps no client reference, so a look-up reads the account's timeline since the attempt
+//! began (`GET /2/users/{id}/tweets?start_time=`) and matches the text (X shortens links to
+//! t.co and escapes `&<>`, so links and escapes are compared loosely) and, for a reply, the
+//! post it replies to. A timeline that answered in full without a match is `NotFound`.
 //!
 //! Media go first, each through the v2 chunked upload on the upload URL (`api.x.com`, needing
 //! the `media.write` scope): `POST /2/media/upload/initialize` (JSON: `media_type`,
@@ -32,9 +38,10 @@ use reqwest::multipart::{Form, Part};
 
 use super::oauth::OAuthClient;
 use super::{
-    Between, ContentRules, DefaultEndpoints, GrantedAccount, KindRules, MediaFile, MediaRules, Platform, PlatformError,
-    PlatformSpec, Publication, PublishRates, Published, TokenSet, http, per_minutes,
+    Between, ContentRules, DefaultEndpoints, FollowUp, FollowUpKind, GrantedAccount, KindRules, LookUp, MediaFile,
+    MediaRules, Platform, PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet, http, per_minutes,
 };
+use super::options::{OptionProblem, TargetOptions};
 use crate::domain::media::MediaKind;
 use crate::media::MediaStore;
 
@@ -88,12 +95,55 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: false,
             required: false,
         },
-        chains: super::Chains::NONE,
+        chains: super::Chains::REPLIES,
     },
-    options: super::options::options_of::<super::options::NoOptions>(),
+    options: super::options::options_of::<XOptions>(),
     builtin_client_id: None,
     build: |oauth| Arc::new(XAdapter::new(oauth)),
 };
+
+/// An X target's options (`POST /2/tweets`), on the thread's first post.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = XOptions)]
+#[serde(deny_unknown_fields)]
+pub struct XOptions {
+    /// Who may reply; everyone when absent.
+    pub reply_settings: Option<ReplySettings>,
+    /// The id of a post this one quotes.
+    pub quote_tweet_id: Option<String>,
+}
+
+/// Who may reply to a post (X's `reply_settings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = XReplySettings)]
+#[serde(rename_all = "camelCase")]
+pub enum ReplySettings {
+    /// Accounts the author follows.
+    Following,
+    /// Accounts the post mentions.
+    MentionedUsers,
+    /// The author's subscribers.
+    Subscribers,
+    /// Verified accounts.
+    Verified,
+}
+
+impl TargetOptions for XOptions {
+    fn problems(&self) -> Vec<OptionProblem> {
+        let mut problems = Vec::new();
+        if let Some(id) = &self.quote_tweet_id
+            && !is_post_id(id)
+        {
+            problems.push(OptionProblem::new("quote_tweet_id", "must be an X post id (1 to 19 digits)"));
+        }
+        problems
+    }
+}
+
+/// Whether `id` reads as an X post id (a 64-bit snowflake in decimal).
+fn is_post_id(id: &str) -> bool {
+    (1..=19).contains(&id.len()) && id.bytes().all(|byte| byte.is_ascii_digit())
+}
 
 pub struct XAdapter {
     oauth: OAuthClient,
@@ -127,6 +177,54 @@ struct Tweet {
     id: String,
 }
 
+/// A page of the account's timeline.
+#[derive(Deserialize)]
+struct Timeline {
+    #[serde(default)]
+    data: Vec<ListedTweet>,
+    meta: Option<TimelineMeta>,
+}
+
+#[derive(Deserialize)]
+struct ListedTweet {
+    id: String,
+    text: String,
+    #[serde(default)]
+    referenced_tweets: Vec<Referenced>,
+}
+
+#[derive(Deserialize)]
+struct Referenced {
+    #[serde(rename = "type")]
+    kind: String,
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct TimelineMeta {
+    next_token: Option<String>,
+}
+
+/// The most timeline pages one look-up reads (100 posts each).
+const TIMELINE_PAGES: usize = 3;
+/// How much earlier than the attempt began a look-up searches, for clocks that disagree.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(2);
+
+/// `text` as a look-up compares it: links (X shortens them to t.co and appends one for media)
+/// dropped, X's escapes of `&<>` undone, whitespace collapsed.
+fn comparable(text: &str) -> String {
+    let text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
+    text.split_whitespace()
+        .filter(|word| !(word.starts_with("http://") || word.starts_with("https://")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn published(id: String) -> Published {
+    let url = format!("https://x.com/i/web/status/{id}");
+    Published::new(id, Some(url))
+}
+
 #[async_trait]
 impl Platform for XAdapter {
     fn spec(&self) -> &'static PlatformSpec {
@@ -151,19 +249,113 @@ impl Platform for XAdapter {
     }
 
     async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
+        let options: XOptions = super::options::parse(publication.options)?;
+        let mut body = self.tweet(tokens, publication).await?;
+        if let Some(reply_settings) = options.reply_settings {
+            body["reply_settings"] = serde_json::json!(reply_settings);
+        }
+        if let Some(quote_tweet_id) = &options.quote_tweet_id {
+            body["quote_tweet_id"] = quote_tweet_id.as_str().into();
+        }
+        self.post_tweet(tokens, &body).await
+    }
+
+    async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
+        self.find(tokens, publication, None).await
+    }
+
+    async fn publish_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        follow_up: &FollowUp<'_>,
+    ) -> Result<Published, PlatformError> {
+        let parent = reply_target(follow_up)?;
+        let mut body = self.tweet(tokens, publication).await?;
+        body["reply"] = serde_json::json!({ "in_reply_to_tweet_id": parent });
+        self.post_tweet(tokens, &body).await
+    }
+
+    async fn look_up_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        follow_up: &FollowUp<'_>,
+    ) -> Result<LookUp, PlatformError> {
+        self.find(tokens, publication, Some(reply_target(follow_up)?)).await
+    }
+}
+
+/// The post a follow-up replies to (X has no comments apart from replies).
+fn reply_target<'a>(follow_up: &FollowUp<'a>) -> Result<&'a str, PlatformError> {
+    match follow_up.kind {
+        FollowUpKind::Reply => Ok(&follow_up.parent.platform_post_id),
+        FollowUpKind::Comment => Err(PlatformError::Permanent("herald publishes no comments on X".to_owned())),
+    }
+}
+
+impl XAdapter {
+    /// The body of a post of `publication`'s text and media, the media uploaded.
+    async fn tweet(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<serde_json::Value, PlatformError> {
         let mut media_ids = Vec::with_capacity(publication.media.len());
         for file in publication.media {
             media_ids.push(self.upload(tokens, publication.store, file).await?);
         }
-        let url = format!("{}/2/tweets", self.oauth.endpoints().api_url);
         let mut body = serde_json::json!({ "text": publication.content });
         if !media_ids.is_empty() {
             body["media"] = serde_json::json!({ "media_ids": media_ids });
         }
-        let request = self.oauth.http().post(url).bearer_auth(tokens.access_token.expose_secret()).json(&body);
+        Ok(body)
+    }
+
+    /// `POST /2/tweets` of `body`.
+    async fn post_tweet(&self, tokens: &TokenSet, body: &serde_json::Value) -> Result<Published, PlatformError> {
+        let url = format!("{}/2/tweets", self.oauth.endpoints().api_url);
+        let request = self.oauth.http().post(url).bearer_auth(tokens.access_token.expose_secret()).json(body);
         let created: Created = self.send_json(request).await?;
-        let url = format!("https://x.com/i/web/status/{}", created.data.id);
-        Ok(Published::new(created.data.id, Some(url)))
+        Ok(published(created.data.id))
+    }
+
+    /// Looks in the account's timeline since the attempt began for a post of `publication`'s
+    /// text (replying to `parent`, for a reply).
+    async fn find(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        parent: Option<&str>,
+    ) -> Result<LookUp, PlatformError> {
+        let Some(began) = publication.began else { return Ok(LookUp::CannotTell) };
+        let start = (began - CLOCK_SKEW).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let wanted = comparable(publication.content);
+        let mut next: Option<String> = None;
+        for _ in 0..TIMELINE_PAGES {
+            let mut url = format!(
+                "{}/2/users/{}/tweets?start_time={}&max_results=100&exclude=retweets&tweet.fields=created_at,referenced_tweets",
+                self.oauth.endpoints().api_url,
+                query_value(publication.platform_user_id),
+                query_value(&start),
+            );
+            if let Some(token) = &next {
+                url.push_str(&format!("&pagination_token={}", query_value(token)));
+            }
+            let request = self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret());
+            let page: Timeline = self.send_json(request).await?;
+            let found = page.data.into_iter().find(|tweet| {
+                comparable(&tweet.text) == wanted
+                    && parent.is_none_or(|parent| {
+                        tweet.referenced_tweets.iter().any(|referenced| referenced.kind == "replied_to" && referenced.id == parent)
+                    })
+            });
+            if let Some(tweet) = found {
+                return Ok(LookUp::Found(published(tweet.id)));
+            }
+            match page.meta.and_then(|meta| meta.next_token) {
+                Some(token) => next = Some(token),
+                None => return Ok(LookUp::NotFound),
+            }
+        }
+        // More posts since then than herald reads: it cannot say.
+        Ok(LookUp::CannotTell)
     }
 }
 
