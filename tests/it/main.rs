@@ -9,6 +9,7 @@ mod api_edge;
 mod apps;
 mod chains;
 mod chains_x_bsky;
+mod chains_meta_masto;
 mod connect;
 mod credentials;
 mod event_log;

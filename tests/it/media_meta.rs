@@ -55,6 +55,8 @@ struct Container {
     error: Option<String>,
     /// The bytes fetched from the media URL.
     fetched: Option<(String, usize)>,
+    /// Published: its status is `PUBLISHED`, and it cannot be published again.
+    published: bool,
 }
 
 #[derive(Default)]
@@ -140,6 +142,7 @@ impl Fake {
             in_progress: if is_video { self.video_checks.load(Ordering::SeqCst) } else { 0 },
             error: self.fail_next_container.lock().unwrap().take(),
             fetched,
+            published: false,
         };
         let id = self.id();
         self.containers.lock().unwrap().insert(id.clone(), container);
@@ -150,7 +153,9 @@ impl Fake {
     fn container_status(&self, id: &str, threads: bool) -> Option<Response> {
         let mut containers = self.containers.lock().unwrap();
         let container = containers.get_mut(id)?;
-        let status = if container.in_progress > 0 {
+        let status = if container.published {
+            "PUBLISHED"
+        } else if container.in_progress > 0 {
             container.in_progress -= 1;
             "IN_PROGRESS"
         } else if container.error.is_some() {
@@ -170,17 +175,27 @@ impl Fake {
     /// `POST /{user}/media_publish` or `/{user}/threads_publish` with `creation_id`.
     fn publish(&self, prefix: &str, query: &HashMap<String, String>) -> Response {
         let creation = query.get("creation_id").cloned().unwrap_or_default();
+        let failure = self.fail_next_publish.lock().unwrap().take();
+        let posts = failure.is_none() || self.failed_publish_posts.load(Ordering::SeqCst);
         let text = {
-            let containers = self.containers.lock().unwrap();
-            let Some(container) = containers.get(&creation) else {
+            let mut containers = self.containers.lock().unwrap();
+            let Some(container) = containers.get_mut(&creation) else {
                 return graph_error(StatusCode::BAD_REQUEST, 24, Some(2_207_008), "Media builder not found");
             };
             assert!(container.in_progress == 0 && container.error.is_none(), "published a container not ready");
+            if container.published {
+                return graph_error(
+                    StatusCode::BAD_REQUEST,
+                    9004,
+                    Some(2_207_006),
+                    "The media has already been published",
+                );
+            }
+            container.published = posts;
             container.params.get("caption").or_else(|| container.params.get("text")).cloned()
         };
         let id = self.id();
-        let failure = self.fail_next_publish.lock().unwrap().take();
-        if failure.is_none() || self.failed_publish_posts.load(Ordering::SeqCst) {
+        if posts {
             self.posts.lock().unwrap().push((prefix.to_owned(), id.clone(), text, chrono::Utc::now()));
         }
         match failure {

@@ -11,6 +11,13 @@
 //! then `finish` with the description, which publishes). The newer Resumable Upload API wants a
 //! user token and a role on the app, which a Page's token is not. A look-up finds the post among
 //! the Page's feed since the attempt began, by its message. Errors are Graph's (`meta`).
+//!
+//! A text post may be a link post ([`FacebookOptions`]: `link` on `/{page-id}/feed`, Facebook
+//! draws its preview). A first comment is `POST /{object-id}/comments` with `message` on what
+//! publish returned: the Page post's id for text and photos (a published photo's `post_id`, the
+//! feed post of several), the video's id for a video (videos have their own comments edge). Its
+//! look-up reads that object's comments, newest first, for the Page's own with that text made
+//! since the attempt began.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +32,11 @@ use serde::de::DeserializeOwned;
 use super::meta::{self, LongLivedExchange, before_publishing};
 use super::oauth::OAuthClient;
 use super::{
-    Between, ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, KindRules, LookUp, MediaFile,
-    MediaRules, Platform, PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet, hourly,
+    Between, ClientCredentials, ContentRules, DefaultEndpoints, FollowUp, GrantedAccount, KindRules, LookUp,
+    MediaFile, MediaRules, Platform, PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet,
+    hourly,
 };
+use super::options::{OptionProblem, TargetOptions};
 use crate::domain::media::MediaKind;
 
 /// Facebook, as herald knows it before any setting.
@@ -41,7 +50,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
         // Videos are uploaded to Graph's video host.
         upload_url: Some("https://graph-video.facebook.com/v21.0"),
         revoke_url: None,
-        scopes: &["pages_show_list", "pages_manage_posts", "pages_read_engagement"],
+        // `pages_manage_engagement`: first comments, as the Page.
+        scopes: &["pages_show_list", "pages_manage_posts", "pages_read_engagement", "pages_manage_engagement"],
     },
     // Long-lived tokens of about 60 days (Page tokens do not expire at all).
     refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
@@ -79,9 +89,9 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: false,
             required: false,
         },
-        chains: super::Chains::NONE,
+        chains: super::Chains::COMMENTS,
     },
-    options: super::options::options_of::<super::options::NoOptions>(),
+    options: super::options::options_of::<FacebookOptions>(),
     builtin_client_id: None,
     build: |oauth| Arc::new(FacebookAdapter::new(oauth)),
 };
@@ -173,11 +183,15 @@ impl Platform for FacebookAdapter {
     }
 
     async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
+        let options: FacebookOptions = super::options::parse(publication.options)?;
         let token = tokens.access_token.expose_secret();
         let page = publication.platform_user_id;
         let media = publication.media;
+        if options.link.is_some() && !media.is_empty() {
+            return Err(PlatformError::Permanent("a Facebook link post carries no photos or video".to_owned()));
+        }
         let id = match media {
-            [] => self.feed(token, page, publication.content, &[]).await?,
+            [] => self.feed(token, page, publication.content, options.link.as_deref(), &[]).await?,
             [video] if video.facts.kind == MediaKind::Video => return self.video(token, publication, video).await,
             [photo] => {
                 let posted: PhotoPosted = self.graph(self.photo(token, page, photo, publication.content, true)).await?;
@@ -190,7 +204,7 @@ impl Platform for FacebookAdapter {
                     let uploaded: Created = self.graph(request).await.map_err(before_publishing)?;
                     attached.push(serde_json::json!({ "media_fbid": uploaded.id }));
                 }
-                self.feed(token, page, publication.content, &attached).await?
+                self.feed(token, page, publication.content, None, &attached).await?
             }
         };
         let url = format!("https://www.facebook.com/{id}");
@@ -209,6 +223,62 @@ impl Platform for FacebookAdapter {
         let recent: meta::Listed<meta::RecentPost> =
             self.graph(self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret())).await?;
         Ok(meta::made_since(recent.data, began, publication.content))
+    }
+
+    async fn publish_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        follow_up: &FollowUp<'_>,
+    ) -> Result<Published, PlatformError> {
+        let url = format!("{}/{}/comments", self.oauth.endpoints().api_url, follow_up.root.platform_post_id);
+        let body = serde_json::json!({ "message": publication.content });
+        let request = self.oauth.http().post(url).bearer_auth(tokens.access_token.expose_secret()).json(&body);
+        let comment: Created = self.graph(request).await?;
+        Ok(Published::new(comment.id, None))
+    }
+
+    async fn look_up_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        follow_up: &FollowUp<'_>,
+    ) -> Result<LookUp, PlatformError> {
+        let Some(began) = publication.began else { return Ok(LookUp::CannotTell) };
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("fields", "id,message,created_time,from")
+            .append_pair("filter", "stream")
+            .append_pair("order", "reverse_chronological")
+            .append_pair("limit", "25")
+            .finish();
+        let url = format!("{}/{}/comments?{query}", self.oauth.endpoints().api_url, follow_up.root.platform_post_id);
+        let comments: meta::Listed<meta::RecentPost> =
+            self.graph(self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret())).await?;
+        let own = comments
+            .data
+            .into_iter()
+            .filter(|comment| comment.from.as_ref().is_some_and(|from| from.id == publication.platform_user_id));
+        Ok(meta::made_since(own.collect(), began, publication.content))
+    }
+}
+
+/// What a target may say about its Facebook Page post.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = FacebookOptions)]
+#[serde(default, deny_unknown_fields)]
+pub struct FacebookOptions {
+    /// An `http(s)` link the post shares, with Facebook's preview of it (a text post only).
+    link: Option<String>,
+}
+
+impl TargetOptions for FacebookOptions {
+    fn problems(&self) -> Vec<OptionProblem> {
+        match &self.link {
+            Some(link) if !url::Url::parse(link).is_ok_and(|url| matches!(url.scheme(), "http" | "https")) => {
+                vec![OptionProblem::new("link", "must be an http(s) URL")]
+            }
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -240,16 +310,20 @@ struct UploadStarted {
 const MAX_TRANSFER: u64 = 16 * 1024 * 1024;
 
 impl FacebookAdapter {
-    /// `POST /{page}/feed` with `message` and, for several photos, the unpublished ones.
+    /// `POST /{page}/feed` with `message` and a `link`, or, for several photos, the unpublished ones.
     async fn feed(
         &self,
         token: &str,
         page: &str,
         message: &str,
+        link: Option<&str>,
         attached: &[serde_json::Value],
     ) -> Result<String, PlatformError> {
         let url = format!("{}/{page}/feed", self.oauth.endpoints().api_url);
         let mut body = serde_json::json!({ "message": message });
+        if let Some(link) = link {
+            body["link"] = serde_json::Value::from(link);
+        }
         if !attached.is_empty() {
             body["attached_media"] = serde_json::Value::from(attached.to_vec());
         }
@@ -361,4 +435,21 @@ fn offsets(range: &UploadRange) -> Result<(u64, u64), PlatformError> {
         return Err(PlatformError::Transient(format!("Facebook asked for the bytes {from} to {to}")));
     }
     Ok((from, to))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_link_must_be_an_http_url() {
+        let check = |options| (SPEC.options.check)(&options);
+        assert!(check(json!({"link": "https://ada.example/menu"})).is_empty());
+        assert!(check(json!(null)).is_empty());
+        assert_eq!(check(json!({"link": "javascript:alert(1)"})), [OptionProblem::new("link", "must be an http(s) URL")]);
+        assert_eq!(check(json!({"link": 7}))[0].field, "link");
+        assert!(check(json!({"published": false}))[0].message.contains("unknown field"));
+    }
 }

@@ -11,7 +11,13 @@
 //! anything, the account's `content_publishing_limit` is read: an account at its cap waits.
 //! A look-up finds the post among the account's recent media by its caption and time. Graph's
 //! 4/2207051 ("we restrict certain activity") after `media_publish` may come although the post
-//! went live: it is an unknown outcome, looked up.
+//! went live: it is an unknown outcome. A publish without an answer is settled by its container's
+//! status (`meta::publish_container`): `FINISHED` is published again (a container is published
+//! once, so that cannot post twice), `ERROR` is refused with its reason, `PUBLISHED` looked up.
+//!
+//! A first comment is `POST /{ig-media-id}/comments` with `message`, on the published media (a
+//! story takes none); its look-up reads the media's comments for the account's own with that
+//! text made since the attempt began.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,9 +29,9 @@ use serde::Deserialize;
 use super::meta::{self, CONTAINER_PACING, ContainerState, LongLivedExchange, before_publishing};
 use super::oauth::OAuthClient;
 use super::{
-    Between, ClientCredentials, ContentRules, DefaultEndpoints, GrantedAccount, KindRules, LookUp, MediaFile,
-    MediaRules, Platform, PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet, hourly,
-    per_minutes,
+    Between, ClientCredentials, ContentRules, DefaultEndpoints, FollowUp, GrantedAccount, KindRules, LookUp,
+    MediaFile, MediaRules, Platform, PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet,
+    hourly, per_minutes,
 };
 use crate::domain::media::MediaKind;
 
@@ -39,7 +45,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
         api_url: "https://graph.instagram.com",
         upload_url: None,
         revoke_url: None,
-        scopes: &["instagram_business_basic", "instagram_business_content_publish"],
+        // `instagram_business_manage_comments`: first comments.
+        scopes: &["instagram_business_basic", "instagram_business_content_publish", "instagram_business_manage_comments"],
     },
     // Long-lived tokens of about 60 days, refreshed only after 24 h.
     refresh_margin: Duration::from_secs(7 * 24 * 60 * 60),
@@ -77,7 +84,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: true,
             required: true,
         },
-        chains: super::Chains::NONE,
+        chains: super::Chains::COMMENTS,
     },
     options: super::options::options_of::<InstagramOptions>(),
     builtin_client_id: None,
@@ -183,6 +190,37 @@ impl Platform for InstagramAdapter {
             _ => publication.content,
         };
         Ok(meta::made_since(recent.data, began, caption))
+    }
+
+    async fn publish_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        follow_up: &FollowUp<'_>,
+    ) -> Result<Published, PlatformError> {
+        if InstagramOptions::of(publication.options)?.placement == Placement::Story {
+            return Err(PlatformError::Permanent("an Instagram story takes no comments".to_owned()));
+        }
+        let token = tokens.access_token.expose_secret();
+        let path = format!("{}/comments", follow_up.root.platform_post_id);
+        let comment: Id = meta::graph(&self.oauth, self.post(token, &path, &[("message", publication.content)])).await?;
+        Ok(Published::new(comment.id, None))
+    }
+
+    async fn look_up_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        follow_up: &FollowUp<'_>,
+    ) -> Result<LookUp, PlatformError> {
+        let Some(began) = publication.began else { return Ok(LookUp::CannotTell) };
+        let path = format!("{}/comments?fields=id,text,timestamp,from&limit=50", follow_up.root.platform_post_id);
+        let comments: meta::Listed<meta::RecentPost> = self.get(tokens.access_token.expose_secret(), &path).await?;
+        let own = comments
+            .data
+            .into_iter()
+            .filter(|comment| comment.from.as_ref().is_some_and(|from| from.id == publication.platform_user_id));
+        Ok(meta::made_since(own.collect(), began, publication.content))
     }
 }
 
@@ -362,23 +400,27 @@ impl InstagramAdapter {
     }
 
     async fn wait_until_ready(&self, token: &str, container: &str) -> Result<(), PlatformError> {
-        let path = format!("{container}?fields=status_code,status");
-        meta::wait_until_ready("Instagram", CONTAINER_PACING, || async {
-            let status: ContainerStatus = self.get(token, &path).await?;
-            Ok(ContainerState::from_status(&status.status_code, status.status))
-        })
-        .await
+        meta::wait_until_ready("Instagram", CONTAINER_PACING, || self.status(token, container)).await
     }
 
-    /// The publish itself. Graph's 4/2207051 may come although the post went live: unknown.
+    async fn status(&self, token: &str, container: &str) -> Result<ContainerState, PlatformError> {
+        let status: ContainerStatus = self.get(token, &format!("{container}?fields=status_code,status")).await?;
+        Ok(ContainerState::from_status(&status.status_code, status.status))
+    }
+
+    /// The publish itself, settled by the container's status when it gets no answer. Graph's
+    /// 4/2207051 may come although the post went live: unknown too.
     async fn media_publish(&self, token: &str, user: &str, container: &str) -> Result<String, PlatformError> {
-        let request = self.post(token, &format!("{user}/media_publish"), &[("creation_id", container)]);
-        match meta::graph_call::<Id>(&self.oauth, request).await {
-            Ok(published) => Ok(published.id),
-            Err(failure) if failure.code == Some(4) && failure.subcode == Some(2_207_051) => {
-                Err(PlatformError::Ambiguous(format!("Instagram restricted the publish, which may have gone live: {}", failure.error)))
+        let publish = || async {
+            let request = self.post(token, &format!("{user}/media_publish"), &[("creation_id", container)]);
+            match meta::graph_call::<Id>(&self.oauth, request).await {
+                Ok(published) => Ok(published.id),
+                Err(failure) if failure.code == Some(4) && failure.subcode == Some(2_207_051) => {
+                    Err(PlatformError::Ambiguous(format!("Instagram restricted the publish, which may have gone live: {}", failure.error)))
+                }
+                Err(failure) => Err(failure.error),
             }
-            Err(failure) => Err(failure.error),
-        }
+        };
+        meta::publish_container("Instagram", publish, || self.status(token, container)).await
     }
 }

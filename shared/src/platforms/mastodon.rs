@@ -22,6 +22,11 @@
 //! comparison is on the text inside it with whitespace folded; a status whose rendering changes
 //! the words (a remote mention shown without its domain, say) is not recognised, which errs on
 //! the side of `unknown`.
+//!
+//! A thread's later items are replies: each is a status with `in_reply_to_id` = the item before
+//! it (and the target's options), sent with its own `Idempotency-Key` (the item's reference), so
+//! its look-up is the same: inside the window the same request again, past it a status of the
+//! account's that answers that item, with the item's text, made since the attempt began.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,8 +40,8 @@ use reqwest::multipart::{Form, Part};
 
 use super::oauth::OAuthClient;
 use super::{
-    ContentRules, DefaultEndpoints, GrantedAccount, KindRules, LookUp, MediaFile, MediaRules, Platform, PlatformError,
-    PlatformSpec, Publication, PublishRates, Published, TokenSet, http, per_minutes,
+    ContentRules, DefaultEndpoints, FollowUp, FollowUpKind, GrantedAccount, KindRules, LookUp, MediaFile, MediaRules,
+    Platform, PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet, http, per_minutes,
 };
 use crate::media::MediaStore;
 
@@ -87,7 +92,7 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: false,
             required: false,
         },
-        chains: super::Chains::NONE,
+        chains: super::Chains::REPLIES,
     },
     options: super::options::options_of::<MastodonOptions>(),
     builtin_client_id: None,
@@ -166,6 +171,7 @@ struct ListedStatus {
     id: String,
     url: Option<String>,
     created_at: DateTime<Utc>,
+    in_reply_to_id: Option<String>,
     /// HTML.
     #[serde(default)]
     content: String,
@@ -204,6 +210,50 @@ impl Platform for MastodonAdapter {
     }
 
     async fn publish(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<Published, PlatformError> {
+        self.post_status(tokens, publication, None).await
+    }
+
+    async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
+        self.look_up_status(tokens, publication, None).await
+    }
+
+    async fn publish_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        follow_up: &FollowUp<'_>,
+    ) -> Result<Published, PlatformError> {
+        self.post_status(tokens, publication, Some(replied_to(follow_up))).await
+    }
+
+    async fn look_up_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        follow_up: &FollowUp<'_>,
+    ) -> Result<LookUp, PlatformError> {
+        self.look_up_status(tokens, publication, Some(replied_to(follow_up))).await
+    }
+}
+
+/// The status a follow-up answers: the item before it (the first post, for a comment, which
+/// Mastodon does not have beside replies).
+fn replied_to<'a>(follow_up: &FollowUp<'a>) -> &'a str {
+    match follow_up.kind {
+        FollowUpKind::Reply => &follow_up.parent.platform_post_id,
+        FollowUpKind::Comment => &follow_up.root.platform_post_id,
+    }
+}
+
+impl MastodonAdapter {
+    /// `POST /api/v1/statuses` with the publication's media, options and reference as its
+    /// `Idempotency-Key`, answering `in_reply_to` when it is a reply.
+    async fn post_status(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        in_reply_to: Option<&str>,
+    ) -> Result<Published, PlatformError> {
         let options: MastodonOptions = super::options::parse(publication.options)?;
         let mut media_ids = Vec::with_capacity(publication.media.len());
         for file in publication.media {
@@ -213,6 +263,9 @@ impl Platform for MastodonAdapter {
             "status": publication.content,
             "visibility": options.visibility.unwrap_or_default(),
         });
+        if let Some(parent) = in_reply_to {
+            body["in_reply_to_id"] = parent.into();
+        }
         if !media_ids.is_empty() {
             body["media_ids"] = serde_json::json!(media_ids);
         }
@@ -236,11 +289,18 @@ impl Platform for MastodonAdapter {
         Ok(Published::new(status.id, status.url))
     }
 
-    async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
+    /// The status an earlier [`MastodonAdapter::post_status`] may have made: inside the
+    /// idempotency window the same request again; past it, among the account's recent statuses.
+    async fn look_up_status(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        in_reply_to: Option<&str>,
+    ) -> Result<LookUp, PlatformError> {
         let Some(began) = publication.began else { return Ok(LookUp::CannotTell) };
         if Utc::now() - began < IDEMPOTENCY_WINDOW {
             // The same Idempotency-Key: Mastodon returns the status an earlier try made, or makes it.
-            return Ok(LookUp::Found(self.publish(tokens, publication).await?));
+            return Ok(LookUp::Found(self.post_status(tokens, publication, in_reply_to).await?));
         }
         let account: String = form_urlencoded::byte_serialize(publication.platform_user_id.as_bytes()).collect();
         let url = format!(
@@ -250,16 +310,13 @@ impl Platform for MastodonAdapter {
         let request = self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret());
         let statuses: Vec<ListedStatus> = http::send_json(self.oauth.label(), request).await?;
         let wanted = folded(publication.content);
-        let found = statuses
-            .into_iter()
-            .find(|status| status.created_at >= began - CLOCK_SKEW && folded(&text_of(&status.content)) == wanted);
-        Ok(found.map_or(LookUp::CannotTell, |status| {
-            LookUp::Found(Published::new(status.id, status.url))
-        }))
+        let found = statuses.into_iter().find(|status| {
+            status.created_at >= began - CLOCK_SKEW
+                && status.in_reply_to_id.as_deref() == in_reply_to
+                && folded(&text_of(&status.content)) == wanted
+        });
+        Ok(found.map_or(LookUp::CannotTell, |status| LookUp::Found(Published::new(status.id, status.url))))
     }
-}
-
-impl MastodonAdapter {
     /// Uploads `file` as an attachment (its alt text as the description) and waits until the
     /// instance has processed it; answers its id.
     async fn upload(&self, tokens: &TokenSet, store: &MediaStore, file: &MediaFile) -> Result<String, PlatformError> {

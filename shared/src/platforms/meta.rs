@@ -5,7 +5,9 @@
 //! (about 60 days). The three differ only in where they trade and how they name the grant: see
 //! [`LongLivedExchange`]. Graph errors come as `{"error": {"code", "message"}}`, mostly with
 //! status 400: code 190 is a dead token (reconnect), 4, 17, 32, 613 and 80001+ are rate limits
-//! (the `X-App-Usage` family names no reset time; herald waits an hour), 506 a duplicate post;
+//! (the `X-App-Usage` family names no reset time; herald waits an hour), 10 and 200-299 a
+//! permission the grant lacks (refused, saying so: the account still publishes what it may),
+//! 506 a duplicate post;
 //! Instagram's 9/2207042 is its daily publishing cap (herald waits a day), 9007/2207027 media not
 //! ready yet, -1 and -2 its server errors and download timeouts (transient), and anything the body
 //! marks `is_transient`. The error is read from the whole body, so the codes are kept for adapters
@@ -95,6 +97,11 @@ fn classify_graph(fallback: PlatformError, body: &str) -> GraphFailure {
         // Instagram's cap of API-published posts in a rolling 24 hours.
         (9, Some(2_207_042)) => wait(24),
         (4 | 17 | 32 | 613, _) | (80_001.., _) => wait(1),
+        // A permission the grant lacks (a comment without `*_manage_comments`, say): reconnecting
+        // with it helps, retrying does not; the account's other publishing is unaffected.
+        (10 | 200..=299, _) => PlatformError::Permanent(format!(
+            "the connection lacks a permission this needs (reconnect the account granting it): {reason}"
+        )),
         // The media is not ready yet (9007 / 2207027); Instagram's server errors and download
         // timeouts (-1, -2); Graph's unknown error and service unavailable (1, 2).
         (9007 | -2 | -1 | 1 | 2, _) | (_, Some(2_207_027)) => PlatformError::Transient(reason),
@@ -117,8 +124,10 @@ pub(super) fn before_publishing(error: PlatformError) -> PlatformError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ContainerState {
     InProgress,
-    /// Ready to publish (or already published).
+    /// Ready to publish.
     Ready,
+    /// Already published (a container is published once).
+    Published,
     /// The platform could not use the media: the reason it gave.
     Failed(String),
     /// Not published within its 24 hours.
@@ -130,7 +139,8 @@ impl ContainerState {
     /// the platform gave for an `ERROR`.
     pub fn from_status(status: &str, reason: Option<String>) -> Self {
         match status {
-            "FINISHED" | "PUBLISHED" => ContainerState::Ready,
+            "FINISHED" => ContainerState::Ready,
+            "PUBLISHED" => ContainerState::Published,
             "ERROR" => ContainerState::Failed(reason.unwrap_or_else(|| "no reason given".to_owned())),
             "EXPIRED" => ContainerState::Expired,
             _ => ContainerState::InProgress,
@@ -165,7 +175,7 @@ where
     let mut interval = pacing.first;
     loop {
         match check().await.map_err(before_publishing)? {
-            ContainerState::Ready => return Ok(()),
+            ContainerState::Ready | ContainerState::Published => return Ok(()),
             ContainerState::Failed(reason) => {
                 return Err(PlatformError::Permanent(format!("{label} could not use the media: {reason}")));
             }
@@ -185,6 +195,37 @@ where
     }
 }
 
+/// Publishes a container with `publish` (`media_publish`, `threads_publish`). When that call gets
+/// no answer, the container's status (`check`) settles what happened: Meta publishes a container
+/// once, so one still `FINISHED` was not published and is published again (a repeat cannot post
+/// twice); `PUBLISHED` went live (still unknown here: the caller's look-up finds the post); `ERROR`
+/// and `EXPIRED` never will. A status that cannot be read leaves the outcome unknown.
+pub(super) async fn publish_container<P, PF, C, CF>(label: &str, publish: P, check: C) -> Result<String, PlatformError>
+where
+    P: Fn() -> PF,
+    PF: Future<Output = Result<String, PlatformError>>,
+    C: FnOnce() -> CF,
+    CF: Future<Output = Result<ContainerState, PlatformError>>,
+{
+    let unanswered = match publish().await {
+        Err(PlatformError::Ambiguous(reason)) => reason,
+        other => return other,
+    };
+    match check().await {
+        Ok(ContainerState::Ready) => publish().await,
+        Ok(ContainerState::Published) => {
+            Err(PlatformError::Ambiguous(format!("{unanswered} (the {label} container is published)")))
+        }
+        Ok(ContainerState::Failed(reason)) => {
+            Err(PlatformError::Permanent(format!("{label} could not use the media: {reason}")))
+        }
+        Ok(ContainerState::Expired) => {
+            Err(PlatformError::Transient(format!("{unanswered} (the {label} container expired unpublished)")))
+        }
+        Ok(ContainerState::InProgress) | Err(_) => Err(PlatformError::Ambiguous(unanswered)),
+    }
+}
+
 /// A post as an account's recent posts list it, for a look-up.
 #[derive(Debug, Deserialize)]
 pub(super) struct RecentPost {
@@ -197,6 +238,16 @@ pub(super) struct RecentPost {
     pub timestamp: Option<String>,
     #[serde(alias = "permalink_url")]
     pub permalink: Option<String>,
+    /// Who wrote it (comments: Instagram's and Facebook's `from`).
+    pub from: Option<GraphRef>,
+    /// What it answers (Threads' replies: `replied_to`).
+    pub replied_to: Option<GraphRef>,
+}
+
+/// Another Graph object, by its id.
+#[derive(Debug, Deserialize)]
+pub(super) struct GraphRef {
+    pub id: String,
 }
 
 /// A page of Graph results.
@@ -356,6 +407,17 @@ mod tests {
         assert!(matches!(classified(&body(32, "")), PlatformError::RateLimited { .. }));
         assert!(matches!(classified(&body(80_004, "")), PlatformError::RateLimited { .. }));
         assert!(matches!(classified(&body(506, "")), PlatformError::Permanent(_)));
+        for limited in [4, 17, 613] {
+            assert!(matches!(classified(&body(limited, "")), PlatformError::RateLimited { .. }), "{limited}");
+        }
+        assert!(matches!(classified(&body(102, "")), PlatformError::AuthDead(_)));
+        for permission in [10, 200, 299] {
+            let refused = classified(&body(permission, ""));
+            assert!(
+                matches!(&refused, PlatformError::Permanent(reason) if reason.contains("lacks a permission")),
+                "{permission}: {refused:?}"
+            );
+        }
         assert!(matches!(classified("no body"), PlatformError::Permanent(_)));
         assert!(matches!(classified(&body(9007, r#", "error_subcode": 2207027"#)), PlatformError::Transient(_)));
         assert!(matches!(classified(&body(-1, r#", "error_subcode": 2207001"#)), PlatformError::Transient(_)));
@@ -377,6 +439,8 @@ mod tests {
             text: text.map(str::to_owned),
             timestamp: Some(at.into()),
             permalink: Some(format!("https://example.com/{id}")),
+            from: None,
+            replied_to: None,
         };
         let found = made_since(
             vec![
