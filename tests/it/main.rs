@@ -7,6 +7,7 @@ mod harness;
 mod abandoned;
 mod api_edge;
 mod apps;
+mod chains_li_yt;
 mod connect;
 mod credentials;
 mod event_log;
