@@ -31,8 +31,8 @@ struct Seen {
     body: Value,
 }
 
-/// What the fake answers next to a call, by `METHOD /path` (without the query); the default
-/// answer otherwise.
+/// What the fake answers next to a call, by `METHOD /path` (the raw path, without the query); a
+/// 404 otherwise.
 #[derive(Default)]
 struct Fake {
     seen: Mutex<Vec<Seen>>,
@@ -124,7 +124,7 @@ fn header<'a>(seen: &'a Seen, name: &str) -> &'a str {
 async fn linkedin_first_comments_go_on_the_post_as_its_member_or_organization() {
     let (fake, linkedin, _, store) = adapters().await;
     let post = Published::new("urn:li:share:7270000000000000001", None);
-    let path = "/li/rest/socialActions/urn:li:share:7270000000000000001/comments";
+    let path = "/li/rest/socialActions/urn%3Ali%3Ashare%3A7270000000000000001/comments";
     for (author, comment_id) in
         [("urn:li:person:Ada123", "7270000000000000101"), ("urn:li:organization:4242", "7270000000000000102")]
     {
@@ -206,7 +206,7 @@ async fn linkedin_first_comments_go_on_the_post_as_its_member_or_organization() 
 async fn linkedin_looks_up_a_first_comment_among_the_posts_comments() {
     let (fake, linkedin, _, store) = adapters().await;
     let post = Published::new("urn:li:ugcPost:7270000000000000009", None);
-    let path = "GET /li/rest/socialActions/urn:li:ugcPost:7270000000000000009/comments";
+    let path = "GET /li/rest/socialActions/urn%3Ali%3AugcPost%3A7270000000000000009/comments";
     let ours = "urn:li:comment:(urn:li:activity:7270000000000000000,7270000000000000201)";
     let listed = json!({"paging": {"start": 0, "count": 100}, "elements": [
         {"$URN": "urn:li:comment:(urn:li:activity:7270000000000000000,1)", "actor": "urn:li:person:Someone",
