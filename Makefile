@@ -47,6 +47,8 @@ bench-api:
 
 ## Publishing (issue: posts): 100k one-target posts due at one instant, one worker process, a
 ## fake platform answering in 50 ms. BENCH_PUBLISH_POSTS and BENCH_PUBLISH_CONCURRENCY adjust it.
+## Then 1,000 posts with a 5 MB image through the X adapter and a fake X: deliveries/s and the
+## worker's peak RSS. BENCH_PUBLISH_MEDIA_POSTS and BENCH_PUBLISH_MEDIA_CONCURRENCY adjust it.
 bench-publish:
 	$(CARGO) build --bin herald
 	$(HERALD) with-postgres --durable --fresh --dir target/bench-postgres -- $(CARGO) bench --bench publish

@@ -10,6 +10,7 @@ mod apps;
 mod chains;
 mod chains_x_bsky;
 mod chains_meta_masto;
+mod chains_li_yt;
 mod connect;
 mod credentials;
 mod event_log;

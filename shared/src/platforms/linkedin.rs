@@ -19,6 +19,14 @@
 //! carries `content.media` (one image with its `altText`, or one video with its `title`) or
 //! `content.multiImage` (2-20 images). The uploads are safe to repeat; only the post is the
 //! publish.
+//!
+//! A first comment is `POST /rest/socialActions/{post urn}/comments` with the author as `actor`
+//! (the member or the organization: `w_member_social` covers a member's, an organization's needs
+//! its admin's organization scope), the post as `object` and `message.text`; 201 with the
+//! comment (its URN in `$URN` or `commentUrn`, its id in `x-restli-id`). A look-up for an
+//! unanswered comment lists the post's comments (`GET` on the same path) for one by the author
+//! with the same text; where the grant may not read comments (`r_member_social` is for select
+//! partners) LinkedIn refuses and herald cannot tell.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +39,8 @@ use reqwest::Method;
 
 use super::oauth::OAuthClient;
 use super::{
-    Between, ContentRules, DefaultEndpoints, GrantedAccount, KindRules, MediaFile, MediaRules, Platform, PlatformError,
-    PlatformSpec, Publication, PublishRates, Published, TokenSet, hourly, http,
+    Between, ContentRules, DefaultEndpoints, FollowUp, FollowUpKind, GrantedAccount, KindRules, LookUp, MediaFile,
+    MediaRules, Platform, PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet, hourly, http,
 };
 use crate::domain::media::MediaKind;
 use crate::media::MediaStore;
@@ -89,7 +97,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: false,
             required: false,
         },
-        chains: super::Chains::NONE,
+        // A first comment through the Comments API (`socialActions/{post}/comments`).
+        chains: super::Chains::COMMENTS,
     },
     options: super::options::options_of::<LinkedInOptions>(),
     builtin_client_id: None,
@@ -384,6 +393,52 @@ impl LinkedInAdapter {
     }
 }
 
+/// A comment as LinkedIn answers its creation or lists it.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Comment {
+    #[serde(rename = "$URN")]
+    urn: Option<String>,
+    comment_urn: Option<String>,
+    id: Option<String>,
+    actor: Option<String>,
+    message: Option<CommentMessage>,
+}
+
+#[derive(Deserialize)]
+struct CommentMessage {
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct Comments {
+    #[serde(default)]
+    elements: Vec<Comment>,
+}
+
+impl Comment {
+    /// The comment as herald keeps it: its URN (or, without one, its id), and its URL on the post.
+    fn published(self, post: &str, header_id: Option<String>) -> Option<Published> {
+        let id = self.urn.or(self.comment_urn).or(self.id).or(header_id)?;
+        let url = format!("https://www.linkedin.com/feed/update/{post}?commentUrn={}", encoded(&id));
+        Some(Published::new(id, Some(url)))
+    }
+}
+
+/// How many of a post's comments a look-up reads.
+const COMMENTS_PAGE: usize = 100;
+
+/// The post a first comment goes on: only comments are chained on LinkedIn, without media.
+fn comment_target<'a>(publication: &Publication<'_>, follow_up: &FollowUp<'a>) -> Result<&'a str, PlatformError> {
+    if follow_up.kind != FollowUpKind::Comment {
+        return Err(PlatformError::Permanent("herald publishes no replies on LinkedIn, only a first comment".to_owned()));
+    }
+    if !publication.media.is_empty() {
+        return Err(PlatformError::Permanent("a LinkedIn comment carries text only, no media".to_owned()));
+    }
+    Ok(&follow_up.root.platform_post_id)
+}
+
 /// The file's size, as the library read it.
 fn size_of(file: &MediaFile) -> Result<u64, PlatformError> {
     u64::try_from(file.facts.size_bytes)
@@ -463,5 +518,58 @@ impl Platform for LinkedInAdapter {
             .ok_or_else(|| PlatformError::Ambiguous("LinkedIn accepted the post but named no id".to_owned()))?;
         let url = format!("https://www.linkedin.com/feed/update/{urn}");
         Ok(Published::new(urn, Some(url)))
+    }
+
+    async fn publish_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        follow_up: &FollowUp<'_>,
+    ) -> Result<Published, PlatformError> {
+        let post = comment_target(publication, follow_up)?;
+        let body = serde_json::json!({
+            "actor": publication.platform_user_id,
+            "object": post,
+            "message": {"text": publication.content},
+        });
+        let path = format!("socialActions/{}/comments", encoded(post));
+        let request = self.rest(Method::POST, &path, tokens.access_token.expose_secret()).json(&body);
+        let response = http::send(self.oauth.label(), request).await?;
+        let header_id =
+            response.headers().get("x-restli-id").and_then(|value| value.to_str().ok()).map(str::to_owned);
+        // The id may be in the header alone: an unreadable body still names the comment.
+        let comment: Comment = response.json().await.unwrap_or_default();
+        comment
+            .published(post, header_id)
+            .ok_or_else(|| PlatformError::Ambiguous("LinkedIn accepted the comment but named no id".to_owned()))
+    }
+
+    /// The post's comments, for one by this author with this text. A grant that may not read
+    /// comments is refused: herald cannot tell.
+    async fn look_up_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        follow_up: &FollowUp<'_>,
+    ) -> Result<LookUp, PlatformError> {
+        let post = comment_target(publication, follow_up)?;
+        let path = format!("socialActions/{}/comments?count={COMMENTS_PAGE}", encoded(post));
+        let request = self.rest(Method::GET, &path, tokens.access_token.expose_secret());
+        let comments: Comments = match http::send_json(self.oauth.label(), request).await {
+            Ok(comments) => comments,
+            Err(PlatformError::Permanent(_)) => return Ok(LookUp::CannotTell),
+            Err(error) => return Err(error),
+        };
+        let full = comments.elements.len() >= COMMENTS_PAGE;
+        let ours = comments.elements.into_iter().find(|comment| {
+            comment.actor.as_deref() == Some(publication.platform_user_id)
+                && comment.message.as_ref().is_some_and(|message| message.text == publication.content)
+        });
+        Ok(match ours.and_then(|comment| comment.published(post, None)) {
+            Some(found) => LookUp::Found(found),
+            // More comments than one page: ours may be among the rest.
+            None if full => LookUp::CannotTell,
+            None => LookUp::NotFound,
+        })
     }
 }

@@ -20,6 +20,13 @@
 //! video: it turns public then). Shorts have no API of their own: a short vertical or square
 //! video (up to three minutes) is a Short.
 //!
+//! A first comment is `POST /commentThreads?part=snippet` with `snippet.channelId` (the
+//! channel), `snippet.videoId` (the video just published) and
+//! `snippet.topLevelComment.snippet.textOriginal`, which needs the `youtube.force-ssl` scope
+//! (50 quota units). A look-up for an unanswered one lists the video's threads
+//! (`commentThreads?part=snippet&videoId=`) for a top-level comment by the channel with the
+//! same text.
+//!
 //! Errors: `quotaExceeded` (403) is the API project's daily quota, which resets at midnight
 //! Pacific time: rate limited until then. `uploadLimitExceeded` (400) is the channel's upload cap
 //! over a rolling day ("try again in 24 hours"): rate limited for a day, not permanent, as the
@@ -38,8 +45,8 @@ use serde::Deserialize;
 
 use super::oauth::OAuthClient;
 use super::{
-    Between, ContentRules, DefaultEndpoints, GrantedAccount, KindRules, LookUp, MediaFile, MediaRules, Platform,
-    PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet, hourly, http,
+    Between, ContentRules, DefaultEndpoints, FollowUp, FollowUpKind, GrantedAccount, KindRules, LookUp, MediaFile,
+    MediaRules, Platform, PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet, hourly, http,
 };
 use crate::domain::media::MediaKind;
 use crate::media::MediaStore;
@@ -54,7 +61,12 @@ pub const SPEC: PlatformSpec = PlatformSpec {
         api_url: "https://www.googleapis.com/youtube/v3",
         upload_url: Some("https://www.googleapis.com/upload/youtube/v3"),
         revoke_url: Some("https://oauth2.googleapis.com/revoke"),
-        scopes: &["https://www.googleapis.com/auth/youtube.upload", "https://www.googleapis.com/auth/youtube.readonly"],
+        // `youtube.force-ssl`: commentThreads.insert (a first comment) takes no other scope.
+        scopes: &[
+            "https://www.googleapis.com/auth/youtube.upload",
+            "https://www.googleapis.com/auth/youtube.readonly",
+            "https://www.googleapis.com/auth/youtube.force-ssl",
+        ],
     },
     refresh_margin: Duration::from_secs(10 * 60),
     publish_rates: PublishRates { per_account: hourly(100), per_app: hourly(10_000) },
@@ -82,7 +94,8 @@ pub const SPEC: PlatformSpec = PlatformSpec {
             mixes: false,
             required: true,
         },
-        chains: super::Chains::NONE,
+        // A first comment: a top-level comment thread on the video (commentThreads.insert).
+        chains: super::Chains::COMMENTS,
     },
     options: super::options::options_of::<YouTubeOptions>(),
     builtin_client_id: None,
@@ -204,6 +217,81 @@ impl Platform for YouTubeAdapter {
             }
         }
     }
+
+    async fn publish_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        follow_up: &FollowUp<'_>,
+    ) -> Result<Published, PlatformError> {
+        let video = comment_target(publication, follow_up)?;
+        let body = serde_json::json!({"snippet": {
+            "channelId": publication.platform_user_id,
+            "videoId": video,
+            "topLevelComment": {"snippet": {"textOriginal": publication.content}},
+        }});
+        let url = format!("{}/commentThreads?part=snippet", self.oauth.endpoints().api_url);
+        let request = self.oauth.http().post(url).bearer_auth(tokens.access_token.expose_secret()).json(&body);
+        let response = http::answer(self.oauth.label(), request).await?;
+        if !response.status().is_success() {
+            return Err(youtube_error(response).await);
+        }
+        let thread: CommentThread = response
+            .json()
+            .await
+            .map_err(|_| PlatformError::Ambiguous("YouTube took the comment but sent no readable thread".to_owned()))?;
+        Ok(thread.published(video))
+    }
+
+    /// The video's comment threads (most recent first, a few pages), for a top-level comment by
+    /// the channel with this text.
+    async fn look_up_follow_up(
+        &self,
+        tokens: &TokenSet,
+        publication: &Publication<'_>,
+        follow_up: &FollowUp<'_>,
+    ) -> Result<LookUp, PlatformError> {
+        let video = comment_target(publication, follow_up)?;
+        let mut page: Option<String> = None;
+        for _ in 0..THREAD_PAGES {
+            let mut url = format!(
+                "{}/commentThreads?part=snippet&videoId={}&order=time&maxResults=100&textFormat=plainText",
+                self.oauth.endpoints().api_url,
+                query_value(video)
+            );
+            if let Some(token) = &page {
+                url.push_str(&format!("&pageToken={}", query_value(token)));
+            }
+            let request = self.oauth.http().get(url).bearer_auth(tokens.access_token.expose_secret());
+            let response = http::answer(self.oauth.label(), request).await?;
+            if !response.status().is_success() {
+                return Err(youtube_error(response).await);
+            }
+            let threads: CommentThreads = response
+                .json()
+                .await
+                .map_err(|error| PlatformError::Transient(format!("YouTube sent an unreadable list: {error}")))?;
+            if let Some(thread) =
+                threads.items.into_iter().find(|thread| thread.is(publication.platform_user_id, publication.content))
+            {
+                return Ok(LookUp::Found(thread.published(video)));
+            }
+            match threads.next_page_token {
+                Some(next) => page = Some(next),
+                None => return Ok(LookUp::NotFound),
+            }
+        }
+        // More threads than herald reads: it may be further on.
+        Ok(LookUp::CannotTell)
+    }
+}
+
+/// How many pages of a video's comment threads a look-up reads, at most.
+const THREAD_PAGES: usize = 3;
+
+/// `value` encoded for a query string.
+fn query_value(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 /// Bytes per PUT: 32 × 256 KiB (every chunk but the last must be a multiple of 256 KiB).
@@ -366,6 +454,73 @@ fn size_of(file: &MediaFile) -> Result<u64, PlatformError> {
 fn published(video: Video) -> Published {
     let url = format!("https://www.youtube.com/watch?v={}", video.id);
     Published::new(video.id, Some(url))
+}
+
+/// A comment thread as commentThreads.insert answers it and commentThreads.list lists it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CommentThread {
+    id: String,
+    snippet: Option<ThreadSnippet>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ThreadSnippet {
+    top_level_comment: Option<TopLevelComment>,
+}
+
+#[derive(Deserialize)]
+struct TopLevelComment {
+    snippet: Option<CommentSnippet>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CommentSnippet {
+    author_channel_id: Option<AuthorChannel>,
+    #[serde(default)]
+    text_original: String,
+}
+
+#[derive(Deserialize)]
+struct AuthorChannel {
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CommentThreads {
+    #[serde(default)]
+    items: Vec<CommentThread>,
+    next_page_token: Option<String>,
+}
+
+impl CommentThread {
+    /// Whether `channel` wrote this thread's top-level comment, with `text`.
+    fn is(&self, channel: &str, text: &str) -> bool {
+        let comment = self.snippet.as_ref().and_then(|snippet| snippet.top_level_comment.as_ref());
+        comment.and_then(|comment| comment.snippet.as_ref()).is_some_and(|snippet| {
+            snippet.author_channel_id.as_ref().is_some_and(|author| author.value == channel)
+                && snippet.text_original == text
+        })
+    }
+
+    fn published(self, video: &str) -> Published {
+        let url = format!("https://www.youtube.com/watch?v={video}&lc={}", self.id);
+        Published::new(self.id, Some(url))
+    }
+}
+
+/// The video a first comment goes on: only comments are chained on YouTube, text alone.
+fn comment_target<'a>(publication: &Publication<'_>, follow_up: &FollowUp<'a>) -> Result<&'a str, PlatformError> {
+    if follow_up.kind != FollowUpKind::Comment {
+        return Err(PlatformError::Permanent("herald publishes no replies on YouTube, only a first comment".to_owned()));
+    }
+    if !publication.media.is_empty() {
+        return Err(PlatformError::Permanent("a YouTube comment is text alone, without media".to_owned()));
+    }
+    Ok(&follow_up.root.platform_post_id)
 }
 
 /// The offset after the last byte a `308`'s `Range` (`bytes=0-N`) acknowledges; none: nothing.
