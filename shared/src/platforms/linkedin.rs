@@ -39,7 +39,7 @@ use reqwest::Method;
 
 use super::oauth::OAuthClient;
 use super::{
-    Between, ContentRules, DefaultEndpoints, FollowUp, FollowUpKind, GrantedAccount, KindRules, LookUp, MediaFile,
+    Between, ContentRules, DefaultEndpoints, FollowUp, GrantedAccount, KindRules, LookUp, MediaFile,
     MediaRules, Platform, PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet, hourly, http,
 };
 use crate::domain::media::MediaKind;
@@ -428,17 +428,6 @@ impl Comment {
 /// How many of a post's comments a look-up reads.
 const COMMENTS_PAGE: usize = 100;
 
-/// The post a first comment goes on: only comments are chained on LinkedIn, without media.
-fn comment_target<'a>(publication: &Publication<'_>, follow_up: &FollowUp<'a>) -> Result<&'a str, PlatformError> {
-    if follow_up.kind != FollowUpKind::Comment {
-        return Err(PlatformError::Permanent("herald publishes no replies on LinkedIn, only a first comment".to_owned()));
-    }
-    if !publication.media.is_empty() {
-        return Err(PlatformError::Permanent("a LinkedIn comment carries text only, no media".to_owned()));
-    }
-    Ok(&follow_up.root.platform_post_id)
-}
-
 /// The file's size, as the library read it.
 fn size_of(file: &MediaFile) -> Result<u64, PlatformError> {
     u64::try_from(file.facts.size_bytes)
@@ -526,7 +515,7 @@ impl Platform for LinkedInAdapter {
         publication: &Publication<'_>,
         follow_up: &FollowUp<'_>,
     ) -> Result<Published, PlatformError> {
-        let post = comment_target(publication, follow_up)?;
+        let post = follow_up.comment_on(publication, SPEC.label)?;
         let body = serde_json::json!({
             "actor": publication.platform_user_id,
             "object": post,
@@ -552,7 +541,7 @@ impl Platform for LinkedInAdapter {
         publication: &Publication<'_>,
         follow_up: &FollowUp<'_>,
     ) -> Result<LookUp, PlatformError> {
-        let post = comment_target(publication, follow_up)?;
+        let post = follow_up.comment_on(publication, SPEC.label)?;
         let path = format!("socialActions/{}/comments?count={COMMENTS_PAGE}", encoded(post));
         let request = self.rest(Method::GET, &path, tokens.access_token.expose_secret());
         let comments: Comments = match http::send_json(self.oauth.label(), request).await {

@@ -225,6 +225,22 @@ impl Published {
     }
 }
 
+impl<'a> FollowUp<'a> {
+    /// The post a first comment goes on, where a platform chains only comments, of text alone
+    /// (LinkedIn, YouTube): refuses a reply or a comment with media.
+    pub fn comment_on(&self, publication: &Publication<'_>, label: &str) -> Result<&'a str, PlatformError> {
+        if self.kind != FollowUpKind::Comment {
+            return Err(PlatformError::Permanent(format!(
+                "herald publishes no replies on {label}, only a first comment"
+            )));
+        }
+        if !publication.media.is_empty() {
+            return Err(PlatformError::Permanent(format!("a {label} comment carries text only, no media")));
+        }
+        Ok(&self.root.platform_post_id)
+    }
+}
+
 /// How a later item of a chain (a thread's item, a first comment) attaches to what came before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FollowUpKind {

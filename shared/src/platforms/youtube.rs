@@ -45,7 +45,7 @@ use serde::Deserialize;
 
 use super::oauth::OAuthClient;
 use super::{
-    Between, ContentRules, DefaultEndpoints, FollowUp, FollowUpKind, GrantedAccount, KindRules, LookUp, MediaFile,
+    Between, ContentRules, DefaultEndpoints, FollowUp, GrantedAccount, KindRules, LookUp, MediaFile,
     MediaRules, Platform, PlatformError, PlatformSpec, Publication, PublishRates, Published, TokenSet, hourly, http,
 };
 use crate::domain::media::MediaKind;
@@ -224,7 +224,7 @@ impl Platform for YouTubeAdapter {
         publication: &Publication<'_>,
         follow_up: &FollowUp<'_>,
     ) -> Result<Published, PlatformError> {
-        let video = comment_target(publication, follow_up)?;
+        let video = follow_up.comment_on(publication, SPEC.label)?;
         let body = serde_json::json!({"snippet": {
             "channelId": publication.platform_user_id,
             "videoId": video,
@@ -251,7 +251,7 @@ impl Platform for YouTubeAdapter {
         publication: &Publication<'_>,
         follow_up: &FollowUp<'_>,
     ) -> Result<LookUp, PlatformError> {
-        let video = comment_target(publication, follow_up)?;
+        let video = follow_up.comment_on(publication, SPEC.label)?;
         let mut page: Option<String> = None;
         for _ in 0..THREAD_PAGES {
             let mut url = format!(
@@ -510,17 +510,6 @@ impl CommentThread {
         let url = format!("https://www.youtube.com/watch?v={video}&lc={}", self.id);
         Published::new(self.id, Some(url))
     }
-}
-
-/// The video a first comment goes on: only comments are chained on YouTube, text alone.
-fn comment_target<'a>(publication: &Publication<'_>, follow_up: &FollowUp<'a>) -> Result<&'a str, PlatformError> {
-    if follow_up.kind != FollowUpKind::Comment {
-        return Err(PlatformError::Permanent("herald publishes no replies on YouTube, only a first comment".to_owned()));
-    }
-    if !publication.media.is_empty() {
-        return Err(PlatformError::Permanent("a YouTube comment is text alone, without media".to_owned()));
-    }
-    Ok(&follow_up.root.platform_post_id)
 }
 
 /// The offset after the last byte a `308`'s `Range` (`bytes=0-N`) acknowledges; none: nothing.
