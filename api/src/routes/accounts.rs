@@ -4,13 +4,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use herald_shared::commands::{ExecuteError, execute};
 use herald_shared::credentials;
 use herald_shared::domain::account::{self, Account, AccountStatus};
 use herald_shared::domain::api_key::Environment;
 use herald_shared::jobs::{RefreshCredentials, RevokeGrant};
 use herald_shared::queue::{self, NewJob};
+use herald_shared::views::accounts::AccountView;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -29,36 +30,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(disconnect))
         .routes(routes!(refresh))
         .routes(routes!(boards))
-}
-
-/// A connected account and its health.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = Account)]
-pub struct AccountView {
-    id: Uuid,
-    platform: String,
-    /// The account's id on the platform.
-    platform_user_id: String,
-    /// `person`, `page`, `organization`, `channel` ...
-    kind: String,
-    username: Option<String>,
-    display_name: Option<String>,
-    /// Your id for the user it belongs to.
-    external_id: Option<String>,
-    /// The project's own OAuth app it was connected through; absent: the managed app.
-    app_id: Option<Uuid>,
-    /// `connected`, `needs_reconnect` or `disconnected`.
-    #[schema(value_type = String, example = "connected")]
-    status: AccountStatus,
-    /// What the grant allows on the platform.
-    scopes: Vec<String>,
-    /// When the access token expires (herald refreshes it before).
-    expires_at: Option<DateTime<Utc>>,
-    last_refresh_at: Option<DateTime<Utc>>,
-    /// The platform's reason for the last failed refresh or the reconnect it needs.
-    last_error: Option<String>,
-    connected_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
 }
 
 /// One page of accounts, oldest first.

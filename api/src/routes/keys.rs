@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use herald_shared::commands::keys::{self, KeyError, KeyRequest};
 use herald_shared::domain::api_key::{self, Environment, Reach};
 use herald_shared::platforms;
+use herald_shared::views::keys::KeyView;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -20,38 +21,6 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(show, revoke))
-}
-
-/// A key as the api shows it: never the key itself, never its hash.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = Key)]
-pub struct KeyView {
-    id: Uuid,
-    name: String,
-    description: Option<String>,
-    /// The key's first 12 characters, to recognise it by.
-    #[schema(example = "hk_live_3f9a")]
-    prefix: String,
-    /// `live`, or `test` for a key that reaches only the sandbox platform.
-    #[schema(value_type = String, example = "live")]
-    environment: Environment,
-    /// What the key may do, shorthands expanded.
-    scopes: Vec<String>,
-    /// Only these platforms, when set.
-    platforms: Option<Vec<String>>,
-    /// Only these accounts (ids or external ids), when set.
-    accounts: Option<Vec<String>>,
-    expires_at: Option<DateTime<Utc>>,
-    requests_per_minute: i32,
-    requests_per_day: i32,
-    /// IP addresses or CIDR blocks the key may be used from; empty: any.
-    allowed_ips: Vec<String>,
-    /// `Origin`s a browser may use the key from; empty: any.
-    allowed_origins: Vec<String>,
-    created_at: DateTime<Utc>,
-    /// To the minute.
-    last_used_at: Option<DateTime<Utc>>,
-    revoked_at: Option<DateTime<Utc>>,
 }
 
 /// A new key, with its secret.
@@ -113,17 +82,6 @@ struct ListQuery {
 
 /// How many keys a list reads at a time while it filters by reach.
 const KEY_BATCH: i64 = 200;
-
-impl KeyView {
-    fn reach(&self) -> Reach<'_> {
-        Reach {
-            test_only: self.environment == Environment::Test,
-            scopes: &self.scopes,
-            platforms: self.platforms.as_deref(),
-            accounts: self.accounts.as_deref(),
-        }
-    }
-}
 
 /// Key `key_id` of the caller's project, if it lies within the caller's reach: 404 when there is
 /// no such key, 403 naming what the key reaches beyond the caller's.

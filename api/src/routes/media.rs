@@ -13,12 +13,13 @@ use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use herald_shared::commands::media::{self as media_commands, DeleteError};
 use herald_shared::domain::api_key::Environment;
 use herald_shared::domain::media::MediaKind;
 use herald_shared::domain::media_item::{self, MediaStatus};
 use herald_shared::media::{IngestError, MediaLimits, signing};
+use herald_shared::views::media::{MediaRow, MediaView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -41,95 +42,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// The routes without a key: an item's bytes, behind its signature.
 pub fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(content))
-}
-
-/// A media item: what its bytes are, and where a platform can fetch them.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = Media)]
-pub struct MediaView {
-    id: Uuid,
-    /// `image` or `video`; absent until an import has stored the object.
-    #[schema(value_type = Option<String>, example = "image")]
-    kind: Option<MediaKind>,
-    /// Sniffed from the bytes, e.g. `image/png`.
-    content_type: Option<String>,
-    size_bytes: Option<i64>,
-    /// Lowercase hex SHA-256 of the object.
-    sha256: Option<String>,
-    width: Option<i32>,
-    height: Option<i32>,
-    /// A video's duration, where its container says.
-    duration_ms: Option<i64>,
-    frame_rate: Option<f64>,
-    video_codec: Option<String>,
-    audio_codec: Option<String>,
-    /// `importing`, `ready` or `failed`.
-    #[schema(value_type = String, example = "ready")]
-    status: MediaStatus,
-    /// For an import: the URL it was fetched from.
-    source_url: Option<String>,
-    /// For a failed import: why.
-    failure_reason: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    /// When `ready`: a signed URL of the bytes, valid for the configured lifetime (fetch the
-    /// item again for a fresh one).
-    url: Option<String>,
-}
-
-/// A `media` row as the views read it.
-pub(super) struct MediaRow {
-    id: Uuid,
-    kind: Option<MediaKind>,
-    content_type: Option<String>,
-    size_bytes: Option<i64>,
-    sha256: Option<String>,
-    width: Option<i32>,
-    height: Option<i32>,
-    duration_ms: Option<i64>,
-    frame_rate: Option<f64>,
-    video_codec: Option<String>,
-    audio_codec: Option<String>,
-    status: MediaStatus,
-    source_url: Option<String>,
-    failure_reason: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl MediaRow {
-    /// The view, with a signed URL when the bytes can be served.
-    pub(super) fn view(self, state: &AppState) -> MediaView {
-        let url = (self.status == MediaStatus::Ready).then(|| {
-            let lifetime = state.config.media.url_lifetime();
-            signing::content_url(
-                &state.config.public_url(),
-                &state.media_url_key[..],
-                self.id,
-                lifetime,
-                Utc::now().timestamp(),
-            )
-        });
-        MediaView {
-            id: self.id,
-            kind: self.kind,
-            content_type: self.content_type,
-            size_bytes: self.size_bytes,
-            sha256: self.sha256,
-            width: self.width,
-            height: self.height,
-            duration_ms: self.duration_ms,
-            frame_rate: self.frame_rate,
-            video_codec: self.video_codec,
-            audio_codec: self.audio_codec,
-            status: self.status,
-            source_url: self.source_url,
-            failure_reason: self.failure_reason,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            url,
-        }
-    }
 }
 
 /// One page of media, newest first.
@@ -242,7 +154,7 @@ async fn created(
         discard(state, &key).await;
     }
     recorded?;
-    Ok((StatusCode::CREATED, ApiJson(load(state, caller, id).await?.view(state))))
+    Ok((StatusCode::CREATED, ApiJson(load(state, caller, id).await?.view(&state.config, &state.media_url_key[..]))))
 }
 
 /// Records the stored object as item `id`: the row exists exactly when this commits.
@@ -329,7 +241,7 @@ async fn list(
     .fetch_all(&state.pool)
     .await?;
     let (rows, next_cursor) = split_page(rows, limit, |row| row.id.to_string());
-    let data = rows.into_iter().map(|row| row.view(&state)).collect();
+    let data = rows.into_iter().map(|row| row.view(&state.config, &state.media_url_key[..])).collect();
     Ok(ApiJson(Page { data, next_cursor }))
 }
 
@@ -362,7 +274,7 @@ async fn show(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<ApiJson<MediaView>, ApiError> {
-    Ok(ApiJson(load(&state, &caller, id).await?.view(&state)))
+    Ok(ApiJson(load(&state, &caller, id).await?.view(&state.config, &state.media_url_key[..])))
 }
 
 /// Delete a media item.

@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::media::MediaView;
+use herald_shared::views::media::MediaView;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
@@ -67,5 +67,5 @@ async fn import(
     queue::enqueue(&mut *tx, job).await?;
     tx.commit().await?;
     let item = super::media::load(&state, &caller, id).await?;
-    Ok((StatusCode::ACCEPTED, ApiJson(item.view(&state))))
+    Ok((StatusCode::ACCEPTED, ApiJson(item.view(&state.config, &state.media_url_key[..]))))
 }

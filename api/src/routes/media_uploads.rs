@@ -24,7 +24,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::media::{MediaView, discard, ingest_error, load};
+use herald_shared::views::media::MediaView;
+
+use super::media::{discard, ingest_error, load};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
@@ -193,7 +195,7 @@ async fn complete(
 ) -> Result<(StatusCode, ApiJson<MediaView>), ApiError> {
     let upload = find(&state, &caller, id).await?;
     if let Some(media_id) = upload.media_id {
-        return Ok((StatusCode::OK, ApiJson(load(&state, &caller, media_id).await?.view(&state))));
+        return Ok((StatusCode::OK, ApiJson(load(&state, &caller, media_id).await?.view(&state.config, &state.media_url_key[..]))));
     }
     open(&upload)?;
     check_parts(&state, id, &body.parts).await?;
@@ -212,7 +214,7 @@ async fn complete(
         release(&state, id).await;
         return Err(error);
     }
-    Ok((StatusCode::CREATED, ApiJson(load(&state, &caller, media_id).await?.view(&state))))
+    Ok((StatusCode::CREATED, ApiJson(load(&state, &caller, media_id).await?.view(&state.config, &state.media_url_key[..]))))
 }
 
 /// A 422 naming each part asked for twice or never sent, or a 413 when they add up to more

@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 use herald_shared::commands::load;
 use herald_shared::commands::posts::{self, Draft, TargetRequest};
 use herald_shared::domain::api_key::Environment;
-use herald_shared::domain::post::{self, MediaRef, Post, Target, ThreadItem};
+use herald_shared::domain::post::{self, Post, Target};
 use herald_shared::platforms::{self, ContentRules, Platforms};
+use herald_shared::views::posts::{DeliveryView, MediaBody, PostRow, PostView, ThreadItemBody, deliveries_of};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -38,58 +39,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(publish_now))
         .routes(routes!(retry))
         .routes(routes!(results))
-}
-
-/// One media item of the library on a post or a target, in order.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-#[schema(as = PostMedia)]
-#[serde(deny_unknown_fields)]
-struct MediaBody {
-    /// A ready item of the media library (`GET /v1/media/{id}`).
-    id: Uuid,
-    /// Read to people who cannot see the image or video, where the platform takes alt text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    alt_text: Option<String>,
-}
-
-impl MediaBody {
-    fn into_refs(media: Vec<MediaBody>) -> Vec<MediaRef> {
-        media.into_iter().map(|item| MediaRef { id: item.id, alt_text: item.alt_text }).collect()
-    }
-}
-
-/// One item of a thread, after the post's own content: published as a reply to the one before
-/// (X, Bluesky, Threads, Mastodon, the sandbox).
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-#[schema(as = ThreadItem)]
-#[serde(deny_unknown_fields)]
-struct ThreadItemBody {
-    /// Its text, checked as a post's on each target's platform (empty when it carries media).
-    #[serde(default)]
-    content: String,
-    /// Its images and videos, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    media: Vec<MediaBody>,
-}
-
-impl ThreadItemBody {
-    fn into_items(thread: Vec<ThreadItemBody>) -> Vec<ThreadItem> {
-        thread
-            .into_iter()
-            .map(|item| ThreadItem { content: item.content, media: MediaBody::into_refs(item.media) })
-            .collect()
-    }
-}
-
-/// One published step of a delivery's chain: a thread's item or the first comment.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-#[schema(as = PublishedItem)]
-struct PublishedItemView {
-    /// Its place in the chain: 1 is the first item after the post itself (the first comment comes
-    /// after the thread's items).
-    index: usize,
-    platform_post_id: String,
-    platform_url: Option<String>,
 }
 
 /// One target of a new or edited post.
@@ -180,79 +129,6 @@ struct RetryBody {
     force: bool,
 }
 
-/// One target's delivery and its outcome.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = Delivery)]
-pub struct DeliveryView {
-    id: Uuid,
-    account_id: Uuid,
-    content: String,
-    /// This target's own media; `null`: the post's.
-    #[schema(value_type = Option<Vec<MediaBody>>)]
-    media: Option<JsonColumn<Vec<MediaBody>>>,
-    /// This target's own thread; `null`: the post's.
-    #[schema(value_type = Option<Vec<ThreadItemBody>>)]
-    thread: Option<JsonColumn<Vec<ThreadItemBody>>>,
-    /// This target's own first comment; `null`: the post's.
-    first_comment: Option<String>,
-    /// `pending`, `queued`, `publishing`, `published`, `failed`, `unknown` or `canceled`.
-    status: String,
-    /// Calls made to the platform.
-    attempts: i32,
-    /// The post itself on the platform (the chain's first post).
-    platform_post_id: Option<String>,
-    platform_url: Option<String>,
-    /// The chain's later steps published so far (a thread's items, then the first comment): a
-    /// failed or retried delivery keeps them, and a retry resumes after the last.
-    #[schema(value_type = Vec<PublishedItemView>)]
-    items: JsonColumn<Vec<PublishedItemView>>,
-    published_at: Option<DateTime<Utc>>,
-    /// `{code, message, platform_request_id}` of the last failure.
-    #[schema(value_type = Option<Object>)]
-    last_error: Option<Value>,
-}
-
-/// A post and its deliveries.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = Post)]
-pub struct PostView {
-    id: Uuid,
-    /// `draft`, `pending_approval`, `scheduled`, `publishing`, `published`, `partial`, `failed` or
-    /// `canceled`.
-    status: String,
-    content: String,
-    /// The media of every target without its own.
-    #[schema(value_type = Vec<MediaBody>)]
-    media: JsonColumn<Vec<MediaBody>>,
-    /// The thread of every target without its own.
-    #[schema(value_type = Vec<ThreadItemBody>)]
-    thread: JsonColumn<Vec<ThreadItemBody>>,
-    /// The first comment of every target without its own.
-    first_comment: Option<String>,
-    external_id: Option<String>,
-    scheduled_at: Option<DateTime<Utc>>,
-    requires_approval: bool,
-    approved_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    deliveries: Vec<DeliveryView>,
-}
-
-/// The row of a post, before its deliveries are attached.
-struct PostRow {
-    id: Uuid,
-    status: String,
-    content: String,
-    media: JsonColumn<Vec<MediaBody>>,
-    thread: JsonColumn<Vec<ThreadItemBody>>,
-    first_comment: Option<String>,
-    external_id: Option<String>,
-    scheduled_at: Option<DateTime<Utc>>,
-    requires_approval: bool,
-    approved_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
 
 /// A page of posts, newest first.
 #[derive(Debug, Serialize, ToSchema)]
@@ -462,42 +338,12 @@ async fn list(
     let (rows, next_cursor) = split_page(rows, limit, |post| post.id.to_string());
     let mut data = Vec::with_capacity(rows.len());
     for row in rows {
-        let deliveries = deliveries_of(&state, row.id).await?;
-        data.push(view(row, deliveries));
+        let deliveries = deliveries_of(&state.pool, row.id).await?;
+        data.push(PostView::of(row, deliveries));
     }
     Ok(ApiJson(Page { data, next_cursor }))
 }
 
-async fn deliveries_of(state: &AppState, post_id: Uuid) -> Result<Vec<DeliveryView>, ApiError> {
-    Ok(sqlx::query_as!(
-        DeliveryView,
-        r#"SELECT id, account_id, content, media AS "media: JsonColumn<Vec<MediaBody>>",
-                  thread AS "thread: JsonColumn<Vec<ThreadItemBody>>", first_comment, status, attempts, platform_post_id,
-                  platform_url, items AS "items: JsonColumn<Vec<PublishedItemView>>", published_at, last_error
-           FROM deliveries WHERE post_id = $1 ORDER BY id"#,
-        post_id
-    )
-    .fetch_all(&state.pool)
-    .await?)
-}
-
-fn view(row: PostRow, deliveries: Vec<DeliveryView>) -> PostView {
-    PostView {
-        id: row.id,
-        status: row.status,
-        content: row.content,
-        media: row.media,
-        thread: row.thread,
-        first_comment: row.first_comment,
-        external_id: row.external_id,
-        scheduled_at: row.scheduled_at,
-        requires_approval: row.requires_approval,
-        approved_at: row.approved_at,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-        deliveries,
-    }
-}
 
 /// The post, if it is the project's and every target is within the key's reach.
 async fn load_view(state: &AppState, caller: &Caller, id: Uuid) -> Result<PostView, ApiError> {
@@ -525,7 +371,7 @@ async fn load_view(state: &AppState, caller: &Caller, id: Uuid) -> Result<PostVi
     if !visible {
         return Err(ApiError::not_found("no such post"));
     }
-    Ok(view(row, deliveries_of(state, id).await?))
+    Ok(PostView::of(row, deliveries_of(&state.pool, id).await?))
 }
 
 /// Get a post and its deliveries.
