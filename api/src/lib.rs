@@ -10,7 +10,6 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
-mod feed_reach;
 mod html;
 mod idempotency;
 pub mod key_cache;

@@ -22,9 +22,14 @@ use crate::domain::tokens::TokenSet;
 
 mod accounts;
 mod clients;
+mod webhooks;
 
 pub use accounts::{ExpiringPair, JobAccount, PublishAccount, expiring_pairs, job_account, publish_accounts};
 pub use clients::{ClientError, client_for};
+pub use webhooks::{
+    ROTATION_OVERLAP, WebhookSigning, forget_webhook_secret, generate_secret as generate_webhook_secret,
+    replace_webhook_headers, rotate_webhook_secret, store_webhook_secret, webhook_header_names, webhook_signing,
+};
 
 /// Reading or writing a sealed value failed.
 #[derive(Debug, thiserror::Error)]
@@ -517,6 +522,9 @@ const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
     ("connect_session_secrets", "session_id", "code"),
     ("oauth_app_secrets", "app_id", "client_secret"),
     ("idempotency_keys", "claim", "sealed_body"),
+    ("webhook_secrets", "endpoint_id", "secret"),
+    ("webhook_secrets", "endpoint_id", "previous_secret"),
+    ("webhook_secrets", "endpoint_id", "headers"),
 ];
 
 /// What [`reencrypt_all`] did, per column (`table.column`).

@@ -11,7 +11,7 @@
 //!    [`media`] (the object store), [`rate_limit`], [`crypto`], [`credentials`] (the only reader of
 //!    sealed tables), [`idempotency`], [`retention`], [`outbound`] (the guarded client for user-supplied
 //!    URLs), [`batch`], [`notify`], [`heartbeat`], [`db`],
-//!    [`telemetry`], [`shutdown`], [`views`] (the resources as the api shows them).
+//!    [`telemetry`], [`shutdown`], [`reach`] (what a key may read of the log), [`views`] (the resources as the api shows them).
 //! 3. **Use cases**: [`commands`], what a route, a job or the CLI calls to change something (run a
 //!    command on an aggregate, queue deliveries, keys and projects, post checks).
 //! 4. **The outside world**: [`platforms`], one file per social platform carrying its own spec.
@@ -35,6 +35,7 @@ pub mod outbound;
 pub mod platforms;
 pub mod projections;
 pub mod queue;
+pub mod reach;
 pub mod rate_limit;
 pub mod retention;
 pub mod shutdown;

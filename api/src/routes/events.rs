@@ -4,6 +4,7 @@
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use herald_shared::events::reader::{Cursor, Filter, read_after};
+use herald_shared::reach::{FeedReach, without_secrets};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -14,7 +15,6 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, page_limit};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::feed_reach::FeedReach;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(feed))
@@ -93,7 +93,7 @@ async fn feed(
         let events =
             read_after(&state.pool, next_cursor, &filter, limit).await.map_err(|error| ApiError::internal(&error))?;
         let exhausted = events.len() < limit as usize;
-        let reach = FeedReach::of(&state.pool, &caller, &events).await?;
+        let reach = FeedReach::of(&state.pool, &caller.reach(), &events).await?;
         for event in events {
             next_cursor = Cursor::after(&event);
             if reach.shows(&event) {
@@ -117,15 +117,4 @@ async fn feed(
         }
     }
     Ok(ApiJson(Feed { data: shown, next_cursor: next_cursor.encode() }))
-}
-
-/// Removes what a client must never see, wherever it sits in a payload.
-fn without_secrets(mut payload: Value) -> Value {
-    if let Value::Object(fields) = &mut payload {
-        fields.remove("key_hash");
-        for value in fields.values_mut() {
-            *value = without_secrets(value.take());
-        }
-    }
-    payload
 }

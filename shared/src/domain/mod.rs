@@ -14,3 +14,4 @@ pub mod oauth_app;
 pub mod post;
 pub mod project;
 pub mod tokens;
+pub mod webhook;

@@ -13,6 +13,7 @@ mod oauth_app;
 mod post;
 mod project;
 pub mod rebuild;
+mod webhook;
 
 use std::collections::HashSet;
 
@@ -21,7 +22,7 @@ use sqlx::PgConnection;
 
 use crate::domain::aggregate::Aggregate;
 use crate::domain::{account::Account, api_key::ApiKey, connect_session::ConnectSession, oauth_app::OAuthApp};
-use crate::domain::{media_item::Media, post::Post, project::Project};
+use crate::domain::{media_item::Media, post::Post, project::Project, webhook::WebhookEndpoint};
 use crate::events::{ProjectionFailed, Projector, RecordedEvent};
 
 /// Every read model herald keeps, as one [`Projector`].
@@ -46,6 +47,7 @@ pub async fn apply(tx: &mut PgConnection, event: &RecordedEvent) -> Result<(), P
         Account::KIND => account::apply(tx, event).await,
         Post::KIND => post::apply(tx, event).await,
         Media::KIND => media::apply(tx, event).await,
+        WebhookEndpoint::KIND => webhook::apply(tx, event).await,
         other => Err(ProjectionError::UnknownStream(other.to_owned())),
     }
 }

@@ -12,6 +12,7 @@ const BATCH: i64 = 2_000;
 
 /// Every read model, children first (the order `TRUNCATE` needs without `CASCADE` surprises).
 pub const READ_MODELS: &[&str] = &[
+    "webhook_endpoints",
     "post_media",
     "deliveries",
     "posts",
@@ -28,7 +29,7 @@ pub async fn rebuild(pool: &PgPool) -> Result<u64, ProjectionError> {
     let mut tx = pool.begin().await?;
     sqlx::query!("LOCK TABLE events IN SHARE MODE").execute(&mut *tx).await?;
     sqlx::query!(
-        "TRUNCATE post_media, deliveries, posts, media, accounts, connect_sessions, oauth_apps, api_keys, projects"
+        "TRUNCATE webhook_endpoints, post_media, deliveries, posts, media, accounts, connect_sessions, oauth_apps, api_keys, projects"
     )
     .execute(&mut *tx)
     .await?;

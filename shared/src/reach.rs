@@ -1,5 +1,6 @@
-//! What a key may read of its project's event log: the feed shows an event only when the key
-//! could read what the event is about, through the route that shows it.
+//! What a key may read of its project's event log: the feed (`GET /v1/events`) shows an event,
+//! and a webhook endpoint hears of it, only when the key (the endpoint's creating key) could
+//! read what the event is about, through the route that shows it.
 //!
 //! - `post:<id>`: `posts:read`, and every target of the post within the key's reach (the rule of
 //!   `GET /v1/posts`: all or nothing);
@@ -7,6 +8,8 @@
 //!   platform) within reach; a completed session's `account_ids` keep only reachable accounts;
 //! - `key:<id>`: `keys:read`, and the key within the caller's own reach (as `GET /v1/keys`);
 //! - `app:<id>`: `apps:read`, and the app's platform within reach;
+//! - `media:<id>`: `media:read`, and for a test key only the test environment's items;
+//! - `webhook:<id>`: `webhooks:read`, and the endpoint's reach within the key's;
 //! - `project:<id>`: every key of the project.
 //!
 //! A page's subjects are looked up together, one query per kind, from the read models as they
@@ -14,19 +17,20 @@
 
 use std::collections::{HashMap, HashSet};
 
-use herald_shared::domain::account::Account;
-use herald_shared::domain::aggregate::Aggregate;
-use herald_shared::domain::api_key::{ApiKey, Environment, Reach, SCOPES};
-use herald_shared::domain::connect_session::ConnectSession;
-use herald_shared::domain::oauth_app::OAuthApp;
-use herald_shared::domain::post::Post;
-use herald_shared::domain::project::Project;
-use herald_shared::events::{RecordedEvent, StreamId};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::domain::account::Account;
+use crate::domain::aggregate::Aggregate;
+use crate::domain::api_key::{ApiKey, Environment, Reach, SCOPES};
+use crate::domain::connect_session::ConnectSession;
+use crate::domain::media_item::Media;
+use crate::domain::oauth_app::OAuthApp;
+use crate::domain::post::Post;
+use crate::domain::project::Project;
+use crate::domain::webhook::WebhookEndpoint;
+use crate::events::{RecordedEvent, StreamId};
 
 /// What an event is about, from its stream id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +40,8 @@ enum Subject {
     Connect(Uuid),
     Key(Uuid),
     App(Uuid),
+    Media(Uuid),
+    Webhook(Uuid),
     Project,
     Unknown,
 }
@@ -48,6 +54,8 @@ fn subject(stream_id: &str) -> Subject {
         ConnectSession::KIND => Subject::Connect(id),
         ApiKey::KIND => Subject::Key(id),
         OAuthApp::KIND => Subject::App(id),
+        Media::KIND => Subject::Media(id),
+        WebhookEndpoint::KIND => Subject::Webhook(id),
         Project::KIND => Subject::Project,
         _ => Subject::Unknown,
     }
@@ -64,25 +72,26 @@ pub struct FeedReach {
 }
 
 impl FeedReach {
-    /// Looks up, for `events`, what `caller` may read.
-    pub async fn of(pool: &PgPool, caller: &Caller, events: &[RecordedEvent]) -> Result<Self, sqlx::Error> {
-        let reach = caller.reach();
+    /// Looks up, for `events`, what a key of reach `reach` may read.
+    pub async fn of(pool: &PgPool, reach: &Reach<'_>, events: &[RecordedEvent]) -> Result<Self, sqlx::Error> {
         let unrestricted = !reach.test_only && reach.platforms.is_none() && reach.accounts.is_none();
-        if unrestricted && SCOPES.iter().all(|scope| caller.scopes.iter().any(|held| held == scope)) {
+        if unrestricted && SCOPES.iter().all(|scope| reach.scopes.iter().any(|held| held == scope)) {
             return Ok(FeedReach { everything: true, ..FeedReach::default() });
         }
-        let wanted = Wanted::of(caller, events);
+        let wanted = Wanted::of(reach, events);
         let mut found = FeedReach::default();
-        found.visible.extend(visible_posts(pool, &reach, &wanted.ids(Post::KIND)).await?);
+        found.visible.extend(visible_posts(pool, reach, &wanted.ids(Post::KIND)).await?);
         let mut account_lookup = wanted.ids(Account::KIND);
         account_lookup.extend(wanted.accounts_in_payloads.iter().copied());
-        found.reachable_accounts = reachable_accounts(pool, &reach, &account_lookup).await?;
+        found.reachable_accounts = reachable_accounts(pool, reach, &account_lookup).await?;
         found.visible.extend(wanted.ids(Account::KIND).into_iter().filter(|id| found.reachable_accounts.contains(id)));
         found.visible.extend(
-            visible_sessions_and_apps(pool, &reach, &wanted.ids(ConnectSession::KIND), &wanted.ids(OAuthApp::KIND))
+            visible_sessions_and_apps(pool, reach, &wanted.ids(ConnectSession::KIND), &wanted.ids(OAuthApp::KIND))
                 .await?,
         );
-        found.visible.extend(visible_keys(pool, &reach, &wanted.ids(ApiKey::KIND)).await?);
+        found.visible.extend(visible_keys(pool, reach, &wanted.ids(ApiKey::KIND)).await?);
+        found.visible.extend(visible_media(pool, reach, &wanted.ids(Media::KIND)).await?);
+        found.visible.extend(visible_endpoints(pool, reach, &wanted.ids(WebhookEndpoint::KIND)).await?);
         Ok(found)
     }
 
@@ -92,9 +101,13 @@ impl FeedReach {
             return true;
         }
         match subject(&event.stream_id) {
-            Subject::Post(id) | Subject::Account(id) | Subject::Connect(id) | Subject::Key(id) | Subject::App(id) => {
-                self.visible.contains(&id)
-            }
+            Subject::Post(id)
+            | Subject::Account(id)
+            | Subject::Connect(id)
+            | Subject::Key(id)
+            | Subject::App(id)
+            | Subject::Media(id)
+            | Subject::Webhook(id) => self.visible.contains(&id),
             Subject::Project => true,
             Subject::Unknown => false,
         }
@@ -123,8 +136,8 @@ struct Wanted {
 }
 
 impl Wanted {
-    fn of(caller: &Caller, events: &[RecordedEvent]) -> Self {
-        let holds = |scope: &str| caller.scopes.iter().any(|held| held == scope);
+    fn of(reach: &Reach<'_>, events: &[RecordedEvent]) -> Self {
+        let holds = |scope: &str| reach.scopes.iter().any(|held| held == scope);
         let mut wanted = Wanted::default();
         for event in events {
             let kind = match subject(&event.stream_id) {
@@ -136,6 +149,8 @@ impl Wanted {
                 }
                 Subject::Key(id) if holds("keys:read") => Some((ApiKey::KIND, id)),
                 Subject::App(id) if holds("apps:read") => Some((OAuthApp::KIND, id)),
+                Subject::Media(id) if holds("media:read") => Some((Media::KIND, id)),
+                Subject::Webhook(id) if holds("webhooks:read") => Some((WebhookEndpoint::KIND, id)),
                 _ => None,
             };
             if let Some((kind, id)) = kind {
@@ -223,6 +238,49 @@ async fn visible_keys(pool: &PgPool, reach: &Reach<'_>, ids: &[Uuid]) -> Result<
         })
         .map(|key| key.id)
         .collect())
+}
+
+/// The media items of `ids` a key of `reach` sees: a test key only the test environment's (as
+/// `GET /v1/media`).
+async fn visible_media(pool: &PgPool, reach: &Reach<'_>, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!("SELECT id FROM media WHERE id = ANY($1) AND (NOT $2 OR environment = 'test')", ids, reach.test_only)
+        .fetch_all(pool)
+        .await
+}
+
+/// The webhook endpoints of `ids` whose reach lies within `reach` (as `GET /v1/webhooks`).
+async fn visible_endpoints(pool: &PgPool, reach: &Reach<'_>, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+    let endpoints = sqlx::query!(
+        r#"SELECT id, environment AS "environment: Environment", scopes, platforms, accounts FROM webhook_endpoints
+           WHERE id = ANY($1)"#,
+        ids
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(endpoints
+        .into_iter()
+        .filter(|endpoint| {
+            let theirs = Reach {
+                test_only: endpoint.environment == Environment::Test,
+                scopes: &endpoint.scopes,
+                platforms: endpoint.platforms.as_deref(),
+                accounts: endpoint.accounts.as_deref(),
+            };
+            reach.lacks(&theirs).is_none()
+        })
+        .map(|endpoint| endpoint.id)
+        .collect())
+}
+
+/// Removes what a client must never see, wherever it sits in a payload.
+pub fn without_secrets(mut payload: Value) -> Value {
+    if let Value::Object(fields) = &mut payload {
+        fields.remove("key_hash");
+        for value in fields.values_mut() {
+            *value = without_secrets(value.take());
+        }
+    }
+    payload
 }
 
 fn account_ids(payload: &Value) -> impl Iterator<Item = Uuid> + '_ {
