@@ -75,6 +75,7 @@ CREATE TABLE webhook_messages (
     ended_at        timestamptz
 );
 CREATE INDEX webhook_messages_lane ON webhook_messages (endpoint_id, seq) WHERE state = 'pending';
+CREATE INDEX webhook_messages_due ON webhook_messages (endpoint_id, next_attempt_at) WHERE state = 'pending';
 CREATE INDEX webhook_messages_created ON webhook_messages (created_at);
 
 -- Every attempt, for `GET /v1/webhooks/{id}/attempts`.

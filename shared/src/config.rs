@@ -17,8 +17,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 mod media;
+mod webhooks;
 
 pub use media::{MediaSettings, MediaStoreKind};
+pub use webhooks::WebhookSettings;
 
 /// The environment variable that names an optional settings file.
 pub const CONFIG_FILE_VAR: &str = "HERALD_CONFIG";
@@ -92,6 +94,8 @@ pub struct Config {
     pub allow_private_networks: bool,
     /// Where media objects live and their limits (`HERALD_MEDIA__*`).
     pub media: MediaSettings,
+    /// How webhook messages are sent and retried (`HERALD_WEBHOOKS__*`).
+    pub webhooks: WebhookSettings,
 }
 
 /// How workers claim and hold jobs.
@@ -202,6 +206,7 @@ impl Default for Config {
             ready_requires_worker: false,
             allow_private_networks: false,
             media: MediaSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -293,6 +298,7 @@ impl Config {
             return Err(ConfigError::new("HERALD_PUBLIC_URL", "expected an http:// or https:// URL"));
         }
         self.media.validate()?;
+        self.webhooks.validate()?;
         for (name, settings) in &self.platforms {
             settings.validate(&format!("HERALD_PLATFORMS__{}", name.to_uppercase()), name)?;
         }

@@ -137,3 +137,22 @@ impl Job for ImportMedia {
         Some(format!("media-import:{}", self.media_id))
     }
 }
+
+/// Sends the due messages of one webhook endpoint (`crate::webhooks`), in order, as its lane's
+/// only sender (see `herald_worker::jobs::webhooks`). Queued by the dispatcher when it writes
+/// messages, by replays and resends, and by the scheduler's sweep for retries that came due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendWebhooks {
+    pub endpoint_id: uuid::Uuid,
+}
+
+impl Job for SendWebhooks {
+    const KIND: &'static str = "webhooks.send";
+    const QUEUE: &'static str = "webhooks";
+    /// The sweep queues it again whenever messages are due: a failed run is only a delay.
+    const MAX_ATTEMPTS: i32 = 3;
+
+    fn dedup_key(&self) -> Option<String> {
+        Some(format!("webhooks:{}", self.endpoint_id))
+    }
+}

@@ -13,7 +13,8 @@
 //!    URLs), [`batch`], [`notify`], [`heartbeat`], [`db`],
 //!    [`telemetry`], [`shutdown`], [`reach`] (what a key may read of the log), [`views`] (the resources as the api shows them).
 //! 3. **Use cases**: [`commands`], what a route, a job or the CLI calls to change something (run a
-//!    command on an aggregate, queue deliveries, keys and projects, post checks).
+//!    command on an aggregate, queue deliveries, keys and projects, post checks), and [`webhooks`]
+//!    (the log turned into signed messages per endpoint).
 //! 4. **The outside world**: [`platforms`], one file per social platform carrying its own spec.
 //!
 //! The binaries' crates sit above all four.
@@ -41,5 +42,6 @@ pub mod retention;
 pub mod shutdown;
 pub mod telemetry;
 pub mod views;
+pub mod webhooks;
 
 pub use config::Config;

@@ -21,11 +21,14 @@ const LAYERS: &[(&str, u8)] = &[
     ("outbound", 2),
     ("projections", 2),
     ("queue", 2),
+    ("reach", 2),
     ("rate_limit", 2),
     ("retention", 2),
     ("shutdown", 2),
     ("telemetry", 2),
+    ("views", 2),
     ("commands", 3),
+    ("webhooks", 3),
     ("platforms", 4),
 ];
 
