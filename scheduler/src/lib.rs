@@ -1,5 +1,5 @@
 //! herald's scheduler: turns due state into jobs (publish due deliveries, refresh expiring
-//! credentials, prune finished jobs), and ends what a job left half-way when it ended without an
+//! credentials, prune finished jobs, turn events into webhook messages), and ends what a job left half-way when it ended without an
 //! outcome. Replicas are safe: every job it emits carries a dedup key,
 //! so two replicas emitting the same job leave one in the queue.
 
@@ -16,6 +16,8 @@ use herald_shared::queue::{self, Enqueued, NewJob};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+mod webhooks;
 
 /// How often finished jobs are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(5 * 60);
@@ -38,6 +40,7 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()>
     tracing::info!(%scheduler_id, "scheduler started");
     let heartbeat =
         tokio::spawn(heartbeat::run(pool.clone(), Role::Scheduler, scheduler_id, config.heartbeat(), shutdown.clone()));
+    let dispatcher = tokio::spawn(webhooks::run(pool.clone(), config.clone(), shutdown.clone()));
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut refresh = tokio::time::interval(REFRESH_SWEEP_EVERY);
@@ -64,6 +67,11 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()>
         }
     }
     let _ = heartbeat.await;
+    match dispatcher.await {
+        Ok(Err(error)) => tracing::warn!(error = %format!("{error:#}"), "the webhook dispatcher stopped"),
+        Err(error) => tracing::warn!(%error, "the webhook dispatcher panicked"),
+        Ok(Ok(())) => {}
+    }
     tracing::info!(%scheduler_id, "scheduler stopped");
     Ok(())
 }

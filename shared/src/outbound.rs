@@ -336,6 +336,22 @@ impl OutboundClient {
         Ok(Self { client: builder.build()?, allow_private })
     }
 
+    /// A client that follows no redirect at all (a 3xx is the answer), with its own total timeout:
+    /// webhook deliveries, where a redirect would be a way around the address rules and the
+    /// receiver's answer is what counts.
+    pub fn without_redirects(allow_private: bool, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            .timeout(timeout)
+            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")));
+        if !allow_private {
+            builder = builder.dns_resolver(Arc::new(GuardedResolver));
+        }
+        Ok(Self { client: builder.build()?, allow_private })
+    }
+
     /// Whether private networks are allowed (`HERALD_ALLOW_PRIVATE_NETWORKS`).
     pub fn allows_private(&self) -> bool {
         self.allow_private
@@ -346,6 +362,33 @@ impl OutboundClient {
         check_url(url, self.allow_private)?;
         self.client.get(url.clone()).send().await.map_err(|error| classify(&error))
     }
+}
+
+impl OutboundClient {
+    /// POSTs `body` to `url` with `headers`. Any status is an answer (the caller judges it).
+    pub async fn post(
+        &self,
+        url: &Url,
+        headers: reqwest::header::HeaderMap,
+        body: Bytes,
+    ) -> Result<reqwest::Response, OutboundError> {
+        check_url(url, self.allow_private)?;
+        self.client.post(url.clone()).headers(headers).body(body).send().await.map_err(|error| classify(&error))
+    }
+}
+
+/// Up to `limit` bytes of the start of `response`'s body (the rest is not read), as text with
+/// anything that is not UTF-8 replaced.
+pub async fn body_start(response: reqwest::Response, limit: usize) -> String {
+    let mut stream = response.bytes_stream();
+    let mut start = Vec::with_capacity(limit.min(4096));
+    while start.len() < limit {
+        match stream.next().await {
+            Some(Ok(chunk)) => start.extend_from_slice(&chunk[..chunk.len().min(limit - start.len())]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&start).into_owned()
 }
 
 /// The body of `response` as a stream that fails with [`OutboundError::TooLarge`] once more than

@@ -6,12 +6,15 @@ mod prune;
 mod publish;
 mod refresh;
 mod revoke;
+mod webhooks;
 
 use std::sync::Arc;
 
 use herald_shared::crypto::Keyring;
 use herald_shared::events::GroupCommitter;
-use herald_shared::jobs::{ExchangeCode, ImportMedia, PruneExpired, PublishDelivery, RefreshCredentials, RevokeGrant};
+use herald_shared::jobs::{
+    ExchangeCode, ImportMedia, PruneExpired, PublishDelivery, RefreshCredentials, RevokeGrant, SendWebhooks,
+};
 use herald_shared::media::MediaStore;
 use herald_shared::outbound::OutboundClient;
 use herald_shared::platforms::Platforms;
@@ -49,6 +52,9 @@ pub struct Context {
     pub media_url_key: [u8; 32],
     /// The guarded client for user-supplied URLs (`HERALD_ALLOW_PRIVATE_NETWORKS`).
     pub outbound: OutboundClient,
+    /// The guarded client webhook messages go through: no redirects, the receiver timeout
+    /// (`HERALD_WEBHOOKS__TIMEOUT_SECS`).
+    pub webhook_client: OutboundClient,
 }
 
 impl Context {
@@ -64,7 +70,20 @@ impl Context {
         let media = MediaStore::from_config(&config)?;
         let media_url_key = keyring.derive(herald_shared::media::signing::PURPOSE)?;
         let outbound = OutboundClient::new(&config)?;
-        Ok(Self { pool, limiter, config, keyring, platforms, committer, publishing, media, media_url_key, outbound })
+        let webhook_client = OutboundClient::without_redirects(config.allow_private_networks, config.webhooks.timeout())?;
+        Ok(Self {
+            pool,
+            limiter,
+            config,
+            keyring,
+            platforms,
+            committer,
+            publishing,
+            media,
+            media_url_key,
+            outbound,
+            webhook_client,
+        })
     }
 }
 
@@ -77,6 +96,7 @@ pub fn registry() -> Registry<Context> {
         .register::<RevokeGrant>()
         .register::<PublishDelivery>()
         .register::<ImportMedia>()
+        .register::<SendWebhooks>()
 }
 
 /// The adapter of `platform` and the OAuth client (`app_id`, or the managed app) that account

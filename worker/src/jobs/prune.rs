@@ -38,6 +38,12 @@ impl Perform<Context> for PruneExpired {
         if spent.total() > 0 {
             tracing::info!(?spent, "pruned spent sandbox state and session secrets");
         }
+        let messages = herald_shared::webhooks::outbox::prune(&context.pool, context.config.webhooks.retention(), BATCH)
+            .await
+            .context("pruning webhook messages stopped")?;
+        if messages > 0 {
+            tracing::info!(messages, "pruned ended webhook messages and their attempts");
+        }
         // Built here rather than kept in the context: the job runs rarely, and a client made
         // per run costs nothing next to what it sweeps.
         let store = herald_shared::media::MediaStore::from_config(&context.config).context("the media store")?;
