@@ -50,6 +50,7 @@ use crate::error::{FieldError, Problem};
         (name = "apps", description = "Your own OAuth apps (bring your own app)"),
         (name = "posts", description = "Posts, their deliveries and outcomes"),
         (name = "media", description = "The media library: uploads, imports, and the signed URLs platforms fetch from"),
+        (name = "webhooks", description = "Endpoints that hear the project's events as signed Standard Webhooks messages"),
         (name = "sandbox", description = "The built-in fake platform, for tests; no key needed"),
         (name = "operations", description = "Liveness, readiness, metrics and this document; no key needed"),
     )

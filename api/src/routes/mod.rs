@@ -14,6 +14,7 @@ mod media_import;
 mod media_uploads;
 mod ops;
 mod posts;
+mod webhooks;
 
 use axum::Router;
 use axum::http::{Method, Uri};
@@ -38,6 +39,7 @@ fn authenticated() -> OpenApiRouter<AppState> {
         .merge(media::routes())
         .merge(media_import::routes())
         .merge(media_uploads::routes())
+        .merge(webhooks::routes())
 }
 
 /// The routes anyone may call: operations, the API's own documentation, the OAuth callback (its
