@@ -243,9 +243,13 @@ async fn visible_keys(pool: &PgPool, reach: &Reach<'_>, ids: &[Uuid]) -> Result<
 /// The media items of `ids` a key of `reach` sees: a test key only the test environment's (as
 /// `GET /v1/media`).
 async fn visible_media(pool: &PgPool, reach: &Reach<'_>, ids: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar!("SELECT id FROM media WHERE id = ANY($1) AND (NOT $2 OR environment = 'test')", ids, reach.test_only)
-        .fetch_all(pool)
-        .await
+    sqlx::query_scalar!(
+        "SELECT id FROM media WHERE id = ANY($1) AND (NOT $2 OR environment = 'test')",
+        ids,
+        reach.test_only
+    )
+    .fetch_all(pool)
+    .await
 }
 
 /// The webhook endpoints of `ids` whose reach lies within `reach` (as `GET /v1/webhooks`).

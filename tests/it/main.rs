@@ -36,3 +36,4 @@ mod queue;
 mod reach;
 mod s3;
 mod sandbox;
+mod webhooks;

@@ -17,11 +17,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use herald_shared::views::media::MediaView;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
 use crate::extract::ApiJson;
+use herald_shared::views::media::MediaView;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(import))

@@ -195,7 +195,10 @@ async fn complete(
 ) -> Result<(StatusCode, ApiJson<MediaView>), ApiError> {
     let upload = find(&state, &caller, id).await?;
     if let Some(media_id) = upload.media_id {
-        return Ok((StatusCode::OK, ApiJson(load(&state, &caller, media_id).await?.view(&state.config, &state.media_url_key[..]))));
+        return Ok((
+            StatusCode::OK,
+            ApiJson(load(&state, &caller, media_id).await?.view(&state.config, &state.media_url_key[..])),
+        ));
     }
     open(&upload)?;
     check_parts(&state, id, &body.parts).await?;
@@ -214,7 +217,10 @@ async fn complete(
         release(&state, id).await;
         return Err(error);
     }
-    Ok((StatusCode::CREATED, ApiJson(load(&state, &caller, media_id).await?.view(&state.config, &state.media_url_key[..]))))
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(load(&state, &caller, media_id).await?.view(&state.config, &state.media_url_key[..])),
+    ))
 }
 
 /// A 422 naming each part asked for twice or never sent, or a 413 when they add up to more

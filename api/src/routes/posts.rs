@@ -129,7 +129,6 @@ struct RetryBody {
     force: bool,
 }
 
-
 /// A page of posts, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = PostPage)]
@@ -343,7 +342,6 @@ async fn list(
     }
     Ok(ApiJson(Page { data, next_cursor }))
 }
-
 
 /// The post, if it is the project's and every target is within the key's reach.
 async fn load_view(state: &AppState, caller: &Caller, id: Uuid) -> Result<PostView, ApiError> {

@@ -289,7 +289,10 @@ fn check_headers(headers: &BTreeMap<String, SecretString>, errors: &mut Vec<Fiel
         let value = value.expose_secret();
         if value.len() > 4096 || !value.bytes().all(|byte| byte == b'\t' || (0x20..0x7f).contains(&byte)) {
             // The value is never echoed: it may be a credential.
-            errors.push(FieldError::new("headers", format!("the value of {name} must be at most 4096 visible ASCII characters")));
+            errors.push(FieldError::new(
+                "headers",
+                format!("the value of {name} must be at most 4096 visible ASCII characters"),
+            ));
             continue;
         }
         checked.insert(lower, value.to_owned());
@@ -348,8 +351,12 @@ async fn create(
         return Err(ApiError::validation(errors));
     }
     let id = Uuid::now_v7();
-    let settings =
-        Settings { url: body.url, description: body.description, event_types, max_in_flight: body.max_in_flight.unwrap_or(1) };
+    let settings = Settings {
+        url: body.url,
+        description: body.description,
+        event_types,
+        max_in_flight: body.max_in_flight.unwrap_or(1),
+    };
     let reach = KeyReach {
         environment: caller.environment,
         scopes: caller.scopes.clone(),

@@ -67,9 +67,10 @@ pub async fn rotate_webhook_secret(
     secret: &SecretString,
     now: DateTime<Utc>,
 ) -> Result<(), CredentialError> {
-    let current = sqlx::query_scalar!("SELECT secret FROM webhook_secrets WHERE endpoint_id = $1 FOR UPDATE", endpoint_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let current =
+        sqlx::query_scalar!("SELECT secret FROM webhook_secrets WHERE endpoint_id = $1 FOR UPDATE", endpoint_id)
+            .fetch_one(&mut *tx)
+            .await?;
     let previous = open(keyring, TABLE, endpoint_id, "secret", &current)?;
     let previous = seal(keyring, TABLE, endpoint_id, "previous_secret", &previous)?;
     let sealed = seal(keyring, TABLE, endpoint_id, "secret", secret)?;

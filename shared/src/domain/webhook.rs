@@ -57,14 +57,24 @@ pub struct WebhookEndpoint {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Create { project_id: Uuid, settings: Settings, reach: KeyReach },
+    Create {
+        project_id: Uuid,
+        settings: Settings,
+        reach: KeyReach,
+    },
     /// `settings` as they are to be; `headers_changed`: the custom headers were replaced.
-    Update { settings: Settings, enabled: bool, headers_changed: bool },
+    Update {
+        settings: Settings,
+        enabled: bool,
+        headers_changed: bool,
+    },
     RotateSecret,
     /// Send a `webhook.test` message.
     Test,
     /// Stop sending: the endpoint answered 410, or failed for days.
-    Disable { reason: String },
+    Disable {
+        reason: String,
+    },
     Delete,
 }
 

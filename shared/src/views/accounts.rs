@@ -38,7 +38,6 @@ pub struct AccountView {
     pub updated_at: DateTime<Utc>,
 }
 
-
 /// The accounts of `ids` of `project_id`, reach aside (the caller checks it).
 pub async fn load_many(pool: &PgPool, project_id: Uuid, ids: &[Uuid]) -> Result<Vec<AccountView>, sqlx::Error> {
     sqlx::query_as!(

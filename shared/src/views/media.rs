@@ -71,13 +71,7 @@ impl MediaRow {
     pub fn view(self, config: &Config, url_key: &[u8]) -> MediaView {
         let url = (self.status == MediaStatus::Ready).then(|| {
             let lifetime = config.media.url_lifetime();
-            signing::content_url(
-                &config.public_url(),
-                url_key,
-                self.id,
-                lifetime,
-                Utc::now().timestamp(),
-            )
+            signing::content_url(&config.public_url(), url_key, self.id, lifetime, Utc::now().timestamp())
         });
         MediaView {
             id: self.id,
@@ -100,7 +94,6 @@ impl MediaRow {
         }
     }
 }
-
 
 /// The media items of `ids` of `project_id` (deleted ones left out), reach aside.
 pub async fn load_many(pool: &PgPool, project_id: Uuid, ids: &[Uuid]) -> Result<Vec<MediaRow>, sqlx::Error> {

@@ -65,7 +65,6 @@ pub struct PublishedItemView {
     pub platform_url: Option<String>,
 }
 
-
 /// One target's delivery and its outcome.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Delivery)]

@@ -101,11 +101,7 @@ pub async fn dispatch(pool: &PgPool, context: &PayloadContext, limit: i64) -> Re
 }
 
 /// The enabled endpoints of `projects` (or the one endpoint `only`).
-async fn listeners(
-    tx: &mut PgConnection,
-    projects: &[Uuid],
-    only: Option<Uuid>,
-) -> Result<Vec<Listener>, sqlx::Error> {
+async fn listeners(tx: &mut PgConnection, projects: &[Uuid], only: Option<Uuid>) -> Result<Vec<Listener>, sqlx::Error> {
     sqlx::query_as!(
         Listener,
         r#"SELECT id, project_id, event_types, environment AS "environment: Environment", scopes, platforms, accounts,
@@ -138,13 +134,7 @@ async fn write_messages(
     for listener in listeners {
         by_project.entry(listener.project_id).or_default().push(listener);
     }
-    let mut message_ids = Vec::new();
-    let mut endpoint_ids = Vec::new();
-    let mut webhook_ids = Vec::new();
-    let mut event_types = Vec::new();
-    let mut payload_of_message = Vec::new();
-    let mut payload_ids = Vec::new();
-    let mut payload_bodies = Vec::new();
+    let mut rows = Rows::default();
     for (project_id, listeners) in by_project {
         let theirs: Vec<&(&RecordedEvent, Planned)> =
             planned.iter().filter(|(event, _)| event.project_id == Some(project_id)).collect();
@@ -178,47 +168,80 @@ async fn write_messages(
             heard.iter().map(|index| (theirs[*index].0, &theirs[*index].1)).collect();
         let bodies = payload::bodies(pool, context, project_id, &pairs).await?;
         for (index, body) in heard.iter().zip(bodies) {
-            let payload_id = Uuid::now_v7();
-            payload_ids.push(payload_id);
-            payload_bodies.push(body);
-            for endpoint_id in &hearers[*index] {
-                message_ids.push(Uuid::now_v7());
-                endpoint_ids.push(*endpoint_id);
-                webhook_ids.push(theirs[*index].1.webhook_id.clone());
-                event_types.push(theirs[*index].1.event_type.to_owned());
-                payload_of_message.push(payload_id);
-            }
+            rows.add(&theirs[*index].1, body, &hearers[*index]);
         }
     }
-    if message_ids.is_empty() {
-        return Ok(Vec::new());
+    rows.insert(tx, manual).await
+}
+
+/// Messages to insert, as columns; bodies once each.
+#[derive(Default)]
+struct Rows {
+    message_ids: Vec<Uuid>,
+    endpoint_ids: Vec<Uuid>,
+    webhook_ids: Vec<String>,
+    event_types: Vec<String>,
+    payload_of_message: Vec<Uuid>,
+    payload_ids: Vec<Uuid>,
+    payload_bodies: Vec<Value>,
+}
+
+impl Rows {
+    /// `planned` with `body`, to each of `endpoints`.
+    fn add(&mut self, planned: &Planned, body: Value, endpoints: &[Uuid]) {
+        let payload_id = Uuid::now_v7();
+        self.payload_ids.push(payload_id);
+        self.payload_bodies.push(body);
+        for endpoint_id in endpoints {
+            self.message_ids.push(Uuid::now_v7());
+            self.endpoint_ids.push(*endpoint_id);
+            self.webhook_ids.push(planned.webhook_id.clone());
+            self.event_types.push(planned.event_type.to_owned());
+            self.payload_of_message.push(payload_id);
+        }
     }
-    sqlx::query!(
-        "INSERT INTO webhook_payloads (id, body) SELECT * FROM unnest($1::uuid[], $2::jsonb[])",
-        &payload_ids,
-        &payload_bodies as &[Value],
-    )
-    .execute(&mut *tx)
-    .await?;
-    // `ORDER BY ordinality` gives `seq` the log's order.
-    sqlx::query!(
-        "INSERT INTO webhook_messages (id, endpoint_id, webhook_id, event_type, payload_id, state, next_attempt_at, manual)
-         SELECT id, endpoint_id, webhook_id, event_type, payload_id, 'pending', now(), $6
-         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[])
-              WITH ORDINALITY AS m(id, endpoint_id, webhook_id, event_type, payload_id, ordinal)
-         ORDER BY ordinal",
-        &message_ids,
-        &endpoint_ids,
-        &webhook_ids,
-        &event_types,
-        &payload_of_message,
-        manual,
-    )
-    .execute(&mut *tx)
-    .await?;
-    endpoint_ids.sort_unstable();
-    endpoint_ids.dedup();
-    Ok(endpoint_ids)
+
+    /// Inserts them; answers the endpoints that got any.
+    async fn insert(self, tx: &mut PgConnection, manual: bool) -> Result<Vec<Uuid>, DispatchError> {
+        let Rows {
+            message_ids,
+            mut endpoint_ids,
+            webhook_ids,
+            event_types,
+            payload_of_message,
+            payload_ids,
+            payload_bodies,
+        } = self;
+        if message_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query!(
+            "INSERT INTO webhook_payloads (id, body) SELECT * FROM unnest($1::uuid[], $2::jsonb[])",
+            &payload_ids,
+            &payload_bodies as &[Value],
+        )
+        .execute(&mut *tx)
+        .await?;
+        // `ORDER BY ordinality` gives `seq` the log's order.
+        sqlx::query!(
+            "INSERT INTO webhook_messages (id, endpoint_id, webhook_id, event_type, payload_id, state, next_attempt_at, manual)
+             SELECT id, endpoint_id, webhook_id, event_type, payload_id, 'pending', now(), $6
+             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[])
+                  WITH ORDINALITY AS m(id, endpoint_id, webhook_id, event_type, payload_id, ordinal)
+             ORDER BY ordinal",
+            &message_ids,
+            &endpoint_ids,
+            &webhook_ids,
+            &event_types,
+            &payload_of_message,
+            manual,
+        )
+        .execute(&mut *tx)
+        .await?;
+        endpoint_ids.sort_unstable();
+        endpoint_ids.dedup();
+        Ok(endpoint_ids)
+    }
 }
 
 /// Queues a sender for each of `endpoints` (a live one makes it a no-op).
@@ -261,7 +284,8 @@ pub async fn replay(
     )
     .fetch_optional(&mut *tx)
     .await?;
-    let mut cursor = start.map_or(Cursor::START, |row| Cursor { transaction_id: row.transaction_id, position: row.position });
+    let mut cursor =
+        start.map_or(Cursor::START, |row| Cursor { transaction_id: row.transaction_id, position: row.position });
     let mut read = 0;
     let mut queued = 0u64;
     let filter = Filter { project_id: Some(project_id), event_types: None };

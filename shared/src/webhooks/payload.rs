@@ -30,6 +30,62 @@ pub async fn bodies(
     project_id: Uuid,
     messages: &[(&RecordedEvent, &Planned)],
 ) -> Result<Vec<Value>, sqlx::Error> {
+    let Resources { loaded, deliveries } = load(pool, context, project_id, messages).await?;
+    let resource = |id: Uuid| loaded.get(&id).cloned().unwrap_or_else(|| json!({ "id": id }));
+    Ok(messages
+        .iter()
+        .map(|(event, planned)| {
+            let mut data = serde_json::Map::new();
+            data.insert(
+                "event".into(),
+                json!({
+                    "id": planned.webhook_id, "type": event.event_type, "position": event.position,
+                    "stream": event.stream_id, "recorded_at": event.recorded_at,
+                }),
+            );
+            match planned.concern {
+                Concern::Post(id) => {
+                    data.insert("post".into(), resource(id));
+                }
+                Concern::Delivery { post_id, delivery_id } => {
+                    data.insert("post".into(), resource(post_id));
+                    let delivery =
+                        deliveries.get(&delivery_id).cloned().unwrap_or_else(|| json!({ "id": delivery_id }));
+                    data.insert("delivery".into(), delivery);
+                }
+                Concern::Account(id) => {
+                    data.insert("account".into(), resource(id));
+                }
+                Concern::Connect(id) => {
+                    data.insert("connect_session".into(), resource(id));
+                }
+                Concern::Media(id) => {
+                    data.insert("media".into(), resource(id));
+                }
+                Concern::Key(id) => {
+                    data.insert("key".into(), resource(id));
+                }
+                Concern::Endpoint(id) => {
+                    data.insert("endpoint".into(), resource(id));
+                }
+            }
+            json!({ "type": planned.event_type, "timestamp": event.recorded_at, "data": data })
+        })
+        .collect())
+}
+
+/// The resources messages name, as the api shows them, by id; and each delivery of the posts.
+struct Resources {
+    loaded: HashMap<Uuid, Value>,
+    deliveries: HashMap<Uuid, Value>,
+}
+
+async fn load(
+    pool: &PgPool,
+    context: &PayloadContext,
+    project_id: Uuid,
+    messages: &[(&RecordedEvent, &Planned)],
+) -> Result<Resources, sqlx::Error> {
     let mut wanted: HashMap<&'static str, Vec<Uuid>> = HashMap::new();
     for (_, planned) in messages {
         let (kind, id) = match planned.concern {
@@ -99,44 +155,5 @@ pub async fn bodies(
         });
         loaded.insert(endpoint.id, value);
     }
-    let resource = |id: Uuid| loaded.get(&id).cloned().unwrap_or_else(|| json!({ "id": id }));
-    Ok(messages
-        .iter()
-        .map(|(event, planned)| {
-            let mut data = serde_json::Map::new();
-            data.insert(
-                "event".into(),
-                json!({
-                    "id": planned.webhook_id, "type": event.event_type, "position": event.position,
-                    "stream": event.stream_id, "recorded_at": event.recorded_at,
-                }),
-            );
-            match planned.concern {
-                Concern::Post(id) => {
-                    data.insert("post".into(), resource(id));
-                }
-                Concern::Delivery { post_id, delivery_id } => {
-                    data.insert("post".into(), resource(post_id));
-                    let delivery = deliveries.get(&delivery_id).cloned().unwrap_or_else(|| json!({ "id": delivery_id }));
-                    data.insert("delivery".into(), delivery);
-                }
-                Concern::Account(id) => {
-                    data.insert("account".into(), resource(id));
-                }
-                Concern::Connect(id) => {
-                    data.insert("connect_session".into(), resource(id));
-                }
-                Concern::Media(id) => {
-                    data.insert("media".into(), resource(id));
-                }
-                Concern::Key(id) => {
-                    data.insert("key".into(), resource(id));
-                }
-                Concern::Endpoint(id) => {
-                    data.insert("endpoint".into(), resource(id));
-                }
-            }
-            json!({ "type": planned.event_type, "timestamp": event.recorded_at, "data": data })
-        })
-        .collect())
+    Ok(Resources { loaded, deliveries })
 }

@@ -70,7 +70,8 @@ impl Context {
         let media = MediaStore::from_config(&config)?;
         let media_url_key = keyring.derive(herald_shared::media::signing::PURPOSE)?;
         let outbound = OutboundClient::new(&config)?;
-        let webhook_client = OutboundClient::without_redirects(config.allow_private_networks, config.webhooks.timeout())?;
+        let webhook_client =
+            OutboundClient::without_redirects(config.allow_private_networks, config.webhooks.timeout())?;
         Ok(Self {
             pool,
             limiter,

@@ -38,9 +38,10 @@ impl Perform<Context> for PruneExpired {
         if spent.total() > 0 {
             tracing::info!(?spent, "pruned spent sandbox state and session secrets");
         }
-        let messages = herald_shared::webhooks::outbox::prune(&context.pool, context.config.webhooks.retention(), BATCH)
-            .await
-            .context("pruning webhook messages stopped")?;
+        let messages =
+            herald_shared::webhooks::outbox::prune(&context.pool, context.config.webhooks.retention(), BATCH)
+                .await
+                .context("pruning webhook messages stopped")?;
         if messages > 0 {
             tracing::info!(messages, "pruned ended webhook messages and their attempts");
         }

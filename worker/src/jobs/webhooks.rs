@@ -33,6 +33,9 @@ use crate::runtime::{JobResult, JobRun, Outcome, Perform};
 
 /// How long one run sends before it gives the lane back (the sweep queues the next).
 const RUN_FOR: Duration = Duration::from_secs(60);
+/// How long past the receiver timeout a lane stays held without being renewed (each page of
+/// sends renews it; a sender that died gives it up after this).
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// How much of an answer's body the attempt log keeps.
 const SNIPPET_BYTES: usize = 1024;
 
@@ -43,7 +46,7 @@ impl Perform<Context> for SendWebhooks {
     }
 
     async fn perform(self, context: &Context, run: JobRun) -> JobResult {
-        let lease = context.config.webhooks.timeout() + Duration::from_secs(30);
+        let lease = context.config.webhooks.timeout() + LEASE_MARGIN;
         if !outbox::hold_lane(&context.pool, self.endpoint_id, run.id, lease).await? {
             // Another worker is sending this endpoint's messages.
             return Ok(Outcome::Done);
@@ -93,7 +96,8 @@ async fn send_due(context: &Context, endpoint_id: Uuid, holder: Uuid, lease: Dur
                 .context("the endpoint's secrets")?
         };
         let Some(signing) = signing else { break };
-        let attempts = futures::future::join_all(due.iter().map(|message| send(context, &url, &signing, message))).await;
+        let attempts =
+            futures::future::join_all(due.iter().map(|message| send(context, &url, &signing, message))).await;
         for attempt in &attempts {
             let outcome = match attempt.status_code {
                 Some(status) if (200..300).contains(&status) => "delivered",
