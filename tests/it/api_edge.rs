@@ -100,7 +100,11 @@ const PUBLIC_V1: &[&str] = &["/v1/openapi.json", "/v1/connect/{platform}/callbac
 
 /// A concrete path for a route template.
 fn concrete(template: &str, id: &str) -> String {
-    template.replace("{id}", id).replace("{platform}", "sandbox").replace("{n}", "1")
+    template
+        .replace("{id}", id)
+        .replace("{platform}", "sandbox")
+        .replace("{n}", "1")
+        .replace("{attempt_id}", "00000000-0000-7000-8000-000000000000")
 }
 
 pub(crate) fn request(app: &TestApp, method: &str, path: &str, key: &str) -> reqwest::RequestBuilder {
@@ -213,7 +217,20 @@ async fn another_projects_key_sees_nothing_of_this_one() {
     let acme_media = crate::media::recorded_media(&app, acme.id).await.to_string();
     let created = request(&app, "POST", "/v1/media/uploads", &acme.admin_key).send().await.unwrap();
     let acme_upload = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    // It hears only test messages, which only Acme could ask for: nothing is ever sent.
+    let created = request(&app, "POST", "/v1/webhooks", &acme.admin_key)
+        .json(&json!({"url": "https://localhost:1/hook", "event_types": ["webhook.test"]}))
+        .send()
+        .await
+        .unwrap();
+    let acme_webhook = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let acme_resources = [
+        ("/v1/webhooks/{id}", acme_webhook.clone()),
+        ("/v1/webhooks/{id}/rotate-secret", acme_webhook.clone()),
+        ("/v1/webhooks/{id}/attempts", acme_webhook.clone()),
+        ("/v1/webhooks/{id}/test", acme_webhook.clone()),
+        ("/v1/webhooks/{id}/replay", acme_webhook.clone()),
+        ("/v1/webhooks/{id}/attempts/{attempt_id}/resend", acme_webhook.clone()),
         ("/v1/apps/{id}", acme_app.clone()),
         ("/v1/posts/{id}", acme_post.clone()),
         ("/v1/posts/{id}/approve", acme_post.clone()),
@@ -253,9 +270,12 @@ async fn another_projects_key_sees_nothing_of_this_one() {
     let still_a_draft: Value =
         get(&app, &format!("/v1/posts/{acme_post}"), &acme.admin_key).await.json().await.unwrap();
     assert_eq!(still_a_draft["status"], "draft", "Globex's cancel and publish changed nothing");
-    for list in ["/v1/keys", "/v1/accounts", "/v1/apps", "/v1/posts", "/v1/media"] {
+    let still_enabled: Value =
+        get(&app, &format!("/v1/webhooks/{acme_webhook}"), &acme.admin_key).await.json().await.unwrap();
+    assert_eq!(still_enabled["enabled"], true, "Globex's DELETE changed nothing: {still_enabled}");
+    for list in ["/v1/keys", "/v1/accounts", "/v1/apps", "/v1/posts", "/v1/media", "/v1/webhooks"] {
         let seen: Value = get(&app, list, &globex.admin_key).await.json().await.unwrap();
-        for acme_id in [&acme_key_id, &acme_account, &acme_session, &acme_app, &acme_post, &acme_media] {
+        for acme_id in [&acme_key_id, &acme_account, &acme_session, &acme_app, &acme_post, &acme_media, &acme_webhook] {
             assert!(!seen.to_string().contains(acme_id.as_str()), "{list} shows Globex an Acme resource");
         }
     }

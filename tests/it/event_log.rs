@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use herald_shared::commands::{ExecuteError, execute, execute_loaded};
 use herald_shared::domain::aggregate::Aggregate;
-use herald_shared::domain::{account, api_key, connect_session, oauth_app, post, project};
+use herald_shared::domain::{account, api_key, connect_session, oauth_app, post, project, webhook};
 use herald_shared::events::reader::{Cursor, Filter, read_after, wait_for_horizon};
 use herald_shared::events::{
     AppendError, EventMetadata, ExpectedVersion, GroupCommitter, ProjectionFailed, Projector, RecordedEvent, StreamId,
@@ -454,6 +454,30 @@ async fn a_rebuild_reproduces_every_read_model_row() {
     run::<post::Post>(&pool, edited, post::Command::Cancel, project_id).await.unwrap();
 
     media_script(&pool, project_id).await;
+    // A webhook endpoint, changed, disabled and another deleted.
+    let reach = webhook::KeyReach {
+        environment: api_key::Environment::Live,
+        scopes: vec!["posts:read".into()],
+        platforms: Some(vec!["x".into()]),
+        accounts: None,
+    };
+    let settings = webhook::Settings {
+        url: "https://example.test/hook".into(),
+        description: Some("orders".into()),
+        event_types: Some(vec!["post.published".into()]),
+        max_in_flight: 1,
+    };
+    for deleted in [false, true] {
+        let endpoint = Uuid::now_v7();
+        let create = webhook::Command::Create { project_id, settings: settings.clone(), reach: reach.clone() };
+        run::<webhook::WebhookEndpoint>(&pool, endpoint, create, project_id).await.unwrap();
+        let mut changed = settings.clone();
+        changed.max_in_flight = 4;
+        let update = webhook::Command::Update { settings: changed, enabled: true, headers_changed: true };
+        run::<webhook::WebhookEndpoint>(&pool, endpoint, update, project_id).await.unwrap();
+        let last = if deleted { webhook::Command::Delete } else { webhook::Command::Disable { reason: "410".into() } };
+        run::<webhook::WebhookEndpoint>(&pool, endpoint, last, project_id).await.unwrap();
+    }
     // A post with media on it and on one target (post_media, and both lists).
     let mut with_media = create_post(project_id, &[account_id, Uuid::now_v7()], None);
     if let post::Command::Create { media, targets, .. } = &mut with_media {

@@ -594,8 +594,9 @@ async fn test(
 #[serde(deny_unknown_fields)]
 struct ReplayBody {
     /// Every message the project's events since then make for this endpoint (its types and
-    /// reach as they are now) is sent again, with its original `webhook-id`.
-    since: DateTime<Utc>,
+    /// reach as they are now) is sent again, with its original `webhook-id`. Required.
+    #[schema(required = true)]
+    since: Option<DateTime<Utc>>,
 }
 
 /// Replay messages since a time.
@@ -612,8 +613,10 @@ async fn replay(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<ReplayBody>,
 ) -> Result<(StatusCode, ApiJson<Queued>), ApiError> {
+    // The endpoint first: another project's is a 404 whatever the body says.
     let row = load(&state, &caller, id).await?;
-    if body.since > Utc::now() {
+    let since = body.since.ok_or_else(|| ApiError::validation(vec![FieldError::new("since", "is required")]))?;
+    if since > Utc::now() {
         return Err(ApiError::validation(vec![FieldError::new("since", "must not be in the future")]));
     }
     if !row.enabled {
@@ -621,7 +624,7 @@ async fn replay(
     }
     let context = PayloadContext { config: state.config.clone(), media_url_key: *state.media_url_key };
     let (queued, truncated) =
-        dispatch::replay(&state.pool, &context, id, body.since).await.map_err(|error| ApiError::internal(&error))?;
+        dispatch::replay(&state.pool, &context, id, since).await.map_err(|error| ApiError::internal(&error))?;
     Ok((StatusCode::ACCEPTED, ApiJson(Queued { queued, truncated })))
 }
 
