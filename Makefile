@@ -7,7 +7,7 @@ HERALD := target/debug/herald
 RELEASE_HERALD := target/release/herald
 TEST_PG := target/test-postgres
 
-.PHONY: dev test build lint fmt sqlx-prepare fuzz bench-ingest bench-queue bench-api bench-publish bench-media
+.PHONY: dev test build lint fmt sqlx-prepare fuzz bench-ingest bench-queue bench-api bench-publish bench-media bench-webhooks
 
 ## Build and run herald (api + scheduler + worker) on http://127.0.0.1:8080; Ctrl-C stops it.
 dev:
@@ -59,6 +59,13 @@ bench-publish:
 bench-media:
 	$(CARGO) build --bin herald
 	$(HERALD) with-postgres --durable --fresh --dir target/bench-postgres -- $(CARGO) bench --bench media
+
+## Webhooks (issue: webhooks): 20,000 events to 10 endpoints on a receiver answering in 20 ms,
+## one worker and one scheduler process: messages/s, commit-to-receiver latency under capacity
+## (p50, p99) and the worker's peak RSS. BENCH_WEBHOOKS_IN_FLIGHT sets each endpoint's max_in_flight.
+bench-webhooks:
+	$(CARGO) build --bin herald
+	$(HERALD) with-postgres --durable --fresh --dir target/bench-postgres -- $(CARGO) bench --bench webhooks
 
 lint:
 	$(CARGO) fmt --all -- --check
