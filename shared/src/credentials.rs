@@ -21,10 +21,12 @@ use crate::crypto::{CryptoError, Keyring};
 use crate::domain::tokens::TokenSet;
 
 mod accounts;
+mod checkpoints;
 mod clients;
 mod webhooks;
 
 pub use accounts::{ExpiringPair, JobAccount, PublishAccount, expiring_pairs, job_account, publish_accounts};
+pub use checkpoints::{forget_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint};
 pub use clients::{ClientError, client_for};
 pub use webhooks::{
     ROTATION_OVERLAP, WebhookSigning, forget_webhook_secret, generate_secret as generate_webhook_secret,
@@ -522,6 +524,7 @@ const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
     ("connect_session_secrets", "session_id", "code"),
     ("oauth_app_secrets", "app_id", "client_secret"),
     ("idempotency_keys", "claim", "sealed_body"),
+    ("publish_checkpoints", "id", "state"),
     ("webhook_secrets", "endpoint_id", "secret"),
     ("webhook_secrets", "endpoint_id", "previous_secret"),
     ("webhook_secrets", "endpoint_id", "headers"),

@@ -108,6 +108,7 @@ fn comment<'a>(author: &'a str, text: &'a str, store: &'a MediaStore) -> Publica
         options: &Value::Null,
         reference: "0195d1e0-0000-7000-8000-000000000001:1",
         began: None,
+        checkpoints: &crate::fixtures::CHECKPOINTS,
     }
 }
 

@@ -357,6 +357,7 @@ fn item<'a>(
         options,
         reference,
         began: Some(Utc::now() - chrono::Duration::seconds(1)),
+        checkpoints: &crate::fixtures::CHECKPOINTS,
     }
 }
 

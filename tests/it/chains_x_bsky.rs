@@ -242,7 +242,16 @@ fn publication<'a>(
     options: &'a Value,
     reference: &'a str,
 ) -> Publication<'a> {
-    Publication { platform_user_id: user, content, media: &[], store, options, reference, began: None }
+    Publication {
+        platform_user_id: user,
+        content,
+        media: &[],
+        store,
+        options,
+        reference,
+        began: None,
+        checkpoints: &crate::fixtures::CHECKPOINTS,
+    }
 }
 
 fn reply<'a>(root: &'a Published, parent: &'a Published, index: usize) -> FollowUp<'a> {

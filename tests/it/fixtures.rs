@@ -75,3 +75,45 @@ pub async fn draft_post(app: &TestApp, project_id: Uuid, content: &str, accounts
     tx.commit().await.unwrap();
     id
 }
+
+/// Publish checkpoints kept in memory, for tests that call an adapter directly: what a worker
+/// keeps sealed in `publish_checkpoints`, as the adapter sees it.
+#[derive(Debug, Default)]
+pub struct MemoryCheckpoints {
+    kept: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl MemoryCheckpoints {
+    pub const fn new() -> Self {
+        Self { kept: std::sync::Mutex::new(Vec::new()) }
+    }
+}
+
+/// One store for adapter tests whose platforms keep no checkpoint, or that use references of
+/// their own.
+pub static CHECKPOINTS: MemoryCheckpoints = MemoryCheckpoints::new();
+
+#[async_trait::async_trait]
+impl herald_shared::platforms::PublishCheckpoints for MemoryCheckpoints {
+    async fn load(&self, reference: &str) -> Result<Option<String>, herald_shared::platforms::PlatformError> {
+        let kept = self.kept.lock().unwrap();
+        Ok(kept.iter().find(|(kept, _)| kept == reference).map(|(_, state)| state.clone()))
+    }
+
+    async fn save(
+        &self,
+        reference: &str,
+        _platform: &str,
+        state: &str,
+    ) -> Result<(), herald_shared::platforms::PlatformError> {
+        let mut kept = self.kept.lock().unwrap();
+        kept.retain(|(kept, _)| kept != reference);
+        kept.push((reference.to_owned(), state.to_owned()));
+        Ok(())
+    }
+
+    async fn forget(&self, reference: &str) -> Result<(), herald_shared::platforms::PlatformError> {
+        self.kept.lock().unwrap().retain(|(kept, _)| kept != reference);
+        Ok(())
+    }
+}

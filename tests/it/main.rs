@@ -11,6 +11,7 @@ mod chains;
 mod chains_li_yt;
 mod chains_meta_masto;
 mod chains_x_bsky;
+mod checkpoints;
 mod connect;
 mod credentials;
 mod event_log;

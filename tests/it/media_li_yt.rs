@@ -49,23 +49,25 @@ struct LinkedInModes {
 
 /// What YouTube should answer next.
 #[derive(Default)]
-struct YouTubeModes {
+pub(crate) struct YouTubeModes {
     /// Answer the session start with this error body and status.
     start_error: Mutex<Option<(StatusCode, Value)>>,
     /// Break off the chunk with this index (0-based) after taking this many of its bytes: read
     /// them, then never answer.
     drop_chunk: Mutex<Option<(usize, usize)>>,
+    /// Take the last chunk's bytes (completing the video) and never answer: the worker dies there.
+    pub(crate) hold_last: Mutex<bool>,
 }
 
 #[derive(Default)]
-struct Fake {
+pub(crate) struct Fake {
     base: Mutex<String>,
     li: LinkedInModes,
-    yt: YouTubeModes,
+    pub(crate) yt: YouTubeModes,
     /// Every call, in order, as `METHOD path detail`.
-    calls: Mutex<Vec<String>>,
+    pub(crate) calls: Mutex<Vec<String>>,
     /// Bytes received per upload URL path (LinkedIn's images and parts, YouTube's sessions).
-    uploads: Mutex<HashMap<String, Vec<u8>>>,
+    pub(crate) uploads: Mutex<HashMap<String, Vec<u8>>>,
     /// Bodies of LinkedIn's initializeUpload, finalizeUpload and posts, and YouTube's video
     /// resources, in order.
     bodies: Mutex<Vec<Value>>,
@@ -332,6 +334,9 @@ async fn yt_session(State(fake): State<Arc<Fake>>, request: Request) -> Response
         bytes.extend_from_slice(&taken);
         bytes.len()
     };
+    if held == size && *fake.yt.hold_last.lock().unwrap() {
+        return std::future::pending().await;
+    }
     session_answer(held, size, &resource, &path)
 }
 
@@ -348,6 +353,22 @@ fn session_answer(held: usize, size: usize, resource: &Value, path: &str) -> Res
         response.headers_mut().insert("range", format!("bytes=0-{}", held - 1).parse().unwrap());
     }
     response
+}
+
+/// A fake YouTube on loopback (channels, resumable uploads); its base URL (`/yt` for the api,
+/// `/yt-upload` for uploads).
+pub(crate) async fn youtube_fake() -> (Arc<Fake>, String) {
+    let fake = Arc::new(Fake::default());
+    let app = Router::new()
+        .route("/yt/channels", get(yt_channels))
+        .route("/yt-upload/videos", post(yt_start))
+        .route("/yt-upload/session/{n}", put(yt_session))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    *fake.base.lock().unwrap() = base.clone();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (fake, base)
 }
 
 /// The app with LinkedIn and YouTube pointing at a new fake (OAuth from [`FakeOAuth`]), a
@@ -396,7 +417,7 @@ async fn app_on(platform: &str) -> (TestApp, Arc<Fake>, Client, String) {
 
 /// An mp4 of `width` x `height`, 3 s, with `mdat` bytes of media data that differ at every
 /// offset (so a byte out of place shows).
-fn video(width: u16, height: u16, mdat: u32) -> Vec<u8> {
+pub(crate) fn video(width: u16, height: u16, mdat: u32) -> Vec<u8> {
     let (mut file, moov) = mp4_around(width, height, 3, mdat);
     file.extend((0..mdat).map(|i| (i % 251) as u8 ^ (i >> 16) as u8));
     file.extend_from_slice(&moov);

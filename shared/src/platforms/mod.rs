@@ -206,6 +206,24 @@ pub struct Publication<'a> {
     /// For a look-up: when the earlier attempt began (the delivery entered `publishing`), so a
     /// platform can tell whether its idempotency window has passed or search by time.
     pub began: Option<DateTime<Utc>>,
+    /// Where the adapter keeps what a publish under way must not lose with its process (an
+    /// upload session, the platform's id for an accepted publish), by `reference`.
+    pub checkpoints: &'a dyn PublishCheckpoints,
+}
+
+/// A publish's checkpoint: the small state an adapter needs to resume or look up a publish that
+/// a dead worker began (YouTube's upload session, TikTok's `publish_id`). Kept outside the
+/// process, sealed (a session URI grants the upload), by the publication's reference; the
+/// adapter forgets it once the publish has an outcome, and old ones are pruned. The worker hands
+/// adapters the durable store; tests may hand an in-memory one.
+#[async_trait]
+pub trait PublishCheckpoints: Send + Sync + std::fmt::Debug {
+    /// The state saved for `reference`, if any.
+    async fn load(&self, reference: &str) -> Result<Option<String>, PlatformError>;
+    /// Saves (or replaces) `state` for `reference` on `platform`.
+    async fn save(&self, reference: &str, platform: &str, state: &str) -> Result<(), PlatformError>;
+    /// Forgets `reference`'s state.
+    async fn forget(&self, reference: &str) -> Result<(), PlatformError>;
 }
 
 /// What a publish made.

@@ -18,13 +18,12 @@
 //!
 //! What is the publish: for `FILE_UPLOAD` the last chunk (an initialized upload without its bytes
 //! posts nothing), for a pull the `init` itself. Anything unanswered before that is safe to try
-//! again. TikTok takes no client reference, so a look-up follows the `publish_id` this process
-//! kept for the delivery's reference (from `init` on); a worker that died takes it along, and
-//! the look-up cannot tell. Moderation can take hours: a publish that is still processing after
+//! again. TikTok takes no client reference, so a look-up follows the `publish_id` kept as the
+//! publish's checkpoint (`Publication::checkpoints`, sealed outside the process, from `init` on),
+//! whichever worker began it. Moderation can take hours: a publish that is still processing after
 //! [`PROCESSING_WAIT`] ends unanswered, and the look-up that follows polls again.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,7 +31,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::oauth::OAuthClient;
@@ -99,13 +98,11 @@ pub const SPEC: PlatformSpec = PlatformSpec {
 
 pub struct TikTokAdapter {
     oauth: OAuthClient,
-    /// Publishes TikTok accepted and has not finished, by herald's reference.
-    pending: Mutex<HashMap<String, Pending>>,
 }
 
 impl TikTokAdapter {
     pub fn new(oauth: OAuthClient) -> Self {
-        Self { oauth, pending: Mutex::new(HashMap::new()) }
+        Self { oauth }
     }
 
     /// A token request: `client_key` and `client_secret` in the form, with `fields`.
@@ -271,11 +268,12 @@ impl Platform for TikTokAdapter {
         };
         match self.follow(tokens, &pending).await {
             Followed::Done(published) => {
-                self.remember(publication.reference, None);
+                // The post exists: a failure to forget only leaves a row for the prune.
+                let _ = publication.checkpoints.forget(publication.reference).await;
                 Ok(published)
             }
             Followed::Failed(error) => {
-                self.remember(publication.reference, None);
+                publication.checkpoints.forget(publication.reference).await?;
                 Err(error)
             }
             Followed::Unfinished(reason) => Err(PlatformError::Ambiguous(reason)),
@@ -283,15 +281,15 @@ impl Platform for TikTokAdapter {
     }
 
     async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
-        let Some(pending) = self.remembered(publication.reference) else { return Ok(LookUp::CannotTell) };
+        let Some(pending) = remembered(publication).await? else { return Ok(LookUp::CannotTell) };
         match self.follow(tokens, &pending).await {
             Followed::Done(published) => {
-                self.remember(publication.reference, None);
+                let _ = publication.checkpoints.forget(publication.reference).await;
                 Ok(LookUp::Found(published))
             }
             // TikTok made no post: publishing again is safe (and says why if it fails again).
             Followed::Failed(_) => {
-                self.remember(publication.reference, None);
+                publication.checkpoints.forget(publication.reference).await?;
                 Ok(LookUp::NotFound)
             }
             Followed::Unfinished(reason) => Err(PlatformError::Ambiguous(reason)),
@@ -398,9 +396,9 @@ struct Status {
     publicaly_available_post_id: Vec<serde_json::Value>,
 }
 
-/// A publish TikTok accepted and is still working on, kept so a look-up in this process can
-/// follow it by its `publish_id` (TikTok has no client reference to search by).
-#[derive(Debug, Clone)]
+/// A publish TikTok accepted and is still working on, kept as its checkpoint so a look-up by any
+/// worker can follow it by its `publish_id` (TikTok has no client reference to search by).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Pending {
     publish_id: String,
     username: Option<String>,
@@ -598,7 +596,7 @@ impl TikTokAdapter {
             let body = serde_json::json!({"post_info": post_info, "source_info": source});
             // TikTok fetches it at once: this is the publish.
             let initialized: Initialized = self.call(tokens, path, &body).await?;
-            return Ok(self.accepted(publication, creator, initialized.publish_id, false));
+            return self.accepted(publication, creator, initialized.publish_id, false).await;
         }
         let size = file_size(file)?;
         let (chunk_size, total_chunk_count) = chunking(size);
@@ -611,7 +609,7 @@ impl TikTokAdapter {
         let Some(upload_url) = initialized.upload_url else {
             return Err(PlatformError::Transient("TikTok initialized an upload without an upload_url".to_owned()));
         };
-        let pending = self.accepted(publication, creator, initialized.publish_id, false);
+        let pending = self.accepted(publication, creator, initialized.publish_id, false).await?;
         self.upload_chunks(file, publication.store, &upload_url).await?;
         Ok(pending)
     }
@@ -635,14 +633,27 @@ impl TikTokAdapter {
             "media_type": "PHOTO",
         });
         let initialized: Initialized = self.call(tokens, "/v2/post/publish/content/init/", &body).await?;
-        Ok(self.accepted(publication, creator, initialized.publish_id, true))
+        self.accepted(publication, creator, initialized.publish_id, true).await
     }
 
-    /// TikTok took the publish as `publish_id`: kept for a look-up from here on.
-    fn accepted(&self, publication: &Publication<'_>, creator: &CreatorInfo, publish_id: String, photo: bool) -> Pending {
+    /// TikTok took the publish as `publish_id`: kept as the checkpoint for a look-up from here on.
+    async fn accepted(
+        &self,
+        publication: &Publication<'_>,
+        creator: &CreatorInfo,
+        publish_id: String,
+        photo: bool,
+    ) -> Result<Pending, PlatformError> {
         let pending = Pending { publish_id, username: creator.creator_username.clone(), photo };
-        self.remember(publication.reference, Some(pending.clone()));
-        pending
+        let state = serde_json::to_string(&pending).map_err(|error| PlatformError::Transient(error.to_string()))?;
+        // TikTok already has the publish: a checkpoint that cannot be kept makes it unanswered
+        // (looked up, never repeated blindly).
+        publication
+            .checkpoints
+            .save(publication.reference, SPEC.name, &state)
+            .await
+            .map_err(|error| PlatformError::Ambiguous(format!("TikTok took the publish, but {error}")))?;
+        Ok(pending)
     }
 
     /// Follows `pending` until TikTok finishes it, for at most [`PROCESSING_WAIT`].
@@ -679,17 +690,13 @@ impl TikTokAdapter {
         }
     }
 
-    fn remember(&self, reference: &str, pending: Option<Pending>) {
-        let mut kept = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match pending {
-            Some(pending) => kept.insert(reference.to_owned(), pending),
-            None => kept.remove(reference),
-        };
-    }
+}
 
-    fn remembered(&self, reference: &str) -> Option<Pending> {
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(reference).cloned()
-    }
+/// The publish TikTok accepted for this publication, from its checkpoint (unreadable state is
+/// none).
+async fn remembered(publication: &Publication<'_>) -> Result<Option<Pending>, PlatformError> {
+    let state = publication.checkpoints.load(publication.reference).await?;
+    Ok(state.and_then(|state| serde_json::from_str(&state).ok()))
 }
 
 /// How following a publish ended.

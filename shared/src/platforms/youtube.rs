@@ -11,7 +11,7 @@
 //! the last chunk's 200/201 carries the video). A broken chunk (no answer, a 5xx) asks the
 //! session where it stands (`Content-Range: bytes */TOTAL`) and resumes from the last byte it
 //! acknowledged. The video exists only once its last byte is in, so a failure before the last
-//! chunk is merely transient; herald remembers the session of each publish (in this process)
+//! chunk is merely transient; herald keeps the session of each publish as its checkpoint
 //! so that a retry resumes it, and a look-up asks it whether the upload completed.
 //!
 //! The snippet carries the title (the target's `title` option, else the content's first line),
@@ -32,8 +32,7 @@
 //! over a rolling day ("try again in 24 hours"): rate limited for a day, not permanent, as the
 //! same upload succeeds later. A 401 is a dead grant.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,7 +40,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LOCATION};
 use reqwest::{Response, StatusCode};
 use secrecy::ExposeSecret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::oauth::OAuthClient;
 use super::{
@@ -102,20 +101,16 @@ pub const SPEC: PlatformSpec = PlatformSpec {
     build: |oauth| Arc::new(YouTubeAdapter::new(oauth)),
 };
 
+/// The upload session of each publish under way or unanswered is its checkpoint
+/// (`Publication::checkpoints`, sealed outside the process): a retry resumes it and a look-up
+/// asks it, whichever worker runs them.
 pub struct YouTubeAdapter {
     oauth: OAuthClient,
-    /// The upload session of each publish under way or unanswered, by its reference: a retry
-    /// resumes it and a look-up asks it. Only this process's; a worker that died takes its
-    /// sessions along (a look-up then cannot tell).
-    sessions: Mutex<HashMap<String, Session>>,
 }
 
 impl YouTubeAdapter {
     pub fn new(oauth: OAuthClient) -> Self {
-        Self {
-            oauth: oauth.with_authorize_params(&[("access_type", "offline"), ("prompt", "consent")]),
-            sessions: Mutex::new(HashMap::new()),
-        }
+        Self { oauth: oauth.with_authorize_params(&[("access_type", "offline"), ("prompt", "consent")]) }
     }
 }
 
@@ -171,7 +166,7 @@ impl Platform for YouTubeAdapter {
         let total = size_of(file)?;
         let options: YouTubeOptions = super::options::parse(publication.options)?;
         let resource = video_resource(publication.content, &options)?;
-        let (session, resume) = match self.remembered(publication.reference) {
+        let (session, resume) = match remembered(publication).await? {
             Some(session) if session.total == total => (session, true),
             _ => {
                 // Nothing exists before the upload completes: no answer here is merely transient.
@@ -180,7 +175,7 @@ impl Platform for YouTubeAdapter {
                     other => other,
                 })?;
                 let session = Session { uri, total };
-                self.remember(publication.reference, session.clone());
+                remember(publication, &session).await?;
                 (session, false)
             }
         };
@@ -189,30 +184,32 @@ impl Platform for YouTubeAdapter {
             // The session is kept for the retry to resume.
             Err(Broken::Resumable(error)) => Err(error),
             Err(Broken::Ended(error)) => {
-                self.forget(publication.reference);
+                publication.checkpoints.forget(publication.reference).await?;
                 Err(error)
             }
             Ok(video) => {
-                self.forget(publication.reference);
+                // The video exists: a failure to forget only leaves a row for the prune.
+                let _ = publication.checkpoints.forget(publication.reference).await;
                 Ok(published(video))
             }
         }
     }
 
-    /// Asks the publish's upload session, when this process still has it, whether the upload
-    /// completed: its video, or nothing made yet (publishing again resumes the session).
+    /// Asks the publish's upload session (its checkpoint, whichever worker began it) whether
+    /// the upload completed: its video, or nothing made yet (publishing again resumes the
+    /// session). Without a checkpoint the upload never began a session: nothing was made.
     async fn look_up(&self, tokens: &TokenSet, publication: &Publication<'_>) -> Result<LookUp, PlatformError> {
-        let Some(session) = self.remembered(publication.reference) else {
+        let Some(session) = remembered(publication).await? else {
             return Ok(LookUp::CannotTell);
         };
         match self.ask(tokens.access_token.expose_secret(), &session).await? {
             Step::Done(video) => {
-                self.forget(publication.reference);
+                let _ = publication.checkpoints.forget(publication.reference).await;
                 Ok(LookUp::Found(published(video)))
             }
             Step::Next(_) => Ok(LookUp::NotFound),
             Step::Gone => {
-                self.forget(publication.reference);
+                publication.checkpoints.forget(publication.reference).await?;
                 Ok(LookUp::CannotTell)
             }
         }
@@ -300,14 +297,12 @@ const CHUNK: u64 = 32 * 256 * 1024;
 const MOST_BROKEN: u32 = 5;
 /// The pause before asking a session after a broken chunk, doubled each time.
 const BROKEN_PAUSE: Duration = Duration::from_millis(100);
-/// How many sessions the adapter remembers at most.
-const MOST_SESSIONS: usize = 1024;
 /// The longest title YouTube takes, in characters.
 const MAX_TITLE: usize = 100;
 
 /// A resumable upload session: its URI (which grants the upload: never logged, never in a
-/// reason) and the file's size.
-#[derive(Clone)]
+/// reason, sealed in its checkpoint) and the file's size.
+#[derive(Clone, Serialize, Deserialize)]
 struct Session {
     uri: String,
     total: u64,
@@ -593,24 +588,19 @@ fn daylight_dates(year: i32) -> (NaiveDate, NaiveDate) {
     (sunday(3, 2), sunday(11, 1))
 }
 
+/// The publish's upload session, from its checkpoint (unreadable state is none).
+async fn remembered(publication: &Publication<'_>) -> Result<Option<Session>, PlatformError> {
+    let state = publication.checkpoints.load(publication.reference).await?;
+    Ok(state.and_then(|state| serde_json::from_str(&state).ok()))
+}
+
+/// Keeps `session` as the publish's checkpoint before any byte is sent.
+async fn remember(publication: &Publication<'_>, session: &Session) -> Result<(), PlatformError> {
+    let state = serde_json::to_string(session).map_err(|error| PlatformError::Transient(error.to_string()))?;
+    publication.checkpoints.save(publication.reference, SPEC.name, &state).await
+}
+
 impl YouTubeAdapter {
-    fn remembered(&self, reference: &str) -> Option<Session> {
-        self.sessions.lock().unwrap_or_else(PoisonError::into_inner).get(reference).cloned()
-    }
-
-    fn remember(&self, reference: &str, session: Session) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        if sessions.len() >= MOST_SESSIONS
-            && let Some(any) = sessions.keys().next().cloned()
-        {
-            sessions.remove(&any);
-        }
-        sessions.insert(reference.to_owned(), session);
-    }
-
-    fn forget(&self, reference: &str) {
-        self.sessions.lock().unwrap_or_else(PoisonError::into_inner).remove(reference);
-    }
 
     /// Opens the upload session for `file` with the video resource; answers its URI.
     async fn start_session(

@@ -52,6 +52,8 @@ pub struct Context {
     pub media_url_key: [u8; 32],
     /// The guarded client for user-supplied URLs (`HERALD_ALLOW_PRIVATE_NETWORKS`).
     pub outbound: OutboundClient,
+    /// Where adapters keep a publish's state across workers (sealed).
+    pub checkpoints: publish::StoredCheckpoints,
     /// The guarded client webhook messages go through: no redirects, the receiver timeout
     /// (`HERALD_WEBHOOKS__TIMEOUT_SECS`).
     pub webhook_client: OutboundClient,
@@ -72,7 +74,9 @@ impl Context {
         let outbound = OutboundClient::new(&config)?;
         let webhook_client =
             OutboundClient::without_redirects(config.allow_private_networks, config.webhooks.timeout())?;
+        let checkpoints = publish::StoredCheckpoints { pool: pool.clone(), keyring: keyring.clone() };
         Ok(Self {
+            checkpoints,
             pool,
             limiter,
             config,

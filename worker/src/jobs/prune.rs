@@ -12,6 +12,10 @@ use crate::runtime::{JobResult, JobRun, Outcome, Perform};
 
 /// Rows one delete takes.
 const BATCH: i64 = 10_000;
+/// How long a publish checkpoint outlives its last write: longer than any retry of a publish
+/// (its job's attempts and a look-up's waits), so only those of deliveries that ended without
+/// an outcome the adapter saw (ended `unknown` by the scheduler) are left for this.
+const CHECKPOINT_RETENTION_DAYS: i64 = 8;
 
 impl Perform<Context> for PruneExpired {
     async fn perform(self, context: &Context, _run: JobRun) -> JobResult {
@@ -37,6 +41,16 @@ impl Perform<Context> for PruneExpired {
             .context("pruning sandbox state and session secrets stopped")?;
         if spent.total() > 0 {
             tracing::info!(?spent, "pruned spent sandbox state and session secrets");
+        }
+        let checkpoints = herald_shared::credentials::prune_checkpoints(
+            &context.pool,
+            chrono::Utc::now() - chrono::Duration::days(CHECKPOINT_RETENTION_DAYS),
+            BATCH,
+        )
+        .await
+        .context("pruning publish checkpoints stopped")?;
+        if checkpoints > 0 {
+            tracing::info!(checkpoints, "pruned publish checkpoints of publishes that ended without forgetting them");
         }
         let messages =
             herald_shared::webhooks::outbox::prune(&context.pool, context.config.webhooks.retention(), BATCH)

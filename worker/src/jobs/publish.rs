@@ -44,7 +44,7 @@ use herald_shared::events::EventMetadata;
 use herald_shared::jobs::{PublishDelivery, RefreshCredentials};
 use herald_shared::media::signing;
 use herald_shared::platforms::{
-    self, FollowUp, FollowUpKind, LookUp, Platform, PlatformError, Publication, Published, TokenSet,
+    self, FollowUp, FollowUpKind, LookUp, Platform, PlatformError, Publication, PublishCheckpoints, Published, TokenSet,
 };
 use herald_shared::queue::RetryPolicy;
 use herald_shared::rate_limit::{self, Decision, Rate};
@@ -139,6 +139,7 @@ async fn load_batch(pool: &PgPool, keyring: &Keyring, requests: Vec<(Uuid, Uuid)
 struct Attempt<'a> {
     job: &'a PublishDelivery,
     store: &'a herald_shared::media::MediaStore,
+    checkpoints: &'a StoredCheckpoints,
     run: JobRun,
     metadata: EventMetadata,
     /// The post as this attempt last saw it, and its version: commands are decided on it.
@@ -182,6 +183,7 @@ impl<'a> Attempt<'a> {
         Attempt {
             job,
             store: &context.media,
+            checkpoints: &context.checkpoints,
             run,
             metadata: EventMetadata {
                 project_id: Some(post.0.project_id),
@@ -232,6 +234,7 @@ impl<'a> Attempt<'a> {
             options: &self.options,
             reference: &step.reference,
             began: self.began,
+            checkpoints: self.checkpoints,
         }
     }
 
@@ -244,6 +247,7 @@ impl<'a> Attempt<'a> {
             options: &self.options,
             reference: &self.reference,
             began: self.began,
+            checkpoints: self.checkpoints,
         }
     }
 
@@ -772,4 +776,37 @@ async fn fresh_tokens(
         return Ok(Err(attempt.fail(context, "reconnect_required", "the account has no credentials".into()).await?));
     };
     Ok(Ok(TokenSet { access_token, refresh_token: None, expires_at, scopes: Vec::new() }))
+}
+
+/// The durable publish checkpoints adapters keep their state in (`PublishCheckpoints`): sealed
+/// rows of `publish_checkpoints` (`herald_shared::credentials`), so a publish a dead worker began
+/// is resumed or looked up by the next.
+pub struct StoredCheckpoints {
+    pub pool: PgPool,
+    pub keyring: Arc<Keyring>,
+}
+
+impl std::fmt::Debug for StoredCheckpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoredCheckpoints")
+    }
+}
+
+fn unkept(error: impl std::fmt::Display) -> PlatformError {
+    PlatformError::Transient(format!("the publish's checkpoint could not be kept: {error}"))
+}
+
+#[async_trait::async_trait]
+impl PublishCheckpoints for StoredCheckpoints {
+    async fn load(&self, reference: &str) -> Result<Option<String>, PlatformError> {
+        credentials::load_checkpoint(&self.pool, &self.keyring, reference).await.map_err(unkept)
+    }
+
+    async fn save(&self, reference: &str, platform: &str, state: &str) -> Result<(), PlatformError> {
+        credentials::save_checkpoint(&self.pool, &self.keyring, reference, platform, state).await.map_err(unkept)
+    }
+
+    async fn forget(&self, reference: &str) -> Result<(), PlatformError> {
+        credentials::forget_checkpoint(&self.pool, reference).await.map_err(unkept)
+    }
 }
