@@ -404,6 +404,9 @@ async fn media_phase(
         .env("HERALD_DATA_DIR", &data_dir)
         .env("HERALD_PLATFORMS__X__API_URL", &x)
         .env("HERALD_PLATFORMS__X__UPLOAD_URL", &x)
+        // Publishing needs the OAuth client the accounts were connected through (the managed one).
+        .env("HERALD_PLATFORMS__X__CLIENT_ID", "bench-client")
+        .env("HERALD_PLATFORMS__X__CLIENT_SECRET", "bench-secret")
         // X's real caps (300 per app in 3 hours) would make this a bench of the limiter.
         .env("HERALD_PLATFORMS__X__PUBLISHES_PER_HOUR", "1000000")
         .env("HERALD_PLATFORMS__X__APP_PUBLISHES_PER_HOUR", "1000000")
@@ -419,17 +422,18 @@ async fn media_phase(
     let mut published = 0;
     while std::time::Instant::now() < deadline {
         peak = peak.max(peak_rss_kb(pid));
-        if tweets.load(Relaxed) as usize >= posts {
-            published = sqlx::query_scalar(
-                "SELECT count(*) FROM deliveries d JOIN accounts a ON a.id = d.account_id
-                 WHERE a.platform = 'x' AND d.status = 'published'",
-            )
-            .fetch_one(pool)
-            .await
-            .unwrap();
-            if published as usize >= posts {
-                break;
-            }
+        // Every delivery ended, published or not (a failed one would otherwise be waited for).
+        let (ended, done): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE d.status IN ('published', 'failed', 'unknown')),
+                    count(*) FILTER (WHERE d.status = 'published')
+             FROM deliveries d JOIN accounts a ON a.id = d.account_id WHERE a.platform = 'x'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        published = done;
+        if ended as usize >= posts {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
