@@ -52,12 +52,7 @@ impl Caller {
 
     /// What this key reaches, to compare with what a request touches or another key reaches.
     pub fn reach(&self) -> Reach<'_> {
-        Reach {
-            test_only: self.environment == Environment::Test,
-            scopes: &self.scopes,
-            platforms: self.platforms.as_deref(),
-            accounts: self.accounts.as_deref(),
-        }
+        Reach::stored(self.environment, &self.scopes, self.platforms.as_deref(), self.accounts.as_deref())
     }
 
     /// A 403 unless the key may act on `platform`: a test key reaches only the sandbox, and a

@@ -228,12 +228,7 @@ async fn visible_keys(pool: &PgPool, reach: &Reach<'_>, ids: &[Uuid]) -> Result<
     Ok(keys
         .into_iter()
         .filter(|key| {
-            let theirs = Reach {
-                test_only: key.environment == Environment::Test,
-                scopes: &key.scopes,
-                platforms: key.platforms.as_deref(),
-                accounts: key.accounts.as_deref(),
-            };
+            let theirs = Reach::stored(key.environment, &key.scopes, key.platforms.as_deref(), key.accounts.as_deref());
             reach.lacks(&theirs).is_none()
         })
         .map(|key| key.id)
@@ -264,12 +259,12 @@ async fn visible_endpoints(pool: &PgPool, reach: &Reach<'_>, ids: &[Uuid]) -> Re
     Ok(endpoints
         .into_iter()
         .filter(|endpoint| {
-            let theirs = Reach {
-                test_only: endpoint.environment == Environment::Test,
-                scopes: &endpoint.scopes,
-                platforms: endpoint.platforms.as_deref(),
-                accounts: endpoint.accounts.as_deref(),
-            };
+            let theirs = Reach::stored(
+                endpoint.environment,
+                &endpoint.scopes,
+                endpoint.platforms.as_deref(),
+                endpoint.accounts.as_deref(),
+            );
             reach.lacks(&theirs).is_none()
         })
         .map(|endpoint| endpoint.id)

@@ -94,12 +94,7 @@ struct EndpointRow {
 
 impl EndpointRow {
     fn reach(&self) -> Reach<'_> {
-        Reach {
-            test_only: self.environment == Environment::Test,
-            scopes: &self.scopes,
-            platforms: self.platforms.as_deref(),
-            accounts: self.accounts.as_deref(),
-        }
+        Reach::stored(self.environment, &self.scopes, self.platforms.as_deref(), self.accounts.as_deref())
     }
 
     fn settings(&self) -> Settings {

@@ -259,12 +259,18 @@ const SANDBOX: &str = "sandbox";
 impl<'a> Reach<'a> {
     /// The reach of the key `spec` describes.
     pub fn of(spec: &'a KeySpec) -> Self {
-        Reach {
-            test_only: spec.environment == Environment::Test,
-            scopes: &spec.scopes,
-            platforms: spec.platforms.as_deref(),
-            accounts: spec.accounts.as_deref(),
-        }
+        Self::stored(spec.environment, &spec.scopes, spec.platforms.as_deref(), spec.accounts.as_deref())
+    }
+
+    /// The reach stored as a key's (or an endpoint's) columns: its environment, expanded scopes,
+    /// platforms and accounts.
+    pub fn stored(
+        environment: Environment,
+        scopes: &'a [String],
+        platforms: Option<&'a [String]>,
+        accounts: Option<&'a [String]>,
+    ) -> Self {
+        Reach { test_only: environment == Environment::Test, scopes, platforms, accounts }
     }
 
     /// Whether this key may act on `platform`.

@@ -24,12 +24,7 @@ pub struct KeyReach {
 impl KeyReach {
     /// As a [`Reach`], to ask what it covers.
     pub fn reach(&self) -> Reach<'_> {
-        Reach {
-            test_only: self.environment == Environment::Test,
-            scopes: &self.scopes,
-            platforms: self.platforms.as_deref(),
-            accounts: self.accounts.as_deref(),
-        }
+        Reach::stored(self.environment, &self.scopes, self.platforms.as_deref(), self.accounts.as_deref())
     }
 }
 

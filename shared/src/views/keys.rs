@@ -44,12 +44,7 @@ pub struct KeyView {
 impl KeyView {
     /// What the key reaches.
     pub fn reach(&self) -> Reach<'_> {
-        Reach {
-            test_only: self.environment == Environment::Test,
-            scopes: &self.scopes,
-            platforms: self.platforms.as_deref(),
-            accounts: self.accounts.as_deref(),
-        }
+        Reach::stored(self.environment, &self.scopes, self.platforms.as_deref(), self.accounts.as_deref())
     }
 }
 

@@ -38,12 +38,7 @@ pub struct Listener {
 
 impl Listener {
     fn reach(&self) -> Reach<'_> {
-        Reach {
-            test_only: self.environment == Environment::Test,
-            scopes: &self.scopes,
-            platforms: self.platforms.as_deref(),
-            accounts: self.accounts.as_deref(),
-        }
+        Reach::stored(self.environment, &self.scopes, self.platforms.as_deref(), self.accounts.as_deref())
     }
 
     fn wants(&self, event: &RecordedEvent, planned: &Planned) -> bool {
