@@ -59,24 +59,14 @@ async fn youtube_account(app: &TestApp) -> Uuid {
 
 /// A `herald worker` process on the test's database, publishing to YouTube at `base`.
 fn worker_process(app: &TestApp, base: &str) -> std::process::Child {
-    std::process::Command::new(crate::harness::herald_binary())
-        .arg("worker")
-        .env_clear()
-        .env("DATABASE_URL", &app.db.url)
-        .env("HERALD_ENCRYPTION_KEY", app.config.encryption_key.as_ref().unwrap().expose_secret())
-        .env("HERALD_PUBLIC_URL", app.url(""))
+    crate::harness::worker_command(app)
         .env("HERALD_DATA_DIR", &app.config.data_dir)
-        .env("HERALD_QUEUE__LEASE_SECS", "3")
-        .env("HERALD_QUEUE__POLL_INTERVAL_MS", "100")
         // A rescued publish waits this long after the dead attempt began before it looks up.
         .env("HERALD_PLATFORM_TIMEOUT_SECS", "10")
         .env("HERALD_PLATFORMS__YOUTUBE__API_URL", format!("{base}/yt"))
         .env("HERALD_PLATFORMS__YOUTUBE__UPLOAD_URL", format!("{base}/yt-upload"))
         .env("HERALD_PLATFORMS__YOUTUBE__CLIENT_ID", "herald-tests")
         .env("HERALD_PLATFORMS__YOUTUBE__CLIENT_SECRET", "herald-tests-secret")
-        .env("HERALD_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap()
 }

@@ -220,6 +220,25 @@ impl TestApp {
     }
 }
 
+/// A `herald worker` process on the test's database and api, as an operator starts one: its
+/// environment only, a 3 s lease (a killed worker's jobs come back soon), quick polling, quiet.
+/// Callers add the settings their test needs, then spawn it.
+pub fn worker_command(app: &TestApp) -> std::process::Command {
+    let mut command = std::process::Command::new(herald_binary());
+    command
+        .arg("worker")
+        .env_clear()
+        .env("DATABASE_URL", &app.db.url)
+        .env("HERALD_ENCRYPTION_KEY", secrecy::ExposeSecret::expose_secret(app.config.encryption_key.as_ref().unwrap()))
+        .env("HERALD_PUBLIC_URL", app.url(""))
+        .env("HERALD_QUEUE__LEASE_SECS", "3")
+        .env("HERALD_QUEUE__POLL_INTERVAL_MS", "100")
+        .env("HERALD_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    command
+}
+
 /// The `herald` binary built for these tests.
 pub fn herald_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_herald"))

@@ -313,20 +313,7 @@ async fn two_scheduler_sweeps_queue_each_delivery_once() {
 
 /// A `herald worker` process on the test's database and api.
 pub(crate) fn worker_process(app: &TestApp) -> std::process::Child {
-    std::process::Command::new(crate::harness::herald_binary())
-        .arg("worker")
-        .env_clear()
-        .env("DATABASE_URL", &app.db.url)
-        .env("HERALD_ENCRYPTION_KEY", secrecy::ExposeSecret::expose_secret(app.config.encryption_key.as_ref().unwrap()))
-        .env("HERALD_PUBLIC_URL", app.url(""))
-        .env("HERALD_QUEUE__LEASE_SECS", "3")
-        .env("HERALD_PLATFORM_TIMEOUT_SECS", "3")
-        .env("HERALD_QUEUE__POLL_INTERVAL_MS", "100")
-        .env("HERALD_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+    crate::harness::worker_command(app).env("HERALD_PLATFORM_TIMEOUT_SECS", "3").spawn().unwrap()
 }
 
 #[tokio::test]

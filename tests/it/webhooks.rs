@@ -534,19 +534,9 @@ async fn an_endpoint_hears_only_what_its_key_could_read_and_keys_see_only_endpoi
 
 /// A `herald worker` process on the test's database that sends webhooks with a 2 s timeout.
 fn worker_process(app: &TestApp) -> std::process::Child {
-    std::process::Command::new(crate::harness::herald_binary())
-        .arg("worker")
-        .env_clear()
-        .env("DATABASE_URL", &app.db.url)
-        .env("HERALD_ENCRYPTION_KEY", secrecy::ExposeSecret::expose_secret(app.config.encryption_key.as_ref().unwrap()))
-        .env("HERALD_PUBLIC_URL", app.url(""))
-        .env("HERALD_QUEUE__LEASE_SECS", "3")
-        .env("HERALD_QUEUE__POLL_INTERVAL_MS", "100")
+    crate::harness::worker_command(app)
         .env("HERALD_ALLOW_PRIVATE_NETWORKS", "true")
         .env("HERALD_WEBHOOKS__TIMEOUT_SECS", "2")
-        .env("HERALD_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap()
 }
