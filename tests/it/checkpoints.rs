@@ -14,7 +14,7 @@ use herald_shared::crypto::Keyring;
 use herald_shared::domain::account::{self, Account, Grant};
 use herald_shared::events::EventMetadata;
 use herald_shared::platforms::{PublishCheckpoints, TokenSet};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
 
