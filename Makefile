@@ -7,7 +7,7 @@ HERALD := target/debug/herald
 RELEASE_HERALD := target/release/herald
 TEST_PG := target/test-postgres
 
-.PHONY: dev test build lint fmt sqlx-prepare fuzz bench-ingest bench-queue bench-api bench-publish bench-media bench-webhooks
+.PHONY: dev test build lint fmt sqlx-prepare docs-assets fuzz bench-ingest bench-queue bench-api bench-publish bench-media bench-webhooks
 
 ## Build and run herald (api + scheduler + worker) on http://127.0.0.1:8080; Ctrl-C stops it.
 dev:
@@ -83,3 +83,12 @@ sqlx-prepare:
 	  rm -rf .sqlx && mkdir .sqlx; \
 	  touch shared/src/lib.rs api/src/lib.rs worker/src/lib.rs scheduler/src/lib.rs src/main.rs tests/it/main.rs; \
 	  SQLX_OFFLINE=false SQLX_OFFLINE_DIR=$(CURDIR)/.sqlx $(CARGO) check --workspace --all-targets'
+
+## The reference page's renderer, served from the binary: fetch SCALAR_VERSION of
+## @scalar/api-reference from npm into api/assets/scalar (then rebuild and commit it).
+SCALAR_VERSION ?= $(shell cat api/assets/scalar/VERSION)
+docs-assets:
+	rm -rf target/scalar && mkdir -p target/scalar
+	cd target/scalar && npm pack --silent @scalar/api-reference@$(SCALAR_VERSION) && tar xzf scalar-api-reference-*.tgz
+	cp target/scalar/package/dist/browser/standalone.js api/assets/scalar/standalone.js
+	node -p 'require("./target/scalar/package/package.json").version' > api/assets/scalar/VERSION

@@ -109,6 +109,7 @@ async fn main() {
     // One worker process, as an operator runs it.
     let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
         .arg("worker")
+        .env("HERALD_OPS_LISTEN", "127.0.0.1:0")
         .env("DATABASE_URL", &url)
         .env("HERALD_ENCRYPTION_KEY", key.expose_secret())
         .env("HERALD_PLATFORMS__SANDBOX__API_URL", format!("{platform}/api"))
@@ -399,6 +400,7 @@ async fn media_phase(
 
     let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
         .arg("worker")
+        .env("HERALD_OPS_LISTEN", "127.0.0.1:0")
         .env("DATABASE_URL", url)
         .env("HERALD_ENCRYPTION_KEY", encryption_key)
         .env("HERALD_DATA_DIR", &data_dir)

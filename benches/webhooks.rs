@@ -150,6 +150,7 @@ async fn main() {
             .env("HERALD_DATABASE_MAX_CONNECTIONS", "30")
             .env("HERALD_QUEUE__CONCURRENCY__WEBHOOKS", "16")
             .env("HERALD_LOG", "warn")
+            .env("HERALD_OPS_LISTEN", "127.0.0.1:0")
             .kill_on_drop(true)
             .spawn()
             .expect("start herald")

@@ -172,6 +172,9 @@ async fn run(command: Command, mut config: Config) -> Result<ExitCode> {
         return with_postgres(&config, &dir, fresh, durability, &command).await;
     }
     let _telemetry = herald_shared::telemetry::init(&config)?;
+    for variable in &config.unowned_variables {
+        tracing::warn!(%variable, "set in the environment but not a herald setting; ignored");
+    }
     let local = use_private_postgres_if_needed(&mut config).await?;
     let outcome = run_role(command, config).await;
     if let Some(local) = local {
@@ -195,11 +198,16 @@ async fn run_role(command: Command, mut config: Config) -> Result<()> {
         }
         Command::Worker => {
             ensure_encryption_key(&mut config, false)?;
-            herald_worker::run(Arc::new(config), shutdown).await
+            let health = serve_ops(&config, &shutdown).await?;
+            herald_worker::run_reporting(Arc::new(config), shutdown, health).await
         }
-        Command::Scheduler => herald_scheduler::run(Arc::new(config), shutdown).await,
+        Command::Scheduler => {
+            let health = serve_ops(&config, &shutdown).await?;
+            herald_scheduler::run_reporting(Arc::new(config), shutdown, health).await
+        }
         Command::Migrate => {
-            let pool = herald_shared::db::connect_and_migrate(&config).await?;
+            // Waits for the database like the roles do: a migration Job may start first.
+            let Some(pool) = herald_shared::db::wait_and_migrate(&config, &shutdown).await? else { return Ok(()) };
             pool.close().await;
             tracing::info!("migrations applied");
             Ok(())
@@ -285,6 +293,15 @@ mod operator {
         }
         Ok(())
     }
+}
+
+/// Starts the ops server (`/healthz`, `/readyz`, `/metrics`) of a worker or scheduler on
+/// `HERALD_OPS_LISTEN`; answers the health the role keeps current. The server stops with
+/// `shutdown`.
+async fn serve_ops(config: &Config, shutdown: &CancellationToken) -> Result<Arc<herald_shared::health::Health>> {
+    let health = Arc::new(herald_shared::health::Health::default());
+    herald_api::ops_server::start(config.ops_listen, health.clone(), shutdown.clone()).await?;
+    Ok(health)
 }
 
 /// api, scheduler and worker in one process; the first to fail stops the others.

@@ -15,6 +15,7 @@ mod idempotency;
 pub mod key_cache;
 mod middleware;
 pub mod openapi;
+pub mod ops_server;
 mod routes;
 mod sandbox;
 
@@ -63,9 +64,14 @@ impl AppState {
     /// Connects to the configured database, applies the migrations and listens for key
     /// changes until `shutdown`.
     pub async fn connect(config: Arc<Config>, shutdown: &CancellationToken) -> Result<Self> {
+        let pool = herald_shared::db::connect_and_migrate(&config).await?;
+        Self::on_pool(config, pool, shutdown)
+    }
+
+    /// The state on a connected, migrated `pool`.
+    pub fn on_pool(config: Arc<Config>, pool: PgPool, shutdown: &CancellationToken) -> Result<Self> {
         // Install the recorder before the first request records anything.
         herald_shared::telemetry::metrics();
-        let pool = herald_shared::db::connect_and_migrate(&config).await?;
         let limiter = herald_shared::db::relaxed_commit_pool(&pool, config.database_max_connections);
         let keys = Arc::new(key_cache::KeyCache::default());
         let listening = keys.clone();
@@ -111,17 +117,48 @@ pub struct ApiServer {
     pub task: JoinHandle<Result<()>>,
 }
 
-/// Connects, migrates, binds `config.listen` and serves until `shutdown`.
+/// Binds `config.listen`, waits for the database (answering `/healthz`, a 503 `/readyz` and a
+/// 503 `starting` problem meanwhile), migrates, and serves until `shutdown`.
 pub async fn start(config: Arc<Config>, shutdown: CancellationToken) -> Result<ApiServer> {
-    let state = AppState::connect(config.clone(), &shutdown).await?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("HERALD_LISTEN: cannot listen on {}", config.listen))?;
     let local_addr = listener.local_addr()?;
-    tracing::info!("listening on http://{local_addr}");
-    let app = router(state);
-    let task = tokio::spawn(serve(listener, app, shutdown, config.shutdown_grace()));
+    let task = tokio::spawn(async move {
+        let Some((state, listener)) = wait_for_database(listener, config.clone(), &shutdown).await? else {
+            return Ok(());
+        };
+        tracing::info!("listening on http://{local_addr}");
+        serve(listener, router(state), shutdown, config.shutdown_grace()).await
+    });
     Ok(ApiServer { local_addr, task })
+}
+
+/// Serves [`ops_server::router_while_starting`] on `listener` until the database answers and
+/// is migrated; then the state and the listener back (`None`: `shutdown` came first). The
+/// starting server accepts on a duplicate of the socket and is stopped before the api serves,
+/// so no connection is refused in between.
+async fn wait_for_database(
+    listener: TcpListener,
+    config: Arc<Config>,
+    shutdown: &CancellationToken,
+) -> Result<Option<(AppState, TcpListener)>> {
+    let socket = listener.into_std().context("the api's listening socket")?;
+    let starting_socket = TcpListener::from_std(socket.try_clone().context("duplicating the api's socket")?)?;
+    let health = Arc::new(herald_shared::health::Health::default());
+    let started = CancellationToken::new();
+    let starting = tokio::spawn(serve(
+        starting_socket,
+        ops_server::router_while_starting(health),
+        started.clone(),
+        Duration::from_secs(1),
+    ));
+    let pool = herald_shared::db::wait_and_migrate(&config, shutdown).await;
+    started.cancel();
+    let _ = starting.await;
+    let Some(pool) = pool? else { return Ok(None) };
+    let state = AppState::on_pool(config, pool, shutdown)?;
+    Ok(Some((state, TcpListener::from_std(socket)?)))
 }
 
 /// Runs the api until `shutdown` is cancelled and in-flight requests are done.

@@ -373,8 +373,38 @@ pub static DOCUMENT: LazyLock<OpenApi> = LazyLock::new(crate::routes::document);
 static DOCUMENT_JSON: LazyLock<String> =
     LazyLock::new(|| DOCUMENT.to_pretty_json().expect("the OpenAPI document serialises"));
 
-static DOCS_HTML: LazyLock<String> =
-    LazyLock::new(|| utoipa_scalar::Scalar::new(DOCUMENT.clone()).title("herald API").to_html());
+/// The reference page: Scalar's renderer, served by herald itself (`/docs/scalar.js`), reading
+/// the document from `/v1/openapi.json`. Nothing is fetched from elsewhere: no CDN script, no
+/// web fonts (`withDefaultFonts: false`), no telemetry, no request proxy, so the page works on a
+/// herald without internet.
+const DOCS_HTML: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+  <title>herald API</title>
+  <meta charset="utf-8"/>
+  <meta name="viewport" content="width=device-width, initial-scale=1"/>
+</head>
+<body>
+  <div id="app"></div>
+  <script src="/docs/scalar.js"></script>
+  <script>
+    Scalar.createApiReference('#app', {
+      url: '/v1/openapi.json',
+      withDefaultFonts: false,
+      telemetry: false,
+      hideClientButton: false,
+      showDeveloperTools: 'never',
+    })
+  </script>
+</body>
+</html>
+"#;
+
+/// Scalar's standalone renderer (`@scalar/api-reference`, MIT; the version is in
+/// `api/assets/scalar/VERSION`, `make docs-assets` fetches another from npm).
+const SCALAR_JS: &[u8] = include_bytes!("../assets/scalar/standalone.js");
+/// The renderer's version, for its cache validator.
+const SCALAR_VERSION: &str = include_str!("../assets/scalar/VERSION");
 
 /// This OpenAPI document.
 ///
@@ -394,7 +424,8 @@ pub async fn openapi_json() -> Response {
 
 /// The API reference.
 ///
-/// This document rendered as a page (Scalar, loaded from its CDN by the browser). No key.
+/// This document rendered as a page (Scalar, served from herald itself: the page works
+/// offline). No key.
 #[utoipa::path(
     get,
     operation_id = "getApiReference",
@@ -403,5 +434,26 @@ pub async fn openapi_json() -> Response {
     responses((status = 200, description = "An HTML page", content_type = "text/html", body = String))
 )]
 pub async fn docs() -> Html<&'static str> {
-    Html(DOCS_HTML.as_str())
+    Html(DOCS_HTML)
+}
+
+/// The reference page's renderer.
+///
+/// Scalar's standalone script, embedded in the binary, for `/docs`. No key.
+#[utoipa::path(
+    get,
+    operation_id = "getApiReferenceRenderer",
+    path = "/docs/scalar.js",
+    tag = "operations",
+    responses((status = 200, description = "JavaScript", content_type = "text/javascript", body = String))
+)]
+pub async fn docs_renderer() -> Response {
+    let mut response = SCALAR_JS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"scalar-{}\"", SCALAR_VERSION.trim())) {
+        headers.insert(header::ETAG, etag);
+    }
+    response
 }

@@ -9,16 +9,20 @@ use std::time::Duration;
 use anyhow::Result;
 use herald_shared::Config;
 use herald_shared::credentials;
+use herald_shared::health::Health;
 use herald_shared::heartbeat::{self, Role};
 use herald_shared::jobs::{PruneExpired, RefreshCredentials};
 use herald_shared::platforms::Platforms;
 use herald_shared::queue::{self, Enqueued, NewJob};
+use herald_shared::telemetry::QueueGauges;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 mod webhooks;
 
+/// How often the queue's depth and the pool's connections are measured for `/metrics`.
+const GAUGES_EVERY: Duration = Duration::from_secs(15);
 /// How often finished jobs are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(5 * 60);
 /// How often expiring credentials are looked for. The margins (each platform's pace) are
@@ -34,8 +38,14 @@ const ABANDONED_GRACE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Runs a scheduler until `shutdown`.
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()> {
+    run_reporting(config, shutdown, Arc::default()).await
+}
+
+/// [`run`], keeping `health` current for the process's `/readyz`.
+pub async fn run_reporting(config: Arc<Config>, shutdown: CancellationToken, health: Arc<Health>) -> Result<()> {
     let platforms = Platforms::from_config(&config)?;
-    let pool = herald_shared::db::connect_and_migrate(&config).await?;
+    let Some(pool) = herald_shared::db::wait_and_migrate(&config, &shutdown).await? else { return Ok(()) };
+    health.running(&pool);
     let scheduler_id = Uuid::now_v7();
     tracing::info!(%scheduler_id, "scheduler started");
     let heartbeat =
@@ -47,9 +57,16 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()>
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut deliveries = tokio::time::interval(DELIVERY_SWEEP_EVERY);
     deliveries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut gauges_tick = tokio::time::interval(GAUGES_EVERY);
+    gauges_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut gauges = QueueGauges::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = gauges_tick.tick() => {
+                gauges.report(&pool).await;
+                herald_shared::telemetry::record_pool("main", &pool);
+            }
             _ = prune.tick() => emit_prune(&pool).await,
             _ = deliveries.tick() => {
                 match herald_shared::commands::deliveries::queue_due(&pool, chrono::Duration::minutes(1), 1000).await {
@@ -66,6 +83,7 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()>
             }
         }
     }
+    health.stopping();
     let _ = heartbeat.await;
     match dispatcher.await {
         Ok(Err(error)) => tracing::warn!(error = %format!("{error:#}"), "the webhook dispatcher stopped"),

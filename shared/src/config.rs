@@ -16,8 +16,11 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+mod environment;
 mod media;
 mod webhooks;
+
+pub use environment::Variable;
 
 pub use media::{MediaSettings, MediaStoreKind};
 pub use webhooks::WebhookSettings;
@@ -48,6 +51,9 @@ pub struct Config {
     pub database_max_connections: u32,
     /// The api's listen address.
     pub listen: SocketAddr,
+    /// Where a worker or scheduler serves `/healthz`, `/readyz` and `/metrics`
+    /// (`HERALD_OPS_LISTEN`; port 0 picks a free one). The api serves them on `listen`.
+    pub ops_listen: SocketAddr,
     /// Where local state lives: the private PostgreSQL and a generated encryption key.
     pub data_dir: PathBuf,
     /// `pretty` or `json`.
@@ -96,6 +102,10 @@ pub struct Config {
     pub media: MediaSettings,
     /// How webhook messages are sent and retried (`HERALD_WEBHOOKS__*`).
     pub webhooks: WebhookSettings,
+    /// `HERALD_*` variables that are no setting of herald's (nor near one): ignored, and warned
+    /// about once logging starts (Kubernetes' service links are left out of this).
+    #[serde(skip)]
+    pub unowned_variables: Vec<String>,
 }
 
 /// How workers claim and hold jobs.
@@ -189,6 +199,7 @@ impl Default for Config {
             database_url: None,
             database_max_connections: 20,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             data_dir: PathBuf::from(".herald"),
             log_format: LogFormat::Pretty,
             log: "info".to_owned(),
@@ -207,6 +218,7 @@ impl Default for Config {
             allow_private_networks: false,
             media: MediaSettings::default(),
             webhooks: WebhookSettings::default(),
+            unowned_variables: Vec::new(),
         }
     }
 }
@@ -243,14 +255,15 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        let env = env.ignore(&["config"]).split("__");
-        figment = figment.merge(env).merge(Env::raw().only(&["DATABASE_URL"]));
-        let config: Config = figment.extract().map_err(|error| {
+        let (env, unowned_variables) = settings_only(env)?;
+        figment = figment.merge(env.ignore(&["config"]).split("__")).merge(Env::raw().only(&["DATABASE_URL"]));
+        let mut config: Config = figment.extract().map_err(|error| {
             let source = error.metadata.as_ref().map(|metadata| metadata.name.to_string()).unwrap_or_default();
             let setting = setting_name(&error.path, &source, file);
             ConfigError::new(setting, error.kind.to_string())
         })?;
         config.validate()?;
+        config.unowned_variables = unowned_variables;
         Ok(config)
     }
 
@@ -408,6 +421,33 @@ pub fn decode_encryption_key(encoded: &str) -> Option<Vec<u8>> {
     (bytes.len() == 32).then_some(bytes)
 }
 
+/// `env` narrowed to herald's settings, and the names of the variables that are not herald's;
+/// a near miss of a setting is refused (see [`environment`]).
+fn settings_only(env: Env) -> Result<(Env, Vec<String>), ConfigError> {
+    let settings = environment::Settings::of_config();
+    let mut accepted = std::collections::HashSet::new();
+    let mut unowned = Vec::new();
+    for (key, value) in env.iter() {
+        let key = key.as_str().to_ascii_uppercase();
+        match settings.classify(&key, &value) {
+            Variable::Setting => {
+                accepted.insert(key);
+            }
+            Variable::ServiceLink => {}
+            Variable::NearMiss { closest } => {
+                return Err(ConfigError::new(
+                    format!("HERALD_{key}"),
+                    format!("not a setting; did you mean {closest}?"),
+                ));
+            }
+            Variable::Unowned => unowned.push(format!("HERALD_{key}")),
+        }
+    }
+    let accepted = std::sync::Arc::new(accepted);
+    let env = env.filter(move |key| accepted.contains(&key.as_str().to_ascii_uppercase()));
+    Ok((env, unowned))
+}
+
 /// How an operator would name the setting at `path`, given where the bad value came from.
 fn setting_name(path: &[String], source: &str, file: Option<&Path>) -> String {
     if path == ["database_url"] {
@@ -465,9 +505,29 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_setting_is_refused() {
+    fn a_misspelt_setting_is_refused_with_the_closest_name() {
         let error = load(&[("HERALD_LISTN", "127.0.0.1:1")]).unwrap_err();
-        assert!(error.to_string().contains("listn"), "{error}");
+        assert_eq!(error.to_string(), "HERALD_LISTN: not a setting; did you mean HERALD_LISTEN?");
+        let error = load(&[("HERALD_PLATFORMS__X__CLIENT_SECERT", "s")]).unwrap_err();
+        assert_eq!(error.setting, "HERALD_PLATFORMS__X__CLIENT_SECERT", "{error}");
+    }
+
+    #[test]
+    fn kubernetes_service_links_start_and_other_variables_are_only_listed() {
+        let config = load(&[
+            ("HERALD_PORT", "tcp://10.96.0.12:8080"),
+            ("HERALD_SERVICE_HOST", "10.96.0.12"),
+            ("HERALD_SERVICE_PORT", "8080"),
+            ("HERALD_PORT_8080_TCP", "tcp://10.96.0.12:8080"),
+            ("HERALD_PORT_8080_TCP_PROTO", "tcp"),
+            ("HERALD_PORT_8080_TCP_PORT", "8080"),
+            ("HERALD_PORT_8080_TCP_ADDR", "10.96.0.12"),
+            ("HERALD_BUILD_COMMIT", "abc123"),
+            ("HERALD_LISTEN", "0.0.0.0:8080"),
+        ])
+        .unwrap();
+        assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.unowned_variables, ["HERALD_BUILD_COMMIT"]);
     }
 
     #[test]

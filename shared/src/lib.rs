@@ -10,7 +10,7 @@
 //!    no read model), [`projections`] (the read models), [`queue`] and [`jobs`] (the job payloads),
 //!    [`media`] (the object store), [`rate_limit`], [`crypto`], [`credentials`] (the only reader of
 //!    sealed tables), [`idempotency`], [`retention`], [`outbound`] (the guarded client for user-supplied
-//!    URLs), [`batch`], [`notify`], [`heartbeat`], [`db`],
+//!    URLs), [`batch`], [`notify`], [`heartbeat`], [`health`] (what `/readyz` says), [`db`],
 //!    [`telemetry`], [`shutdown`], [`reach`] (what a key may read of the log), [`views`] (the resources as the api shows them).
 //! 3. **Use cases**: [`commands`], what a route, a job or the CLI calls to change something (run a
 //!    command on an aggregate, queue deliveries, keys and projects, post checks), and [`webhooks`]
@@ -27,6 +27,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod events;
+pub mod health;
 pub mod heartbeat;
 pub mod idempotency;
 pub mod jobs;

@@ -3,8 +3,11 @@
 //! Logs go to standard error, pretty or JSON by setting. When `OTEL_EXPORTER_OTLP_ENDPOINT` is
 //! set, spans are also exported over OTLP/HTTP (the exporter reads the standard `OTEL_*`
 //! variables itself). Metrics are recorded with the `metrics` facade into one Prometheus
-//! recorder that the api renders at `GET /metrics`.
+//! recorder that every process renders at `GET /metrics` (the api on its listen address, a
+//! worker or scheduler on its ops address). The gauges that are sampled rather than counted
+//! (queue depth, connections per pool) are set here, by whichever role samples them.
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
@@ -87,4 +90,67 @@ pub fn metrics() -> &'static PrometheusHandle {
         let _ = metrics::set_global_recorder(recorder);
         handle
     })
+}
+
+/// The page `/metrics` serves: every metric this process recorded, in Prometheus text format.
+pub fn render() -> String {
+    let handle = metrics();
+    handle.run_upkeep();
+    handle.render()
+}
+
+/// Sets `herald_db_connections{pool, state}` (`in_use`, `idle`) and
+/// `herald_db_max_connections{pool}` for `pool`, named `name` (`main`, `claims`, ...).
+pub fn record_pool(name: &'static str, pool: &sqlx::PgPool) {
+    let open = f64::from(pool.size());
+    let idle = pool.num_idle() as f64;
+    metrics::gauge!("herald_db_connections", "pool" => name, "state" => "in_use").set((open - idle).max(0.0));
+    metrics::gauge!("herald_db_connections", "pool" => name, "state" => "idle").set(idle);
+    metrics::gauge!("herald_db_max_connections", "pool" => name).set(f64::from(pool.options().get_max_connections()));
+}
+
+/// The queue's depth gauges by queue and kind (`herald_queue_due_jobs`,
+/// `herald_queue_scheduled_jobs`, `herald_queue_running_jobs`,
+/// `herald_queue_oldest_due_seconds`), measured by workers and schedulers alike so the depth
+/// is visible when the workers are scaled to zero. Remembers what it reported, so a queue and
+/// kind that emptied drops to zero instead of keeping its last value.
+#[derive(Debug, Default)]
+pub struct QueueGauges {
+    reported: HashSet<(String, String)>,
+}
+
+impl QueueGauges {
+    const GAUGES: [&str; 4] = [
+        "herald_queue_due_jobs",
+        "herald_queue_scheduled_jobs",
+        "herald_queue_running_jobs",
+        "herald_queue_oldest_due_seconds",
+    ];
+
+    /// Measures the queue on `pool` and sets the gauges.
+    pub async fn report(&mut self, pool: &sqlx::PgPool) {
+        let depths = match crate::queue::maintenance::depth(pool).await {
+            Ok(depths) => depths,
+            Err(error) => {
+                tracing::warn!(%error, "cannot measure queue depth");
+                return;
+            }
+        };
+        let now: HashSet<(String, String)> =
+            depths.iter().map(|depth| (depth.queue.clone(), depth.kind.clone())).collect();
+        for (queue, kind) in self.reported.difference(&now) {
+            let labels = [("queue", queue.clone()), ("kind", kind.clone())];
+            for gauge in Self::GAUGES {
+                metrics::gauge!(gauge, &labels).set(0.0);
+            }
+        }
+        self.reported = now;
+        for depth in depths {
+            let labels = [("queue", depth.queue), ("kind", depth.kind)];
+            let values = [depth.due as f64, depth.scheduled as f64, depth.running as f64, depth.oldest_due_secs];
+            for (gauge, value) in Self::GAUGES.into_iter().zip(values) {
+                metrics::gauge!(gauge, &labels).set(value);
+            }
+        }
+    }
 }

@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("crypto", 2),
     ("db", 2),
     ("events", 2),
+    ("health", 2),
     ("heartbeat", 2),
     ("idempotency", 2),
     ("jobs", 2),

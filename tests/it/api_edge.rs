@@ -345,7 +345,16 @@ async fn the_openapi_document_covers_every_route_with_its_errors_and_headers() {
     let docs = app.http.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(docs.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-    assert!(docs.text().await.unwrap().contains("herald"));
+    let page = docs.text().await.unwrap();
+    assert!(page.contains("herald"));
+    // The page works offline: everything it loads comes from herald itself.
+    assert!(!page.contains("://"), "the reference page loads something from elsewhere: {page}");
+    assert!(page.contains(r#"<script src="/docs/scalar.js">"#), "{page}");
+    let renderer = app.http.get(app.url("/docs/scalar.js")).send().await.unwrap();
+    assert_eq!(renderer.status(), StatusCode::OK);
+    assert!(renderer.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    let script = renderer.text().await.unwrap();
+    assert!(script.len() > 1_000_000 && script.contains("createApiReference"), "not Scalar's renderer");
     app.stop().await.unwrap();
 }
 

@@ -231,6 +231,8 @@ pub fn worker_command(app: &TestApp) -> std::process::Command {
         .env("DATABASE_URL", &app.db.url)
         .env("HERALD_ENCRYPTION_KEY", secrecy::ExposeSecret::expose_secret(app.config.encryption_key.as_ref().unwrap()))
         .env("HERALD_PUBLIC_URL", app.url(""))
+        // Tests run workers side by side: each takes a free port for its ops endpoints.
+        .env("HERALD_OPS_LISTEN", "127.0.0.1:0")
         .env("HERALD_QUEUE__LEASE_SECS", "3")
         .env("HERALD_QUEUE__POLL_INTERVAL_MS", "100")
         .env("HERALD_LOG", "warn")

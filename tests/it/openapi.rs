@@ -162,6 +162,7 @@ const PUBLISHED_IDS: &[(&str, &str, &str)] = &[
     ("get", "/media/{id}", "getMediaContent"),
     ("get", "/v1/openapi.json", "getOpenApiDocument"),
     ("get", "/docs", "getApiReference"),
+    ("get", "/docs/scalar.js", "getApiReferenceRenderer"),
     ("get", "/healthz", "getHealth"),
     ("get", "/readyz", "getReadiness"),
     ("get", "/metrics", "getMetrics"),

@@ -49,6 +49,7 @@ fn public() -> OpenApiRouter<AppState> {
     ops::routes()
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(openapi::docs))
+        .routes(routes!(openapi::docs_renderer))
         .merge(connect::public_routes())
         .merge(media::public_routes())
 }

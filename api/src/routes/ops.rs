@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use herald_shared::db::{self, Readiness};
 use herald_shared::heartbeat::{self, Role};
 use serde_json::json;
@@ -68,12 +67,8 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 /// format. No key.
 #[utoipa::path(get, operation_id = "getMetrics", path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-async fn metrics() -> Response {
-    let handle = herald_shared::telemetry::metrics();
-    handle.run_upkeep();
-    let mut response = handle.render().into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
-    response
+async fn metrics(State(state): State<AppState>) -> Response {
+    herald_shared::telemetry::record_pool("main", &state.pool);
+    herald_shared::telemetry::record_pool("limiter", &state.limiter);
+    crate::ops_server::metrics_page(herald_shared::telemetry::render())
 }

@@ -6,6 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
 
 /// The schema, compiled into the binary so every role can migrate at start.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -76,6 +77,55 @@ pub async fn connect_and_migrate(config: &crate::Config) -> Result<PgPool> {
     let pool = connect(url, config.database_max_connections).await?;
     migrate(&pool).await?;
     Ok(pool)
+}
+
+/// The first wait between attempts to reach the database at start, and the longest.
+const FIRST_WAIT: Duration = Duration::from_millis(250);
+const LONGEST_WAIT: Duration = Duration::from_secs(10);
+
+/// [`connect_and_migrate`], waiting for the database: how the api, workers and schedulers start.
+/// A process started before PostgreSQL (a pod scheduled before its database, a restart) would
+/// otherwise exit at once and, under an orchestrator, crash-loop with a growing back-off. It
+/// tries again after 250 ms, doubling to 10 s, with a log line each time; `None` when `shutdown`
+/// came first. Only the migrations' own failures (a damaged or newer schema) end the wait.
+pub async fn wait_and_migrate(config: &crate::Config, shutdown: &CancellationToken) -> Result<Option<PgPool>> {
+    let url = config.database_url.as_ref().ok_or_else(|| anyhow::anyhow!("DATABASE_URL: not set"))?;
+    let mut wait = FIRST_WAIT;
+    let mut attempt = 1u32;
+    loop {
+        let failure = match connect(url, config.database_max_connections).await {
+            Ok(pool) => match MIGRATOR.run(&pool).await {
+                Ok(()) => return Ok(Some(pool)),
+                Err(sqlx::migrate::MigrateError::Execute(error)) if is_unavailable(&error) => {
+                    pool.close().await;
+                    format!("{error}")
+                }
+                Err(error) => return Err(anyhow::Error::new(error).context("applying database migrations")),
+            },
+            Err(error) => format!("{error:#}"),
+        };
+        tracing::warn!(attempt, retry_in_ms = wait.as_millis() as u64, error = %failure, "waiting for PostgreSQL");
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(LONGEST_WAIT);
+        attempt += 1;
+    }
+}
+
+/// Whether `error` says the server is away or not yet accepting work (rather than that a
+/// statement is wrong).
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        // Class 08 (connection exception) and 57P (operator intervention: shutting down,
+        // starting up).
+        sqlx::Error::Database(error) => {
+            error.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+        }
+        _ => false,
+    }
 }
 
 /// `url` with its database name replaced (query parameters such as `host=` kept): how tests and

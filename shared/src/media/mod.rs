@@ -287,15 +287,18 @@ fn read_file(file: std::fs::File, path: std::path::PathBuf, range: Range<u64>) -
             return Ok(None);
         }
         let want = (range.end - at).min(READ_CHUNK as u64);
+        // The buffer is allocated here, on a runtime thread, not in the blocking closure: an
+        // allocator with per-thread heaps (mimalloc) otherwise keeps pages in each of the
+        // dozens of blocking threads that many concurrent reads spread over, and a worker
+        // streaming 64 uploads held tens of MB that way.
+        let mut chunk = vec![0; usize::try_from(want).unwrap_or(READ_CHUNK)];
         tokio::task::spawn_blocking(move || {
             use std::io::{Read, Seek, SeekFrom};
             if first && let Err(error) = file.seek(SeekFrom::Start(at)) {
                 return Err(failed(&path, error));
             }
-            let mut chunk = Vec::with_capacity(READ_CHUNK);
-            match (&mut file).take(want).read_to_end(&mut chunk) {
-                Ok(0) => Err(failed(&path, std::io::ErrorKind::UnexpectedEof.into())),
-                Ok(read) => Ok(Some((Bytes::from(chunk), (file, path, at + read as u64, false)))),
+            match file.read_exact(&mut chunk) {
+                Ok(()) => Ok(Some((Bytes::from(chunk), (file, path, at + want, false)))),
                 Err(error) => Err(failed(&path, error)),
             }
         })

@@ -167,6 +167,18 @@ pub enum PlatformError {
 }
 
 impl PlatformError {
+    /// The error's kind as a metric label: `transient`, `rate_limited`, `auth_dead`,
+    /// `permanent` or `ambiguous`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PlatformError::Transient(_) => "transient",
+            PlatformError::RateLimited { .. } => "rate_limited",
+            PlatformError::AuthDead(_) => "auth_dead",
+            PlatformError::Permanent(_) => "permanent",
+            PlatformError::Ambiguous(_) => "ambiguous",
+        }
+    }
+
     /// Worth trying again later (for calls that are safe to repeat).
     pub fn is_transient(&self) -> bool {
         matches!(self, PlatformError::Transient(_) | PlatformError::Ambiguous(_))

@@ -359,8 +359,9 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
     // The limits' share taken above, while no call has spent it.
     let mut unspent = Some(account_key);
     if attempt.delivery().is_some_and(|delivery| delivery.next_step() == 0) {
-        let (answer, request_id) =
-            platforms::http::with_request_id(adapter.publish(&tokens, &attempt.publication(&account))).await;
+        let publication = attempt.publication(&account);
+        let publishing = platforms::http::with_request_id(adapter.publish(&tokens, &publication));
+        let (answer, request_id) = observed(&account.platform, "publish", publishing).await;
         attempt.platform_request_id = request_id;
         let account_key = unspent.take().unwrap_or_default();
         let outcome = record_answer(context, &mut attempt, &account_key, 0, answer).await?;
@@ -441,8 +442,12 @@ async fn publish_chain(
         let Some((root, parent)) = attempt.root_and_parent() else { return Ok(Outcome::Done) };
         let follow_up = FollowUp { kind: step.kind, root: &root, parent: &parent, index };
         let publication = attempt.step_publication(account, &step);
-        let (answer, request_id) =
-            platforms::http::with_request_id(adapter.publish_follow_up(tokens, &publication, &follow_up)).await;
+        let (answer, request_id) = observed(
+            &account.platform,
+            "follow_up",
+            platforms::http::with_request_id(adapter.publish_follow_up(tokens, &publication, &follow_up)),
+        )
+        .await;
         attempt.platform_request_id = request_id;
         let outcome = record_answer(context, attempt, &account_key, index, answer).await?;
         if !matches!(outcome, Outcome::Done) {
@@ -551,12 +556,35 @@ async fn within_limits(
     let app_key = format!("publish:app:{}:{client_id}", account.platform);
     let limits = vec![(account_key.clone(), rates.per_account), (app_key, rates.per_app)];
     if let Decision::RetryAt(at) = context.publishing.limits.call(limits).await? {
+        metrics::counter!("herald_rate_limit_waits_total", "limit" => "publish", "platform" => account.platform.clone())
+            .increment(1);
         return Ok(Err(Outcome::RetryAt(at, "waiting for the platform's publish limit".into())));
     }
     Ok(Ok(account_key))
 }
 
-/// What the platform answered, recorded.
+/// Awaits `answer` (a publish call of `platform`'s adapter and its request id), counting it
+/// by outcome in `herald_publish_answers_total{platform, call, outcome}` and timing it in
+/// `herald_platform_call_seconds{platform, call}`.
+async fn observed<F>(
+    platform: &str,
+    call: &'static str,
+    answer: F,
+) -> (Result<Published, PlatformError>, Option<String>)
+where
+    F: Future<Output = (Result<Published, PlatformError>, Option<String>)>,
+{
+    let started = std::time::Instant::now();
+    let (answer, request_id) = answer.await;
+    let outcome = answer.as_ref().map_or_else(PlatformError::kind, |_| "published");
+    let platform = platform.to_owned();
+    metrics::counter!("herald_publish_answers_total", "platform" => platform.clone(), "call" => call, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("herald_platform_call_seconds", "platform" => platform, "call" => call)
+        .record(started.elapsed().as_secs_f64());
+    (answer, request_id)
+}
+
 /// What the platform answered to step `step` (0: the post itself), recorded.
 async fn record_answer(
     context: &Context,

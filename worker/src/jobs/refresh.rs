@@ -81,7 +81,7 @@ pub(super) async fn refresh(job: &RefreshCredentials, context: &Context, run: Jo
             Err(outcome) => return Ok(outcome),
         };
 
-    let refreshed = adapter.refresh(&client, &refresh_token).await;
+    let refreshed = observed(&account.platform, adapter.refresh(&client, &refresh_token)).await;
     // Every connected account of the grant hears how its refresh went; a dead grant takes its
     // accounts with their own tokens (Facebook Pages) along too.
     let sharing =
@@ -140,4 +140,20 @@ async fn record(
         }
     }
     Ok(())
+}
+
+/// Awaits `refresh`, counting it by outcome in `herald_refreshes_total{platform, outcome}` and
+/// timing it in `herald_platform_call_seconds{platform, call="refresh"}`.
+async fn observed<T>(
+    platform: &str,
+    refresh: impl Future<Output = Result<T, PlatformError>>,
+) -> Result<T, PlatformError> {
+    let started = std::time::Instant::now();
+    let refreshed = refresh.await;
+    let outcome = refreshed.as_ref().map_or_else(PlatformError::kind, |_| "refreshed");
+    let platform = platform.to_owned();
+    metrics::counter!("herald_refreshes_total", "platform" => platform.clone(), "outcome" => outcome).increment(1);
+    metrics::histogram!("herald_platform_call_seconds", "platform" => platform, "call" => "refresh")
+        .record(started.elapsed().as_secs_f64());
+    refreshed
 }

@@ -93,6 +93,7 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
                     }
                 }, if claiming.is_some() => {
                     claiming = None;
+                    self.shared.health.claims_failing(claimed.is_err());
                     match claimed {
                         Ok(jobs) => {
                             let full = jobs.len() == asked;

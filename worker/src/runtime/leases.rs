@@ -1,10 +1,10 @@
 //! Keeping held jobs leased, rescuing the jobs of workers that vanished, and reporting depth.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald_shared::queue::{self, maintenance};
+use herald_shared::telemetry::QueueGauges;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -24,13 +24,13 @@ pub(crate) async fn run<C>(shared: Arc<Shared<C>>, stop: CancellationToken) {
     for ticker in [&mut extend, &mut rescue, &mut depth] {
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     }
-    let mut reported = HashSet::new();
+    let mut gauges = QueueGauges::default();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = extend.tick() => extend_held(&shared).await,
             _ = rescue.tick() => rescue_expired(&shared).await,
-            _ = depth.tick() => report_depth(&shared, &mut reported).await,
+            _ = depth.tick() => report_depth(&shared, &mut gauges).await,
         }
     }
 }
@@ -73,28 +73,10 @@ async fn rescue_expired<C>(shared: &Shared<C>) {
     }
 }
 
-/// Sets the depth gauges; a queue and kind that emptied since the last report drop to zero.
-async fn report_depth<C>(shared: &Shared<C>, reported: &mut HashSet<(String, String)>) {
-    match maintenance::depth(&shared.pool).await {
-        Ok(depths) => {
-            let now: HashSet<(String, String)> =
-                depths.iter().map(|depth| (depth.queue.clone(), depth.kind.clone())).collect();
-            for (queue, kind) in reported.difference(&now) {
-                let labels = [("queue", queue.clone()), ("kind", kind.clone())];
-                for gauge in ["herald_queue_due_jobs", "herald_queue_scheduled_jobs", "herald_queue_running_jobs"] {
-                    metrics::gauge!(gauge, &labels).set(0.0);
-                }
-                metrics::gauge!("herald_queue_oldest_due_seconds", &labels).set(0.0);
-            }
-            *reported = now;
-            for depth in depths {
-                let labels = [("queue", depth.queue), ("kind", depth.kind)];
-                metrics::gauge!("herald_queue_due_jobs", &labels).set(depth.due as f64);
-                metrics::gauge!("herald_queue_scheduled_jobs", &labels).set(depth.scheduled as f64);
-                metrics::gauge!("herald_queue_running_jobs", &labels).set(depth.running as f64);
-                metrics::gauge!("herald_queue_oldest_due_seconds", &labels).set(depth.oldest_due_secs);
-            }
-        }
-        Err(error) => tracing::warn!(%error, "cannot measure queue depth"),
-    }
+/// Sets the depth gauges and this worker's connection gauges.
+async fn report_depth<C>(shared: &Shared<C>, gauges: &mut QueueGauges) {
+    gauges.report(&shared.pool).await;
+    herald_shared::telemetry::record_pool("main", &shared.pool);
+    herald_shared::telemetry::record_pool("claims", &shared.claim_pool);
+    herald_shared::telemetry::record_pool("leases", &shared.lease_pool);
 }

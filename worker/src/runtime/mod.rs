@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_shared::config::QueueConfig;
+use herald_shared::health::Health;
 use herald_shared::queue::listener::{self, Wake};
 use sqlx::PgPool;
 use tokio::sync::{Notify, mpsc};
@@ -95,6 +96,8 @@ struct Shared<C> {
     held: Mutex<HashMap<Uuid, i32>>,
     /// Wakes each queue's dispatcher.
     wakes: HashMap<&'static str, Arc<Notify>>,
+    /// What `/readyz` reports: a failing claim makes the worker unready.
+    health: Arc<Health>,
 }
 
 impl<C> Shared<C> {
@@ -150,8 +153,17 @@ impl<C: Send + Sync + 'static> Runtime<C> {
             stats: Arc::default(),
             held: Mutex::default(),
             wakes,
+            health: Arc::default(),
         };
         Self { shared: Arc::new(shared) }
+    }
+
+    /// Reports claims to `health` (the process's, which its ops server reads).
+    pub fn with_health(mut self, health: Arc<Health>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.health = health;
+        }
+        self
     }
 
     /// The counters, live.
