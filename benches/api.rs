@@ -111,7 +111,7 @@ async fn main() {
     let key = keys::reveal(&secret).to_owned();
 
     let shutdown = CancellationToken::new();
-    let server = herald_api::start(config, shutdown.clone()).await.unwrap();
+    let server = herald_api::start(config, shutdown.clone()).await.unwrap().expect("serving");
     let base = format!("http://{}", server.local_addr);
 
     println!(

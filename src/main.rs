@@ -99,6 +99,9 @@ enum Command {
     Migrate,
     /// Print the version.
     Version,
+    /// GET `url` and exit 0 on a 2xx answer, 1 otherwise: a container health check without curl
+    /// (`herald probe http://127.0.0.1:9090/readyz`).
+    Probe { url: String },
     /// Create projects (operators).
     Projects {
         #[command(subcommand)]
@@ -142,6 +145,9 @@ fn main() -> ExitCode {
     if let Command::Version = cli.command {
         println!("herald {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
+    }
+    if let Command::Probe { url } = &cli.command {
+        return probe(url);
     }
     let config = match Config::load().and_then(|config| platforms::validate_settings(&config).map(|()| config)) {
         Ok(config) => config,
@@ -232,7 +238,7 @@ async fn run_role(command: Command, mut config: Config) -> Result<()> {
         }
         Command::Projects { action } => operator::projects(&config, action).await,
         Command::Keys { action } => operator::keys(&config, action).await,
-        Command::Version | Command::WithPostgres { .. } => Ok(()),
+        Command::Version | Command::Probe { .. } | Command::WithPostgres { .. } => Ok(()),
     }
 }
 
@@ -292,6 +298,31 @@ mod operator {
             }
         }
         Ok(())
+    }
+}
+
+/// `herald probe`: 0 when `url` answers 2xx within 3 s.
+fn probe(url: &str) -> ExitCode {
+    let answered = tokio::runtime::Builder::new_current_thread().enable_all().build().map(|runtime| {
+        runtime.block_on(async {
+            let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3)).build()?;
+            client.get(url).send().await.map(|response| response.status())
+        })
+    });
+    match answered {
+        Ok(Ok(status)) if status.is_success() => ExitCode::SUCCESS,
+        Ok(Ok(status)) => {
+            eprintln!("herald probe: {url} answered {status}");
+            ExitCode::FAILURE
+        }
+        Ok(Err(error)) => {
+            eprintln!("herald probe: {url}: {error}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("herald probe: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -118,20 +118,27 @@ pub struct ApiServer {
 }
 
 /// Binds `config.listen`, waits for the database (answering `/healthz`, a 503 `/readyz` and a
-/// 503 `starting` problem meanwhile), migrates, and serves until `shutdown`.
-pub async fn start(config: Arc<Config>, shutdown: CancellationToken) -> Result<ApiServer> {
+/// 503 `starting` problem meanwhile), migrates, and serves until `shutdown`. Returns once the
+/// api serves its routes; `None` when `shutdown` came while it waited.
+pub async fn start(config: Arc<Config>, shutdown: CancellationToken) -> Result<Option<ApiServer>> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("HERALD_LISTEN: cannot listen on {}", config.listen))?;
     let local_addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        let Some((state, listener)) = wait_for_database(listener, config.clone(), &shutdown).await? else {
-            return Ok(());
-        };
-        tracing::info!("listening on http://{local_addr}");
-        serve(listener, router(state), shutdown, config.shutdown_grace()).await
-    });
-    Ok(ApiServer { local_addr, task })
+    let Some((state, listener)) = wait_for_database(listener, config.clone(), &shutdown).await? else {
+        return Ok(None);
+    };
+    tracing::info!("listening on http://{local_addr}");
+    let task = tokio::spawn(serve(listener, router(state), shutdown, config.shutdown_grace()));
+    Ok(Some(ApiServer { local_addr, task }))
+}
+
+/// Runs the api until `shutdown` is cancelled and in-flight requests are done.
+pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()> {
+    match start(config, shutdown).await? {
+        Some(server) => server.task.await.context("the api task failed")?,
+        None => Ok(()),
+    }
 }
 
 /// Serves [`ops_server::router_while_starting`] on `listener` until the database answers and
@@ -159,12 +166,6 @@ async fn wait_for_database(
     let Some(pool) = pool? else { return Ok(None) };
     let state = AppState::on_pool(config, pool, shutdown)?;
     Ok(Some((state, TcpListener::from_std(socket)?)))
-}
-
-/// Runs the api until `shutdown` is cancelled and in-flight requests are done.
-pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> Result<()> {
-    let server = start(config, shutdown).await?;
-    server.task.await.context("the api task failed")?
 }
 
 /// Serves `app` on `listener`. On `shutdown` it stops accepting, lets in-flight requests finish

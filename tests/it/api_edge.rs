@@ -476,7 +476,7 @@ async fn a_revocation_on_one_api_process_is_refused_by_another_at_once() {
     let acme = project(&app, "Acme").await;
     let doomed = key_with(&app, &acme, KeyRequest::admin("doomed")).await;
     let other_shutdown = tokio_util::sync::CancellationToken::new();
-    let other = herald_api::start(app.config.clone(), other_shutdown.clone()).await.unwrap();
+    let other = herald_api::start(app.config.clone(), other_shutdown.clone()).await.unwrap().expect("serving");
     let other_url = format!("http://{}/v1/keys", other.local_addr);
     assert_eq!(app.http.get(&other_url).bearer_auth(&doomed).send().await.unwrap().status(), StatusCode::OK);
 

@@ -265,3 +265,103 @@ pub async fn tables_containing(pool: &PgPool, needle: &str) -> Vec<String> {
     }
     found
 }
+
+/// A free TCP port of 127.0.0.1 (bound and let go: another process could take it in between,
+/// which on a test machine does not happen in practice).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A TCP proxy on 127.0.0.1 in front of the test's PostgreSQL server: a database that can be
+/// taken away and brought back under a running process (stopping it closes every connection
+/// through it and refuses new ones, as a database restart does).
+pub struct DbProxy {
+    pub port: u16,
+    target: DbTarget,
+    stop: Option<CancellationToken>,
+}
+
+#[derive(Clone)]
+enum DbTarget {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+impl DbProxy {
+    /// A proxy for the server of `url` on a free port; not yet accepting (see [`DbProxy::start`]).
+    pub fn for_url(url: &str) -> Self {
+        let parsed = url::Url::parse(url).expect("a database URL");
+        let socket_dir = parsed.query_pairs().find(|(key, _)| key == "host").map(|(_, value)| value.into_owned());
+        let port = parsed.port().unwrap_or(5432);
+        let target = match socket_dir {
+            Some(dir) if dir.starts_with('/') => DbTarget::Unix(PathBuf::from(dir).join(format!(".s.PGSQL.{port}"))),
+            _ => DbTarget::Tcp(format!("{}:{port}", parsed.host_str().unwrap_or("127.0.0.1"))),
+        };
+        Self { port: free_port(), target, stop: None }
+    }
+
+    /// `url` (of the same server) through this proxy.
+    pub fn url(&self, url: &str) -> String {
+        let mut parsed = url::Url::parse(url).expect("a database URL");
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter(|(key, _)| key != "host" && key != "port")
+            .map(|(key, value)| (key.into_owned(), value.into_owned()))
+            .collect();
+        parsed.set_query(None);
+        if !kept.is_empty() {
+            parsed.query_pairs_mut().extend_pairs(kept);
+        }
+        parsed.set_host(Some("127.0.0.1")).unwrap();
+        parsed.set_port(Some(self.port)).unwrap();
+        parsed.to_string()
+    }
+
+    /// Accepts on the port and forwards every connection to the server.
+    pub async fn start(&mut self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.expect("bind the proxy port");
+        let stop = CancellationToken::new();
+        self.stop = Some(stop.clone());
+        let target = self.target.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut client, _) = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    accepted = listener.accept() => match accepted { Ok(accepted) => accepted, Err(_) => continue },
+                };
+                let (stop, target) = (stop.clone(), target.clone());
+                tokio::spawn(async move {
+                    let forwarded = async {
+                        match target {
+                            DbTarget::Tcp(address) => {
+                                let mut server = tokio::net::TcpStream::connect(address).await?;
+                                tokio::io::copy_bidirectional(&mut client, &mut server).await.map(|_| ())
+                            }
+                            DbTarget::Unix(path) => {
+                                let mut server = tokio::net::UnixStream::connect(path).await?;
+                                tokio::io::copy_bidirectional(&mut client, &mut server).await.map(|_| ())
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = forwarded => {}
+                    }
+                });
+            }
+        });
+    }
+
+    /// Closes every connection and stops accepting.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.cancel();
+        }
+    }
+}
+
+impl Drop for DbProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,11 +1,11 @@
 //! One queue's loop: keep a buffer of claimed jobs, run up to the queue's concurrency of them.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,6 +15,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use super::Shared;
 use super::completer::{self, Completion, Reason};
@@ -35,6 +36,9 @@ pub(crate) struct Dispatcher<C> {
     permits: Arc<Semaphore>,
     wake: Arc<Notify>,
     completions: mpsc::UnboundedSender<Completion>,
+    /// The jobs running now, with their attempt: what is given back if the grace period at
+    /// shutdown runs out before they end.
+    running: Arc<Mutex<HashMap<Uuid, i32>>>,
 }
 
 impl<C: Send + Sync + 'static> Dispatcher<C> {
@@ -54,6 +58,7 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
             permits: Arc::new(Semaphore::new(concurrency)),
             wake,
             completions,
+            running: Arc::default(),
         }
     }
 
@@ -171,6 +176,8 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
         let execute = (kind.run)(self.shared.context.clone(), job.payload, run);
         let (policy, timeout) = (kind.policy, kind.timeout);
         let completions = self.completions.clone();
+        let running = self.running.clone();
+        lock(&running).insert(job.id, job.attempt);
         let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, attempt = job.attempt);
         let kind_name = job.kind;
         tokio::spawn(
@@ -191,7 +198,10 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
                     tracing::info!(outcome = label, "job did not succeed");
                 }
                 metrics::counter!("herald_jobs_completed_total", "kind" => kind_name, "outcome" => label).increment(1);
-                // The receiver is gone only after shutdown's grace period; the lease covers it.
+                // Given back at the end of the grace period: then this outcome changes nothing.
+                if lock(&running).remove(&run.id).is_none() {
+                    return;
+                }
                 let _ = completions.send(Completion { outcome: resolved, permit: Some(permit) });
             }
             .instrument(span),
@@ -199,7 +209,10 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
     }
 
     /// Stops claiming, gives back the jobs not started, and waits for running ones within the
-    /// grace period.
+    /// grace period; those still running then are given back too (their attempt spent), so
+    /// another worker takes them at once instead of after their lease. A publish given back
+    /// mid-call is safe: its delivery is `publishing`, and the next attempt looks it up on the
+    /// platform before anything else.
     async fn drain(self, mut buffer: VecDeque<ClaimedJob>, claiming: Option<ClaimFuture>) {
         if let Some(claiming) = claiming
             && let (_, Ok(jobs)) = claiming.await
@@ -215,11 +228,18 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
         let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
         let grace = self.shared.settings.grace;
         if tokio::time::timeout(grace, self.permits.acquire_many(all)).await.is_err() {
+            let still_running: Vec<(Uuid, i32)> = lock(&self.running).drain().collect();
             tracing::warn!(
                 queue = self.queue,
                 grace_secs = grace.as_secs(),
-                "jobs still running after the grace period"
+                given_back = still_running.len(),
+                "jobs still running after the grace period: given back"
             );
+            for (id, attempt) in still_running {
+                let release = Rescheduled { id, attempt, run_at: Utc::now(), refund_attempt: false, error: None };
+                let outcome = completer::Outcome::Reschedule(release, Reason::Released);
+                let _ = self.completions.send(Completion { outcome, permit: None });
+            }
         }
     }
 }
@@ -247,6 +267,10 @@ pub(crate) fn resolve(run: JobRun, outcome: Outcome, policy: &RetryPolicy) -> co
             completer::Outcome::Reschedule(wait, Reason::Retry)
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Sleeps until `at`, or for ever when there is no time to wake at.
