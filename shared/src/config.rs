@@ -20,7 +20,7 @@ mod environment;
 mod media;
 mod webhooks;
 
-pub use environment::Variable;
+pub use environment::{Settings as KnownSettings, Variable};
 
 pub use media::{MediaSettings, MediaStoreKind};
 pub use webhooks::WebhookSettings;

@@ -365,3 +365,24 @@ impl Drop for DbProxy {
         self.stop();
     }
 }
+
+/// `target/<name>`, a Python virtualenv with `requirement` installed from PyPI, created on first
+/// use (a marker file says it is complete, so an interrupted install is redone). Tests that
+/// need a tool from PyPI (moto's S3 server, the Kubernetes schemas) get it this way: python3
+/// with venv is all they ask of the machine.
+pub fn python_venv(name: &str, requirement: &str) -> PathBuf {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join(name);
+    let marker = venv.join(".installed");
+    if std::fs::read_to_string(&marker).is_ok_and(|installed| installed == requirement) {
+        return venv;
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let run = |program: &std::path::Path, args: &[&str]| {
+        let status = std::process::Command::new(program).args(args).status().expect("run the installer");
+        assert!(status.success(), "{} {args:?} failed", program.display());
+    };
+    run(std::path::Path::new("python3"), &["-m", "venv", venv.to_str().expect("utf-8 path")]);
+    run(&venv.join("bin/pip"), &["install", "--quiet", "--disable-pip-version-check", requirement]);
+    std::fs::write(&marker, requirement).expect("write the marker");
+    venv
+}

@@ -14,6 +14,7 @@ mod chains_x_bsky;
 mod checkpoints;
 mod connect;
 mod credentials;
+mod deploy;
 mod event_log;
 mod fake_oauth;
 mod fixtures;

@@ -4,7 +4,6 @@
 //! presigned URLs, clean-up after failures, and resumable parts.
 
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -29,28 +28,10 @@ struct Moto {
     endpoint: String,
 }
 
-/// `target/moto-venv`, created and filled on first use (a marker file says it is complete, so an
-/// interrupted install is redone).
-fn moto_venv() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("moto-venv");
-    let marker = venv.join(".installed");
-    if marker.exists() {
-        return venv;
-    }
-    let _ = std::fs::remove_dir_all(&venv);
-    let run = |program: &Path, args: &[&str]| {
-        let status = std::process::Command::new(program).args(args).status().expect("run the installer");
-        assert!(status.success(), "{} {args:?} failed", program.display());
-    };
-    run(Path::new("python3"), &["-m", "venv", venv.to_str().expect("utf-8 path")]);
-    run(&venv.join("bin/pip"), &["install", "--quiet", "--disable-pip-version-check", MOTO]);
-    std::fs::write(&marker, MOTO).expect("write the marker");
-    venv
-}
-
 impl Moto {
     async fn start() -> Self {
-        let venv = tokio::task::spawn_blocking(moto_venv).await.expect("install moto");
+        let venv =
+            tokio::task::spawn_blocking(|| crate::harness::python_venv("moto-venv", MOTO)).await.expect("install moto");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(venv.join("bin/moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
