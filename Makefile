@@ -7,7 +7,7 @@ HERALD := target/debug/herald
 RELEASE_HERALD := target/release/herald
 TEST_PG := target/test-postgres
 
-.PHONY: dev test build lint fmt sqlx-prepare docs-assets fuzz bench-ingest bench-queue bench-api bench-publish bench-media bench-webhooks
+.PHONY: dev test build lint fmt sqlx-prepare docs-assets fuzz bench-ingest bench-queue bench-api bench-publish bench-media bench-webhooks chaos
 
 ## Build and run herald (api + scheduler + worker) on http://127.0.0.1:8080; Ctrl-C stops it.
 dev:
@@ -83,6 +83,14 @@ sqlx-prepare:
 	  rm -rf .sqlx && mkdir .sqlx; \
 	  touch shared/src/lib.rs api/src/lib.rs worker/src/lib.rs scheduler/src/lib.rs src/main.rs tests/it/main.rs; \
 	  SQLX_OFFLINE=false SQLX_OFFLINE_DIR=$(CURDIR)/.sqlx $(CARGO) check --workspace --all-targets'
+
+## Crash-safety under fire (issue: operate at scale): one api, two schedulers, three workers as
+## processes on a private PostgreSQL; 10,000 posts due over a minute while workers are SIGKILLed,
+## a scheduler is killed and PostgreSQL restarts with -m immediate. CHAOS_POSTS adjusts it.
+CHAOS_PG := target/chaos-postgres
+chaos:
+	$(CARGO) build --bin herald
+	CHAOS_POSTGRES_DIR=$(CHAOS_PG) $(HERALD) with-postgres --durable --fresh --dir $(CHAOS_PG) -- $(CARGO) bench --bench chaos
 
 ## The reference page's renderer, served from the binary: fetch SCALAR_VERSION of
 ## @scalar/api-reference from npm into api/assets/scalar (then rebuild and commit it).

@@ -85,6 +85,33 @@ impl LocalPostgres {
         format!("postgres://{LOCAL_USER}@localhost/{LOCAL_DATABASE}?host={}", self.socket_dir.display())
     }
 
+    /// Restarts the running server whose data lives in `root` the hard way (`pg_ctl restart -m
+    /// immediate`: no checkpoint, every connection cut, crash recovery at start), with the
+    /// options it was started with. For `make chaos`.
+    pub async fn restart_immediately(root: &Path) -> Result<()> {
+        let root = root.canonicalize().with_context(|| format!("resolving {}", root.display()))?;
+        let run_as = if running_as_root() { Some(unprivileged_user().await?) } else { None };
+        let server = Self {
+            bin_dir: find_server_binaries()?,
+            data_dir: root.join("data"),
+            socket_dir: socket_dir_for(&root)?,
+            run_as,
+            started_here: false,
+        };
+        let data_dir = server.data_dir.display().to_string();
+        let log = server.data_dir.join("server.log").display().to_string();
+        let status = server
+            .command("pg_ctl", &["restart", "-D", &data_dir, "-m", "immediate", "-w", "-t", "60", "-l", &log])
+            .stdout(Stdio::null())
+            .status()
+            .await
+            .context("running pg_ctl restart")?;
+        if !status.success() {
+            bail!("pg_ctl restart failed ({status}) for {data_dir}");
+        }
+        Ok(())
+    }
+
     /// True when this value started the server (and so [`LocalPostgres::stop`] stops it).
     pub fn started_here(&self) -> bool {
         self.started_here

@@ -122,6 +122,13 @@ enum Command {
         #[command(subcommand)]
         action: ProjectionsAction,
     },
+    /// Restart the private PostgreSQL under `dir` with `pg_ctl restart -m immediate` (used by
+    /// `make chaos`).
+    #[command(hide = true)]
+    RestartPostgres {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Run a command with DATABASE_URL pointing at a private PostgreSQL (used by `make test`).
     #[command(hide = true)]
     WithPostgres {
@@ -148,6 +155,18 @@ fn main() -> ExitCode {
     }
     if let Command::Probe { url } = &cli.command {
         return probe(url);
+    }
+    if let Command::RestartPostgres { dir } = &cli.command {
+        let restarted = tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(LocalPostgres::restart_immediately(dir)));
+        return match restarted {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("herald: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let config = match Config::load().and_then(|config| platforms::validate_settings(&config).map(|()| config)) {
         Ok(config) => config,
@@ -238,7 +257,9 @@ async fn run_role(command: Command, mut config: Config) -> Result<()> {
         }
         Command::Projects { action } => operator::projects(&config, action).await,
         Command::Keys { action } => operator::keys(&config, action).await,
-        Command::Version | Command::Probe { .. } | Command::WithPostgres { .. } => Ok(()),
+        Command::Version | Command::Probe { .. } | Command::RestartPostgres { .. } | Command::WithPostgres { .. } => {
+            Ok(())
+        }
     }
 }
 
