@@ -148,7 +148,11 @@ impl Cluster {
 }
 
 /// `count` sandbox accounts, each with its own grant and a token the fake takes.
-async fn connect_accounts(pool: &sqlx::PgPool, keyring: &herald_shared::crypto::Keyring, project_id: Uuid) -> Vec<Uuid> {
+async fn connect_accounts(
+    pool: &sqlx::PgPool,
+    keyring: &herald_shared::crypto::Keyring,
+    project_id: Uuid,
+) -> Vec<Uuid> {
     let metadata = EventMetadata { project_id: Some(project_id), ..EventMetadata::default() };
     let mut tx = pool.begin().await.unwrap();
     let mut accounts = Vec::new();
@@ -184,7 +188,13 @@ async fn connect_accounts(pool: &sqlx::PgPool, keyring: &herald_shared::crypto::
 }
 
 /// `posts` one-target posts due evenly from `first_due` over [`SPREAD`], jobs queued.
-async fn create_posts(pool: &sqlx::PgPool, project_id: Uuid, accounts: &[Uuid], posts: usize, first_due: chrono::DateTime<Utc>) {
+async fn create_posts(
+    pool: &sqlx::PgPool,
+    project_id: Uuid,
+    accounts: &[Uuid],
+    posts: usize,
+    first_due: chrono::DateTime<Utc>,
+) {
     let metadata = EventMetadata { project_id: Some(project_id), ..EventMetadata::default() };
     let step = SPREAD.as_secs_f64() / posts.max(1) as f64;
     let indexes: Vec<usize> = (0..posts).collect();

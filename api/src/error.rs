@@ -202,6 +202,11 @@ impl ApiError {
         Self { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation failed", detail) }
     }
 
+    /// 503 `overloaded`: the api sheds this request rather than queue it; `Retry-After: 1`.
+    pub fn overloaded(detail: impl Into<String>) -> Self {
+        Self::unavailable("overloaded", detail).with_header(header::RETRY_AFTER, HeaderValue::from(1))
+    }
+
     /// 429: over a rate limit; `Retry-After` says when to come back.
     pub fn rate_limited(detail: impl Into<String>, retry_after_secs: u64) -> Self {
         let retry_after = HeaderValue::from(retry_after_secs.max(1));
@@ -263,8 +268,17 @@ impl IntoResponse for ApiError {
 }
 
 impl From<sqlx::Error> for ApiError {
+    /// No free connection in time, or the database away: a 503 the client may retry (the
+    /// request did nothing); anything else is an internal error.
     fn from(error: sqlx::Error) -> Self {
-        Self::internal(&error)
+        match error {
+            sqlx::Error::PoolTimedOut => Self::overloaded("no database connection was free in time; try again shortly"),
+            sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                Self::unavailable("database_unreachable", "the database does not answer; try again shortly")
+                    .with_header(header::RETRY_AFTER, HeaderValue::from(1))
+            }
+            error => Self::internal(&error),
+        }
     }
 }
 

@@ -99,12 +99,14 @@ pub fn router(state: AppState) -> Router {
 /// for handlers that sleep or panic).
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let body_limit = state.config.max_body_bytes;
+    let gate = Arc::new(tokio::sync::Semaphore::new(state.config.max_in_flight));
     routes::routes(state.clone())
         .merge(extra)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CatchPanicLayer::custom(middleware::panic_to_problem))
+        .layer(axum::middleware::from_fn_with_state(gate, middleware::shed_load))
         .layer(axum::middleware::from_fn(middleware::request_context))
         .with_state(state)
 }

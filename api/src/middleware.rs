@@ -53,6 +53,25 @@ pub async fn request_context(mut request: Request, next: Next) -> Response<Body>
     response
 }
 
+/// Sheds load: a request beyond `HERALD_MAX_IN_FLIGHT` requests at once gets a 503
+/// `overloaded` problem with `Retry-After: 1` at once, instead of queueing for a database
+/// connection until it times out. Bounded work in flight keeps latency and memory bounded at
+/// any offered load; the operations paths are never shed (a probe must see the process).
+pub async fn shed_load(
+    axum::extract::State(gate): axum::extract::State<std::sync::Arc<tokio::sync::Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response<Body> {
+    if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return next.run(request).await;
+    }
+    let Ok(_permit) = gate.try_acquire() else {
+        metrics::counter!("herald_requests_shed_total").increment(1);
+        return ApiError::overloaded("too many requests in flight; try again shortly").into_response();
+    };
+    next.run(request).await
+}
+
 fn is_acceptable_request_id(value: &str) -> bool {
     !value.is_empty() && value.len() <= 128 && value.bytes().all(|byte| byte.is_ascii_graphic())
 }

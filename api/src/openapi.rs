@@ -114,6 +114,12 @@ const PROBLEMS: &[(&str, &str, &str)] = &[
         "something broke on herald's side (`internal`)",
         "Something broke on herald's side (`internal`); quote the request id.",
     ),
+    (
+        "503",
+        "herald is busy or its database away (`overloaded`, `database_unreachable`, `starting`)",
+        "Not served now, nothing done (`overloaded`: too many requests in flight or no database connection free; \
+         `database_unreachable`; `starting`: waiting for the database); `Retry-After` says when to try again.",
+    ),
 ];
 
 /// What an operation reads and how it is reached: what decides the problems it may answer.
@@ -130,7 +136,8 @@ struct Shape {
 /// 404 when a path parameter is empty, and for `/v1` the key, the limiter and
 /// `Idempotency-Key` theirs.
 fn problem_statuses(shape: &Shape) -> Vec<&'static str> {
-    let mut statuses = vec!["500"];
+    // Any operation may be shed under load (`middleware::shed_load`) or find no database.
+    let mut statuses = vec!["500", "503"];
     if shape.has_path {
         statuses.extend(["400", "404"]);
     }
@@ -230,7 +237,9 @@ fn add_shared_components(components: &mut utoipa::openapi::Components) {
         ),
     );
     for (status, _, description) in PROBLEMS {
-        components.responses.insert(problem_name(status), RefOr::T(problem(description, *status == "429")));
+        components
+            .responses
+            .insert(problem_name(status), RefOr::T(problem(description, matches!(*status, "429" | "503"))));
     }
 }
 

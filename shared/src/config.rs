@@ -73,6 +73,9 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Largest request body the api accepts, in bytes; larger ones get a 413.
     pub max_body_bytes: usize,
+    /// Requests the api serves at once; one more gets a 503 `overloaded` problem at once
+    /// (with `Retry-After: 1`) instead of waiting for a database connection.
+    pub max_in_flight: usize,
     /// How often a worker or scheduler reports that it is alive, in seconds.
     pub heartbeat_secs: u64,
     /// The most keys a project may have that are neither revoked nor expired.
@@ -207,6 +210,7 @@ impl Default for Config {
             encryption_keys: None,
             shutdown_grace_secs: 20,
             max_body_bytes: 1024 * 1024,
+            max_in_flight: 256,
             heartbeat_secs: 5,
             max_live_keys: 10,
             trust_forwarded_for: false,
@@ -301,6 +305,9 @@ impl Config {
         }
         if self.platform_timeout_secs == 0 {
             return Err(ConfigError::new("HERALD_PLATFORM_TIMEOUT_SECS", "must be at least 1"));
+        }
+        if self.max_in_flight == 0 {
+            return Err(ConfigError::new("HERALD_MAX_IN_FLIGHT", "must be at least 1"));
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::new("HERALD_MAX_BODY_BYTES", "must be at least 1024"));

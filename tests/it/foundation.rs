@@ -9,7 +9,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::harness::{TestApp, TestDb, herald_binary};
+use crate::harness::{TestApp, TestDb, herald_binary, test_config};
 
 async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(response.status().as_u16(), status);
@@ -50,7 +50,7 @@ async fn ready_when_the_database_answers_and_unready_when_it_is_gone() {
 #[tokio::test]
 async fn readiness_can_require_a_live_worker() {
     let db = TestDb::new().await;
-    let mut config = crate::harness::test_config(&db);
+    let mut config = test_config(&db);
     config.ready_requires_worker = true;
     let app = TestApp::spawn_without_worker(db, std::sync::Arc::new(config)).await;
     let response = app.http.get(app.url("/readyz")).send().await.unwrap();
@@ -165,6 +165,45 @@ async fn metrics_count_requests_by_route() {
     app.http.get(app.url("/healthz")).send().await.unwrap();
     let page = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(page.contains(r#"http_requests_total{method="GET",route="/healthz",status="200"}"#), "{page}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn requests_beyond_the_in_flight_limit_are_shed_with_a_503_problem_at_once() {
+    let extra = Router::new().route(
+        "/test/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            "finished"
+        }),
+    );
+    let db = TestDb::new().await;
+    let mut config = test_config(&db);
+    config.max_in_flight = 2;
+    let app = TestApp::spawn_on(db, std::sync::Arc::new(config), extra).await;
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let (http, url) = (app.http.clone(), app.url("/test/slow"));
+            tokio::spawn(async move { http.get(url).send().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both slots are taken: the next request is refused at once, not queued.
+    let started = std::time::Instant::now();
+    let shed = app.http.get(app.url("/v1/keys")).send().await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(1000), "shed at once, not after the slow ones");
+    assert_eq!(shed.headers()["retry-after"], "1");
+    problem(shed, 503, "overloaded").await;
+    // The operations paths are never shed.
+    assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(app.http.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    for request in slow {
+        assert_eq!(request.await.unwrap().unwrap().text().await.unwrap(), "finished");
+    }
+    // Once they end, requests are served again.
+    assert_eq!(app.http.get(app.url("/v1/keys")).send().await.unwrap().status(), 401);
+    let page = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("herald_requests_shed_total "), "{page}");
     app.stop().await.unwrap();
 }
 
