@@ -238,6 +238,8 @@ struct Events {
     workers_killed: usize,
     schedulers_killed: usize,
     recovery: Option<Duration>,
+    /// How long `pg_ctl restart -m immediate -w` took: the database's own outage.
+    outage: Duration,
 }
 
 #[tokio::main]
@@ -295,11 +297,13 @@ async fn run_chaos(cluster: &mut Cluster, postgres_dir: &str, first_due: chrono:
             scheduler_killed = true;
         }
         if !restarted && started.elapsed() >= POSTGRES_RESTART_AT {
+            let restarting = Instant::now();
             let status = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
                 .args(["restart-postgres", "--dir", postgres_dir])
                 .status()
                 .expect("restart PostgreSQL");
             assert!(status.success(), "pg_ctl restart failed");
+            events.outage = restarting.elapsed();
             // `pg_ctl restart -w` returns once the server accepts connections.
             events.recovery = cluster.all_ready(Duration::from_secs(60)).await;
             restarted = true;
@@ -370,7 +374,10 @@ fn report(posts: usize, verdict: &Verdict, events: &Events, ended: bool) {
     println!("|---|---|");
     println!("| workers killed (SIGKILL) and replaced | {} |", events.workers_killed);
     println!("| schedulers killed (SIGKILL), not replaced | {} |", events.schedulers_killed);
-    println!("| PostgreSQL restarts (`-m immediate`) | 1 |");
+    println!(
+        "| PostgreSQL restarts (`-m immediate`), time until it accepted again | 1, {:.2} s |",
+        events.outage.as_secs_f64()
+    );
     println!("| every delivery ended | {ended} |");
     println!("| published exactly once | {} |", verdict.published);
     println!("| published more than once | {} |", verdict.duplicates);

@@ -12,9 +12,11 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -68,6 +70,9 @@ pub fn init(config: &Config) -> Result<TelemetryGuard> {
         }
         _ => None,
     };
+    // W3C trace context: what a job stores so that its run, later and in another process,
+    // continues the trace of the request that queued it.
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let otel =
         tracer_provider.as_ref().map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("herald")));
     tracing_subscriber::registry()
@@ -90,6 +95,38 @@ pub fn metrics() -> &'static PrometheusHandle {
         let _ = metrics::set_global_recorder(recorder);
         handle
     })
+}
+
+/// The current span's trace context as a W3C `traceparent` (with `tracestate` after a newline
+/// when there is one), or `None` when no trace is being recorded (no OTLP exporter): what
+/// [`crate::queue`] stores with each job it enqueues.
+pub fn current_trace_context() -> Option<String> {
+    let context = tracing::Span::current().context();
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier = std::collections::HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|propagator| propagator.inject_context(&context, &mut carrier));
+    let parent = carrier.remove("traceparent")?;
+    Some(match carrier.remove("tracestate").filter(|state| !state.is_empty()) {
+        Some(state) => format!("{parent}\n{state}"),
+        None => parent,
+    })
+}
+
+/// Makes `span` a child of the trace context [`current_trace_context`] stored, if any: how a
+/// job's run links back to the request that queued it.
+pub fn continue_trace(span: &tracing::Span, stored: Option<&str>) {
+    let Some(stored) = stored else { return };
+    let (parent, state) = stored.split_once('\n').unwrap_or((stored, ""));
+    let carrier = std::collections::HashMap::from([
+        ("traceparent".to_owned(), parent.to_owned()),
+        ("tracestate".to_owned(), state.to_owned()),
+    ]);
+    let context = opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&carrier));
+    if context.span().span_context().is_valid() {
+        let _ = span.set_parent(context);
+    }
 }
 
 /// The page `/metrics` serves: every metric this process recorded, in Prometheus text format.

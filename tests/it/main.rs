@@ -40,4 +40,5 @@ mod reach;
 mod s3;
 mod sandbox;
 mod termination;
+mod traces;
 mod webhooks;

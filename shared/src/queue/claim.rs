@@ -24,6 +24,8 @@ pub struct ClaimedJob {
     pub priority: i16,
     pub run_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// The trace of what queued it (see `telemetry::continue_trace`).
+    pub trace_context: Option<String>,
 }
 
 /// Claims up to `limit` due jobs of `kinds` on `queue` for `worker_id`, leased for `lease`,
@@ -47,7 +49,8 @@ pub async fn claim<'e>(
                ORDER BY priority DESC, run_at, id
                LIMIT $4
                FOR UPDATE SKIP LOCKED))
-           RETURNING id, kind, payload::text AS "payload!", attempt, max_attempts, priority, run_at, created_at"#,
+           RETURNING id, kind, payload::text AS "payload!", attempt, max_attempts, priority, run_at, created_at,
+                     trace_context"#,
         worker_id,
         queue,
         kinds,

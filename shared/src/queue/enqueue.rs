@@ -47,10 +47,12 @@ pub async fn enqueue_many<'e>(executor: impl PgExecutor<'e>, jobs: &[NewJob]) ->
         max_attempts.push(job.max_attempts);
         dedup_keys.push(job.dedup_key.as_deref());
     }
+    // Every job of one call is caused by the caller's span: its run continues that trace.
+    let trace_context = crate::telemetry::current_trace_context();
     // `ORDER BY ordinality` makes "the first one wins" hold for duplicates within the call.
     let inserted: HashSet<Uuid> = sqlx::query_scalar!(
-        r#"INSERT INTO jobs (id, kind, queue, payload, priority, run_at, max_attempts, dedup_key)
-           SELECT id, kind, queue, payload::jsonb, priority, COALESCE(run_at, now()), max_attempts, dedup_key
+        r#"INSERT INTO jobs (id, kind, queue, payload, priority, run_at, max_attempts, dedup_key, trace_context)
+           SELECT id, kind, queue, payload::jsonb, priority, COALESCE(run_at, now()), max_attempts, dedup_key, $9
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::timestamptz[], $7::int4[],
                        $8::text[])
                 WITH ORDINALITY AS new_job(id, kind, queue, payload, priority, run_at, max_attempts, dedup_key, ordinal)
@@ -65,6 +67,7 @@ pub async fn enqueue_many<'e>(executor: impl PgExecutor<'e>, jobs: &[NewJob]) ->
         &run_ats as &[Option<chrono::DateTime<chrono::Utc>>],
         &max_attempts,
         &dedup_keys as &[Option<&str>],
+        trace_context,
     )
     .fetch_all(executor)
     .await?

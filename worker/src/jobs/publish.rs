@@ -32,6 +32,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument as _;
+
 use chrono::{DateTime, Utc};
 use herald_shared::batch::Batcher;
 use herald_shared::commands::{ExecuteError, execute, execute_loaded, load, load_many};
@@ -254,6 +256,12 @@ impl<'a> Attempt<'a> {
     /// Records `command` on the post through the group committer. A delivery that moved
     /// meanwhile (canceled, retried by a person) is left as it is; true if it was recorded.
     async fn record(&mut self, context: &Context, command: post::Command) -> anyhow::Result<bool> {
+        let span = tracing::info_span!("event.append", stream = %format_args!("post:{}", self.job.post_id));
+        self.record_racing(context, command).instrument(span).await
+    }
+
+    /// [`Attempt::record`], deciding again on the state loaded anew after a lost race.
+    async fn record_racing(&mut self, context: &Context, command: post::Command) -> anyhow::Result<bool> {
         // The post's other deliveries are published concurrently and append to the same stream:
         // a lost race is decided again on the state loaded anew.
         for _ in 0..MAX_RACES {
@@ -361,7 +369,7 @@ async fn publish(job: &PublishDelivery, context: &Context, run: JobRun) -> anyho
     if attempt.delivery().is_some_and(|delivery| delivery.next_step() == 0) {
         let publication = attempt.publication(&account);
         let publishing = platforms::http::with_request_id(adapter.publish(&tokens, &publication));
-        let (answer, request_id) = observed(&account.platform, "publish", publishing).await;
+        let (answer, request_id) = observed(&account.platform, "publish", &attempt, publishing).await;
         attempt.platform_request_id = request_id;
         let account_key = unspent.take().unwrap_or_default();
         let outcome = record_answer(context, &mut attempt, &account_key, 0, answer).await?;
@@ -445,6 +453,7 @@ async fn publish_chain(
         let (answer, request_id) = observed(
             &account.platform,
             "follow_up",
+            attempt,
             platforms::http::with_request_id(adapter.publish_follow_up(tokens, &publication, &follow_up)),
         )
         .await;
@@ -566,17 +575,36 @@ async fn within_limits(
 /// Awaits `answer` (a publish call of `platform`'s adapter and its request id), counting it
 /// by outcome in `herald_publish_answers_total{platform, call, outcome}` and timing it in
 /// `herald_platform_call_seconds{platform, call}`.
+///
+/// The call runs in a `platform.call` span (its trace continues the request that queued the
+/// job) naming the platform, the call, the delivery, account and post, and once answered the
+/// outcome and the platform's request id: never a token or the content.
 async fn observed<F>(
     platform: &str,
     call: &'static str,
+    attempt: &Attempt<'_>,
     answer: F,
 ) -> (Result<Published, PlatformError>, Option<String>)
 where
     F: Future<Output = (Result<Published, PlatformError>, Option<String>)>,
 {
+    let span = tracing::info_span!(
+        "platform.call",
+        platform,
+        call,
+        delivery_id = %attempt.job.delivery_id,
+        account_id = %attempt.account_id,
+        post_id = %attempt.job.post_id,
+        outcome = tracing::field::Empty,
+        platform_request_id = tracing::field::Empty,
+    );
     let started = std::time::Instant::now();
-    let (answer, request_id) = answer.await;
+    let (answer, request_id) = answer.instrument(span.clone()).await;
     let outcome = answer.as_ref().map_or_else(PlatformError::kind, |_| "published");
+    span.record("outcome", outcome);
+    if let Some(request_id) = &request_id {
+        span.record("platform_request_id", request_id.as_str());
+    }
     let platform = platform.to_owned();
     metrics::counter!("herald_publish_answers_total", "platform" => platform.clone(), "call" => call, "outcome" => outcome)
         .increment(1);

@@ -179,6 +179,7 @@ impl<C: Send + Sync + 'static> Dispatcher<C> {
         let running = self.running.clone();
         lock(&running).insert(job.id, job.attempt);
         let span = tracing::info_span!("job", job.id = %job.id, job.kind = %job.kind, attempt = job.attempt);
+        herald_shared::telemetry::continue_trace(&span, job.trace_context.as_deref());
         let kind_name = job.kind;
         tokio::spawn(
             async move {
