@@ -28,11 +28,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use herald_shared::commands::execute;
-use herald_shared::credentials;
-use herald_shared::domain::account::{self, Account, Grant};
 use herald_shared::domain::post::{self, Post, Target};
 use herald_shared::events::EventMetadata;
-use herald_shared::platforms::TokenSet;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -147,46 +144,6 @@ impl Cluster {
     }
 }
 
-/// `count` sandbox accounts, each with its own grant and a token the fake takes.
-async fn connect_accounts(
-    pool: &sqlx::PgPool,
-    keyring: &herald_shared::crypto::Keyring,
-    project_id: Uuid,
-) -> Vec<Uuid> {
-    let metadata = EventMetadata { project_id: Some(project_id), ..EventMetadata::default() };
-    let mut tx = pool.begin().await.unwrap();
-    let mut accounts = Vec::new();
-    for index in 0..ACCOUNTS {
-        let id = Uuid::now_v7();
-        let grant = Grant {
-            project_id,
-            platform: "sandbox".into(),
-            platform_user_id: format!("person-chaos{index}"),
-            kind: "person".into(),
-            username: None,
-            display_name: None,
-            external_id: None,
-            app_id: None,
-            scopes: vec![],
-            expires_at: None,
-            session_id: Uuid::now_v7(),
-        };
-        execute::<Account>(&mut tx, id, account::Command::Connect(Box::new(grant)), &metadata).await.unwrap();
-        let tokens = TokenSet {
-            access_token: SecretString::from(format!("chaos-token-{index}")),
-            refresh_token: None,
-            expires_at: Some(Utc::now() + chrono::Duration::days(30)),
-            scopes: vec![],
-        };
-        let grant = credentials::GrantRef { id: Uuid::now_v7(), project_id, platform: "sandbox" };
-        credentials::store_grant_tokens(&mut tx, keyring, grant, &tokens).await.unwrap();
-        credentials::link_account(&mut tx, keyring, id, grant.id, None).await.unwrap();
-        accounts.push(id);
-    }
-    tx.commit().await.unwrap();
-    accounts
-}
-
 /// `posts` one-target posts due evenly from `first_due` over [`SPREAD`], jobs queued.
 async fn create_posts(
     pool: &sqlx::PgPool,
@@ -259,7 +216,8 @@ async fn main() {
 
     let (project_id, _, _) =
         herald_shared::commands::keys::create_project(&pool, "chaos", &EventMetadata::default()).await.unwrap();
-    let accounts = connect_accounts(&pool, &keyring, project_id).await;
+    let metadata = EventMetadata { project_id: Some(project_id), ..EventMetadata::default() };
+    let accounts = common::connect_accounts(&pool, &keyring, project_id, &metadata, "sandbox", ACCOUNTS).await;
     let first_due = Utc::now() + chrono::Duration::from_std(LEAD).unwrap();
     create_posts(&pool, project_id, &accounts, posts, first_due).await;
 

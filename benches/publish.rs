@@ -37,12 +37,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use herald_shared::commands::execute;
-use herald_shared::credentials;
-use herald_shared::domain::account::{self, Account, Grant};
 use herald_shared::domain::post::{self, MediaRef, Post, Target};
 use herald_shared::events::EventMetadata;
-use herald_shared::platforms::TokenSet;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -96,7 +93,7 @@ async fn main() {
     let (project_id, _, _) =
         herald_shared::commands::keys::create_project(&pool, "bench", &EventMetadata::default()).await.unwrap();
     let metadata = EventMetadata { project_id: Some(project_id), ..EventMetadata::default() };
-    let accounts = connect_accounts(&pool, &keyring, project_id, &metadata, "sandbox", ACCOUNTS).await;
+    let accounts = common::connect_accounts(&pool, &keyring, project_id, &metadata, "sandbox", ACCOUNTS).await;
 
     let bench = Bench { pool: pool.clone(), project_id, metadata };
     bench.create_posts(0..posts, &accounts, &[]).await;
@@ -379,7 +376,8 @@ async fn media_phase(
     .unwrap();
     tx.commit().await.unwrap();
 
-    let accounts = connect_accounts(pool, keyring, bench.project_id, &bench.metadata, "x", MEDIA_ACCOUNTS).await;
+    let accounts =
+        common::connect_accounts(pool, keyring, bench.project_id, &bench.metadata, "x", MEDIA_ACCOUNTS).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let x = format!("http://{}", listener.local_addr().unwrap());
     let tweets = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -467,50 +465,6 @@ fn peak_rss_kb(pid: u32) -> u64 {
             status.lines().find_map(|line| line.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
         })
         .unwrap_or(0)
-}
-
-/// `count` connected accounts of `platform`, each with its own grant and sealed tokens (valid for
-/// a month, so no refresh comes first), as a connect makes them.
-async fn connect_accounts(
-    pool: &sqlx::PgPool,
-    keyring: &herald_shared::crypto::Keyring,
-    project_id: Uuid,
-    metadata: &EventMetadata,
-    platform: &'static str,
-    count: usize,
-) -> Vec<Uuid> {
-    let mut accounts = Vec::with_capacity(count);
-    let mut tx = pool.begin().await.unwrap();
-    for index in 0..count {
-        let id = Uuid::now_v7();
-        let grant = Grant {
-            project_id,
-            platform: platform.into(),
-            platform_user_id: format!("person-bench{index}"),
-            kind: "person".into(),
-            username: None,
-            display_name: None,
-            external_id: None,
-            app_id: None,
-            scopes: vec![],
-            expires_at: None,
-            session_id: Uuid::now_v7(),
-        };
-        execute::<Account>(&mut tx, id, account::Command::Connect(Box::new(grant)), metadata).await.unwrap();
-        let tokens = TokenSet {
-            access_token: SecretString::from(format!("bench-token-{index}")),
-            refresh_token: None,
-            expires_at: Some(Utc::now() + chrono::Duration::days(30)),
-            scopes: vec![],
-        };
-        // One grant per person, as a connect makes it.
-        let grant = credentials::GrantRef { id: Uuid::now_v7(), project_id, platform };
-        credentials::store_grant_tokens(&mut tx, keyring, grant, &tokens).await.unwrap();
-        credentials::link_account(&mut tx, keyring, id, grant.id, None).await.unwrap();
-        accounts.push(id);
-    }
-    tx.commit().await.unwrap();
-    accounts
 }
 
 /// Creates posts through the domain, as `POST /v1/posts` does.

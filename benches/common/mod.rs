@@ -7,7 +7,15 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use chrono::Utc;
+use herald_shared::commands::execute;
+use herald_shared::credentials;
+use herald_shared::domain::account::{self, Account, Grant};
+use herald_shared::events::EventMetadata;
+use herald_shared::platforms::TokenSet;
+use secrecy::SecretString;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
+use uuid::Uuid;
 
 /// A migrated database of its own, recreated on every run.
 pub async fn fresh_database(name: &str) -> (PgPool, String) {
@@ -57,4 +65,48 @@ pub fn result_line(pairs: &[(&str, f64)]) -> String {
 
 fn format_number(value: f64) -> String {
     if value >= 100.0 { format!("{value:.0}") } else { format!("{value:.2}") }
+}
+
+/// `count` connected accounts of `platform`, each with its own grant and sealed tokens (valid for
+/// a month, so no refresh comes first), as a connect makes them.
+pub async fn connect_accounts(
+    pool: &PgPool,
+    keyring: &herald_shared::crypto::Keyring,
+    project_id: Uuid,
+    metadata: &EventMetadata,
+    platform: &'static str,
+    count: usize,
+) -> Vec<Uuid> {
+    let mut accounts = Vec::with_capacity(count);
+    let mut tx = pool.begin().await.unwrap();
+    for index in 0..count {
+        let id = Uuid::now_v7();
+        let grant = Grant {
+            project_id,
+            platform: platform.into(),
+            platform_user_id: format!("person-bench{index}"),
+            kind: "person".into(),
+            username: None,
+            display_name: None,
+            external_id: None,
+            app_id: None,
+            scopes: vec![],
+            expires_at: None,
+            session_id: Uuid::now_v7(),
+        };
+        execute::<Account>(&mut tx, id, account::Command::Connect(Box::new(grant)), metadata).await.unwrap();
+        let tokens = TokenSet {
+            access_token: SecretString::from(format!("bench-token-{index}")),
+            refresh_token: None,
+            expires_at: Some(Utc::now() + chrono::Duration::days(30)),
+            scopes: vec![],
+        };
+        // One grant per person, as a connect makes it.
+        let grant = credentials::GrantRef { id: Uuid::now_v7(), project_id, platform };
+        credentials::store_grant_tokens(&mut tx, keyring, grant, &tokens).await.unwrap();
+        credentials::link_account(&mut tx, keyring, id, grant.id, None).await.unwrap();
+        accounts.push(id);
+    }
+    tx.commit().await.unwrap();
+    accounts
 }

@@ -8,13 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use herald_shared::commands::execute;
 use herald_shared::credentials;
 use herald_shared::crypto::Keyring;
-use herald_shared::domain::account::{self, Account, Grant};
-use herald_shared::events::EventMetadata;
-use herald_shared::platforms::{PublishCheckpoints, TokenSet};
-use secrecy::SecretString;
+use herald_shared::platforms::PublishCheckpoints;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -26,35 +22,10 @@ use crate::posts::{create, wait_for};
 /// token the fake accepts (no connect flow: no worker needs to run for it).
 async fn youtube_account(app: &TestApp) -> Uuid {
     let project_id: Uuid = sqlx::query_scalar("SELECT id FROM projects LIMIT 1").fetch_one(&app.pool).await.unwrap();
-    let metadata = EventMetadata { project_id: Some(project_id), ..EventMetadata::default() };
     let keyring = Keyring::from_config(&app.config).unwrap();
-    let id = Uuid::now_v7();
-    let grant = Grant {
-        project_id,
-        platform: "youtube".into(),
-        platform_user_id: "UC_ada_main".into(),
-        kind: "channel".into(),
-        username: None,
-        display_name: Some("Ada Codes".into()),
-        external_id: None,
-        app_id: None,
-        scopes: vec![],
-        expires_at: None,
-        session_id: Uuid::now_v7(),
-    };
-    let mut tx = app.pool.begin().await.unwrap();
-    execute::<Account>(&mut tx, id, account::Command::Connect(Box::new(grant)), &metadata).await.unwrap();
-    let tokens = TokenSet {
-        access_token: SecretString::from(format!("fake-access-token-{}", Uuid::now_v7().simple())),
-        refresh_token: None,
-        expires_at: Some(Utc::now() + chrono::Duration::days(30)),
-        scopes: vec![],
-    };
-    let pair = credentials::GrantRef { id: Uuid::now_v7(), project_id, platform: "youtube" };
-    credentials::store_grant_tokens(&mut tx, &keyring, pair, &tokens).await.unwrap();
-    credentials::link_account(&mut tx, &keyring, id, pair.id, None).await.unwrap();
-    tx.commit().await.unwrap();
-    id
+    let token = format!("fake-access-token-{}", Uuid::now_v7().simple());
+    crate::harness::connected_account(&app.pool, &keyring, project_id, "youtube", "UC_ada_main", "channel", &token)
+        .await
 }
 
 /// A `herald worker` process on the test's database, publishing to YouTube at `base`.

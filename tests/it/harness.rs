@@ -386,3 +386,48 @@ pub fn python_venv(name: &str, requirement: &str) -> PathBuf {
     std::fs::write(&marker, requirement).expect("write the marker");
     venv
 }
+
+/// A connected account of `project_id` on `platform` (as `platform_user_id`, a `kind` account),
+/// recorded as the exchange job records one, its grant's `token` sealed with `keyring` and
+/// valid for a month: for tests that need an account without running a connect flow.
+pub async fn connected_account(
+    pool: &PgPool,
+    keyring: &herald_shared::crypto::Keyring,
+    project_id: Uuid,
+    platform: &'static str,
+    platform_user_id: &str,
+    kind: &str,
+    token: &str,
+) -> Uuid {
+    use herald_shared::domain::account::{self, Account, Grant};
+    let metadata = herald_shared::events::EventMetadata { project_id: Some(project_id), ..Default::default() };
+    let id = Uuid::now_v7();
+    let grant = Grant {
+        project_id,
+        platform: platform.into(),
+        platform_user_id: platform_user_id.into(),
+        kind: kind.into(),
+        username: None,
+        display_name: None,
+        external_id: None,
+        app_id: None,
+        scopes: vec![],
+        expires_at: None,
+        session_id: Uuid::now_v7(),
+    };
+    let mut tx = pool.begin().await.unwrap();
+    herald_shared::commands::execute::<Account>(&mut tx, id, account::Command::Connect(Box::new(grant)), &metadata)
+        .await
+        .unwrap();
+    let tokens = herald_shared::platforms::TokenSet {
+        access_token: SecretString::from(token.to_owned()),
+        refresh_token: None,
+        expires_at: Some(chrono::Utc::now() + chrono::Duration::days(30)),
+        scopes: vec![],
+    };
+    let grant = herald_shared::credentials::GrantRef { id: Uuid::now_v7(), project_id, platform };
+    herald_shared::credentials::store_grant_tokens(&mut tx, keyring, grant, &tokens).await.unwrap();
+    herald_shared::credentials::link_account(&mut tx, keyring, id, grant.id, None).await.unwrap();
+    tx.commit().await.unwrap();
+    id
+}

@@ -13,22 +13,16 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::{Json, Router};
-use chrono::Utc;
-use herald_shared::commands::execute;
-use herald_shared::credentials;
 use herald_shared::crypto::Keyring;
-use herald_shared::domain::account::{self, Account, Grant};
 use herald_shared::events::EventMetadata;
-use herald_shared::platforms::TokenSet;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::harness::{TestDb, free_port, herald_binary};
+use crate::harness::{TestDb, connected_account, free_port, herald_binary};
 
 const ENCRYPTION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const PLATFORM_REQUEST_ID: &str = "fake-platform-request-7";
@@ -72,40 +66,6 @@ async fn start_platform() -> String {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
     url
-}
-
-/// A sandbox account of `project_id` holding `token`.
-async fn sandbox_account(pool: &sqlx::PgPool, project_id: Uuid, token: &str) -> Uuid {
-    let mut keyring = Keyring::default();
-    keyring.push_base64(ENCRYPTION_KEY).unwrap();
-    let metadata = EventMetadata { project_id: Some(project_id), ..EventMetadata::default() };
-    let id = Uuid::now_v7();
-    let grant = Grant {
-        project_id,
-        platform: "sandbox".into(),
-        platform_user_id: "person-traced".into(),
-        kind: "person".into(),
-        username: None,
-        display_name: None,
-        external_id: None,
-        app_id: None,
-        scopes: vec![],
-        expires_at: None,
-        session_id: Uuid::now_v7(),
-    };
-    let mut tx = pool.begin().await.unwrap();
-    execute::<Account>(&mut tx, id, account::Command::Connect(Box::new(grant)), &metadata).await.unwrap();
-    let tokens = TokenSet {
-        access_token: SecretString::from(token.to_owned()),
-        refresh_token: None,
-        expires_at: Some(Utc::now() + chrono::Duration::days(30)),
-        scopes: vec![],
-    };
-    let grant = credentials::GrantRef { id: Uuid::now_v7(), project_id, platform: "sandbox" };
-    credentials::store_grant_tokens(&mut tx, &keyring, grant, &tokens).await.unwrap();
-    credentials::link_account(&mut tx, &keyring, id, grant.id, None).await.unwrap();
-    tx.commit().await.unwrap();
-    id
 }
 
 fn role(role: &str, db: &TestDb, listen: u16, platform: &str, receiver: &str) -> Child {
@@ -158,7 +118,9 @@ async fn one_trace_runs_from_the_request_through_the_job_to_the_platform_and_the
         herald_shared::commands::keys::create_project(&pool, "traced", &EventMetadata::default()).await.unwrap();
     let key = herald_shared::commands::keys::reveal(&secret).to_owned();
     let token = format!("trace-secret-token-{}", Uuid::now_v7().simple());
-    let account = sandbox_account(&pool, project_id, &token).await;
+    let mut keyring = Keyring::default();
+    keyring.push_base64(ENCRYPTION_KEY).unwrap();
+    let account = connected_account(&pool, &keyring, project_id, "sandbox", "person-traced", "person", &token).await;
     let (receiver, received) = start_receiver().await;
     let platform = start_platform().await;
     let port = free_port();
